@@ -1,0 +1,369 @@
+// Python binding of the rules core (module ringrift._core). Thin: every rule lives in
+// csrc/engine; this file converts between Python values and the core's plain structs.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace py = pybind11;
+using namespace rr;
+
+namespace {
+
+const char* const MOVE_TYPE_NAMES[NUM_MOVE_TYPES] = {
+    "place_ring",         "skip_placement",        "no_placement_action",        "swap_sides",
+    "move_stack",         "overtaking_capture",    "continue_capture_segment",   "skip_capture",
+    "no_movement_action", "recovery_slide",        "skip_recovery",              "process_line",
+    "choose_line_option", "no_line_action",        "choose_territory_option",    "eliminate_rings_from_stack",
+    "skip_territory_processing", "no_territory_action", "forced_elimination",   "resign",
+    "timeout"};
+
+const char* const REASON_NAMES[] = {"",
+                                    "ring_elimination",
+                                    "territory_control",
+                                    "last_player_standing",
+                                    "tiebreaker_by_player_number",
+                                    "resignation",
+                                    "timeout"};
+
+int parse_enum(const std::string& name, const char* const* names, int n, const char* what) {
+  for (int i = 0; i < n; i++)
+    if (name == names[i]) return i;
+  throw py::value_error(std::string("unknown ") + what + " '" + name + "'");
+}
+
+BoardType parse_board(const std::string& name) {
+  int b = board_from_name(name.c_str());
+  if (b < 0)
+    throw py::value_error("unknown board '" + name + "' (expected square8, hex8, square19 or hexagonal)");
+  return (BoardType)b;
+}
+
+const char* const PHASE_NAMES[NUM_PHASES] = {"ring_placement",       "movement",
+                                             "capture",              "chain_capture",
+                                             "line_processing",      "territory_processing",
+                                             "forced_elimination",   "game_over"};
+
+// A game: one state plus its scratch buffers (heap-held: MoveList is large).
+class Game {
+ public:
+  Game(const std::string& board, int num_players, bool swap_rule) {
+    if (num_players < 2 || num_players > MAX_PLAYERS)
+      throw py::value_error("num_players must be 2, 3 or 4, got " + std::to_string(num_players));
+    g_ = &host_geometry(parse_board(board));
+    alloc();
+    init_state(*s_, *g_, num_players, swap_rule);
+  }
+  Game(const Game& o) : g_(o.g_) {
+    alloc();
+    *s_ = *o.s_;
+  }
+
+  const Geometry& geo() const { return *g_; }
+  State& st() { return *s_; }
+  const State& st() const { return *s_; }
+
+  std::vector<Move> legal_moves() {
+    legal_moves_into();
+    return std::vector<Move>(list_->m, list_->m + list_->n);
+  }
+  int num_legal_moves() {
+    legal_moves_into();
+    return list_->n;
+  }
+  int apply(const Move& m) { return (int)step_checked(*g_, *s_, m, *sc_, *list_); }
+  void apply_unchecked(const Move& m) { step_unchecked(*g_, *s_, m, *sc_); }
+
+  std::string fingerprint_str() const {
+    std::vector<char> buf(64 * 1024);
+    StringSink k{buf.data(), (int)buf.size(), 0};
+    fingerprint(*g_, *s_, k);
+    return std::string(buf.data(), (size_t)std::min(k.len, (int)buf.size() - 1));
+  }
+  std::string hash_str() const {
+    char out[17];
+    snprintf(out, sizeof(out), "%016llx", (unsigned long long)state_hash(*g_, *s_));
+    return out;
+  }
+
+ private:
+  void alloc() {
+    s_ = std::make_unique<State>();
+    sc_ = std::make_unique<Scratch>();
+    list_ = std::make_unique<MoveList>();
+  }
+  void legal_moves_into() {
+    rr::legal_moves(*g_, *s_, *sc_, *list_);
+    if (list_->overflow) throw std::runtime_error("legal move list overflow (MAX_MOVES too small)");
+  }
+  const Geometry* g_;
+  std::unique_ptr<State> s_;
+  std::unique_ptr<Scratch> sc_;
+  std::unique_ptr<MoveList> list_;
+};
+
+py::object cell_or_none(int c) { return c == NO_CELL ? py::object(py::none()) : py::object(py::int_(c)); }
+
+std::vector<int> line_cells(const Geometry& g, int start, int dir, int len) {
+  std::vector<int> out;
+  for (int i = 0, c = start; i < len && c != NO_CELL; i++, c = g.nbr[c][dir]) out.push_back(c);
+  return out;
+}
+
+// Cells a move refers to beyond from/to/target: line positions, collapsed segment, region.
+py::dict move_cells(Game& game, const Move& m) {
+  const Geometry& g = game.geo();
+  py::dict d;
+  int T = line_threshold(g, game.st().num_players);
+  if (m.type == MT_PROCESS_LINE || m.type == MT_CHOOSE_LINE_OPTION) {
+    auto line = line_cells(g, m.line_start, m.line_dir, m.line_len);
+    d["line"] = line;
+    if (m.type == MT_CHOOSE_LINE_OPTION) {
+      if (m.window == WINDOW_ALL) d["collapse"] = line;
+      else d["collapse"] = std::vector<int>(line.begin() + m.window, line.begin() + m.window + T);
+    }
+  } else if (m.type == MT_RECOVERY_SLIDE && m.context == RM_LINE) {
+    d["line"] = line_cells(g, m.line_start, m.line_dir, m.line_len);
+  } else if (m.type == MT_CHOOSE_TERRITORY_OPTION) {
+    int16_t cells[MAX_CELLS];
+    int n = region_cells(g, game.st(), m.to, m.option, cells);
+    d["region"] = std::vector<int>(cells, cells + n);
+  }
+  return d;
+}
+
+std::vector<int> stack_rings(const State& s, int c) {
+  std::vector<int> rings;
+  for (int r = s.top[c]; r != NO_CELL; r = s.ring_next[r]) rings.push_back(s.ring_owner[r]);
+  return rings;
+}
+
+// Load a position. `stacks`: (cell, rings top-first) in insertion order; `markers` and
+// `collapsed`: (cell, owner), markers in insertion order. Validated: bad input raises.
+void load_position(Game& game, const std::string& phase, int current, const std::string& status, int winner,
+                   const std::vector<int>& hand, const std::vector<int>& elim, const std::vector<int>& terr,
+                   const std::vector<std::pair<int, std::vector<int>>>& stacks,
+                   const std::vector<std::pair<int, int>>& markers, const std::vector<std::pair<int, int>>& collapsed,
+                   int must_move, int chain_pos, int capture_origin, bool pending_line, bool pending_territory,
+                   bool turn_had_action, bool turn_used_recovery, int victory_threshold, int territory_minimum) {
+  const Geometry& g = game.geo();
+  State& s0 = game.st();
+  int np = s0.num_players;
+  State s;
+  init_state(s, g, np, s0.swap_rule);
+  auto check_cell = [&](int c, const char* what) {
+    if (c < 0 || c >= g.num_cells) throw py::value_error(std::string("cell index out of range in ") + what);
+  };
+  auto check_player = [&](int p, const char* what) {
+    if (p < 1 || p > np) throw py::value_error(std::string("player out of range in ") + what);
+  };
+  if ((int)hand.size() != np || (int)elim.size() != np || (int)terr.size() != np)
+    throw py::value_error("per-player lists must have num_players entries");
+  s.phase = (uint8_t)parse_enum(phase, PHASE_NAMES, NUM_PHASES, "phase");
+  check_player(current, "currentPlayer");
+  s.current = (uint8_t)current;
+  if (status == "active") s.status = ST_ACTIVE;
+  else if (status == "completed" || status == "finished") s.status = ST_COMPLETED;
+  else throw py::value_error("unknown gameStatus '" + status + "'");
+  s.winner = (uint8_t)winner;
+  int on_board[MAX_PLAYERS + 1] = {0};
+  for (auto& st : stacks) {
+    check_cell(st.first, "stacks");
+    if (st.second.empty()) throw py::value_error("empty stack at " + std::string(g.key[st.first]));
+    if (s.top[st.first] != NO_CELL) throw py::value_error("two stacks at " + std::string(g.key[st.first]));
+    for (int r : st.second) {
+      check_player(r, "stack rings");
+      on_board[r]++;
+    }
+  }
+  for (int p = 1; p <= np; p++) {
+    s.hand[p] = (int16_t)hand[p - 1];
+    s.elim[p] = (int16_t)elim[p - 1];
+    s.terr[p] = (int16_t)terr[p - 1];
+  }
+  int total = 0;
+  for (int p = 1; p <= np; p++) total += on_board[p];
+  if (total > MAX_RINGS) throw py::value_error("too many rings on the board");
+  for (auto& st : stacks) {
+    // Push bottom-first so the list ends top-first; credit nothing.
+    for (auto it = st.second.rbegin(); it != st.second.rend(); ++it) {
+      int16_t keep = s.hand[*it];
+      stack_push_rings(s, st.first, (uint8_t)*it, 1);
+      s.hand[*it] = keep;
+    }
+  }
+  for (auto& mk : markers) {
+    check_cell(mk.first, "markers");
+    check_player(mk.second, "markers");
+    if (s.top[mk.first] != NO_CELL || s.marker[mk.first])
+      throw py::value_error("marker shares a cell at " + std::string(g.key[mk.first]));
+    marker_set(s, mk.first, (uint8_t)mk.second);
+  }
+  for (auto& cl : collapsed) {
+    check_cell(cl.first, "collapsedSpaces");
+    check_player(cl.second, "collapsedSpaces");
+    if (s.top[cl.first] != NO_CELL || s.marker[cl.first] || s.collapsed[cl.first])
+      throw py::value_error("collapsed space shares a cell at " + std::string(g.key[cl.first]));
+    s.collapsed[cl.first] = (uint8_t)cl.second;
+    s.collapsed_count[cl.second]++;
+  }
+  auto opt_cell = [&](int c, const char* what) -> int16_t {
+    if (c < 0) return NO_CELL;
+    check_cell(c, what);
+    return (int16_t)c;
+  };
+  s.must_move = opt_cell(must_move, "mustMoveFromStackKey");
+  s.chain_pos = opt_cell(chain_pos, "chainCapturePosition");
+  s.capture_origin = opt_cell(capture_origin, "capture origin");
+  s.pending_line = pending_line;
+  s.pending_territory = pending_territory;
+  s.turn_had_action = turn_had_action;
+  s.turn_used_recovery = turn_used_recovery;
+  if (victory_threshold > 0) s.victory_threshold = (int16_t)victory_threshold;
+  if (territory_minimum > 0) s.territory_minimum = (int16_t)territory_minimum;
+  if (s.phase == PH_GAME_OVER) s.status = ST_COMPLETED;
+  // A loaded mid-game position has a history: player 1 has moved unless this is move one.
+  s.p1_moved = !(s.current == 1 && s.phase == PH_RING_PLACEMENT && s.num_stacks == 0 && markers.empty());
+  s0 = s;
+}
+
+Move make_py_move(const std::string& type, int player, int from, int to, int target, int count, int line_start,
+                  int line_dir, int line_len, int window, int context, int option) {
+  Move m = make_move((uint8_t)parse_enum(type, MOVE_TYPE_NAMES, NUM_MOVE_TYPES, "move type"), (uint8_t)player);
+  m.from = (int16_t)from;
+  m.to = (int16_t)to;
+  m.target = (int16_t)target;
+  m.count = (uint8_t)count;
+  m.line_start = (int16_t)line_start;
+  m.line_dir = (uint8_t)line_dir;
+  m.line_len = (uint8_t)line_len;
+  m.window = window < 0 ? WINDOW_ALL : (uint8_t)window;
+  m.context = (uint8_t)context;
+  m.option = (uint8_t)option;
+  return m;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+  mod.doc() = "RingRift rules core (C++), shared by CPU and CUDA builds";
+  mod.attr("MOVE_TYPES") = py::cast(std::vector<std::string>(MOVE_TYPE_NAMES, MOVE_TYPE_NAMES + NUM_MOVE_TYPES));
+  mod.attr("PHASES") = py::cast(std::vector<std::string>(PHASE_NAMES, PHASE_NAMES + NUM_PHASES));
+  mod.attr("MAX_MOVES") = MAX_MOVES;
+  mod.attr("APPLY_ERRORS") = py::cast(std::vector<std::string>{
+      "ok", "the game is over", "wrong player", "move type not allowed in this phase",
+      "not in the legal-move list", "the reference engine rejects this listed move"});
+
+  py::class_<Move>(mod, "Move")
+      .def(py::init(&make_py_move), py::arg("type"), py::arg("player"), py::arg("from_cell") = -1,
+           py::arg("to") = -1, py::arg("target") = -1, py::arg("count") = 0, py::arg("line_start") = -1,
+           py::arg("line_dir") = 0, py::arg("line_len") = 0, py::arg("window") = -1, py::arg("context") = 0,
+           py::arg("option") = 0)
+      .def_property_readonly("type", [](const Move& m) { return std::string(MOVE_TYPE_NAMES[m.type]); })
+      .def_property_readonly("type_id", [](const Move& m) { return (int)m.type; })
+      .def_readonly("player", &Move::player)
+      .def_property_readonly("from_cell", [](const Move& m) { return cell_or_none(m.from); })
+      .def_property_readonly("to", [](const Move& m) { return cell_or_none(m.to); })
+      .def_property_readonly("target", [](const Move& m) { return cell_or_none(m.target); })
+      .def_readonly("count", &Move::count)
+      .def_property_readonly("line_start", [](const Move& m) { return cell_or_none(m.line_start); })
+      .def_readonly("line_dir", &Move::line_dir)
+      .def_readonly("line_len", &Move::line_len)
+      .def_property_readonly("window", [](const Move& m) { return m.window == WINDOW_ALL ? -1 : (int)m.window; })
+      .def_readonly("context", &Move::context)
+      .def_readonly("option", &Move::option)
+      .def("__eq__", [](const Move& a, const Move& b) { return same_move(a, b); })
+      .def("__hash__", [](const Move& m) {
+        return py::hash(py::make_tuple(m.type, m.player, m.from, m.to, m.target, m.count, m.line_start, m.line_dir,
+                                       m.line_len, m.window, m.context, m.option));
+      });
+
+  py::class_<Game>(mod, "Game")
+      .def(py::init<const std::string&, int, bool>(), py::arg("board"), py::arg("num_players"),
+           py::arg("swap_rule") = false)
+      .def(py::init<const Game&>(), py::arg("other"))
+      .def_property_readonly("board", [](Game& g) { return std::string(board_name(g.geo().board)); })
+      .def_property_readonly("num_players", [](Game& g) { return (int)g.st().num_players; })
+      .def_property_readonly("num_cells", [](Game& g) { return (int)g.geo().num_cells; })
+      .def_property_readonly("swap_rule", [](Game& g) { return (bool)g.st().swap_rule; })
+      .def_property_readonly("phase", [](Game& g) { return std::string(PHASE_NAMES[g.st().phase]); })
+      .def_property_readonly("current_player", [](Game& g) { return (int)g.st().current; })
+      .def_property_readonly("status", [](Game& g) {
+        return std::string(g.st().status == ST_ACTIVE ? "active" : "completed");
+      })
+      .def_property_readonly("winner", [](Game& g) -> py::object {
+        return g.st().winner ? py::object(py::int_(g.st().winner)) : py::object(py::none());
+      })
+      .def_property_readonly("victory_reason", [](Game& g) -> py::object {
+        return g.st().reason ? py::object(py::str(REASON_NAMES[g.st().reason])) : py::object(py::none());
+      })
+      .def_property_readonly("move_count", [](Game& g) { return g.st().move_count; })
+      .def_property_readonly("pending_line_elimination", [](Game& g) { return (bool)g.st().pending_line; })
+      .def_property_readonly("pending_territory_elimination", [](Game& g) { return (bool)g.st().pending_territory; })
+      .def_property_readonly("must_move_from", [](Game& g) { return cell_or_none(g.st().must_move); })
+      .def_property_readonly("chain_capture_position", [](Game& g) { return cell_or_none(g.st().chain_pos); })
+      .def_property_readonly("victory_threshold", [](Game& g) { return (int)g.st().victory_threshold; })
+      .def_property_readonly("territory_minimum", [](Game& g) { return (int)g.st().territory_minimum; })
+      .def_property_readonly("rings_per_player", [](Game& g) { return (int)g.st().rings_per_player; })
+      .def("legal_moves", &Game::legal_moves, "The legal-move surface, in the reference's order.")
+      .def("num_legal_moves", &Game::num_legal_moves)
+      .def("_apply", &Game::apply, "Validated step; returns an error code (0 = ok), state unchanged on error.")
+      .def("_apply_unchecked", &Game::apply_unchecked)
+      .def("hash", &Game::hash_str, "The reference state hash (16 hex digits).")
+      .def("fingerprint", &Game::fingerprint_str, "The string the reference hashes.")
+      .def("players", [](Game& g) {
+        py::list out;
+        const State& s = g.st();
+        for (int p = 1; p <= s.num_players; p++) {
+          py::dict d;
+          d["player"] = p;
+          d["rings_in_hand"] = (int)s.hand[p];
+          d["eliminated_rings"] = (int)s.elim[p];
+          d["territory_spaces"] = (int)s.terr[p];
+          d["rings_on_board"] = (int)s.board_rings[p];
+          d["stacks_controlled"] = (int)s.ctrl_stacks[p];
+          d["markers"] = (int)s.marker_count[p];
+          d["collapsed"] = (int)s.collapsed_count[p];
+          out.append(d);
+        }
+        return out;
+      })
+      .def("stacks", [](Game& g) {
+        std::vector<std::pair<int, std::vector<int>>> out;
+        const State& s = g.st();
+        for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) out.emplace_back(c, stack_rings(s, c));
+        return out;
+      }, "Stacks in insertion order as (cell, rings top-first).")
+      .def("markers", [](Game& g) {
+        std::vector<std::pair<int, int>> out;
+        const State& s = g.st();
+        for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) out.emplace_back(c, (int)s.marker[c]);
+        return out;
+      }, "Markers in insertion order as (cell, owner).")
+      .def("collapsed", [](Game& g) {
+        std::vector<std::pair<int, int>> out;
+        const State& s = g.st();
+        for (int c = 0; c < g.geo().num_cells; c++)
+          if (s.collapsed[c]) out.emplace_back(c, (int)s.collapsed[c]);
+        return out;
+      }, "Collapsed cells as (cell, owner), in cell order.")
+      .def("move_cells", &move_cells)
+      .def("_load", &load_position)
+      .def("cell_key", [](Game& g, int c) {
+        if (c < 0 || c >= g.geo().num_cells) throw py::index_error("cell out of range");
+        return std::string(g.geo().key[c]);
+      })
+      .def("cell_coords", [](Game& g, int c) {
+        if (c < 0 || c >= g.geo().num_cells) throw py::index_error("cell out of range");
+        const Geometry& geo = g.geo();
+        return py::make_tuple((int)geo.cx[c], (int)geo.cy[c], (int)geo.cz[c]);
+      })
+      .def("cell_index", [](Game& g, int x, int y) { return cell_at(g.geo(), x, y); },
+           "Cell index of (x, y), or -1 when off the board.")
+      .def("dir_between", [](Game& g, int a, int b) { return dir_between(g.geo(), a, b); })
+      .def("neighbour", [](Game& g, int c, int d) { return (int)g.geo().nbr[c][d]; });
+}

@@ -1,0 +1,99 @@
+"""The Python face of one game: the compiled state plus validation errors and JSON I/O."""
+
+from __future__ import annotations
+
+from .. import _core
+from .errors import IllegalMoveError, StateParseError
+
+Move = _core.Move
+
+_BOOKKEEPING_ONLY = ()
+
+
+class Game(_core.Game):
+    """A RingRift game whose rules run in the C++ core.
+
+    ``Game("square8", 2)`` starts a game; ``legal_moves()`` lists the reference engine's legal-move
+    surface; ``apply(move)`` validates and plays a move (raising :class:`IllegalMoveError` and
+    leaving the state untouched when the move is not legal).
+    """
+
+    def __init__(self, board: str = "square8", num_players: int = 2, *, swap_rule: bool = False):
+        if not isinstance(board, str):
+            raise TypeError(f"board must be a string, got {type(board).__name__}")
+        super().__init__(board, int(num_players), bool(swap_rule))
+
+    # -- copying ---------------------------------------------------------------------------
+    def clone(self) -> "Game":
+        other = Game.__new__(Game)
+        _core.Game.__init__(other, self)
+        return other
+
+    __copy__ = clone
+
+    def __deepcopy__(self, memo):
+        return self.clone()
+
+    # -- playing ---------------------------------------------------------------------------
+    def apply(self, move: Move) -> None:
+        """Play a legal move. Raises IllegalMoveError (state unchanged) otherwise."""
+        if not isinstance(move, _core.Move):
+            raise TypeError(f"apply() takes a ringrift.Move, got {type(move).__name__}")
+        code = self._apply(move)
+        if code:
+            reason = _core.APPLY_ERRORS[code]
+            from .json_io import describe_move
+
+            raise IllegalMoveError(
+                f"illegal move {describe_move(self, move)} by player {move.player} in phase "
+                f"{self.phase} (current player {self.current_player}): {reason}",
+                move=move,
+                phase=self.phase,
+                player=self.current_player,
+                reason=reason,
+            )
+
+    def play(self, move_json: dict) -> Move:
+        """Parse a reference Move JSON, check it against the surface, and play it."""
+        from .json_io import move_from_json
+
+        move = move_from_json(self, move_json)
+        self.apply(move)
+        return move
+
+    @property
+    def is_over(self) -> bool:
+        return self.status != "active"
+
+    # -- reference JSON -------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, state: dict, board: str | None = None, num_players: int | None = None,
+                  rules_options: dict | None = None) -> "Game":
+        """Build a game from the reference's serialized state (e.g. a recording's initialState)."""
+        from .json_io import load_state
+
+        if not isinstance(state, dict):
+            raise StateParseError(f"state must be a JSON object, got {type(state).__name__}")
+        try:
+            board = board or state["board"]["type"]
+            players = state["players"]
+            num_players = num_players or len(players)
+        except (KeyError, TypeError) as exc:
+            raise StateParseError(f"state is missing {exc}") from None
+        opts = rules_options if rules_options is not None else state.get("rulesOptions") or {}
+        try:
+            game = cls(board, num_players, swap_rule=bool(opts.get("swapRuleEnabled", False)))
+        except ValueError as exc:
+            raise StateParseError(str(exc)) from None
+        load_state(game, state)
+        return game
+
+    def to_json(self) -> dict:
+        """The state in the reference's serialized shape (board, players, phase, flags)."""
+        from .json_io import dump_state
+
+        return dump_state(self)
+
+    def __repr__(self) -> str:
+        return (f"<ringrift.Game {self.board} {self.num_players}p move {self.move_count} "
+                f"{self.phase} player {self.current_player} {self.status}>")
