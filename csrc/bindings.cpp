@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "selfplay/random_playout.h"
+#include <chrono>
 
 namespace py = pybind11;
 using namespace rr;
@@ -196,6 +198,11 @@ void load_position(Game& game, const std::string& phase, int current, const std:
       s.hand[*it] = keep;
     }
   }
+  // Eliminated rings by colour are not serialized; derive them from conservation.
+  for (int p = 1; p <= np; p++) {
+    int gone = s.rings_per_player - s.hand[p] - s.board_rings[p];
+    s.elim_colour[p] = (int16_t)(gone > 0 ? gone : 0);
+  }
   for (auto& mk : markers) {
     check_cell(mk.first, "markers");
     check_player(mk.second, "markers");
@@ -247,6 +254,46 @@ Move make_py_move(const std::string& type, int player, int from, int to, int tar
   return m;
 }
 
+// Single-thread random playouts for the benchmark and smoke runs (GIL released).
+py::dict random_playouts(const std::string& board, int num_players, int games, uint64_t seed, int max_moves) {
+  if (num_players < 2 || num_players > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
+  if (games < 0) throw py::value_error("games must be >= 0");
+  const Geometry& g = host_geometry(parse_board(board));
+  auto s = std::make_unique<State>();
+  auto sc = std::make_unique<Scratch>();
+  auto l = std::make_unique<MoveList>();
+  long long moves = 0;
+  int capped = 0;
+  std::vector<int> wins(MAX_PLAYERS + 1, 0), reasons(8, 0);
+  double seconds;
+  {
+    py::gil_scoped_release release;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < games; i++) {
+      init_state(*s, g, num_players, false);
+      Rng rng = Rng::for_game(seed, (uint64_t)i);
+      if (!random_playout(g, *s, *sc, *l, rng, max_moves)) capped++;
+      moves += s->move_count;
+      wins[s->winner]++;
+      reasons[s->reason]++;
+    }
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  py::dict d;
+  d["games"] = games;
+  d["moves"] = moves;
+  d["seconds"] = seconds;
+  d["capped"] = capped;
+  py::dict w;
+  for (int p = 1; p <= num_players; p++) w[py::int_(p)] = wins[p];
+  d["wins"] = w;
+  py::dict r;
+  for (int k = 1; k < 7; k++)
+    if (reasons[k]) r[py::str(REASON_NAMES[k])] = reasons[k];
+  d["reasons"] = r;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -257,6 +304,10 @@ PYBIND11_MODULE(_core, mod) {
   mod.attr("APPLY_ERRORS") = py::cast(std::vector<std::string>{
       "ok", "the game is over", "wrong player", "move type not allowed in this phase",
       "not in the legal-move list", "the reference engine rejects this listed move"});
+
+  mod.def("random_playouts", &random_playouts, py::arg("board"), py::arg("num_players"), py::arg("games"),
+          py::arg("seed") = 0, py::arg("max_moves") = 10000,
+          "Play `games` uniformly random games on one thread; returns counts and wall time.");
 
   py::class_<Move>(mod, "Move")
       .def(py::init(&make_py_move), py::arg("type"), py::arg("player"), py::arg("from_cell") = -1,
@@ -325,6 +376,7 @@ PYBIND11_MODULE(_core, mod) {
           d["eliminated_rings"] = (int)s.elim[p];
           d["territory_spaces"] = (int)s.terr[p];
           d["rings_on_board"] = (int)s.board_rings[p];
+          d["eliminated_by_colour"] = (int)s.elim_colour[p];
           d["stacks_controlled"] = (int)s.ctrl_stacks[p];
           d["markers"] = (int)s.marker_count[p];
           d["collapsed"] = (int)s.collapsed_count[p];

@@ -2,6 +2,7 @@
 // hash order), so the rules never do per-call coordinate arithmetic or string work.
 // A Geometry is plain data: the host builds it once and a kernel can read a device copy.
 #pragma once
+#include "bitboard.h"
 #include "defs.h"
 
 namespace rr {
@@ -30,6 +31,13 @@ struct Geometry {
   int16_t grid_w;                    // lookup grid width (size, or 2*radius+1)
   int16_t grid[25 * 25];             // (x+off, y+off) -> cell index or NO_CELL
   int16_t hash_order[MAX_CELLS];     // cells sorted by the fingerprint's string order of "key:"
+  // Bitboards over the lookup grid (bit = gx * grid_w + gy) for territory flood fills.
+  int16_t bb_words;
+  int16_t cell_bit[MAX_CELLS];
+  int16_t bit_cell[BB_WORDS * 64];  // NO_CELL for grid bits that are off the board
+  BB bb_board;
+  BB bb_tsrc[6];     // cells whose territory neighbour in direction d is on the board
+  int16_t bb_toff[6];  // bit offset of territory direction d
   char key[MAX_CELLS][16];           // "x,y" or "x,y,z", NUL-terminated
   uint8_t key_len[MAX_CELLS];
 };

@@ -94,6 +94,24 @@ inline void build_geometry(Geometry& g, BoardType board) {
       snprintf(g.key[c], sizeof(g.key[c]), "%d,%d", x, y);
     g.key_len[c] = (uint8_t)strlen(g.key[c]);
   }
+  // Bitboard tables.
+  g.bb_words = (int16_t)((g.grid_w * g.grid_w + 63) / 64);
+  for (int b = 0; b < BB_WORDS * 64; b++) g.bit_cell[b] = NO_CELL;
+  for (int c = 0; c < n; c++) {
+    int off = g.hex ? g.radius : 0;
+    int bit = (g.cx[c] + off) * g.grid_w + (g.cy[c] + off);
+    g.cell_bit[c] = (int16_t)bit;
+    g.bit_cell[bit] = (int16_t)c;
+    bb_set(g.bb_board, bit);
+  }
+  for (int d = 0; d < g.num_tdirs; d++) {
+    for (int c = 0; c < n; c++) {
+      int nb = g.tnbr[c][d];
+      if (nb == NO_CELL) continue;
+      bb_set(g.bb_tsrc[d], g.cell_bit[c]);
+      g.bb_toff[d] = (int16_t)(g.cell_bit[nb] - g.cell_bit[c]);  // the same for every cell
+    }
+  }
   if (g.hex) {
     g.num_line_axes = 3; g.line_axes[0] = 0; g.line_axes[1] = 5; g.line_axes[2] = 4;
     g.num_rec_axes = 3; g.rec_axes[0] = 0; g.rec_axes[1] = 5; g.rec_axes[2] = 4;

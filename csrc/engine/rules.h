@@ -139,6 +139,10 @@ RR_HD inline void gen_line_surface(const Geometry& g, const State& s, uint8_t p,
 }
 
 RR_HD inline void gen_territory_surface(const Geometry& g, const State& s, uint8_t p, Scratch& sc, MoveList& out) {
+  if (s.no_region_hint && !s.pending_territory) {
+    ml_push(out, make_move(MT_NO_TERRITORY_ACTION, p));
+    return;
+  }
   bool rec = s.turn_used_recovery != 0;
   if (s.pending_territory) {
     for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
@@ -330,6 +334,7 @@ RR_HD inline void after_line_decision(const Geometry& g, State& s, uint8_t p) {
 RR_HD inline void transition(const Geometry& g, State& s, const Move& m, Scratch& sc) {
   uint8_t p = m.player;
   if (!is_bookkeeping(m.type)) s.turn_had_action = 1;
+  s.no_region_hint = 0;
   int T = line_threshold(g, s.num_players);
   switch (m.type) {
     case MT_PLACE_RING: {
@@ -376,8 +381,10 @@ RR_HD inline void transition(const Geometry& g, State& s, const Move& m, Scratch
       break;
     case MT_NO_LINE_ACTION:
       s.phase = PH_TERRITORY_PROCESSING;
-      if (!s.turn_had_action && s.ctrl_stacks[p] > 0 && !any_processable_region(g, s, p, sc.regions))
-        s.phase = PH_FORCED_ELIMINATION;
+      if (!any_processable_region(g, s, p, sc.regions)) {
+        if (!s.turn_had_action && s.ctrl_stacks[p] > 0) s.phase = PH_FORCED_ELIMINATION;
+        else s.no_region_hint = 1;  // the surface is just no_territory_action: skip a rescan
+      }
       break;
     case MT_ELIMINATE_RINGS_FROM_STACK:
       if (m.context == EC_LINE) {

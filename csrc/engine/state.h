@@ -44,11 +44,13 @@ struct State {
   uint8_t pending_territory;  // a territory self-elimination is owed
   uint8_t turn_used_recovery;
   uint8_t turn_had_action;
+  uint8_t no_region_hint;  // set when the territory surface is known to hold no region (a cache)
   uint8_t p1_moved, p2_moved_non_swap, swap_done;  // pie-rule eligibility
   LpsTracker lps;
   // per player, index 1..num_players
   int16_t hand[MAX_PLAYERS + 1];
   int16_t elim[MAX_PLAYERS + 1];          // eliminatedRings credited to the player
+  int16_t elim_colour[MAX_PLAYERS + 1];   // rings of this colour eliminated (not hashed; conservation)
   int16_t terr[MAX_PLAYERS + 1];          // territorySpaces counter
   int16_t board_rings[MAX_PLAYERS + 1];   // rings of this colour on the board
   int16_t ctrl_stacks[MAX_PLAYERS + 1];   // stacks controlled
@@ -181,6 +183,7 @@ RR_HD inline int stack_eliminate_top(State& s, int c, int k, uint8_t credit) {
     int16_t r = s.top[c];
     s.top[c] = s.ring_next[r];
     s.board_rings[s.ring_owner[r]]--;
+    s.elim_colour[s.ring_owner[r]]++;
     ring_free(s, r);
     s.height[c]--;
     removed++;
@@ -211,6 +214,7 @@ RR_HD inline void stack_extract_at(State& s, int c, int idx, uint8_t credit) {
   s.ring_next[prev] = s.ring_next[r];
   if (s.bottom[c] == r) s.bottom[c] = prev;
   s.board_rings[s.ring_owner[r]]--;
+  s.elim_colour[s.ring_owner[r]]++;
   ring_free(s, r);
   s.height[c]--;
   s.elim[credit]++;

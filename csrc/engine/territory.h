@@ -12,7 +12,6 @@ struct Region {
   int16_t seed;
   uint8_t pass;        // border colour, or 0 for the collapsed-only pass
   uint8_t controller;  // the reference's controllingPlayer
-  int16_t comp;        // component id within its pass
   int16_t size;
   int16_t mover_ctrl_inside;    // stacks inside controlled by the mover
   int16_t mover_buried_inside;  // stacks inside holding a mover ring below the top
@@ -21,7 +20,6 @@ struct Region {
 struct RegionScan {
   int n;
   Region r[MAX_REGIONS];
-  int16_t comp[REGION_PASSES][MAX_CELLS];  // component id per cell and pass, -1 = excluded
 };
 
 RR_HD inline bool region_cell_ok(const State& s, int c, int pass) {
@@ -63,44 +61,89 @@ RR_HD inline int popcount8(unsigned v) {
   return n;
 }
 
-// Detect every region the reference lists, with per-region counts for player `mover`.
-RR_HD inline void scan_regions(const Geometry& g, const State& s, uint8_t mover, RegionScan& out) {
+// Word-parallel flood fill of `seed` within `allowed` using territory adjacency.
+RR_HD inline void bb_flood(const Geometry& g, BB& comp, const BB& allowed) {
+  int nw = g.bb_words;
+  BB frontier = comp;
+  for (;;) {
+    BB grown;
+    bb_zero(grown, nw);
+    for (int d = 0; d < g.num_tdirs; d++) {
+      BB src;
+      for (int i = 0; i < nw; i++) src.w[i] = frontier.w[i] & g.bb_tsrc[d].w[i];
+      bb_or_shifted(grown, src, g.bb_toff[d], nw);
+    }
+    bool any = false;
+    for (int i = 0; i < nw; i++) {
+      frontier.w[i] = grown.w[i] & allowed.w[i] & ~comp.w[i];
+      comp.w[i] |= frontier.w[i];
+      any |= frontier.w[i] != 0;
+    }
+    if (!any) return;
+  }
+}
+
+RR_HD inline int count_buried_stacks(const State& s, uint8_t p);
+
+// Detect every region the reference lists, with per-region counts for player `mover`: one
+// pass per marker colour in order of first appearance, then the collapsed-only pass (0);
+// components are seeded in cell enumeration order. With stop_at_payable, stop at the first
+// region the mover can pay for and return true.
+RR_HD inline bool scan_regions(const Geometry& g, const State& s, uint8_t mover, RegionScan& out,
+                               bool stop_at_payable = false) {
   out.n = 0;
   unsigned active = 0;
   for (int p = 1; p <= s.num_players; p++)
     if (s.board_rings[p] > 0) active |= 1u << p;
-  if (!active) return;
+  if (!active) return false;
   int n_active = popcount8(active);
+  int nw = g.bb_words;
+  bool rec = s.turn_used_recovery != 0;
+  // Masks: collapsed cells, markers per colour, stacks per controller, mover-buried stacks.
+  BB collapsed, markers[MAX_PLAYERS + 1], ctrl[MAX_PLAYERS + 1], buried;
+  bb_zero(collapsed, nw);
+  bb_zero(buried, nw);
+  for (int p = 0; p <= MAX_PLAYERS; p++) {
+    bb_zero(markers[p], nw);
+    bb_zero(ctrl[p], nw);
+  }
   uint8_t colours[MAX_PLAYERS];
   int n_colours = 0;
   unsigned seen = 0;
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) {
+    bb_set(markers[s.marker[c]], g.cell_bit[c]);
     unsigned bit = 1u << s.marker[c];
     if (!(seen & bit)) {
       seen |= bit;
       colours[n_colours++] = s.marker[c];
     }
   }
-  // Border-colour passes in marker order, then the collapsed-only pass (pass 0).
+  int buried_total = 0;
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
+    bb_set(ctrl[s.ctrl[c]], g.cell_bit[c]);
+    if (rec && stack_has_buried(s, c, mover)) {
+      bb_set(buried, g.cell_bit[c]);
+      buried_total++;
+    }
+  }
+  for (int c = 0; c < g.num_cells; c++)
+    if (s.collapsed[c]) bb_set(collapsed, g.cell_bit[c]);
   for (int k = 0; k <= n_colours; k++) {
     int pass = k < n_colours ? colours[k] : 0;
-    int16_t* comp = out.comp[pass];
-    for (int c = 0; c < g.num_cells; c++) comp[c] = -1;
-    int16_t next_id = 0;
-    for (int c = 0; c < g.num_cells; c++) {
-      if (comp[c] != -1 || !region_cell_ok(s, c, pass)) continue;
-      int16_t id = next_id++;
-      int16_t order[MAX_CELLS];
-      int size = region_flood(g, s, c, pass, comp, id, order);
+    BB allowed, remaining;
+    for (int i = 0; i < nw; i++) {
+      allowed.w[i] = g.bb_board.w[i] & ~collapsed.w[i] & ~markers[pass].w[i];
+      remaining.w[i] = allowed.w[i];
+    }
+    for (int bit = bb_lowest(remaining, nw); bit >= 0; bit = bb_lowest(remaining, nw)) {
+      BB comp;
+      bb_zero(comp, nw);
+      bb_set(comp, bit);
+      bb_flood(g, comp, allowed);
+      for (int i = 0; i < nw; i++) remaining.w[i] &= ~comp.w[i];
       unsigned colours_inside = 0;
-      int mover_ctrl = 0, mover_buried = 0;
-      for (int i = 0; i < size; i++) {
-        int x = order[i];
-        if (s.top[x] == NO_CELL) continue;
-        colours_inside |= 1u << s.ctrl[x];
-        if (s.ctrl[x] == mover) mover_ctrl++;
-        if (stack_has_buried(s, x, mover)) mover_buried++;
-      }
+      for (int p = 1; p <= s.num_players; p++)
+        if (bb_intersects(comp, ctrl[p], nw)) colours_inside |= 1u << p;
       int n_inside = popcount8(colours_inside);
       uint8_t controller;
       if (pass != 0) {
@@ -112,17 +155,23 @@ RR_HD inline void scan_regions(const Geometry& g, const State& s, uint8_t mover,
         for (int p = 1; p <= MAX_PLAYERS; p++)
           if (colours_inside & (1u << p)) controller = (uint8_t)p;
       }
+      int mover_ctrl = bb_count_and(comp, ctrl[mover], nw);
+      int mover_buried = rec ? bb_count_and(comp, buried, nw) : 0;
+      if (stop_at_payable) {
+        if (rec ? buried_total - mover_buried > 0 : s.ctrl_stacks[mover] - mover_ctrl > 0) return true;
+        continue;
+      }
       if (out.n >= MAX_REGIONS) continue;
       Region& r = out.r[out.n++];
-      r.seed = (int16_t)c;
+      r.seed = g.bit_cell[bit];
       r.pass = (uint8_t)pass;
       r.controller = controller;
-      r.comp = id;
-      r.size = (int16_t)size;
+      r.size = (int16_t)bb_count_and(comp, comp, nw);
       r.mover_ctrl_inside = (int16_t)mover_ctrl;
       r.mover_buried_inside = (int16_t)mover_buried;
     }
   }
+  return false;
 }
 
 RR_HD inline int count_buried_stacks(const State& s, uint8_t p) {
@@ -139,13 +188,7 @@ RR_HD inline bool region_payable(const State& s, const Region& r, uint8_t mover,
 }
 
 RR_HD inline bool any_processable_region(const Geometry& g, const State& s, uint8_t mover, RegionScan& scratch) {
-  scan_regions(g, s, mover, scratch);
-  if (scratch.n == 0) return false;
-  bool rec = s.turn_used_recovery != 0;
-  int buried = rec ? count_buried_stacks(s, mover) : 0;
-  for (int i = 0; i < scratch.n; i++)
-    if (region_payable(s, scratch.r[i], mover, rec, buried)) return true;
-  return false;
+  return scan_regions(g, s, mover, scratch, true);
 }
 
 // Cells of the region with the given seed and pass, in BFS order. Returns the count.

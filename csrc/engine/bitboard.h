@@ -1,0 +1,70 @@
+// Multi-word bitboards over the board's lookup grid (bit = gx * grid_w + gy, which is also the
+// cell enumeration order), used for word-parallel flood fills in territory detection.
+#pragma once
+#include "defs.h"
+
+namespace rr {
+
+constexpr int BB_WORDS = 10;  // 25 x 25 grid of the hexagonal board = 625 bits
+
+struct BB {
+  uint64_t w[BB_WORDS];
+};
+
+RR_HD inline void bb_zero(BB& b, int nw) {
+  for (int i = 0; i < nw; i++) b.w[i] = 0;
+}
+RR_HD inline void bb_set(BB& b, int bit) { b.w[bit >> 6] |= 1ull << (bit & 63); }
+RR_HD inline bool bb_any(const BB& b, int nw) {
+  for (int i = 0; i < nw; i++)
+    if (b.w[i]) return true;
+  return false;
+}
+RR_HD inline bool bb_intersects(const BB& a, const BB& b, int nw) {
+  for (int i = 0; i < nw; i++)
+    if (a.w[i] & b.w[i]) return true;
+  return false;
+}
+RR_HD inline int popcount64(uint64_t v) {
+#if defined(__CUDA_ARCH__)
+  return __popcll(v);
+#else
+  return __builtin_popcountll(v);
+#endif
+}
+RR_HD inline int ctz64(uint64_t v) {
+#if defined(__CUDA_ARCH__)
+  return __ffsll((long long)v) - 1;
+#else
+  return __builtin_ctzll(v);
+#endif
+}
+RR_HD inline int bb_count_and(const BB& a, const BB& b, int nw) {
+  int n = 0;
+  for (int i = 0; i < nw; i++) n += popcount64(a.w[i] & b.w[i]);
+  return n;
+}
+RR_HD inline int bb_lowest(const BB& b, int nw) {
+  for (int i = 0; i < nw; i++)
+    if (b.w[i]) return i * 64 + ctz64(b.w[i]);
+  return -1;
+}
+// dst |= src shifted towards higher bits by off (off > 0) or lower bits by -off; |off| < 64.
+RR_HD inline void bb_or_shifted(BB& dst, const BB& src, int off, int nw) {
+  if (off > 0) {
+    for (int i = nw - 1; i >= 0; i--) {
+      uint64_t v = src.w[i] << off;
+      if (i > 0) v |= src.w[i - 1] >> (64 - off);
+      dst.w[i] |= v;
+    }
+  } else {
+    int k = -off;
+    for (int i = 0; i < nw; i++) {
+      uint64_t v = src.w[i] >> k;
+      if (i + 1 < nw) v |= src.w[i + 1] << (64 - k);
+      dst.w[i] |= v;
+    }
+  }
+}
+
+}  // namespace rr
