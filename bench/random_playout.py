@@ -31,7 +31,10 @@ def run(boards, players, games_for, seed):
     for board in boards:
         for n in players:
             games = games_for[board]
-            r = _core.random_playouts(board, n, games, seed)
+            r = _core.selfplay_batch(board, n, seed, range(games), "random", threads=1, max_moves=100000,
+                                     record=False)
+            r = {"games": games, "moves": int(r["total_moves"]), "seconds": r["wall_seconds"],
+                 "capped": int(r["capped"].sum())}
             gps = r["games"] / r["seconds"]
             mps = r["moves"] / r["seconds"]
             ref = REFERENCE_GAMES_PER_SEC.get(board) if n == 2 else None

@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "engine/engine.h"
-#include "selfplay/random_playout.h"
+#include "selfplay/batch_runner.h"
+#include <pybind11/numpy.h>
 #include <chrono>
+#include <cstring>
 
 namespace py = pybind11;
 using namespace rr;
@@ -254,44 +256,146 @@ Move make_py_move(const std::string& type, int player, int from, int to, int tar
   return m;
 }
 
-// Single-thread random playouts for the benchmark and smoke runs (GIL released).
-py::dict random_playouts(const std::string& board, int num_players, int games, uint64_t seed, int max_moves) {
+uint8_t parse_policy(const std::string& policy) {
+  if (policy == "random") return POLICY_RANDOM;
+  if (policy == "heuristic") return POLICY_HEURISTIC;
+  throw py::value_error("unknown policy '" + policy + "' (expected random or heuristic)");
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> a((py::ssize_t)v.size());
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+// Batched self-play on a pool of native threads, GIL released. Returns flat numpy arrays:
+// per game (index, result, offsets into the per-step arrays) and per step (16-byte move
+// records, hash, phase and player after the move).
+py::dict selfplay_batch(const std::string& board, int num_players, uint64_t seed, std::vector<int64_t> games,
+                        const std::string& policy, int threads, int max_moves, bool record) {
   if (num_players < 2 || num_players > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
-  if (games < 0) throw py::value_error("games must be >= 0");
-  const Geometry& g = host_geometry(parse_board(board));
-  auto s = std::make_unique<State>();
-  auto sc = std::make_unique<Scratch>();
-  auto l = std::make_unique<MoveList>();
-  long long moves = 0;
-  int capped = 0;
-  std::vector<int> wins(MAX_PLAYERS + 1, 0), reasons(8, 0);
-  double seconds;
+  if (max_moves < 1) throw py::value_error("max_moves must be >= 1");
+  BatchOptions opt;
+  opt.board = parse_board(board);
+  opt.num_players = num_players;
+  opt.seed = seed;
+  opt.policy = parse_policy(policy);
+  opt.threads = threads;
+  opt.max_moves = max_moves;
+  opt.record = record;
+  std::vector<GameRecord> out(games.size());
+  double wall;
   {
     py::gil_scoped_release release;
     auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < games; i++) {
-      init_state(*s, g, num_players, false);
-      Rng rng = Rng::for_game(seed, (uint64_t)i);
-      if (!random_playout(g, *s, *sc, *l, rng, max_moves)) capped++;
-      moves += s->move_count;
-      wins[s->winner]++;
-      reasons[s->reason]++;
+    run_batch(opt, games, out);
+    wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  size_t G = out.size(), M = 0;
+  for (auto& r : out) M += r.moves.size();
+  std::vector<int64_t> index(G), offsets(G + 1, 0);
+  std::vector<int32_t> move_count(G);
+  std::vector<uint8_t> winner(G), reason(G), capped(G);
+  std::vector<double> seconds(G);
+  py::array_t<uint8_t> moves({(py::ssize_t)M, (py::ssize_t)sizeof(Move)});
+  py::array_t<uint64_t> hashes((py::ssize_t)M);
+  py::array_t<uint8_t> phases((py::ssize_t)M), players((py::ssize_t)M);
+  uint8_t* mv = moves.mutable_data();
+  uint64_t* hs = hashes.mutable_data();
+  uint8_t* ph = phases.mutable_data();
+  uint8_t* pl = players.mutable_data();
+  size_t at = 0;
+  long long total_moves = 0;
+  for (size_t i = 0; i < G; i++) {
+    const GameRecord& r = out[i];
+    index[i] = r.index;
+    move_count[i] = r.move_count;
+    total_moves += r.move_count;
+    winner[i] = r.winner;
+    reason[i] = r.reason;
+    capped[i] = r.capped;
+    seconds[i] = r.seconds;
+    size_t n = r.moves.size();
+    if (n) {
+      std::memcpy(mv + at * sizeof(Move), r.moves.data(), n * sizeof(Move));
+      std::memcpy(hs + at, r.hashes.data(), n * sizeof(uint64_t));
+      std::memcpy(ph + at, r.phases.data(), n);
+      std::memcpy(pl + at, r.players.data(), n);
     }
-    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    at += n;
+    offsets[i + 1] = (int64_t)at;
   }
   py::dict d;
-  d["games"] = games;
+  d["game_index"] = to_array(index);
+  d["move_offsets"] = to_array(offsets);
+  d["move_count"] = to_array(move_count);
+  d["winner"] = to_array(winner);
+  d["reason"] = to_array(reason);
+  d["capped"] = to_array(capped);
+  d["seconds"] = to_array(seconds);
   d["moves"] = moves;
-  d["seconds"] = seconds;
-  d["capped"] = capped;
-  py::dict w;
-  for (int p = 1; p <= num_players; p++) w[py::int_(p)] = wins[p];
-  d["wins"] = w;
-  py::dict r;
-  for (int k = 1; k < 7; k++)
-    if (reasons[k]) r[py::str(REASON_NAMES[k])] = reasons[k];
-  d["reasons"] = r;
+  d["hashes"] = hashes;
+  d["phases"] = phases;
+  d["players"] = players;
+  d["wall_seconds"] = wall;
+  d["total_moves"] = total_moves;
+  d["threads"] = std::min<int>(resolve_threads(threads), (int)std::max<size_t>(G, 1));
   return d;
+}
+
+Move move_from_record(py::bytes b) {
+  std::string raw = b;
+  if (raw.size() != sizeof(Move))
+    throw py::value_error("a move record is " + std::to_string(sizeof(Move)) + " bytes, got " +
+                          std::to_string(raw.size()));
+  Move m;
+  std::memcpy(&m, raw.data(), sizeof(Move));
+  if (m.type >= NUM_MOVE_TYPES) throw py::value_error("move record has unknown type " + std::to_string(m.type));
+  return m;
+}
+
+// Replay recorded moves from the initial position, checking each against the legal surface
+// and the recorded hash. Returns (-1, "") when all match, else (step, what differed).
+py::tuple replay_verify(Game& game, py::array_t<uint8_t, py::array::c_style> moves,
+                        py::array_t<uint64_t, py::array::c_style> hashes) {
+  if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
+    throw py::value_error("moves must have shape (N, 16)");
+  if (hashes.ndim() != 1 || hashes.shape(0) != moves.shape(0))
+    throw py::value_error("hashes must have one entry per move");
+  py::ssize_t n = moves.shape(0);
+  const uint8_t* mv = moves.data();
+  const uint64_t* hs = hashes.data();
+  int bad = -1;
+  int code = 0;
+  uint64_t got = 0;
+  {
+    py::gil_scoped_release release;
+    for (py::ssize_t i = 0; i < n; i++) {
+      Move m;
+      std::memcpy(&m, mv + i * sizeof(Move), sizeof(Move));
+      code = game.apply(m);
+      if (code) {
+        bad = (int)i;
+        break;
+      }
+      got = state_hash(game.geo(), game.st());
+      if (got != hs[i]) {
+        bad = (int)i;
+        break;
+      }
+    }
+  }
+  if (bad < 0) return py::make_tuple(-1, "");
+  if (code) {
+    static const char* errors[] = {"ok", "the game is over", "wrong player", "move type not allowed in this phase",
+                                   "not in the legal-move list", "the reference engine rejects this listed move"};
+    return py::make_tuple(bad, std::string("move rejected: ") + errors[code]);
+  }
+  char buf[96];
+  snprintf(buf, sizeof(buf), "hash %016llx, recorded %016llx", (unsigned long long)got,
+           (unsigned long long)hs[bad]);
+  return py::make_tuple(bad, std::string(buf));
 }
 
 }  // namespace
@@ -305,9 +409,16 @@ PYBIND11_MODULE(_core, mod) {
       "ok", "the game is over", "wrong player", "move type not allowed in this phase",
       "not in the legal-move list", "the reference engine rejects this listed move"});
 
-  mod.def("random_playouts", &random_playouts, py::arg("board"), py::arg("num_players"), py::arg("games"),
-          py::arg("seed") = 0, py::arg("max_moves") = 10000,
-          "Play `games` uniformly random games on one thread; returns counts and wall time.");
+  mod.attr("MOVE_RECORD_SIZE") = (int)sizeof(Move);
+  mod.attr("REASONS") = py::cast(std::vector<std::string>(REASON_NAMES, REASON_NAMES + 7));
+  mod.def("hardware_threads", []() { return resolve_threads(0); });
+  mod.def("selfplay_batch", &selfplay_batch, py::arg("board"), py::arg("num_players"), py::arg("seed"),
+          py::arg("games"), py::arg("policy") = "random", py::arg("threads") = 0, py::arg("max_moves") = 2000,
+          py::arg("record") = true,
+          "Play the given game indices of run `seed` on a native thread pool (GIL released).");
+  mod.def("move_from_record", &move_from_record, py::arg("record"), "Decode a 16-byte move record.");
+  mod.def("replay_verify", &replay_verify, py::arg("game"), py::arg("moves"), py::arg("hashes"),
+          "Apply recorded moves to `game`, checking legality and each hash; returns (step or -1, why).");
 
   py::class_<Move>(mod, "Move")
       .def(py::init(&make_py_move), py::arg("type"), py::arg("player"), py::arg("from_cell") = -1,
@@ -327,6 +438,8 @@ PYBIND11_MODULE(_core, mod) {
       .def_property_readonly("window", [](const Move& m) { return m.window == WINDOW_ALL ? -1 : (int)m.window; })
       .def_readonly("context", &Move::context)
       .def_readonly("option", &Move::option)
+      .def("to_record", [](const Move& m) { return py::bytes((const char*)&m, sizeof(Move)); },
+           "The 16-byte little-endian record stored in game databases.")
       .def("__eq__", [](const Move& a, const Move& b) { return same_move(a, b); })
       .def("__hash__", [](const Move& m) {
         return py::hash(py::make_tuple(m.type, m.player, m.from, m.to, m.target, m.count, m.line_start, m.line_dir,

@@ -97,6 +97,7 @@ struct Move {
   uint8_t option;     // recovery option (1/2); territory region pass
 };
 constexpr uint8_t WINDOW_ALL = 0xFF;
+static_assert(sizeof(Move) == 16, "Move is stored as a 16-byte record in game databases");
 
 RR_HD inline Move make_move(uint8_t type, uint8_t player) {
   Move m;
