@@ -7,8 +7,6 @@ from .errors import IllegalMoveError, StateParseError
 
 Move = _core.Move
 
-_BOOKKEEPING_ONLY = ()
-
 
 class Game(_core.Game):
     """A RingRift game whose rules run in the C++ core.
