@@ -1,0 +1,28 @@
+"""Errors of the game database layer."""
+
+from __future__ import annotations
+
+from ..engine.errors import RingRiftError
+
+
+class DBError(RingRiftError):
+    """A game database that cannot be opened, read or written (missing, corrupt, not ours...).
+
+    The message always names the file.  ``path`` holds it as a string.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class DBSchemaError(DBError):
+    """A game database written with another schema version than this library's."""
+
+    def __init__(self, path: str, found, expected: int, *, what: str = "game database"):
+        super().__init__(
+            f"{path}: {what} has schema version {found}, this ringrift expects {expected}",
+            path=path,
+        )
+        self.found = found
+        self.expected = expected

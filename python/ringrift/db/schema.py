@@ -1,0 +1,106 @@
+"""The game database's schema: version, tables and the fixed-width record formats.
+
+Everything the store writes is defined here so that ``docs/game_db.md`` and the code have a
+single source to agree with.  The schema is versioned by ``meta.schema_version``; a database of
+any other version is refused (there are no migrations yet).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Version of the layout below, stored in ``meta`` as ``schema_version``.
+SCHEMA_VERSION = 1
+
+#: Value of ``meta.format``: tells our files from other SQLite databases.
+FORMAT_NAME = "ringrift-gamedb"
+
+#: Bytes per stored move (``struct Move`` in ``csrc/engine/defs.h``).
+MOVE_RECORD_SIZE = 16
+
+#: numpy view of one move record (little-endian, packed, 16 bytes).
+MOVE_RECORD_DTYPE = np.dtype([
+    ("type", "u1"),        # index into ringrift._core.MOVE_TYPES
+    ("player", "u1"),      # 1-based seat that makes the move
+    ("count", "u1"),       # rings placed / removed; territory: controlling player
+    ("line_dir", "u1"),    # direction index of a line or recovery run
+    ("from", "<i2"),       # cell index or -1
+    ("to", "<i2"),         # cell index or -1
+    ("target", "<i2"),     # capture target cell or -1
+    ("line_start", "<i2"), # first cell of a line / recovery run, or -1
+    ("line_len", "u1"),
+    ("window", "u1"),      # choose_line_option segment offset; 255 = whole line
+    ("context", "u1"),     # elimination context or recovery mode
+    ("option", "u1"),      # recovery option (1/2); territory region pass
+])
+assert MOVE_RECORD_DTYPE.itemsize == MOVE_RECORD_SIZE
+
+#: Byte layout of the per-step blobs.
+HASH_DTYPE = np.dtype("<u8")
+PHASE_DTYPE = np.dtype("u1")
+PLAYER_DTYPE = np.dtype("u1")
+
+#: Values of ``games.parity_status`` the library itself writes.  Other short words are allowed.
+PARITY_STATUSES = ("unchecked", "ok", "failed", "error", "skipped")
+
+#: Columns of ``games`` that identify a game; a second insert of the same identity is ignored.
+IDENTITY_COLUMNS = ("board", "num_players", "policy", "seed", "game_index")
+
+#: Every column of ``games`` in table order (``id`` first, the four blobs last so that scans
+#: of the scalar columns never touch the blobs' overflow pages).
+GAME_COLUMNS = (
+    "id", "board", "num_players", "policy", "seed", "game_index",
+    "engine_version", "host", "max_moves",
+    "winner", "reason", "move_count", "capped",
+    "started_at", "duration_ms", "created_at", "parity_status",
+    "moves", "hashes", "phases", "players",
+)
+
+#: The columns a new row is written with (all but ``id``).
+INSERT_COLUMNS = GAME_COLUMNS[1:]
+
+#: Scalar columns (everything but the four blobs).
+SCALAR_COLUMNS = GAME_COLUMNS[:-4]
+BLOB_COLUMNS = GAME_COLUMNS[-4:]
+
+#: Columns ``count_games`` and ``iter_games`` may filter on with equality.
+FILTER_COLUMNS = (
+    "id", "board", "num_players", "policy", "seed", "game_index", "engine_version", "host",
+    "max_moves", "winner", "reason", "move_count", "capped", "parity_status",
+)
+
+SCHEMA_SQL = f"""
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE games (
+    id             INTEGER PRIMARY KEY,
+    board          TEXT    NOT NULL,
+    num_players    INTEGER NOT NULL CHECK (num_players BETWEEN 2 AND 4),
+    policy         TEXT    NOT NULL,
+    seed           INTEGER NOT NULL,
+    game_index     INTEGER NOT NULL CHECK (game_index >= 0),
+    engine_version TEXT,
+    host           TEXT,
+    max_moves      INTEGER,
+    winner         INTEGER NOT NULL CHECK (winner BETWEEN 0 AND num_players),
+    reason         TEXT,
+    move_count     INTEGER NOT NULL CHECK (move_count >= 0),
+    capped         INTEGER NOT NULL CHECK (capped IN (0, 1)),
+    started_at     TEXT,
+    duration_ms    INTEGER,
+    created_at     TEXT    NOT NULL,
+    parity_status  TEXT    NOT NULL DEFAULT 'unchecked',
+    moves          BLOB    NOT NULL CHECK (length(moves)   = {MOVE_RECORD_SIZE} * move_count),
+    hashes         BLOB    NOT NULL CHECK (length(hashes)  = 8 * move_count),
+    phases         BLOB    NOT NULL CHECK (length(phases)  = move_count),
+    players        BLOB    NOT NULL CHECK (length(players) = move_count),
+    UNIQUE (board, num_players, policy, seed, game_index)
+);
+
+CREATE INDEX idx_games_parity ON games (parity_status);
+"""
+
+TABLES = ("meta", "games")

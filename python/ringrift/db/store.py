@@ -1,0 +1,621 @@
+"""``GameDB``: a SQLite file of self-play games, one row per game with its steps as blobs.
+
+See ``docs/game_db.md`` for the schema.  The store is plain :mod:`sqlite3`:
+
+* WAL journal, ``synchronous=NORMAL``; every write is one explicit transaction, so a batch is
+  stored whole or not at all;
+* a game is identified by ``(board, num_players, policy, seed, game_index)``; inserting a game
+  whose identity is already stored does nothing (so re-running a batch, or merging two files
+  with overlapping games, is safe);
+* every failure of SQLite itself (a file that is not a database, a truncated or corrupt one,
+  a constraint violated by a bad batch) is raised as :class:`DBError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .. import _core
+from .errors import DBError, DBSchemaError
+from .schema import (
+    FILTER_COLUMNS,
+    FORMAT_NAME,
+    GAME_COLUMNS,
+    HASH_DTYPE,
+    IDENTITY_COLUMNS,
+    INSERT_COLUMNS,
+    MOVE_RECORD_DTYPE,
+    MOVE_RECORD_SIZE,
+    SCHEMA_SQL,
+    SCHEMA_VERSION,
+)
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_PAGE_SIZE = 32768          # for new files: rows are a few KiB of blobs; big pages halve the I/O
+_BUSY_TIMEOUT_MS = 30_000
+_FETCH_CHUNK = 256          # rows per query while iterating
+
+_INSERT_SQL = (
+    f"INSERT INTO games ({', '.join(INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))}) "
+    f"ON CONFLICT ({', '.join(IDENTITY_COLUMNS)}) DO NOTHING"
+)
+_MERGE_SQL = (
+    f"INSERT INTO main.games ({', '.join(INSERT_COLUMNS)}) "
+    f"SELECT {', '.join(INSERT_COLUMNS)} FROM src.games WHERE 1 ORDER BY id "
+    f"ON CONFLICT ({', '.join(IDENTITY_COLUMNS)}) DO NOTHING"
+)
+
+_BATCH_GAME_FIELDS = ("game_index", "move_offsets", "move_count", "winner", "reason", "capped", "seconds")
+_BATCH_STEP_FIELDS = ("moves", "hashes", "phases", "players")
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC string (millisecond precision)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _iso(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"started_at must be a datetime or an ISO string, got {type(value).__name__}")
+
+
+@dataclass
+class GameRow:
+    """One stored game.  ``moves`` (M,16) uint8, ``hashes`` uint64[M], ``phases`` and
+    ``players`` uint8[M] are read-only numpy views of the row's blobs; step ``i`` is the move
+    played, the state hash after it, the phase after it and the player to move after it."""
+
+    id: int
+    board: str
+    num_players: int
+    policy: str
+    seed: int
+    game_index: int
+    engine_version: str | None
+    host: str | None
+    max_moves: int | None
+    winner: int
+    reason: str | None
+    move_count: int
+    capped: bool
+    started_at: str | None
+    duration_ms: int | None
+    created_at: str
+    parity_status: str
+    moves: np.ndarray
+    hashes: np.ndarray
+    phases: np.ndarray
+    players: np.ndarray
+
+    @property
+    def identity(self) -> tuple:
+        """``(board, num_players, policy, seed, game_index)``."""
+        return (self.board, self.num_players, self.policy, self.seed, self.game_index)
+
+    def move_records(self) -> np.ndarray:
+        """The moves as a structured array with the fields of ``struct Move``."""
+        return self.moves.reshape(-1).view(MOVE_RECORD_DTYPE)
+
+    def hash_hex(self, step: int) -> str:
+        """The reference engine's 16-hex-digit form of the hash after ``step``."""
+        return f"{int(self.hashes[step]):016x}"
+
+    def phase_names(self) -> list[str]:
+        return [_core.PHASES[p] for p in self.phases.tolist()]
+
+
+def _row_from_sql(r: tuple) -> GameRow:
+    (gid, board, num_players, policy, seed, game_index, engine_version, host, max_moves,
+     winner, reason, move_count, capped, started_at, duration_ms, created_at, parity_status,
+     moves, hashes, phases, players) = r
+    return GameRow(
+        id=gid, board=board, num_players=num_players, policy=policy, seed=seed,
+        game_index=game_index, engine_version=engine_version, host=host, max_moves=max_moves,
+        winner=winner, reason=reason, move_count=move_count, capped=bool(capped),
+        started_at=started_at, duration_ms=duration_ms, created_at=created_at,
+        parity_status=parity_status,
+        moves=np.frombuffer(moves, dtype=np.uint8).reshape(-1, MOVE_RECORD_SIZE),
+        hashes=np.frombuffer(hashes, dtype=HASH_DTYPE),
+        phases=np.frombuffer(phases, dtype=np.uint8),
+        players=np.frombuffer(players, dtype=np.uint8),
+    )
+
+
+def _check_header(path: Path) -> None:
+    """Refuse files that are not SQLite databases, or whose header promises more pages than
+    the file holds (a truncated copy), before SQLite gets to read them."""
+    size = path.stat().st_size
+    if size == 0:
+        return  # SQLite treats an empty file as an empty database
+    with open(path, "rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+        raise DBError(f"{path}: not a SQLite database", path=str(path))
+    page_size = int.from_bytes(head[16:18], "big")
+    if page_size == 1:
+        page_size = 65536
+    if page_size < 512 or page_size & (page_size - 1):
+        raise DBError(f"{path}: corrupt SQLite header (page size {page_size})", path=str(path))
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return  # pages may legitimately still live in the write-ahead log (e.g. after a crash)
+    pages = int.from_bytes(head[28:32], "big")
+    if pages and head[24:28] == head[92:96] and pages * page_size > size:
+        raise DBError(
+            f"{path}: truncated or corrupt SQLite database "
+            f"(header says {pages * page_size} bytes, the file has {size})",
+            path=str(path),
+        )
+    if size % page_size:
+        raise DBError(
+            f"{path}: truncated or corrupt SQLite database "
+            f"(size {size} is not a multiple of the page size {page_size})",
+            path=str(path),
+        )
+
+
+def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
+    clauses, params = [], []
+    for key, value in filters.items():
+        if key not in FILTER_COLUMNS:
+            raise TypeError(f"unknown game filter {key!r} (allowed: {', '.join(FILTER_COLUMNS)})")
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+            values = list(value.tolist() if isinstance(value, np.ndarray) else value)
+            if not values:
+                clauses.append("0")
+                continue
+            clauses.append(f"{key} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        else:
+            clauses.append(f"{key} = ?")
+            params.append(value.item() if isinstance(value, np.generic) else value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class GameDB:
+    """A game database file (see ``docs/game_db.md``).
+
+    ``GameDB(path)`` opens ``path``, creating it (with the current schema) when it does not
+    exist and ``create`` is true.  ``readonly=True`` opens without write access (the file must
+    exist).  Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = bool(readonly)
+        self._conn: sqlite3.Connection | None = None
+        where = str(self.path)
+        if self.path.is_dir():
+            raise DBError(f"{where}: is a directory, not a game database", path=where)
+        exists = self.path.exists()
+        if not exists and (readonly or not create):
+            raise DBError(f"{where}: no such game database", path=where)
+        if not exists and not self.path.parent.is_dir():
+            raise DBError(f"{where}: directory {self.path.parent} does not exist", path=where)
+        try:
+            if exists:
+                _check_header(self.path)
+            if readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            else:
+                uri = f"{self.path.resolve().as_uri()}?mode=rwc"
+            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+            self._setup(create=create)
+        except DBError:
+            self._close_quietly()
+            raise
+        except OSError as exc:
+            self._close_quietly()
+            raise DBError(f"{where}: cannot open ({exc.strerror or exc})", path=where) from None
+        except sqlite3.Error as exc:
+            self._close_quietly()
+            raise DBError(f"{where}: not a readable game database ({exc})", path=where) from None
+
+    # -- opening -------------------------------------------------------------------------
+    def _setup(self, *, create: bool) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        tables = self._tables()
+        if not tables and not self.readonly and create:
+            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+        if not self.readonly:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise DBError(f"{self.path}: cannot switch to WAL journal mode (got {mode})", path=str(self.path))
+            conn.execute("PRAGMA synchronous = NORMAL")
+        if "meta" not in tables:
+            if tables:
+                raise DBError(
+                    f"{self.path}: not a ringrift game database (no meta table; it has "
+                    f"{', '.join(sorted(tables))})", path=str(self.path))
+            if self.readonly or not create:
+                raise DBError(f"{self.path}: empty database, not a ringrift game database", path=str(self.path))
+            self._create_schema()
+        self._check_meta()
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _create_schema(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if "meta" not in self._tables():  # another process may have won the race
+                for stmt in SCHEMA_SQL.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                now = utc_now()
+                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                    ("format", FORMAT_NAME),
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("created_at", now),
+                    ("created_by", f"ringrift {_package_version()}"),
+                ])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _check_meta(self) -> None:
+        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT_NAME:
+            raise DBError(f"{self.path}: not a ringrift game database (meta.format is "
+                          f"{meta.get('format')!r})", path=str(self.path))
+        found = meta.get("schema_version")
+        try:
+            version = int(found)
+        except (TypeError, ValueError):
+            version = None
+        if version != SCHEMA_VERSION:
+            raise DBSchemaError(str(self.path), found, SCHEMA_VERSION)
+        self.meta = meta
+
+    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise DBError(f"{self.path}: game database is closed", path=str(self.path))
+        return self._conn
+
+    def _writable(self) -> sqlite3.Connection:
+        conn = self.conn
+        if self.readonly:
+            raise DBError(f"{self.path}: opened read-only", path=str(self.path))
+        return conn
+
+    def _fail(self, what: str, exc: BaseException) -> DBError:
+        return DBError(f"{self.path}: {what} failed: {exc}", path=str(self.path))
+
+    def _close_quietly(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._conn is not None:
+            try:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._close_quietly()
+
+    def __enter__(self) -> "GameDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else ("read-only" if self.readonly else "open")
+        return f"<GameDB {str(self.path)!r} v{SCHEMA_VERSION} {state}>"
+
+    def _query(self, what: str, sql: str, params: Iterable = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(what, exc) from None
+
+    # -- writing -------------------------------------------------------------------------
+    def insert_batch(self, batch: dict, *, board: str, num_players: int, seed: int, policy: str,
+                     engine_version: str | None, host: str | None, max_moves: int | None,
+                     started_at=None) -> int:
+        """Store every game of a ``_core.selfplay_batch`` result in one transaction.
+
+        Games whose identity ``(board, num_players, policy, seed, game_index)`` is already
+        stored are skipped.  Returns the number of rows inserted.  Any error (malformed batch,
+        constraint violation, I/O) rolls the whole batch back and raises :class:`DBError`.
+        """
+        conn = self._writable()
+        try:
+            cols = _batch_columns(batch)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DBError(f"{self.path}: insert_batch: malformed batch: {exc}", path=str(self.path)) from None
+        G = cols["G"]
+        if G == 0:
+            return 0
+        started = _iso(started_at) or utc_now()
+        created = utc_now()
+        board, policy = str(board), str(policy)
+        num_players, seed = int(num_players), int(seed)
+        max_moves = None if max_moves is None else int(max_moves)
+        engine_version = None if engine_version is None else str(engine_version)
+        host = None if host is None else str(host)
+
+        gi, offs, mc = cols["game_index"], cols["move_offsets"], cols["move_count"]
+        winner, reason, capped, dur = cols["winner"], cols["reason"], cols["capped"], cols["duration_ms"]
+        mb, hb, pb, plb = cols["moves"], cols["hashes"], cols["phases"], cols["players"]
+        reasons = _REASON_TEXT
+
+        def rows():
+            for g in range(G):
+                a, b = offs[g], offs[g + 1]
+                yield (board, num_players, policy, seed, gi[g], engine_version, host, max_moves,
+                       winner[g], reasons[reason[g]], mc[g], capped[g], started, dur[g], created,
+                       "unchecked", mb[a * 16:b * 16], hb[a * 8:b * 8], pb[a:b], plb[a:b])
+
+        return self._insert_rows(rows(), what="insert_batch")
+
+    def _insert_rows(self, rows, *, what: str = "insert") -> int:
+        """Insert full row tuples (``INSERT_COLUMNS`` order) in one transaction, skipping
+        identities already stored; returns the number inserted.  All or nothing."""
+        conn = self._writable()
+        before = conn.total_changes
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT_SQL, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise DBError(f"{self.path}: {what} failed, nothing of the batch was stored: {exc}",
+                          path=str(self.path)) from None
+        except (IndexError, KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise DBError(f"{self.path}: {what}: bad batch field, nothing of the batch was "
+                          f"stored: {type(exc).__name__}: {exc}", path=str(self.path)) from None
+        return conn.total_changes - before
+
+    def set_parity_status(self, ids: Iterable[int] | int, status: str) -> int:
+        """Set ``parity_status`` of the given game ids (one transaction); returns rows changed."""
+        conn = self._writable()
+        if not isinstance(status, str) or not status or len(status) > 64:
+            raise ValueError(f"parity status must be a short non-empty string, got {status!r}")
+        if isinstance(ids, (int, np.integer)):
+            ids = [ids]
+        id_list = [(status, int(i)) for i in (ids.tolist() if isinstance(ids, np.ndarray) else ids)]
+        before = conn.total_changes
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("UPDATE games SET parity_status = ? WHERE id = ?", id_list)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail("set_parity_status", exc) from None
+        return conn.total_changes - before
+
+    def merge_from(self, other_path: str | os.PathLike) -> int:
+        """Copy every game of another game database into this one (one transaction).
+
+        Games already present (same identity) are skipped; the copied rows get new ids.
+        Refuses a file of another schema version (:class:`DBSchemaError`).  Returns the number
+        of games added.
+        """
+        conn = self._writable()
+        other = Path(other_path)
+        with GameDB(other, create=False, readonly=True):
+            pass  # validates format and schema version, raising DBError / DBSchemaError
+        if other.resolve() == self.path.resolve():
+            raise DBError(f"{self.path}: cannot merge a database into itself", path=str(self.path))
+        try:
+            conn.execute("ATTACH DATABASE ? AS src", (f"{other.resolve().as_uri()}?mode=ro",))
+        except sqlite3.Error as exc:
+            raise DBError(f"{other}: cannot attach for merging: {exc}", path=str(other)) from None
+        try:
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_MERGE_SQL)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return conn.total_changes - before
+        except sqlite3.Error as exc:
+            raise DBError(f"{self.path}: merge from {other} failed, nothing was merged: {exc}",
+                          path=str(self.path)) from None
+        finally:
+            try:
+                conn.execute("DETACH DATABASE src")
+            except sqlite3.Error:
+                pass
+
+    # -- reading -------------------------------------------------------------------------
+    def existing_indices(self, *, board: str, num_players: int, seed: int, policy: str) -> set[int]:
+        """The ``game_index`` values already stored for one run."""
+        rows = self._query(
+            "existing_indices",
+            "SELECT game_index FROM games WHERE board = ? AND num_players = ? AND policy = ? AND seed = ?",
+            (board, int(num_players), policy, int(seed)))
+        return {r[0] for r in rows}
+
+    def count_games(self, **filters) -> int:
+        """Number of games matching equality filters on scalar columns (a list means IN)."""
+        where, params = _filters_sql(filters)
+        return self._query("count_games", f"SELECT COUNT(*) FROM games{where}", params)[0][0]
+
+    def iter_games(self, board: str | None = None, num_players: int | None = None,
+                   parity_status: str | None = None, sample: int | None = None,
+                   seed_for_sample: int = 0, ids: Iterable[int] | None = None,
+                   **filters) -> Iterator[GameRow]:
+        """Yield matching games as :class:`GameRow`, in ascending id order.
+
+        ``ids`` restricts to those ids (unknown ids are skipped).  ``sample=n`` yields a
+        uniformly random subset of ``n`` matching games (all of them when fewer match), chosen
+        reproducibly from ``seed_for_sample``.  Further keyword filters as in
+        :meth:`count_games`.
+        """
+        filters.update(board=board, num_players=num_players, parity_status=parity_status)
+        if ids is not None:
+            ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+            filters["id"] = sorted({int(i) for i in ids})
+        where, params = _filters_sql(filters)
+        cols = ", ".join(GAME_COLUMNS)
+        if sample is not None:
+            if int(sample) < 0:
+                raise ValueError(f"sample must be >= 0, got {sample}")
+            try:
+                cur = self.conn.execute(f"SELECT id FROM games{where} ORDER BY id", params)
+                all_ids = np.fromiter((r[0] for r in cur), dtype=np.int64)
+            except sqlite3.Error as exc:
+                raise self._fail("iter_games", exc) from None
+            if int(sample) < len(all_ids):
+                rng = np.random.default_rng(seed_for_sample)
+                all_ids = np.sort(rng.choice(all_ids, size=int(sample), replace=False))
+            return self._iter_ids(all_ids.tolist())
+        return self._iter_keyset(cols, where, params)
+
+    def _iter_ids(self, id_list: list[int]) -> Iterator[GameRow]:
+        cols = ", ".join(GAME_COLUMNS)
+        for start in range(0, len(id_list), _FETCH_CHUNK):
+            chunk = id_list[start:start + _FETCH_CHUNK]
+            rows = self._query("iter_games", f"SELECT {cols} FROM games WHERE id IN "
+                               f"({', '.join('?' * len(chunk))}) ORDER BY id", chunk)
+            for r in rows:
+                yield _row_from_sql(r)
+
+    def _iter_keyset(self, cols: str, where: str, params: list) -> Iterator[GameRow]:
+        last = None
+        joiner = " AND " if where else " WHERE "
+        while True:
+            if last is None:
+                sql, p = f"SELECT {cols} FROM games{where} ORDER BY id LIMIT {_FETCH_CHUNK}", params
+            else:
+                sql, p = (f"SELECT {cols} FROM games{where}{joiner}id > ? ORDER BY id LIMIT {_FETCH_CHUNK}",
+                          params + [last])
+            rows = self._query("iter_games", sql, p)
+            for r in rows:
+                yield _row_from_sql(r)
+            if len(rows) < _FETCH_CHUNK:
+                return
+            last = rows[-1][0]
+
+    def get_game(self, game_id: int) -> GameRow:
+        """One game by id (KeyError when absent)."""
+        rows = self._query("get_game", f"SELECT {', '.join(GAME_COLUMNS)} FROM games WHERE id = ?", (int(game_id),))
+        if not rows:
+            raise KeyError(f"{self.path}: no game with id {game_id}")
+        return _row_from_sql(rows[0])
+
+    def summary(self) -> dict:
+        """Totals: games, moves, capped, wins by seat, reasons, parity statuses, per board/players."""
+        q = self._query
+        games, moves, capped = q("summary", "SELECT COUNT(*), COALESCE(SUM(move_count), 0), "
+                                            "COALESCE(SUM(capped), 0) FROM games")[0]
+        wins = {w: n for w, n in q("summary", "SELECT winner, COUNT(*) FROM games GROUP BY winner ORDER BY winner")}
+        reasons = {(r if r is not None else "none"): n for r, n in
+                   q("summary", "SELECT reason, COUNT(*) FROM games GROUP BY reason ORDER BY COUNT(*) DESC")}
+        parity = {s: n for s, n in q("summary", "SELECT parity_status, COUNT(*) FROM games GROUP BY parity_status")}
+        configs = [
+            {"board": b, "num_players": n, "games": g, "moves": m, "capped": c, "mean_moves": (m / g if g else 0.0)}
+            for b, n, g, m, c in q("summary", "SELECT board, num_players, COUNT(*), SUM(move_count), SUM(capped) "
+                                              "FROM games GROUP BY board, num_players ORDER BY board, num_players")
+        ]
+        return {
+            "path": str(self.path),
+            "schema_version": SCHEMA_VERSION,
+            "games": games,
+            "moves": moves,
+            "capped": capped,
+            "wins_by_seat": wins,
+            "reasons": reasons,
+            "parity_status": parity,
+            "by_config": configs,
+        }
+
+
+# ---- batch plumbing --------------------------------------------------------------------------
+
+_REASON_TEXT = tuple(r if r else None for r in _core.REASONS)
+
+
+def _package_version() -> str:
+    try:
+        from .. import __version__
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def _batch_columns(batch: dict) -> dict:
+    """Validate a selfplay batch and turn it into Python lists / byte strings for the insert."""
+    for key in _BATCH_GAME_FIELDS + _BATCH_STEP_FIELDS:
+        if key not in batch:
+            raise KeyError(f"missing field {key!r}")
+    gi = np.asarray(batch["game_index"])
+    G = gi.shape[0] if gi.ndim == 1 else -1
+    if G < 0:
+        raise ValueError("game_index must be one-dimensional")
+    for key in _BATCH_GAME_FIELDS:
+        n = np.asarray(batch[key]).shape
+        want = (G + 1,) if key == "move_offsets" else (G,)
+        if n != want:
+            raise ValueError(f"{key} has shape {n}, expected {want}")
+    offs = np.asarray(batch["move_offsets"], dtype=np.int64)
+    mc = np.asarray(batch["move_count"], dtype=np.int64)
+    moves = np.ascontiguousarray(batch["moves"], dtype=np.uint8)
+    if moves.ndim != 2 or moves.shape[1] != MOVE_RECORD_SIZE:
+        raise ValueError(f"moves has shape {moves.shape}, expected (M, {MOVE_RECORD_SIZE})")
+    M = moves.shape[0]
+    hashes = np.ascontiguousarray(batch["hashes"], dtype=HASH_DTYPE)
+    phases = np.ascontiguousarray(batch["phases"], dtype=np.uint8)
+    players = np.ascontiguousarray(batch["players"], dtype=np.uint8)
+    for key, arr in (("hashes", hashes), ("phases", phases), ("players", players)):
+        if arr.shape != (M,):
+            raise ValueError(f"{key} has shape {arr.shape}, expected ({M},)")
+    if G and (offs[0] < 0 or offs[-1] > M or np.any(np.diff(offs) != mc)):
+        raise ValueError("move_offsets do not match move_count and the step arrays")
+    seconds = np.asarray(batch["seconds"], dtype=np.float64)
+    dur = np.rint(np.nan_to_num(seconds, nan=0.0) * 1000.0).astype(np.int64)
+    return {
+        "G": G,
+        "game_index": gi.astype(np.int64).tolist(),
+        "move_offsets": offs.tolist(),
+        "move_count": mc.tolist(),
+        "winner": np.asarray(batch["winner"]).astype(np.int64).tolist(),
+        "reason": np.asarray(batch["reason"]).astype(np.int64).tolist(),
+        "capped": (np.asarray(batch["capped"]) != 0).astype(np.int64).tolist(),
+        "duration_ms": dur.tolist(),
+        "moves": moves.tobytes(),
+        "hashes": hashes.tobytes(),
+        "phases": phases.tobytes(),
+        "players": players.tobytes(),
+    }
+
+
+__all__ = ["GameDB", "GameRow", "utc_now"]

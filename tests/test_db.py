@@ -1,0 +1,420 @@
+"""Tests of the game database (``ringrift.db.GameDB``) on real SQLite files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+
+import ringrift
+from ringrift import _core
+from ringrift.db import DBError, DBSchemaError, GameDB, GameRow, SCHEMA_VERSION
+
+RUN = dict(board="square8", num_players=2, seed=11, policy="random",
+           engine_version="test-1", host="testhost", max_moves=2000)
+
+# The games table as documented in docs/game_db.md: (name, declared type, not null).
+GAMES_COLUMNS = [
+    ("id", "INTEGER", 0), ("board", "TEXT", 1), ("num_players", "INTEGER", 1), ("policy", "TEXT", 1),
+    ("seed", "INTEGER", 1), ("game_index", "INTEGER", 1), ("engine_version", "TEXT", 0),
+    ("host", "TEXT", 0), ("max_moves", "INTEGER", 0), ("winner", "INTEGER", 1), ("reason", "TEXT", 0),
+    ("move_count", "INTEGER", 1), ("capped", "INTEGER", 1), ("started_at", "TEXT", 0),
+    ("duration_ms", "INTEGER", 0), ("created_at", "TEXT", 1), ("parity_status", "TEXT", 1),
+    ("moves", "BLOB", 1), ("hashes", "BLOB", 1), ("phases", "BLOB", 1), ("players", "BLOB", 1),
+]
+
+
+def _batch(board="square8", num_players=2, seed=11, games=range(20), policy="random", max_moves=2000):
+    return _core.selfplay_batch(board, num_players, seed, list(games), policy=policy, max_moves=max_moves)
+
+
+def _insert(db, batch, **over):
+    kw = dict(RUN)
+    kw.update(over)
+    return db.insert_batch(batch, **kw)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return _batch()
+
+
+@pytest.fixture
+def dbpath(tmp_path):
+    return tmp_path / "games.db"
+
+
+def _copy_batch(b):
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in b.items()}
+
+
+# ---- schema -----------------------------------------------------------------------------
+
+def test_schema_creation(dbpath):
+    with GameDB(dbpath) as db:
+        assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    con = sqlite3.connect(dbpath)
+    try:
+        info = con.execute("PRAGMA table_info(games)").fetchall()
+        assert [(r[1], r[2], r[3]) for r in info] == GAMES_COLUMNS
+        assert [r[1] for r in info if r[5]] == ["id"]
+        meta = dict(con.execute("SELECT key, value FROM meta"))
+        assert meta["schema_version"] == str(SCHEMA_VERSION) == "1"
+        assert meta["format"] == "ringrift-gamedb"
+        uniques = [r[1] for r in con.execute("PRAGMA index_list(games)") if r[2]]
+        cols = [[c[2] for c in con.execute(f"PRAGMA index_info('{name}')")] for name in uniques]
+        assert ["board", "num_players", "policy", "seed", "game_index"] in cols
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert tables == {"meta", "games"}
+    finally:
+        con.close()
+    # reopening an existing file keeps it as it is
+    with GameDB(dbpath, create=False) as db:
+        assert db.count_games() == 0
+
+
+# ---- insert / read --------------------------------------------------------------------------
+
+def test_insert_and_read_round_trip(dbpath, batch):
+    with GameDB(dbpath) as db:
+        assert _insert(db, batch, started_at="2025-01-02T03:04:05.000+00:00") == 20
+        rows = list(db.iter_games())
+    assert len(rows) == 20
+    offs = batch["move_offsets"]
+    for g, row in enumerate(rows):
+        assert isinstance(row, GameRow)
+        a, b = offs[g], offs[g + 1]
+        assert row.identity == ("square8", 2, "random", 11, int(batch["game_index"][g]))
+        assert row.move_count == batch["move_count"][g] == b - a
+        assert row.winner == batch["winner"][g]
+        assert row.reason == (_core.REASONS[batch["reason"][g]] or None)
+        assert row.capped == bool(batch["capped"][g])
+        assert row.duration_ms == round(batch["seconds"][g] * 1000)
+        assert (row.engine_version, row.host, row.max_moves) == ("test-1", "testhost", 2000)
+        assert row.started_at == "2025-01-02T03:04:05.000+00:00"
+        assert row.created_at.endswith("+00:00")
+        assert row.parity_status == "unchecked"
+        assert row.moves.shape == (b - a, 16) and row.moves.dtype == np.uint8
+        np.testing.assert_array_equal(row.moves, batch["moves"][a:b])
+        np.testing.assert_array_equal(row.hashes, batch["hashes"][a:b])
+        np.testing.assert_array_equal(row.phases, batch["phases"][a:b])
+        np.testing.assert_array_equal(row.players, batch["players"][a:b])
+        assert row.hash_hex(0) == f"{int(batch['hashes'][a]):016x}"
+        rec = row.move_records()
+        assert rec["type"][0] == batch["moves"][a, 0]
+    # the blobs are the documented byte layouts
+    con = sqlite3.connect(dbpath)
+    try:
+        mv, hs, ph, pl = con.execute("SELECT moves, hashes, phases, players FROM games WHERE game_index = 0").fetchone()
+    finally:
+        con.close()
+    a, b = offs[0], offs[1]
+    assert mv == batch["moves"][a:b].tobytes()
+    assert hs == batch["hashes"][a:b].astype("<u8").tobytes()
+    assert ph == batch["phases"][a:b].tobytes() and pl == batch["players"][a:b].tobytes()
+
+
+def test_move_records_decode(dbpath):
+    b = _batch(games=range(2))
+    with GameDB(dbpath) as db:
+        _insert(db, b)
+        row = next(db.iter_games())
+    game = ringrift.Game("square8", 2)
+    for i in range(row.move_count):
+        m = _core.move_from_record(row.moves[i].tobytes())
+        assert m.to_record() == row.moves[i].tobytes()
+        assert row.move_records()[i]["type"] == _core.MOVE_TYPES.index(m.type)
+        game.apply(m)
+        assert game.hash() == row.hash_hex(i)
+        assert _core.PHASES[row.phases[i]] == game.phase
+        assert row.players[i] == game.current_player
+
+
+def test_duplicate_batch_inserts_nothing(dbpath, batch):
+    with GameDB(dbpath) as db:
+        assert _insert(db, batch) == 20
+        assert _insert(db, batch) == 0
+        assert db.count_games() == 20
+        # an overlapping batch adds only the new games
+        assert _insert(db, _batch(games=range(10, 30))) == 10
+        assert db.count_games() == 30
+        # another seed / policy is another identity
+        assert _insert(db, batch, seed=12) == 20
+        assert db.count_games() == 50
+
+
+def test_batch_is_atomic_on_constraint_failure(dbpath, batch):
+    bad = _copy_batch(batch)
+    bad["winner"][7] = 9  # CHECK (winner BETWEEN 0 AND num_players) fails on the 8th row
+    with GameDB(dbpath) as db:
+        assert _insert(db, _batch(games=range(100, 103))) == 3
+        with pytest.raises(DBError, match="nothing of the batch was stored") as ei:
+            _insert(db, bad)
+        assert str(dbpath) in str(ei.value)
+        assert db.count_games() == 3
+        assert db.existing_indices(**{k: RUN[k] for k in ("board", "num_players", "seed", "policy")}) == {100, 101, 102}
+        # the store is still usable afterwards
+        assert _insert(db, batch) == 20
+    with GameDB(dbpath) as db:
+        assert db.count_games() == 23
+
+
+def test_batch_is_atomic_on_bad_python_field(dbpath, batch):
+    bad = _copy_batch(batch)
+    bad["reason"][12] = 200  # not an index of _core.REASONS: fails while rows are streaming in
+    with GameDB(dbpath) as db:
+        with pytest.raises(DBError, match="bad batch field"):
+            _insert(db, bad)
+        assert db.count_games() == 0
+
+
+def test_malformed_batch_rejected(dbpath, batch):
+    bad = _copy_batch(batch)
+    bad["move_count"][3] += 1
+    with GameDB(dbpath) as db:
+        with pytest.raises(DBError, match="malformed batch"):
+            _insert(db, bad)
+        missing = {k: v for k, v in batch.items() if k != "hashes"}
+        with pytest.raises(DBError, match="hashes"):
+            _insert(db, missing)
+        assert db.count_games() == 0
+
+
+def test_empty_batch(dbpath):
+    with GameDB(dbpath) as db:
+        assert _insert(db, _batch(games=[])) == 0
+
+
+# ---- opening errors -------------------------------------------------------------------------
+
+def test_schema_version_mismatch(dbpath):
+    with GameDB(dbpath):
+        pass
+    con = sqlite3.connect(dbpath)
+    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(DBSchemaError) as ei:
+        GameDB(dbpath)
+    err = ei.value
+    assert isinstance(err, DBError) and isinstance(err, ringrift.RingRiftError)
+    assert str(dbpath) in str(err) and "2" in str(err) and "1" in str(err)
+    assert (err.found, err.expected) == ("2", SCHEMA_VERSION)
+
+
+@pytest.mark.parametrize("content", [
+    os.urandom(64 * 1024),
+    os.urandom(10),
+    b"SQLite format 3\x00" + os.urandom(8192 - 16),
+    b"hello, this is a text file\n" * 100,
+], ids=["random-64k", "random-10-bytes", "magic-then-garbage", "text-file"])
+def test_not_a_database(tmp_path, content):
+    p = tmp_path / "junk.db"
+    p.write_bytes(content)
+    for kw in ({}, {"readonly": True}, {"create": False}):
+        with pytest.raises(DBError) as ei:
+            GameDB(p, **kw)
+        assert str(p) in str(ei.value)
+        assert not isinstance(ei.value, sqlite3.Error)
+
+
+def test_truncated_database(tmp_path, batch):
+    p = tmp_path / "real.db"
+    with GameDB(p) as db:
+        _insert(db, batch)
+        _insert(db, batch, seed=99)
+    data = p.read_bytes()
+    assert data.startswith(b"SQLite format 3\x00") and len(data) > 3 * 32768
+    for cut in (len(data) // 2, len(data) - 32768, 32768 + 1000, 50):
+        q = tmp_path / f"cut{cut}.db"
+        q.write_bytes(data[:cut])
+        with pytest.raises(DBError) as ei:
+            with GameDB(q, create=False) as db:
+                list(db.iter_games())
+        assert str(q) in str(ei.value)
+    # with a (junk) write-ahead log beside it the header check stands back; SQLite's own
+    # errors on reading the missing pages must still come out as DBError
+    q = tmp_path / "cutwal.db"
+    q.write_bytes(data[:len(data) // 2])
+    (tmp_path / "cutwal.db-wal").write_bytes(os.urandom(4096))
+    with pytest.raises(DBError) as ei:
+        with GameDB(q, create=False) as db:
+            list(db.iter_games())
+            db.summary()
+    assert str(q) in str(ei.value)
+
+
+def test_missing_file_and_other_paths(tmp_path, batch):
+    with pytest.raises(DBError, match="no such game database"):
+        GameDB(tmp_path / "absent.db", create=False)
+    with pytest.raises(DBError, match="no such game database"):
+        GameDB(tmp_path / "absent.db", readonly=True)
+    assert not (tmp_path / "absent.db").exists()
+    with pytest.raises(DBError, match="directory"):
+        GameDB(tmp_path)
+    with pytest.raises(DBError, match="does not exist"):
+        GameDB(tmp_path / "no" / "such" / "dir.db")
+    # a SQLite file that is someone else's
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(DBError, match="not a ringrift game database"):
+        GameDB(other)
+    # read-only handles refuse writes
+    p = tmp_path / "ro.db"
+    GameDB(p).close()
+    with GameDB(p, readonly=True) as db:
+        with pytest.raises(DBError, match="read-only"):
+            _insert(db, batch)
+    db = GameDB(p)
+    db.close()
+    db.close()
+    with pytest.raises(DBError, match="closed"):
+        db.count_games()
+
+
+# ---- queries --------------------------------------------------------------------------------
+
+def test_existing_indices(dbpath):
+    with GameDB(dbpath) as db:
+        assert db.existing_indices(board="square8", num_players=2, seed=11, policy="random") == set()
+        _insert(db, _batch(games=[0, 3, 5, 8]))
+        _insert(db, _batch(games=[1, 2]), seed=12)
+        _insert(db, _batch(games=[7], policy="heuristic"), policy="heuristic")
+        assert db.existing_indices(board="square8", num_players=2, seed=11, policy="random") == {0, 3, 5, 8}
+        assert db.existing_indices(board="square8", num_players=2, seed=12, policy="random") == {1, 2}
+        assert db.existing_indices(board="square8", num_players=2, seed=11, policy="heuristic") == {7}
+        assert db.existing_indices(board="hex8", num_players=2, seed=11, policy="random") == set()
+
+
+def test_filters_sampling_and_parity_status(dbpath):
+    with GameDB(dbpath) as db:
+        _insert(db, _batch(games=range(30)))
+        _insert(db, _batch("hex8", 3, games=range(10)), board="hex8", num_players=3)
+        assert db.count_games() == 40
+        assert db.count_games(board="hex8") == 10
+        assert db.count_games(board="square8", num_players=2) == 30
+        assert db.count_games(game_index=[0, 1, 2]) == 6
+        assert len(list(db.iter_games(board="hex8", num_players=3))) == 10
+        with pytest.raises(TypeError):
+            db.count_games(colour="red")
+
+        s1 = [r.id for r in db.iter_games(sample=7, seed_for_sample=5)]
+        s2 = [r.id for r in db.iter_games(sample=7, seed_for_sample=5)]
+        s3 = [r.id for r in db.iter_games(sample=7, seed_for_sample=6)]
+        assert len(s1) == 7 and s1 == s2 == sorted(s1) and s1 != s3
+        assert len(list(db.iter_games(board="hex8", sample=100))) == 10
+        assert [r.id for r in db.iter_games(ids=[s1[3], s1[0], 10_000])] == sorted([s1[0], s1[3]])
+
+        assert db.set_parity_status(s1[:4], "ok") == 4
+        assert db.set_parity_status(s1[4], "failed") == 1
+        assert {r.id for r in db.iter_games(parity_status="ok")} == set(s1[:4])
+        assert db.count_games(parity_status="failed") == 1
+        assert db.count_games(parity_status="unchecked") == 35
+        with pytest.raises(ValueError):
+            db.set_parity_status([1], "")
+        assert db.get_game(s1[0]).parity_status == "ok"
+        with pytest.raises(KeyError):
+            db.get_game(10_000)
+
+
+def test_iter_games_pages_through_many_rows(dbpath):
+    with GameDB(dbpath) as db:
+        _insert(db, _batch(games=range(600), max_moves=20), max_moves=20)
+        ids = [r.id for r in db.iter_games()]
+        assert len(ids) == 600 and ids == sorted(ids) and len(set(ids)) == 600
+        assert sum(1 for _ in db.iter_games(ids=ids[::2])) == 300
+
+
+def test_summary(dbpath, batch):
+    with GameDB(dbpath) as db:
+        _insert(db, batch)
+        _insert(db, _batch("hex8", 4, games=range(5), max_moves=30), board="hex8", num_players=4, max_moves=30)
+        s = db.summary()
+    assert s["games"] == 25
+    assert s["moves"] == int(batch["total_moves"]) + s["by_config"][0]["moves"]
+    assert s["capped"] == int(batch["capped"].sum()) + 5
+    assert sum(s["wins_by_seat"].values()) == 25
+    assert s["wins_by_seat"].get(0, 0) == 5 + int((batch["winner"] == 0).sum())
+    assert sum(s["reasons"].values()) == 25 and s["reasons"]["none"] >= 5
+    assert s["parity_status"] == {"unchecked": 25}
+    assert [(c["board"], c["num_players"], c["games"]) for c in s["by_config"]] == [("hex8", 4, 5), ("square8", 2, 20)]
+
+
+# ---- merge ----------------------------------------------------------------------------------
+
+def test_merge(tmp_path):
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    with GameDB(a) as db:
+        _insert(db, _batch(games=range(0, 10)))
+    with GameDB(b) as db:
+        _insert(db, _batch(games=range(5, 15)))
+        _insert(db, _batch("hex8", 2, games=range(3)), board="hex8")
+        db.set_parity_status([r.id for r in db.iter_games(board="hex8")], "ok")
+    with GameDB(a) as db:
+        assert db.merge_from(b) == 8
+        assert db.merge_from(b) == 0
+        assert db.count_games() == 18
+        assert db.existing_indices(board="square8", num_players=2, seed=11, policy="random") == set(range(15))
+        assert db.count_games(board="hex8", parity_status="ok") == 3
+        merged = {r.identity: r for r in db.iter_games()}
+    with GameDB(b) as db:
+        for r in db.iter_games():
+            m = merged[r.identity]
+            np.testing.assert_array_equal(m.moves, r.moves)
+            np.testing.assert_array_equal(m.hashes, r.hashes)
+
+    # another schema version is refused, and nothing is merged
+    c = tmp_path / "c.db"
+    with GameDB(c) as db:
+        _insert(db, _batch(games=range(20, 25)))
+    con = sqlite3.connect(c)
+    con.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    with GameDB(a) as db:
+        with pytest.raises(DBSchemaError):
+            db.merge_from(c)
+        with pytest.raises(DBError, match="no such"):
+            db.merge_from(tmp_path / "absent.db")
+        with pytest.raises(DBError, match="itself"):
+            db.merge_from(a)
+        junk = tmp_path / "junk.db"
+        junk.write_bytes(os.urandom(5000))
+        with pytest.raises(DBError):
+            db.merge_from(junk)
+        assert db.count_games() == 18
+
+
+# ---- replay verification ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("board,num_players,policy,max_moves", [
+    ("square8", 2, "random", 2000),
+    ("square8", 3, "heuristic", 2000),
+    ("hex8", 4, "random", 2000),
+    ("square19", 2, "random", 300),
+    ("hexagonal", 3, "heuristic", 200),
+])
+def test_replay_verify_every_stored_game(dbpath, board, num_players, policy, max_moves):
+    b = _batch(board, num_players, seed=3, games=range(6), policy=policy, max_moves=max_moves)
+    with GameDB(dbpath) as db:
+        assert _insert(db, b, board=board, num_players=num_players, seed=3, policy=policy,
+                       max_moves=max_moves) == 6
+        rows = list(db.iter_games())
+    assert len(rows) == 6
+    for row in rows:
+        game = ringrift.Game(row.board, row.num_players)
+        assert _core.replay_verify(game, row.moves, row.hashes) == (-1, "")
+        assert game.move_count == row.move_count
+        assert (game.winner or 0) == row.winner
+    # a damaged hash is caught at its step
+    row = rows[0]
+    hashes = row.hashes.copy()
+    hashes[5] ^= 1
+    step, why = _core.replay_verify(ringrift.Game(row.board, row.num_players), row.moves, hashes)
+    assert step == 5 and why
