@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="worker processes (default 1; 0 = one per CPU)")
     p.add_argument("--bundle-dir", metavar="DIR",
                    help="write a JSON state bundle per divergence (read with ringrift-diff-bundle)")
+    p.add_argument("--db", nargs="+", action="extend", default=[], metavar="PATH",
+                   help="game databases to self-verify: replay every stored game against its stored hashes")
+    p.add_argument("--sample", type=int, default=0, metavar="N",
+                   help="with --db: verify a reproducible random sample of N games per DB (0 = all)")
+    p.add_argument("--sample-seed", type=int, default=0, metavar="S", help="with --db: seed of the sample")
+    p.add_argument("--no-tag", action="store_true",
+                   help="with --db: do not record the outcome in the games' parity_status")
     return p
 
 
@@ -71,12 +78,37 @@ def run(games: Iterable[RecordedGame], *, jobs: int = 1, quiet: bool = False,
     return 0 if total > 0 and matched == total else 1
 
 
+def run_db(args) -> int:
+    """Self-verification of game databases (``--db``)."""
+    from ..engine.errors import RingRiftError
+    from .db_check import verify_db
+
+    if args.sample < 0:
+        print("ringrift-parity: error: --sample must be >= 0", file=sys.stderr)
+        return 2
+    matched = checked = steps = 0
+    for path in args.db:
+        try:
+            m, c, s = verify_db(path, sample=args.sample, sample_seed=args.sample_seed,
+                                tag=not args.no_tag, quiet=args.quiet)
+        except RingRiftError as exc:
+            print(f"ringrift-parity: error: {exc}", file=sys.stderr)
+            return 2
+        matched, checked, steps = matched + m, checked + c, steps + s
+    print(f"parity: {matched}/{checked} games match (self-verification, {steps} steps)", flush=True)
+    return 0 if checked > 0 and matched == checked else 1
+
+
 def main(argv: list[str] | None = None, *, engine=None) -> int:
     """Entry point of ``ringrift-parity``; ``engine`` replaces ``ringrift`` (tests only)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.db and args.replays:
+        parser.error("give either --replays or --db, not both")
+    if args.db:
+        return run_db(args)
     if not args.replays:
-        parser.error("nothing to replay: give --replays PATH...")
+        parser.error("nothing to replay: give --replays PATH... or --db PATH...")
     if args.max_games is not None and args.max_games < 0:
         parser.error("--max-games must be >= 0")
     jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)

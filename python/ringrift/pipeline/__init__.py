@@ -1,0 +1,1 @@
+"""The pipeline orchestrator: phases run locally or dispatched to hosts."""

@@ -1,0 +1,122 @@
+"""Batched self-play into a game database, resumable and crash-safe.
+
+Games are identified by (board, players, policy, seed, game index): game i of seed S is always
+the same game, whatever the thread count. A run fills the indices 0..N-1 that the database
+does not hold yet, in batches that are each committed atomically, so a killed run leaves only
+complete games and the same command resumes exactly where it stopped.
+
+The C++ batch runs on native threads with the GIL released; while it plays batch k+1, this
+thread writes batch k, so database writing overlaps play.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .. import _core
+from .. import __version__
+
+ENGINE_VERSION = f"ringrift-{__version__}"
+
+
+@dataclass
+class SelfplayResult:
+    board: str
+    num_players: int
+    seed: int
+    policy: str
+    target: int
+    already_present: int = 0
+    games: int = 0
+    moves: int = 0
+    capped: int = 0
+    seconds: float = 0.0
+    wins: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+
+    @property
+    def games_per_sec(self) -> float:
+        return self.games / self.seconds if self.seconds > 0 else 0.0
+
+    def summary_lines(self) -> list[str]:
+        seats = ", ".join(f"P{p}: {self.wins.get(p, 0)}" for p in range(1, self.num_players + 1))
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items())) or "-"
+        return [
+            f"selfplay {self.board} {self.num_players}p policy={self.policy} seed={self.seed}: "
+            f"{self.games} new games ({self.already_present} already present, target {self.target})",
+            f"  moves: {self.moves} ({self.moves / max(self.games, 1):.1f} per game), capped: {self.capped}",
+            f"  wins by seat: {seats}",
+            f"  reasons: {reasons}",
+            f"  time: {self.seconds:.2f}s, {self.games_per_sec:.1f} games/s, "
+            f"{self.moves / self.seconds if self.seconds > 0 else 0:.0f} moves/s",
+        ]
+
+
+def _batches(indices: list[int], size: int):
+    for i in range(0, len(indices), size):
+        yield indices[i:i + size]
+
+
+def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: int = 0,
+                 policy: str = "random", threads: int = 0, max_moves: int = 2000,
+                 batch_size: int | None = None, progress=None) -> SelfplayResult:
+    """Fill game indices 0..num_games-1 of (board, num_players, policy, seed) in `db` (a GameDB).
+
+    `progress(done, total, games_per_sec)` is called after every committed batch.
+    """
+    if num_games < 0:
+        raise ValueError("num_games must be >= 0")
+    result = SelfplayResult(board, num_players, seed, policy, num_games)
+    have = db.existing_indices(board=board, num_players=num_players, seed=seed, policy=policy)
+    todo = [i for i in range(num_games) if i not in have]
+    result.already_present = num_games - len(todo)
+    if not todo:
+        return result
+    n_threads = threads if threads > 0 else _core.hardware_threads()
+    # Batches of a few hundred games per thread keep commits cheap and progress lively.
+    size = batch_size or max(64, min(4096, 256 * n_threads if board in ("square8", "hex8") else 16 * n_threads))
+    host = socket.gethostname()
+    t0 = time.perf_counter()
+
+    def play(chunk):
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
+                                     max_moves=max_moves, record=True)
+        return batch, started
+
+    pending: dict = {}
+
+    def produce(chunk):
+        try:
+            pending["result"] = play(chunk)
+        except BaseException as exc:  # surfaced in the writer thread
+            pending["error"] = exc
+
+    chunks = list(_batches(todo, size))
+    worker = threading.Thread(target=produce, args=(chunks[0],), daemon=True)
+    worker.start()
+    for k in range(len(chunks)):
+        worker.join()
+        if "error" in pending:
+            raise pending.pop("error")
+        batch, started = pending.pop("result")
+        if k + 1 < len(chunks):
+            worker = threading.Thread(target=produce, args=(chunks[k + 1],), daemon=True)
+            worker.start()
+        db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
+                        engine_version=ENGINE_VERSION, host=host, max_moves=max_moves, started_at=started)
+        result.games += len(batch["game_index"])
+        result.moves += int(batch["total_moves"])
+        result.capped += int(batch["capped"].sum())
+        result.wins.update(int(w) for w in batch["winner"] if w)
+        result.reasons.update(_core.REASONS[r] for r in batch["reason"] if r)
+        result.seconds = time.perf_counter() - t0
+        if progress:
+            progress(result.already_present + result.games, num_games, result.games_per_sec)
+    result.seconds = time.perf_counter() - t0
+    return result
