@@ -147,13 +147,14 @@ std::vector<int> stack_rings(const State& s, int c) {
 }
 
 // Load a position. `stacks`: (cell, rings top-first) in insertion order; `markers` and
-// `collapsed`: (cell, owner), markers in insertion order. Validated: bad input raises.
+// `collapsed`: (cell, owner), markers in insertion order. `extras` holds the rule fields the
+// reference keeps in its move history (see transient_fields). Validated: bad input raises
+// ValueError naming the field, and the game is left unchanged.
 void load_position(Game& game, const std::string& phase, int current, const std::string& status, int winner,
                    const std::vector<int>& hand, const std::vector<int>& elim, const std::vector<int>& terr,
                    const std::vector<std::pair<int, std::vector<int>>>& stacks,
                    const std::vector<std::pair<int, int>>& markers, const std::vector<std::pair<int, int>>& collapsed,
-                   int must_move, int chain_pos, int capture_origin, bool pending_line, bool pending_territory,
-                   bool turn_had_action, bool turn_used_recovery, int victory_threshold, int territory_minimum) {
+                   int must_move, int chain_pos, bool pending_line, const py::dict& extras) {
   const Geometry& g = game.geo();
   State& s0 = game.st();
   int np = s0.num_players;
@@ -165,6 +166,9 @@ void load_position(Game& game, const std::string& phase, int current, const std:
   auto check_player = [&](int p, const char* what) {
     if (p < 1 || p > np) throw py::value_error(std::string("player out of range in ") + what);
   };
+  auto extra_int = [&](const char* key, int dflt) {
+    return extras.contains(key) ? py::cast<int>(extras[key]) : dflt;
+  };
   if ((int)hand.size() != np || (int)elim.size() != np || (int)terr.size() != np)
     throw py::value_error("per-player lists must have num_players entries");
   s.phase = (uint8_t)parse_enum(phase, PHASE_NAMES, NUM_PHASES, "phase");
@@ -173,27 +177,36 @@ void load_position(Game& game, const std::string& phase, int current, const std:
   if (status == "active") s.status = ST_ACTIVE;
   else if (status == "completed" || status == "finished") s.status = ST_COMPLETED;
   else throw py::value_error("unknown gameStatus '" + status + "'");
+  if (winner < 0 || winner > np) throw py::value_error("winner out of range");
   s.winner = (uint8_t)winner;
   int on_board[MAX_PLAYERS + 1] = {0};
+  std::vector<bool> occupied(g.num_cells, false);
   for (auto& st : stacks) {
     check_cell(st.first, "stacks");
     if (st.second.empty()) throw py::value_error("empty stack at " + std::string(g.key[st.first]));
-    if (s.top[st.first] != NO_CELL) throw py::value_error("two stacks at " + std::string(g.key[st.first]));
+    if (occupied[st.first]) throw py::value_error("two stacks at " + std::string(g.key[st.first]));
+    occupied[st.first] = true;
     for (int r : st.second) {
       check_player(r, "stack rings");
       on_board[r]++;
     }
   }
   for (int p = 1; p <= np; p++) {
+    if (hand[p - 1] < 0 || elim[p - 1] < 0 || terr[p - 1] < 0)
+      throw py::value_error("player " + std::to_string(p) + " has a negative ring or territory count");
     s.hand[p] = (int16_t)hand[p - 1];
     s.elim[p] = (int16_t)elim[p - 1];
     s.terr[p] = (int16_t)terr[p - 1];
   }
   int total = 0;
-  for (int p = 1; p <= np; p++) total += on_board[p];
-  if (total > MAX_RINGS) throw py::value_error("too many rings on the board");
+  for (int p = 1; p <= np; p++) total += on_board[p] + hand[p - 1];
+  // The reference does not bound a position's rings by the ring supply (its test vectors exceed
+  // it); the engine's ring pool is the only limit.
+  if (total > MAX_RINGS)
+    throw py::value_error("the position holds " + std::to_string(total) +
+                          " rings in hands and on the board, more than the engine's " + std::to_string(MAX_RINGS));
   for (auto& st : stacks) {
-    // Push bottom-first so the list ends top-first; credit nothing.
+    // Push bottom-first so the list ends top-first; hands are already set.
     for (auto it = st.second.rbegin(); it != st.second.rend(); ++it) {
       int16_t keep = s.hand[*it];
       stack_push_rings(s, st.first, (uint8_t)*it, 1);
@@ -227,17 +240,71 @@ void load_position(Game& game, const std::string& phase, int current, const std:
   };
   s.must_move = opt_cell(must_move, "mustMoveFromStackKey");
   s.chain_pos = opt_cell(chain_pos, "chainCapturePosition");
-  s.capture_origin = opt_cell(capture_origin, "capture origin");
+  s.capture_origin = opt_cell(extra_int("captureOrigin", -1), "captureOrigin");
   s.pending_line = pending_line;
-  s.pending_territory = pending_territory;
-  s.turn_had_action = turn_had_action;
-  s.turn_used_recovery = turn_used_recovery;
-  if (victory_threshold > 0) s.victory_threshold = (int16_t)victory_threshold;
-  if (territory_minimum > 0) s.territory_minimum = (int16_t)territory_minimum;
+  s.pending_territory = extra_int("pendingTerritoryElimination", 0) != 0;
+  s.turn_had_action = extra_int("turnHadAction", 0) != 0;
+  s.turn_used_recovery = extra_int("turnUsedRecovery", 0) != 0;
+  s.last_actor = (uint8_t)extra_int("lastActor", 0);
+  s.move_count = extra_int("moveCount", 0);
+  int vt = extra_int("victoryThreshold", 0), tm = extra_int("territoryMinimum", 0);
+  if (vt > 0) s.victory_threshold = (int16_t)vt;
+  if (tm > 0) s.territory_minimum = (int16_t)tm;
+  // Pie rule: a loaded mid-game position has a history; player 1 has moved unless this is move one.
+  bool fresh = s.current == 1 && s.phase == PH_RING_PLACEMENT && s.num_stacks == 0 && markers.empty();
+  s.p1_moved = (uint8_t)extra_int("p1Moved", fresh ? 0 : 1);
+  s.p2_moved_non_swap = (uint8_t)extra_int("p2MovedNonSwap", 0);
+  s.swap_done = (uint8_t)extra_int("swapDone", 0);
+  if (extras.contains("lps")) {
+    py::dict lps = extras["lps"];
+    auto li = [&](const char* k) { return lps.contains(k) ? py::cast<int>(lps[k]) : 0; };
+    s.lps.round_index = (int16_t)li("roundIndex");
+    s.lps.first_player = (uint8_t)li("firstPlayer");
+    s.lps.mask_set = (uint8_t)li("maskSet");
+    s.lps.mask_val = (uint8_t)li("maskValue");
+    s.lps.exclusive_completed = (uint8_t)li("exclusiveCompleted");
+    s.lps.consecutive_player = (uint8_t)li("consecutivePlayer");
+    s.lps.consecutive_rounds = (int16_t)li("consecutiveRounds");
+  }
   if (s.phase == PH_GAME_OVER) s.status = ST_COMPLETED;
-  // A loaded mid-game position has a history: player 1 has moved unless this is move one.
-  s.p1_moved = !(s.current == 1 && s.phase == PH_RING_PLACEMENT && s.num_stacks == 0 && markers.empty());
+  if (s.status == ST_ACTIVE) {
+    // Phases whose surface starts from a cell need that cell, holding the mover's stack.
+    const char* where = nullptr;
+    if (s.phase == PH_CAPTURE && (s.capture_origin == NO_CELL || s.ctrl[s.capture_origin] != s.current))
+      where = "a capture phase needs its origin (the mover's stack that just moved: mustMoveFromStackKey, "
+              "the last move in moveHistory, or ringrift.captureOrigin)";
+    if (s.phase == PH_CHAIN_CAPTURE && (s.chain_pos == NO_CELL || s.ctrl[s.chain_pos] != s.current))
+      where = "a chain_capture phase needs chainCapturePosition on the mover's stack";
+    if (s.phase == PH_FORCED_ELIMINATION && s.ctrl_stacks[s.current] == 0)
+      where = "a forced_elimination phase needs a stack of the current player";
+    if (where) throw py::value_error(where);
+  }
   s0 = s;
+}
+
+// The rule fields the reference keeps in its move history, for a lossless state round trip.
+py::dict transient_fields(Game& game) {
+  const State& s = game.st();
+  py::dict d;
+  if (s.capture_origin != NO_CELL) d["captureOrigin"] = (int)s.capture_origin;
+  d["pendingTerritoryElimination"] = (int)s.pending_territory;
+  d["turnHadAction"] = (int)s.turn_had_action;
+  d["turnUsedRecovery"] = (int)s.turn_used_recovery;
+  d["lastActor"] = (int)s.last_actor;
+  d["moveCount"] = (int)s.move_count;
+  d["p1Moved"] = (int)s.p1_moved;
+  d["p2MovedNonSwap"] = (int)s.p2_moved_non_swap;
+  d["swapDone"] = (int)s.swap_done;
+  py::dict lps;
+  lps["roundIndex"] = (int)s.lps.round_index;
+  lps["firstPlayer"] = (int)s.lps.first_player;
+  lps["maskSet"] = (int)s.lps.mask_set;
+  lps["maskValue"] = (int)s.lps.mask_val;
+  lps["exclusiveCompleted"] = (int)s.lps.exclusive_completed;
+  lps["consecutivePlayer"] = (int)s.lps.consecutive_player;
+  lps["consecutiveRounds"] = (int)s.lps.consecutive_rounds;
+  d["lps"] = lps;
+  return d;
 }
 
 Move make_py_move(const std::string& type, int player, int from, int to, int target, int count, int line_start,
@@ -518,6 +585,7 @@ PYBIND11_MODULE(_core, mod) {
       }, "Collapsed cells as (cell, owner), in cell order.")
       .def("move_cells", &move_cells)
       .def("_load", &load_position)
+      .def("_transient", &transient_fields)
       .def("cell_key", [](Game& g, int c) {
         if (c < 0 || c >= g.geo().num_cells) throw py::index_error("cell out of range");
         return std::string(g.geo().key[c]);

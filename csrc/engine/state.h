@@ -286,9 +286,8 @@ RR_HD inline void init_state(State& s, const Geometry& g, int num_players, bool 
     s.s_prev[c] = s.s_next[c] = s.m_prev[c] = s.m_next[c] = NO_CELL;
   }
   s.s_head = s.s_tail = s.m_head = s.m_tail = NO_CELL;
-  int total = R * num_players;
-  if (total > MAX_RINGS) total = MAX_RINGS;
-  for (int r = 0; r < MAX_RINGS; r++) s.ring_next[r] = (r + 1 < total) ? (int16_t)(r + 1) : NO_CELL;
+  // The whole pool is free: canonical play uses R per player; loaded positions may hold more.
+  for (int r = 0; r < MAX_RINGS; r++) s.ring_next[r] = (r + 1 < MAX_RINGS) ? (int16_t)(r + 1) : NO_CELL;
   s.free_ring = 0;
 }
 

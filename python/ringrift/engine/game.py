@@ -19,7 +19,9 @@ class Game(_core.Game):
     def __init__(self, board: str = "square8", num_players: int = 2, *, swap_rule: bool = False):
         if not isinstance(board, str):
             raise TypeError(f"board must be a string, got {type(board).__name__}")
-        super().__init__(board, int(num_players), bool(swap_rule))
+        if isinstance(num_players, bool) or not isinstance(num_players, int):
+            raise TypeError(f"num_players must be an integer (2, 3 or 4), got {num_players!r}")
+        super().__init__(board, num_players, bool(swap_rule))
 
     # -- copying ---------------------------------------------------------------------------
     def clone(self) -> "Game":

@@ -165,6 +165,10 @@ def move_from_json(game, move: dict) -> _core.Move:
     """Resolve a reference Move JSON to the engine move of the current surface with equal content."""
     key = move_key(move)
     mtype = key[0]
+    if mtype not in _NO_PAYLOAD:
+        for field in ("from", "captureTarget", "to"):
+            if field in move:
+                _cell(game, move[field], f"{mtype}.{field}")
     if mtype in ("resign", "timeout"):
         return _core.Move(mtype, key[1])
     for m in game.legal_moves():
@@ -255,6 +259,39 @@ def _opt_key_cell(game, value, where: str) -> int:
     return _key_cell(game, value, where)
 
 
+_BOOKKEEPING = {"no_placement_action", "no_movement_action", "no_line_action", "no_territory_action",
+                "skip_placement", "skip_capture", "skip_recovery", "skip_territory_processing"}
+
+
+def _history_fields(game, state: dict, phase: str, current: int, must: int, chain: int) -> dict:
+    """Rule fields the reference derives from `moveHistory` (RULES.md 3.6), when it is present."""
+    extras: dict = {}
+    if phase == "capture" and must >= 0:
+        extras["captureOrigin"] = must
+    history = state.get("moveHistory")
+    if not isinstance(history, list) or not history:
+        return extras
+    last = history[-1] if isinstance(history[-1], dict) else {}
+    last_to = last.get("to")
+    if phase == "capture" and "captureOrigin" not in extras and isinstance(last_to, dict):
+        extras["captureOrigin"] = _opt_key_cell(game, last_to, "moveHistory[-1].to")
+    if phase == "chain_capture" and chain < 0 and isinstance(last_to, dict):
+        extras["chainPosition"] = _opt_key_cell(game, last_to, "moveHistory[-1].to")
+    run = []
+    for mv in reversed(history):  # the trailing run of the current player's moves: this turn
+        if not isinstance(mv, dict) or mv.get("player") != current:
+            break
+        run.append(mv)
+    extras["turnHadAction"] = int(any(m.get("type") not in _BOOKKEEPING for m in run))
+    extras["turnUsedRecovery"] = int(any(m.get("type") == "recovery_slide" for m in run))
+    extras["pendingTerritoryElimination"] = int(
+        phase == "territory_processing" and last.get("type") == "choose_territory_option"
+        and last.get("player") == current)
+    extras["lastActor"] = int(last.get("player") or 0)
+    extras["moveCount"] = len(history)
+    return extras
+
+
 def load_state(game, state: dict) -> None:
     """Load a reference serialized state into ``game`` (same board and player count)."""
     try:
@@ -293,11 +330,30 @@ def load_state(game, state: dict) -> None:
         winner = int(state.get("winner") or 0)
         must = _opt_key_cell(game, state.get("mustMoveFromStackKey"), "mustMoveFromStackKey")
         chain = _opt_key_cell(game, state.get("chainCapturePosition"), "chainCapturePosition")
+        extras = _history_fields(game, state, phase, current, must, chain)
+        ours = state.get("ringrift") or {}
+        if not isinstance(ours, dict):
+            raise StateParseError("'ringrift' must be an object")
+        for key, value in ours.items():
+            if key == "captureOrigin":
+                extras[key] = _opt_key_cell(game, value, "ringrift.captureOrigin")
+            elif key == "lps":
+                if not isinstance(value, dict) or not all(isinstance(v, int) for v in value.values()):
+                    raise StateParseError("ringrift.lps must map names to integers")
+                extras[key] = value
+            elif isinstance(value, (int, bool)):
+                extras[key] = int(value)
+            else:
+                raise StateParseError(f"ringrift.{key} must be an integer")
+        if chain < 0 and "chainPosition" in extras:
+            chain = extras.pop("chainPosition")
+        extras.pop("chainPosition", None)
         threshold = int(state.get("victoryThreshold") or 0)
         terr_min = int(state.get("territoryVictoryMinimum") or state.get("territoryVictoryThreshold") or 0)
+        extras.setdefault("victoryThreshold", threshold)
+        extras.setdefault("territoryMinimum", terr_min)
         game._load(phase, current, status, winner, hand, elim, terr, stacks, markers, collapsed, must, chain,
-                   must if phase == "capture" else -1, bool(state.get("pendingLineRewardElimination", False)),
-                   False, False, False, threshold, terr_min)
+                   bool(state.get("pendingLineRewardElimination", False)), extras)
     except StateParseError:
         raise
     except (KeyError, TypeError, AttributeError) as exc:
@@ -341,4 +397,9 @@ def dump_state(game) -> dict:
         state["chainCapturePosition"] = _pos_json(game, game.chain_capture_position)
     if game.swap_rule:
         state["rulesOptions"] = {"swapRuleEnabled": True}
+    # Rule fields the reference keeps in its move history, so that a state round-trips exactly.
+    extras = game._transient()
+    if "captureOrigin" in extras:
+        extras["captureOrigin"] = game.cell_key(extras["captureOrigin"])
+    state["ringrift"] = extras
     return state

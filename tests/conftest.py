@@ -1,0 +1,201 @@
+"""Shared helpers for the rules-engine tests: reference data paths, random play, hand-made
+states, and an independent re-implementation of the reference fingerprint and hash (RULES.md 9).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from ringrift.engine import Game, IllegalMoveError
+
+# ../shared/parity beside the repository (RULES.md, recorded games, contract vectors).
+PARITY_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "parity"
+REPLAYS_DIR = PARITY_DIR / "ts-replays"
+VECTORS_DIR = PARITY_DIR / "contract-vectors"
+
+BOARDS = ("square8", "hex8", "square19", "hexagonal")
+CONFIGS = [(b, n) for b in BOARDS for n in (2, 3, 4)]
+HEX_BOARDS = ("hex8", "hexagonal")
+
+# RULES.md 4.3: move types allowed per phase (resign / timeout are allowed everywhere).
+ALLOWED_BY_PHASE = {
+    "ring_placement": {"place_ring", "skip_placement", "no_placement_action", "swap_sides"},
+    "movement": {"move_stack", "overtaking_capture", "recovery_slide", "skip_recovery", "no_movement_action"},
+    "capture": {"overtaking_capture", "skip_capture"},
+    "chain_capture": {"continue_capture_segment"},
+    "line_processing": {"process_line", "choose_line_option", "eliminate_rings_from_stack", "no_line_action"},
+    "territory_processing": {"choose_territory_option", "eliminate_rings_from_stack", "no_territory_action",
+                             "skip_territory_processing"},
+    "forced_elimination": {"forced_elimination"},
+    "game_over": set(),
+}
+NO_ACTION_TYPES = {"no_placement_action", "no_movement_action", "no_line_action", "no_territory_action"}
+REFERENCE_REJECTS = "the reference engine rejects this listed move"
+
+
+def need(path: Path, what: str) -> Path:
+    """Skip (never pass silently) when the shared reference data is not beside the repo."""
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (expected ../shared/parity beside the repository)")
+    return path
+
+
+@pytest.fixture
+def replays_dir() -> Path:
+    return need(REPLAYS_DIR, "recorded reference games")
+
+
+@pytest.fixture
+def vectors_dir() -> Path:
+    return need(VECTORS_DIR, "contract vectors")
+
+
+def read_games(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+# ---- random play -------------------------------------------------------------------------
+
+def apply_random(game: Game, rng: random.Random):
+    """Apply one uniformly chosen legal move and return it.
+
+    A listed ``recovery_slide`` that the reference itself throws on (RULES.md 6.7) is the only
+    move apply may refuse; then another move is drawn.
+    """
+    moves = game.legal_moves()
+    assert moves, f"empty legal-move list in an active game: {game!r}"
+    while True:
+        move = rng.choice(moves)
+        try:
+            game.apply(move)
+            return move
+        except IllegalMoveError as exc:
+            if move.type != "recovery_slide" or exc.reason != REFERENCE_REJECTS:
+                raise
+            moves = [m for m in moves if m != move]
+            assert moves, "every listed move was rejected"
+
+
+def random_game(board: str, num_players: int, seed: int, max_moves: int) -> Game:
+    """A game after up to ``max_moves`` random legal moves (stops early when it ends)."""
+    game = Game(board, num_players)
+    rng = random.Random(seed)
+    while game.status == "active" and game.move_count < max_moves:
+        apply_random(game, rng)
+    return game
+
+
+def random_positions(board: str, num_players: int, seed: int, max_moves: int, every: int = 1):
+    """Yield the live game before every ``every``-th move of a random game, and at its end."""
+    game = Game(board, num_players)
+    rng = random.Random(seed)
+    while game.status == "active" and game.move_count < max_moves:
+        if game.move_count % every == 0:
+            yield game
+        apply_random(game, rng)
+    yield game
+
+
+# ---- hand-made states ----------------------------------------------------------------------
+
+def key(x: int, y: int, board: str = "square8") -> str:
+    return f"{x},{y},{-x - y}" if board in HEX_BOARDS else f"{x},{y}"
+
+
+def make_state(board: str = "square8", num_players: int = 2, *, stacks=None, markers=None, collapsed=None,
+               hands=None, eliminated=None, territory=None, phase: str = "movement", current: int = 1,
+               **extra) -> dict:
+    """A reference-shaped serialized state. ``stacks``: {(x, y): rings top-first};
+    ``markers`` / ``collapsed``: {(x, y): owner}; per-player lists default to 0 (hands: 10)."""
+    stacks, markers, collapsed = stacks or {}, markers or {}, collapsed or {}
+    n = num_players
+    hands = hands if hands is not None else [10] * n
+    eliminated = eliminated or [0] * n
+    if territory is None:
+        territory = [sum(1 for o in collapsed.values() if o == p) for p in range(1, n + 1)]
+    state = {
+        "board": {
+            "type": board,
+            "stacks": {key(x, y, board): {"rings": list(r)} for (x, y), r in stacks.items()},
+            "markers": {key(x, y, board): {"player": p} for (x, y), p in markers.items()},
+            "collapsedSpaces": {key(x, y, board): p for (x, y), p in collapsed.items()},
+        },
+        "players": [{"playerNumber": p, "ringsInHand": hands[p - 1], "eliminatedRings": eliminated[p - 1],
+                     "territorySpaces": territory[p - 1]} for p in range(1, n + 1)],
+        "currentPlayer": current,
+        "currentPhase": phase,
+        "gameStatus": "active",
+    }
+    state.update(extra)
+    return state
+
+
+def load(board="square8", num_players=2, **kw) -> Game:
+    return Game.from_json(make_state(board, num_players, **kw))
+
+
+def cell(game: Game, x: int, y: int) -> int:
+    c = game.cell_index(x, y)
+    assert c >= 0, f"({x},{y}) is not on the {game.board} board"
+    return c
+
+
+def xy(game: Game, c) -> tuple[int, int] | None:
+    if c is None:
+        return None
+    x, y, _ = game.cell_coords(c)
+    return (x, y)
+
+
+def of_type(game: Game, mtype: str) -> list:
+    return [m for m in game.legal_moves() if m.type == mtype]
+
+
+def types(game: Game) -> list[str]:
+    return [m.type for m in game.legal_moves()]
+
+
+def stack_at(game: Game, x: int, y: int):
+    c = cell(game, x, y)
+    return dict(game.stacks()).get(c)
+
+
+# ---- independent fingerprint and hash (RULES.md 9.1 and 9.2) ----------------------------------
+
+M32 = 0xFFFFFFFF
+
+
+def reference_hash(fingerprint: str) -> str:
+    a, b = 0xDEADBEEF, 0x41C6CE57
+    for ch in fingerprint:
+        u = ord(ch)
+        a = ((a ^ u) * 0x9E3779B1) & M32
+        b = ((b ^ u) * 0x5F356495) & M32
+    a2 = ((((a ^ (a >> 16)) * 0x85EBCA6B) & M32) ^ (((b ^ (b >> 13)) * 0xC2B2AE35) & M32)) & M32
+    b2 = ((((b ^ (b >> 16)) * 0x85EBCA6B) & M32) ^ (((a2 ^ (a2 >> 13)) * 0xC2B2AE35) & M32)) & M32
+    return f"{b2:08x}{a2:08x}"
+
+
+def expected_fingerprint(game: Game) -> str:
+    """The fingerprint rebuilt from the public accessors (stacks, markers, collapsed, players)."""
+    if game.status == "active":
+        meta = f"{game.current_player}:{game.phase}:active:{int(game.pending_line_elimination)}"
+    else:
+        meta = f"0:game_over:completed:{int(game.pending_line_elimination)}"
+    players = "|".join(sorted(f"{p['player']}:{p['rings_in_hand']}:{p['eliminated_rings']}:{p['territory_spaces']}"
+                              for p in game.players()))
+    stacks = []
+    for c, rings in game.stacks():
+        cap = 1
+        while cap < len(rings) and rings[cap] == rings[0]:
+            cap += 1
+        stacks.append(f"{game.cell_key(c)}:{rings[0]}:{len(rings)}:{cap}")
+    markers = [f"{game.cell_key(c)}:{p}" for c, p in game.markers()]
+    collapsed = [f"{game.cell_key(c)}:{p}" for c, p in game.collapsed()]
+    return "#".join([meta, players, "|".join(sorted(stacks)), "|".join(sorted(markers)), "|".join(sorted(collapsed))])
