@@ -9,6 +9,7 @@ Modes:
     python bench/selfplay_bench.py --json bench/results/new.json  # full table
     python bench/selfplay_bench.py --compare bench/results/baseline.json --json new.json
     python bench/selfplay_bench.py --plot throughput.png          # needs matplotlib (bench extra)
+    python bench/selfplay_bench.py --from-json bench/results/baseline.json --plot out.png  # replot
 
 `--compare OLD` prints each row's ratio to the same row of OLD and flags rows more than 10%
 slower. The reference column is the TypeScript engine (single process, 2 players).
@@ -106,7 +107,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="PATH", help="write results and machine info as JSON")
     ap.add_argument("--compare", metavar="OLD_JSON", help="print ratios against a previous result file")
     ap.add_argument("--plot", metavar="PNG", help="plot games/s per board (needs matplotlib)")
+    ap.add_argument("--from-json", metavar="JSON", help="do not run: print and plot the rows of a result file")
     args = ap.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            rows = json.load(f)["rows"]
+        for r in rows:
+            print(fmt_row(r))
+        if args.plot:
+            plot(rows, args.plot)
+        return 0
 
     base = {}
     if args.compare:
