@@ -9,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "selfplay/batch_runner.h"
+#include "selfplay/slot_driver.h"
 #include <pybind11/numpy.h>
 #include <chrono>
 #include <cstring>
@@ -465,6 +466,42 @@ py::tuple replay_verify(Game& game, py::array_t<uint8_t, py::array::c_style> mov
   return py::make_tuple(bad, std::string(buf));
 }
 
+// Host twin of the CUDA kernel: the same play_slot, one slot after another, into the same
+// fixed-capacity buffers. CI compares it with the thread-pool runner; a GPU run compares the
+// kernel's buffers with it.
+py::dict selfplay_slots_host(const std::string& board, int num_players, uint64_t seed, std::vector<int64_t> games,
+                             const std::string& policy, int max_moves) {
+  if (num_players < 2 || num_players > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
+  if (max_moves < 1) throw py::value_error("max_moves must be >= 1");
+  const Geometry& g = host_geometry(parse_board(board));
+  uint8_t pol = parse_policy(policy);
+  py::ssize_t G = (py::ssize_t)games.size(), cap = (py::ssize_t)G * max_moves;
+  py::array_t<uint8_t> moves({cap, (py::ssize_t)sizeof(Move)});
+  py::array_t<uint64_t> hashes(cap);
+  py::array_t<uint8_t> phases(cap), players(cap), winner(G), reason(G), capped(G);
+  py::array_t<int32_t> move_count(G);
+  SlotBuffers out{(Move*)moves.mutable_data(), hashes.mutable_data(), phases.mutable_data(), players.mutable_data(),
+                  move_count.mutable_data(), winner.mutable_data(), reason.mutable_data(), capped.mutable_data()};
+  {
+    py::gil_scoped_release release;
+    auto s = std::make_unique<State>();
+    auto sc = std::make_unique<Scratch>();
+    auto l = std::make_unique<MoveList>();
+    for (py::ssize_t i = 0; i < G; i++) play_slot(g, *s, *sc, *l, seed, games[i], num_players, pol, max_moves, out, (int)i);
+  }
+  py::dict d;
+  d["moves"] = moves;
+  d["hashes"] = hashes;
+  d["phases"] = phases;
+  d["players"] = players;
+  d["move_count"] = move_count;
+  d["winner"] = winner;
+  d["reason"] = reason;
+  d["capped"] = capped;
+  d["max_moves"] = max_moves;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -483,6 +520,22 @@ PYBIND11_MODULE(_core, mod) {
           py::arg("games"), py::arg("policy") = "random", py::arg("threads") = 0, py::arg("max_moves") = 2000,
           py::arg("record") = true,
           "Play the given game indices of run `seed` on a native thread pool (GIL released).");
+  mod.def("selfplay_slots_host", &selfplay_slots_host, py::arg("board"), py::arg("num_players"), py::arg("seed"),
+          py::arg("games"), py::arg("policy") = "random", py::arg("max_moves") = 2000,
+          "Host twin of the CUDA self-play kernel (same play_slot code, fixed-capacity buffers).");
+  mod.def("geometry_bytes", [](const std::string& board) {
+    const Geometry& g = host_geometry(parse_board(board));
+    return py::bytes((const char*)&g, sizeof(Geometry));
+  }, py::arg("board"), "The board's geometry tables as raw bytes (copied to the GPU as is).");
+  mod.def("struct_sizes", []() {
+    py::dict d;
+    d["Geometry"] = sizeof(Geometry);
+    d["State"] = sizeof(State);
+    d["Scratch"] = sizeof(Scratch);
+    d["MoveList"] = sizeof(MoveList);
+    d["Move"] = sizeof(Move);
+    return d;
+  }, "sizeof of the structs a GPU batch allocates per game (host layout = device layout).");
   mod.def("move_from_record", &move_from_record, py::arg("record"), "Decode a 16-byte move record.");
   mod.def("replay_verify", &replay_verify, py::arg("game"), py::arg("moves"), py::arg("hashes"),
           "Apply recorded moves to `game`, checking legality and each hash; returns (step or -1, why).");

@@ -1,6 +1,9 @@
 // Compile-only proof that the rules core is device code: a kernel that advances a batch of
 // games with the same functions the host uses. CI compiles this with nvcc (no GPU needed).
 #include "engine/engine.h"
+// The production self-play kernel (run-time compiled by NVRTC on GPU workers) is part of this
+// translation unit, so the compile check covers it too.
+#include "selfplay/selfplay_kernel.cu"
 
 namespace {
 

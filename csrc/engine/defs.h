@@ -1,7 +1,20 @@
 // Core definitions shared by host and device code: sizes, enums and the Move record.
 // Everything here is plain data so that a batch of games is a flat array of fixed-size states.
 #pragma once
+#if defined(__CUDACC_RTC__)
+// NVRTC (run-time compilation on GPU workers) has no C library headers: define the few
+// fixed-width types the core uses, with the sizes the host compiler gives them.
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#else
 #include <stdint.h>
+#endif
 
 #if defined(__CUDACC__)
 #define RR_HD __host__ __device__

@@ -62,4 +62,6 @@ RR_HD inline int cell_at(const Geometry& g, int x, int y) {
 
 }  // namespace rr
 
-#include "geometry_build.h"
+#if !defined(__CUDACC_RTC__)
+#include "geometry_build.h"  // host-only table construction
+#endif

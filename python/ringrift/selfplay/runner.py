@@ -64,11 +64,20 @@ def _batches(indices: list[int], size: int):
 
 def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: int = 0,
                  policy: str = "random", threads: int = 0, max_moves: int = 2000,
-                 batch_size: int | None = None, progress=None) -> SelfplayResult:
+                 batch_size: int | None = None, progress=None, device: str = "cpu") -> SelfplayResult:
     """Fill game indices 0..num_games-1 of (board, num_players, policy, seed) in `db` (a GameDB).
 
-    `progress(done, total, games_per_sec)` is called after every committed batch.
+    `progress(done, total, games_per_sec)` is called after every committed batch. With
+    device="cuda" the games are played by the CUDA kernel (the same rules code, the same games).
     """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
+    if device == "cuda":
+        from ..gpu import GpuUnavailable, gpu_status
+
+        ok, why = gpu_status()
+        if not ok:
+            raise GpuUnavailable(f"--device cuda needs a CUDA GPU and cupy: {why}")
     if num_games < 0:
         raise ValueError("num_games must be >= 0")
     result = SelfplayResult(board, num_players, seed, policy, num_games)
@@ -78,13 +87,21 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     if not todo:
         return result
     n_threads = threads if threads > 0 else _core.hardware_threads()
-    # Batches of a few hundred games per thread keep commits cheap and progress lively.
-    size = batch_size or max(64, min(4096, 256 * n_threads if board in ("square8", "hex8") else 16 * n_threads))
+    # Batches of a few hundred games per thread keep commits cheap and progress lively; a GPU
+    # batch fills the device.
+    if device == "cuda":
+        size = batch_size or (65536 if board in ("square8", "hex8") else 8192)
+    else:
+        size = batch_size or max(64, min(4096, 256 * n_threads if board in ("square8", "hex8") else 16 * n_threads))
     host = socket.gethostname()
     t0 = time.perf_counter()
 
     def play(chunk):
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if device == "cuda":
+            from ..gpu.device import selfplay_gpu, slots_to_batch
+
+            return slots_to_batch(selfplay_gpu(board, num_players, seed, chunk, policy, max_moves), chunk), started
         batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
                                      max_moves=max_moves, record=True)
         return batch, started

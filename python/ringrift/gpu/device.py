@@ -1,0 +1,140 @@
+"""Launching the self-play kernel with cupy.
+
+Why NVRTC at run time rather than a prebuilt fatbin: the wheel then builds on any machine with
+no CUDA toolkit (CPU-only workers install the same package), the kernel is compiled for the
+exact GPU it runs on (no sm_80 / sm_90 / PTX matrix to maintain), and cupy caches the compiled
+module on disk, so the cost is a few seconds once per worker and engine version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from .sources import include_dir, kernel_source
+
+# Deepest per-thread stack the rules need (flood-fill queues and region buffers), with margin.
+KERNEL_STACK_BYTES = 32 * 1024
+POLICIES = {"random": 0, "heuristic": 1}
+
+
+from ..engine.errors import RingRiftError
+
+
+class GpuUnavailable(RingRiftError, RuntimeError):
+    """No usable CUDA GPU, or cupy is not installed."""
+
+
+def gpu_status() -> tuple[bool, str]:
+    """(available, explanation)."""
+    try:
+        import cupy
+    except ImportError:
+        return False, "cupy is not installed (pip install 'ringrift[gpu]')"
+    except Exception as exc:  # a broken CUDA install can fail at import
+        return False, f"cupy failed to import: {exc}"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return False, f"no usable CUDA device: {exc}"
+    if n < 1:
+        return False, "no CUDA device found"
+    try:
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        name = name.decode() if isinstance(name, bytes) else name
+    except Exception:
+        name = "CUDA device"
+    return True, f"{n} device(s), device 0: {name}"
+
+
+def gpu_available() -> bool:
+    return gpu_status()[0]
+
+
+_kernels: dict = {}
+
+
+def _kernel():
+    import cupy
+
+    dev = cupy.cuda.Device().id
+    if dev not in _kernels:
+        module = cupy.RawModule(code=kernel_source(), options=("--std=c++17", f"-I{include_dir()}"))
+        _kernels[dev] = module.get_function("rr_selfplay")
+        cupy.cuda.runtime.deviceSetLimit(cupy.cuda.runtime.cudaLimitStackSize, KERNEL_STACK_BYTES)
+    return _kernels[dev]
+
+
+def selfplay_gpu(board: str, num_players: int, seed: int, games, policy: str = "random",
+                 max_moves: int = 2000, block: int = 64, as_cupy: bool = False) -> dict:
+    """Play the given game indices on the GPU, one game per thread.
+
+    Returns the fixed-capacity layout of ``_core.selfplay_slots_host`` (the kernel's host twin):
+    per game ``move_count``, ``winner``, ``reason``, ``capped``; per slot ``max_moves`` rows of
+    ``moves`` (16-byte records), ``hashes``, ``phases``, ``players``. With ``as_cupy`` the arrays
+    stay on the device (cupy arrays, ``__cuda_array_interface__``), else they are numpy.
+    """
+    ok, why = gpu_status()
+    if not ok:
+        raise GpuUnavailable(why)
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r} (expected random or heuristic)")
+    import cupy as cp
+
+    sizes = _core.struct_sizes()
+    idx = np.asarray(list(games), dtype=np.int64)
+    G = len(idx)
+    cap = G * max_moves
+    geometry = cp.asarray(np.frombuffer(_core.geometry_bytes(board), dtype=np.uint8))
+    states = cp.empty(max(G, 1) * sizes["State"], dtype=cp.uint8)
+    scratch = cp.empty(max(G, 1) * sizes["Scratch"], dtype=cp.uint8)
+    lists = cp.empty(max(G, 1) * sizes["MoveList"], dtype=cp.uint8)
+    out = {
+        "moves": cp.empty((cap, sizes["Move"]), dtype=cp.uint8),
+        "hashes": cp.empty(cap, dtype=cp.uint64),
+        "phases": cp.empty(cap, dtype=cp.uint8),
+        "players": cp.empty(cap, dtype=cp.uint8),
+        "move_count": cp.zeros(G, dtype=cp.int32),
+        "winner": cp.zeros(G, dtype=cp.uint8),
+        "reason": cp.zeros(G, dtype=cp.uint8),
+        "capped": cp.zeros(G, dtype=cp.uint8),
+    }
+    if G:
+        kernel = _kernel()
+        grid = (G + block - 1) // block
+        kernel((grid,), (block,), (geometry, states, scratch, lists, np.uint64(seed), cp.asarray(idx), np.int32(G),
+                                   np.int32(num_players), np.int32(POLICIES[policy]), np.int32(max_moves),
+                                   out["moves"], out["hashes"], out["phases"], out["players"], out["move_count"],
+                                   out["winner"], out["reason"], out["capped"]))
+        cp.cuda.Stream.null.synchronize()
+    if not as_cupy:
+        out = {k: cp.asnumpy(v) for k, v in out.items()}
+    out["max_moves"] = max_moves
+    return out
+
+
+def slots_to_batch(slots: dict, games) -> dict:
+    """Fixed-capacity slot buffers -> the flat layout of ``_core.selfplay_batch`` (for the DB)."""
+    max_moves = slots["max_moves"]
+    counts = np.asarray(slots["move_count"], dtype=np.int64)
+    G = len(counts)
+    offsets = np.zeros(G + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    rows = np.concatenate([np.arange(i * max_moves, i * max_moves + counts[i]) for i in range(G)]) if G else \
+        np.zeros(0, dtype=np.int64)
+    return {
+        "game_index": np.asarray(list(games), dtype=np.int64),
+        "move_offsets": offsets,
+        "move_count": counts.astype(np.int32),
+        "winner": np.asarray(slots["winner"], dtype=np.uint8),
+        "reason": np.asarray(slots["reason"], dtype=np.uint8),
+        "capped": np.asarray(slots["capped"], dtype=np.uint8),
+        "seconds": np.zeros(G),
+        "moves": np.asarray(slots["moves"])[rows],
+        "hashes": np.asarray(slots["hashes"])[rows],
+        "phases": np.asarray(slots["phases"])[rows],
+        "players": np.asarray(slots["players"])[rows],
+        "total_moves": int(counts.sum()),
+        "wall_seconds": 0.0,
+        "threads": 0,
+    }

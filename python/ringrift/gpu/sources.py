@@ -1,0 +1,21 @@
+"""Where the installed package keeps the C++ sources that the GPU path compiles at run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def include_dir() -> Path:
+    """The header root (engine/, selfplay/): installed at ringrift/include, or csrc/ in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    installed = here / "include"
+    if (installed / "selfplay" / "selfplay_kernel.cu").exists():
+        return installed
+    checkout = here.parent.parent / "csrc"
+    if (checkout / "selfplay" / "selfplay_kernel.cu").exists():
+        return checkout
+    raise FileNotFoundError(f"ringrift's C++ sources are missing (looked in {installed} and {checkout})")
+
+
+def kernel_source() -> str:
+    return (include_dir() / "selfplay" / "selfplay_kernel.cu").read_text()
