@@ -1,11 +1,15 @@
-"""Loading and validating the pipeline's YAML configuration.
+"""Loading and validating the pipeline's YAML configuration and its hosts file.
 
 Errors name the file, the line and the key: an unknown key, a value of the wrong type, a
-malformed document or a missing file never pass silently.
+missing required key, a malformed document or a missing file never pass silently.
 """
 
 from __future__ import annotations
 
+import getpass
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -14,16 +18,46 @@ from ..engine.errors import RingRiftError
 
 BOARDS = ("square8", "hex8", "square19", "hexagonal")
 DEFAULT_CONFIG = Path("config/pipeline_config.yaml")
+DEFAULT_HOSTS = Path("config/distributed_hosts.yaml")
 
 
 class ConfigError(RingRiftError, ValueError):
     """The configuration file is missing, malformed or invalid."""
 
 
+class MapOf:
+    """A mapping of free-form names (letters, digits, '_', '.', '-') to values of `schema`;
+    an empty value (null) is an empty mapping."""
+
+    def __init__(self, schema, what: str = "name"):
+        self.schema = schema
+        self.what = what
+
+
+class ListOf:
+    """A YAML sequence whose items each match the scalar `schema`."""
+
+    def __init__(self, schema):
+        self.schema = schema
+
+
+class Struct:
+    """A mapping with exactly these (optional) keys, of which `required` must be present."""
+
+    def __init__(self, fields: dict, required: tuple = ()):
+        self.fields = fields
+        self.required = required
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
 # Schema: a dict is a mapping with exactly these keys (all optional); a tuple is (type, check).
 _POSITIVE_INT = (int, lambda v: v > 0, "a positive integer")
 _NON_NEG_INT = (int, lambda v: v >= 0, "a non-negative integer")
+_POSITIVE_NUM = ((int, float), lambda v: v > 0, "a positive number")
+_NON_NEG_NUM = ((int, float), lambda v: v >= 0, "a non-negative number")
 _FRACTION = ((int, float), lambda v: 0 <= v <= 1, "a number between 0 and 1")
+_TEXT = (str, lambda v: bool(v.strip()), "a non-empty string")
 _BOARD_CAPS = {board: _POSITIVE_INT for board in BOARDS}
 
 SCHEMA = {
@@ -31,7 +65,7 @@ SCHEMA = {
     "selfplay": {
         "games_per_worker": _POSITIVE_INT,
         "max_moves": _BOARD_CAPS,
-        "timeout_seconds": ((int, float), lambda v: v > 0, "a positive number"),
+        "timeout_seconds": _POSITIVE_NUM,
         "num_players": (int, lambda v: 2 <= v <= 4, "2, 3 or 4"),
         "policy": (str, lambda v: v in ("random", "heuristic"), "random or heuristic"),
         "seed": _NON_NEG_INT,
@@ -45,6 +79,7 @@ SCHEMA = {
         "compression": (bool, lambda v: True, "true or false"),
         "split_ratio": ((int, float), lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
     },
+    "hosts_file": _TEXT,
 }
 
 DEFAULTS = {
@@ -60,15 +95,159 @@ DEFAULTS = {
     },
     "parity": {"sample_size": 100, "fail_threshold": 0.0},
     "export": {"compression": True, "split_ratio": 0.9},
+    "hosts_file": None,
 }
+
+# ---- hosts file ------------------------------------------------------------------------------
+
+ROLES = ("selfplay", "standby")
+CAPABILITIES = ("cpu", "gpu")
+
+HOST_FIELDS = {
+    "ssh_host": _TEXT,
+    "ssh_port": (int, lambda v: 1 <= v <= 65535, "a port number (1-65535)"),
+    "ssh_user": _TEXT,
+    "ssh_key": _TEXT,
+    "known_hosts": _TEXT,
+    "python": _TEXT,
+    "venv": _TEXT,
+    "work_dir": _TEXT,
+    "role": (str, lambda v: v in ROLES, " or ".join(ROLES)),
+    "capabilities": ListOf((str, lambda v: v in CAPABILITIES, " or ".join(CAPABILITIES))),
+    "max_parallel_jobs": (int, lambda v: 1 <= v <= 8, "an integer from 1 to 8"),
+    "threads": _NON_NEG_INT,
+    "connect_timeout": _POSITIVE_NUM,
+    "keepalive_interval": _POSITIVE_NUM,
+    "min_free_disk_gb": _NON_NEG_NUM,
+    "enabled": (bool, lambda v: True, "true or false"),
+}
+
+HOSTS_SCHEMA = {
+    "defaults": {k: v for k, v in HOST_FIELDS.items() if k != "ssh_host"},
+    "hosts": MapOf(Struct(HOST_FIELDS), what="host name"),
+}
+
+HOST_DEFAULTS = {
+    "ssh_host": None,
+    "ssh_port": 22,
+    "ssh_user": None,
+    "ssh_key": None,
+    "known_hosts": "~/.ssh/known_hosts",
+    "python": "python3",
+    "venv": None,
+    "work_dir": "~/.ringrift/work",
+    "role": "selfplay",
+    "capabilities": ["cpu"],
+    "max_parallel_jobs": 1,
+    "threads": 0,
+    "connect_timeout": 10,
+    "keepalive_interval": 15,
+    "min_free_disk_gb": 1,
+    "enabled": True,
+}
+
+
+@dataclass
+class HostConfig:
+    """One host of `distributed_hosts.yaml`, defaults filled in. `ssh_key` and `known_hosts`
+    are local paths (resolved); `python`, `venv` and `work_dir` are paths on the host."""
+
+    name: str
+    ssh_host: str | None
+    ssh_port: int
+    ssh_user: str | None
+    ssh_key: str | None
+    known_hosts: str
+    python: str
+    venv: str | None
+    work_dir: str
+    role: str
+    capabilities: list
+    max_parallel_jobs: int
+    threads: int
+    connect_timeout: float
+    keepalive_interval: float
+    min_free_disk_gb: float
+    enabled: bool
+    source: str = ""  # "FILE:LINE" of the host's entry
+
+    @property
+    def is_local(self) -> bool:
+        """A host without ssh_host is this machine (only the name `localhost` may omit it)."""
+        return self.ssh_host is None
+
+    @property
+    def user(self) -> str:
+        return self.ssh_user or getpass.getuser()
+
+    @property
+    def remote_python(self) -> str:
+        return f"{self.venv.rstrip('/')}/bin/python" if self.venv else self.python
+
+    def target(self) -> str:
+        if self.is_local:
+            return "this machine"
+        return f"{self.user}@{self.ssh_host}:{self.ssh_port}"
+
+
+@dataclass
+class HostsConfig:
+    path: Path | None  # None: no hosts file
+    hosts: list
+
+    @property
+    def remote(self) -> list:
+        return [h for h in self.hosts if not h.is_local]
+
+    @property
+    def all_local(self) -> bool:
+        """No host but this machine: every phase runs here, in-process."""
+        return not self.remote
 
 
 def _scalar(node: yaml.Node):
     return yaml.safe_load(yaml.serialize(node))
 
 
-def _validate(node: yaml.Node, schema, path: str, file: str) -> object:
+def _validate(node: yaml.Node, schema, path: str, file: str, lines: dict | None = None,
+              key_line: int | None = None) -> object:
     line = node.start_mark.line + 1
+    if lines is None:
+        lines = {}
+    lines[path] = line
+    if isinstance(schema, MapOf):
+        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError(f"{file}:{line}: '{path}' must be a mapping of {schema.what}s")
+        out = {}
+        for key_node, value_node in node.value:
+            # a name as written: `off` or `yes` is a host name here, not a YAML 1.1 boolean
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else _scalar(key_node)
+            kline = key_node.start_mark.line + 1
+            where = f"{path}.{key}"
+            if not isinstance(key, str) or not _NAME.match(key):
+                raise ConfigError(f"{file}:{kline}: '{where}': a {schema.what} is letters, digits, '_', '.' "
+                                  f"and '-' (at most 63 characters)")
+            if key in out:
+                raise ConfigError(f"{file}:{kline}: duplicate key '{where}'")
+            out[key] = _validate(value_node, schema.schema, where, file, lines, key_line=kline)
+            lines[where] = kline
+        return out
+    if isinstance(schema, ListOf):
+        if not isinstance(node, yaml.SequenceNode):
+            raise ConfigError(f"{file}:{line}: '{path}' must be a list")
+        return [_validate(item, schema.schema, f"{path}[{i}]", file, lines) for i, item in enumerate(node.value)]
+    if isinstance(schema, Struct):
+        at = key_line or line
+        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
+            raise ConfigError(f"{file}:{at}: '{path}' is empty; it needs at least "
+                              f"{', '.join(schema.required) or 'one key'}")
+        out = _validate(node, schema.fields, path, file, lines)
+        for key in schema.required:
+            if key not in out:
+                raise ConfigError(f"{file}:{at}: '{path}' is missing the required key '{key}'")
+        return out
     if isinstance(schema, dict):
         if not isinstance(node, yaml.MappingNode):
             raise ConfigError(f"{file}:{line}: '{path or '<root>'}' must be a mapping")
@@ -81,7 +260,7 @@ def _validate(node: yaml.Node, schema, path: str, file: str) -> object:
                 raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: unknown key '{where}' (known: {known})")
             if key in out:
                 raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: duplicate key '{where}'")
-            out[key] = _validate(value_node, schema[key], where, file)
+            out[key] = _validate(value_node, schema[key], where, file, lines)
         return out
     types, check, what = schema
     if not isinstance(node, yaml.ScalarNode):
@@ -101,26 +280,84 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, *, required: bool = False) -> dict:
-    """Load the pipeline config (defaults filled in). With no path, use config/pipeline_config.yaml
-    when it exists, else the built-in defaults."""
-    if path is None:
-        if not DEFAULT_CONFIG.exists():
-            return _merge(DEFAULTS, {})
-        path, required = DEFAULT_CONFIG, True
-    path = Path(path)
+def _compose(path: Path, what: str):
     if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: {what} is a directory")
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        root = yaml.compose(text)
+        return yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
-    if root is None:
-        return _merge(DEFAULTS, {})
-    return _merge(DEFAULTS, _validate(root, SCHEMA, "", str(path)))
+
+
+def load_config(path: str | Path | None = None, *, required: bool = False) -> dict:
+    """Load the pipeline config (defaults filled in). With no path, use config/pipeline_config.yaml
+    when it exists, else the built-in defaults.
+
+    The result carries `_source` (the file, or None) and `_hosts_ref` ("FILE:LINE" of
+    `hosts_file`, for error messages); `hosts_file` is resolved against the config's folder.
+    """
+    if path is None:
+        if not DEFAULT_CONFIG.exists():
+            cfg = _merge(DEFAULTS, {})
+            cfg.update(_source=None, _hosts_ref=None)
+            return cfg
+        path = DEFAULT_CONFIG
+    path = Path(path)
+    root = _compose(path, "config file")
+    lines: dict = {}
+    cfg = _merge(DEFAULTS, {} if root is None else _validate(root, SCHEMA, "", str(path), lines))
+    cfg["_source"] = path
+    cfg["_hosts_ref"] = None
+    if cfg["hosts_file"] is not None:
+        hosts = Path(os.path.expanduser(cfg["hosts_file"]))
+        cfg["hosts_file"] = str(hosts if hosts.is_absolute() else path.parent / hosts)
+        cfg["_hosts_ref"] = f"{path}:{lines.get('hosts_file', 1)}"
+    return cfg
+
+
+def _local_path(value: str | None, base: Path) -> str | None:
+    if value is None:
+        return None
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else (base / p))
+
+
+def load_hosts(cfg: dict | None = None, path: str | Path | None = None) -> HostsConfig:
+    """The hosts of the hosts file: `path`, else the config's `hosts_file`, else
+    config/distributed_hosts.yaml when it exists. No file: no hosts (everything runs here)."""
+    ref = None
+    if path is None and cfg is not None and cfg.get("hosts_file"):
+        path, ref = cfg["hosts_file"], cfg.get("_hosts_ref")
+    if path is None:
+        if not DEFAULT_HOSTS.exists():
+            return HostsConfig(None, [])
+        path = DEFAULT_HOSTS
+    path = Path(path)
+    if not path.exists():
+        extra = f" (named by 'hosts_file' at {ref})" if ref else ""
+        raise ConfigError(f"{path}: hosts file not found{extra}")
+    root = _compose(path, "hosts file")
+    lines: dict = {}
+    data = {} if root is None else _validate(root, HOSTS_SCHEMA, "", str(path), lines)
+    defaults = _merge(HOST_DEFAULTS, data.get("defaults", {}))
+    hosts = []
+    for name, entry in (data.get("hosts") or {}).items():
+        merged = _merge(defaults, entry)
+        where = f"{path}:{lines.get(f'hosts.{name}', 1)}"
+        if merged["ssh_host"] is None and name != "localhost":
+            raise ConfigError(f"{where}: 'hosts.{name}' is missing the required key 'ssh_host' "
+                              f"(only a host named 'localhost' runs on this machine without SSH)")
+        if not merged["enabled"]:
+            continue
+        merged["ssh_key"] = _local_path(merged["ssh_key"], path.parent)
+        merged["known_hosts"] = _local_path(merged["known_hosts"], path.parent)
+        hosts.append(HostConfig(name=name, source=where, **merged))
+    return HostsConfig(path, hosts)

@@ -1,0 +1,28 @@
+"""Execution backends: how the orchestrator reaches a host.
+
+`ssh` (asyncssh; this machine itself without SSH when a host is `localhost`) is the only one
+available now. `p2p` is a planned backend; selecting it fails with a clear message until it
+exists. A backend hands out one `HostHandle` per configured host (see `base.py`), which is all
+the orchestrator and the cluster commands use.
+"""
+
+from __future__ import annotations
+
+from .base import Backend, BackendUnavailable, HostError, HostHandle, RemoteProcess
+
+BACKENDS = ("ssh", "p2p")
+
+
+def get_backend(name: str, *, p2p_leader: str | None = None, p2p_auth_token: str | None = None) -> Backend:
+    if name == "ssh":
+        from .ssh import SSHBackend
+
+        return SSHBackend()
+    if name == "p2p":
+        from .p2p import P2PBackend
+
+        return P2PBackend(leader=p2p_leader, auth_token=p2p_auth_token)
+    raise BackendUnavailable(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "HostError", "HostHandle", "RemoteProcess", "get_backend"]

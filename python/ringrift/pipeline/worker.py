@@ -1,0 +1,212 @@
+"""What the orchestrator runs on a host: `worker` plays one seed range into a game DB, `probe`
+reports what the host has. Both are `python -m ringrift.pipeline worker|probe ...` on the host.
+
+The worker prints one JSON object per line on stdout ({"event": "start" | "progress" | "done"
+| "error", ...}) for the orchestrator to follow. With --exit-on-stdin-eof it exits as soon as
+its standard input closes: when the orchestrator stops, dies or loses the SSH connection, the
+channel (or pipe) closes and the worker goes with it, never outliving the job. A committed
+batch is whole (one transaction each), so an exit at any moment leaves only complete games.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import __version__
+from ..engine.errors import RingRiftError
+from .ranges import decode_indices
+
+_SKIP_DIRS = {"__pycache__"}
+
+
+def emit(event: str, **fields) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def build_id(package_dir: Path | None = None) -> str:
+    """A digest of every file of the installed ringrift package (the compiled engine, the Python
+    code, the shipped sources): equal on two machines exactly when both run the same build."""
+    root = Path(package_dir) if package_dir else Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for name in sorted(filenames):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            h.update(rel.encode() + b"\0")
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def engine_id() -> str:
+    """A digest of the compiled engine extension alone."""
+    from .. import _core
+
+    with open(_core.__file__, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:16]
+
+
+def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, indices, threads: int = 0,
+                   max_moves: int = 2000, batch_size: int | None = None, host: str | None = None,
+                   progress=None) -> dict:
+    """Play the given game indices of (board, num_players, policy, seed) that `db` does not hold
+    yet, committing batch by batch. `progress(done, total)` after every batch. Returns counts."""
+    from .. import _core
+    from ..selfplay.runner import ENGINE_VERSION
+
+    indices = sorted(set(int(i) for i in indices))
+    have = db.existing_indices(board=board, num_players=num_players, seed=seed, policy=policy)
+    todo = [i for i in indices if i not in have]
+    present = len(indices) - len(todo)
+    n_threads = threads if threads > 0 else _core.hardware_threads()
+    small = board in ("square8", "hex8")
+    size = batch_size or max(16, min(1024, (64 if small else 4) * n_threads))
+    host = host or socket.gethostname()
+    played = moves = 0
+    t0 = time.perf_counter()
+    if progress:
+        progress(present, len(indices))
+    for k in range(0, len(todo), size):
+        chunk = todo[k:k + size]
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
+                                     max_moves=max_moves, record=True)
+        db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
+                        engine_version=ENGINE_VERSION, host=host, max_moves=max_moves, started_at=started)
+        played += len(chunk)
+        moves += int(batch["total_moves"])
+        if progress:
+            progress(present + played, len(indices))
+    return {"games": played, "present": present, "total": len(indices), "moves": moves,
+            "seconds": time.perf_counter() - t0, "engine_version": ENGINE_VERSION}
+
+
+def _stdin_watchdog() -> None:
+    """Exit the process when stdin reaches EOF (the orchestrator's channel or pipe closed)."""
+    def watch():
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        os._exit(143)
+
+    threading.Thread(target=watch, name="stdin-watchdog", daemon=True).start()
+
+
+def worker_main(args) -> int:
+    from .. import _core
+    from ..db import GameDB
+
+    if args.exit_on_stdin_eof:
+        _stdin_watchdog()
+    if args.indices is not None:
+        try:
+            indices = decode_indices(args.indices)
+        except ValueError as exc:
+            raise RingRiftError(f"--indices: {exc}") from None
+    else:
+        if args.start is None or args.count is None:
+            raise RingRiftError("give --start and --count, or --indices")
+        if args.start < 0 or args.count < 0:
+            raise RingRiftError("--start and --count must be >= 0")
+        indices = range(args.start, args.start + args.count)
+    threads = args.threads
+    if threads == 0:
+        threads = max(1, _core.hardware_threads() // max(1, args.parallel_jobs))
+    out = Path(args.output_db)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RingRiftError(f"cannot create directory {out.parent}: {exc.strerror}") from None
+    emit("start", pid=os.getpid(), host=socket.gethostname(), db=str(out), threads=threads,
+         version=__version__, build=build_id())
+    last = [0.0]
+
+    def progress(done, total):
+        now = time.monotonic()
+        if done >= total or now - last[0] >= args.progress_interval:
+            last[0] = now
+            emit("progress", done=done, total=total)
+
+    with GameDB(out) as db:
+        res = selfplay_range(db, board=args.board, num_players=args.players, seed=args.seed, policy=args.policy,
+                             indices=indices, threads=threads, max_moves=args.max_moves,
+                             batch_size=args.batch_size, host=args.host_name, progress=progress)
+    emit("done", db=str(out), **res)
+    return 0
+
+
+def _gpu_info() -> str:
+    try:
+        import cupy  # noqa: F401  (optional)
+
+        n = cupy.cuda.runtime.getDeviceCount()
+        names = []
+        for i in range(n):
+            props = cupy.cuda.runtime.getDeviceProperties(i)
+            name = props["name"]
+            names.append(name.decode() if isinstance(name, bytes) else str(name))
+        if names:
+            return f"{len(names)} x {names[0]} (cupy)"
+    except Exception:  # noqa: BLE001  (no cupy, no driver, no device: try nvidia-smi)
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            r = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                               text=True, timeout=10)
+            names = [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
+            if r.returncode == 0 and names:
+                return f"{len(names)} x {names[0]} (nvidia-smi)"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return "none"
+
+
+def probe_info(work_dir: str | None = None) -> dict:
+    from .. import _core
+
+    where = Path(os.path.expanduser(work_dir or "."))
+    probe_dir = where
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    du = shutil.disk_usage(probe_dir)
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (0.0, 0.0, 0.0)
+    return {
+        "hostname": socket.gethostname(),
+        "version": __version__,
+        "build": build_id(),
+        "engine": engine_id(),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "cores": os.cpu_count() or 1,
+        "threads": _core.hardware_threads(),
+        "gpu": _gpu_info(),
+        "work_dir": str(where),
+        "disk_free_gb": round(du.free / 2**30, 2),
+        "load": [round(x, 2) for x in load],
+    }
+
+
+def probe_main(args) -> int:
+    print(json.dumps(probe_info(args.work_dir)), flush=True)
+    return 0

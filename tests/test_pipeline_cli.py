@@ -1,0 +1,378 @@
+"""ringrift-pipeline without SSH: the CLI surface, configs, state file and lock, local runs, the
+worker, and the phases after self-play."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ringrift import _core
+from ringrift.db import GameDB
+from ringrift.pipeline.cli import main
+from ringrift.pipeline.config import SCHEMA, ConfigError, HOSTS_SCHEMA, load_config, load_hosts
+from ringrift.pipeline.phases import export_available
+from ringrift.pipeline.ranges import Range, assign, decode_indices, encode_indices, split
+from ringrift.pipeline.state import StateLock
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pipeline(*args, cwd, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "ringrift.pipeline", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+def no_ts_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "RINGRIFT_TS_ROOT"}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["run"], ["run", "canonical_selfplay"], ["run", "parity_validation"], ["run", "npz_export"], ["run", "all"],
+    ["status"], ["cluster"], ["cluster", "list"], ["cluster", "health"], ["cluster", "sync"], ["cluster", "update"],
+])
+def test_help_on_every_level(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv + ["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ringrift-pipeline")
+    if not argv:
+        for opt in ("--backend {ssh,p2p}", "--p2p-leader URL", "--p2p-auth-token TOKEN", "--config PATH",
+                    "--state PATH", "--dry-run", "{run,status,cluster}"):
+            assert opt in out
+    if argv == ["run", "npz_export"]:
+        assert "--db PATH" in out and "--output-dir DIR" in out
+
+
+def test_p2p_backend_is_not_available_yet(tmp_path):
+    for args in (["--backend", "p2p", "run", "canonical_selfplay", "--num-games", "2"],
+                 ["--backend", "p2p", "--p2p-leader", "http://127.0.0.1:1", "cluster", "health"]):
+        r = pipeline(*args, cwd=tmp_path, env=dict(os.environ, RINGRIFT_CLUSTER_AUTH_TOKEN="t"))
+        assert r.returncode == 2
+        assert r.stderr.strip() == ("ringrift-pipeline: error: the p2p backend is not available yet; use --backend "
+                                    "ssh (the default)")
+    assert not any(tmp_path.iterdir())
+    r = pipeline("--p2p-leader", "http://127.0.0.1:1", "cluster", "list", cwd=tmp_path)
+    assert r.returncode == 2 and "need --backend p2p" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_readme_main_command_on_a_fresh_machine(tmp_path):
+    """No config, no hosts, no ~/.ringrift: everything runs here, without SSH."""
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "fresh"
+    work.mkdir()
+    exe = shutil.which("ringrift-pipeline")
+    cmd = [exe] if exe else [sys.executable, "-m", "ringrift.pipeline"]
+    r = subprocess.run(cmd + ["run", "canonical_selfplay", "--board", "square8", "--num-games", "1000",
+                              "--output-db", "data/games/canonical_square8.db"],
+                       cwd=work, capture_output=True, text=True, timeout=300, env=dict(os.environ, HOME=str(home)),
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "1000 new games (0 already present, target 1000)" in r.stdout
+    with GameDB(work / "data/games/canonical_square8.db", create=False) as db:
+        assert db.count_games() == 1000
+    state = json.loads((home / ".ringrift/pipeline_state.json").read_text())
+    assert state["current_phase"] == "canonical_selfplay" and state["phase_status"]["canonical_selfplay"] == "done"
+    assert state["games_completed"] == state["games_target"] == 1000
+    assert state["workers"]["localhost/1"] == {"status": "done", "games": 1000, "range": [0, 1000],
+                                               "host": "localhost"}
+    assert isinstance(state["started_at"], str)
+    assert (work / "logs/pipeline_orchestrator.log").exists()
+    assert len(list((work / "logs").glob("selfplay_localhost_*.log"))) == 1
+    assert not list((home / ".ringrift").glob(".*.tmp"))  # atomic writes leave no temporary file
+    s = subprocess.run(cmd + ["status"], cwd=work, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, HOME=str(home)))
+    assert s.returncode == 0 and "games: 1000/1000 (100%)" in s.stdout and "localhost/1" in s.stdout
+
+
+def test_repo_configs_are_valid_and_name_every_key():
+    cfg = load_config(REPO / "config/pipeline_config.yaml")
+    hosts = load_hosts(cfg)
+    assert hosts.path == REPO / "config/distributed_hosts.yaml"
+    assert hosts.hosts == [] and hosts.all_local
+    text = (REPO / "config/pipeline_config.yaml").read_text()
+    for key, sub in SCHEMA.items():
+        assert f"\n{key}:" in f"\n{text}"
+        for k in sub if isinstance(sub, dict) else ():
+            assert f"  {k}:" in text
+    hosts_text = (REPO / "config/distributed_hosts.yaml").read_text()
+    for k in HOSTS_SCHEMA["defaults"]:
+        assert f"  {k}:" in hosts_text or f"  # {k}:" in hosts_text
+
+
+@pytest.mark.parametrize("body, message", [
+    ("hosts:\n  h1:\n    ssh_host: a\n    ssh_hots: b\n", ":4: unknown key 'hosts.h1.ssh_hots'"),
+    ("hosts:\n  h1:\n    ssh_host: a\n    ssh_port: twenty\n", ":4: 'hosts.h1.ssh_port' must be a port number"),
+    ("hosts:\n  h1:\n    ssh_host: a\n    max_parallel_jobs: 0\n", ":4: 'hosts.h1.max_parallel_jobs' must be an "
+                                                                    "integer from 1 to 8"),
+    ("hosts:\n  h1:\n    ssh_host: a\n    capabilities: [cpu, tpu]\n", ":4: 'hosts.h1.capabilities[1]' must be cpu "
+                                                                        "or gpu, got 'tpu'"),
+    ("defaults:\n  ssh_port: 22\nhosts:\n  h1:\n    role: selfplay\n", ":4: 'hosts.h1' is missing the required key "
+                                                                         "'ssh_host'"),
+    ("defaults:\n  ssh_host: a\n", ":2: unknown key 'defaults.ssh_host'"),
+    ("hosts:\n  h1:\n    ssh_host: a\n    enabled: yes please\n", ":4: 'hosts.h1.enabled' must be true or false"),
+    ("hosts: [a, b]\n", ":1: 'hosts' must be a mapping of host names"),
+])
+def test_hosts_file_errors_name_file_line_and_key(tmp_path, body, message):
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(body)
+    with pytest.raises(ConfigError) as exc:
+        load_hosts(path=hosts)
+    assert str(exc.value).startswith(f"{hosts}{message}")
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text("hosts_file: hosts.yaml\n")
+    r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
+    assert r.returncode == 1 and f"{hosts}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_missing_config_files_are_named(tmp_path):
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text("selfplay:\n  seed: 1\nhosts_file: nowhere/hosts.yaml\n")
+    r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"ringrift-pipeline: error: {tmp_path / 'nowhere/hosts.yaml'}: hosts file not found "
+                                f"(named by 'hosts_file' at {cfg}:3)")
+    r = pipeline("--config", str(tmp_path / "absent.yaml"), "status", cwd=tmp_path)
+    assert r.returncode == 0  # status needs no config
+    r = pipeline("--config", str(tmp_path / "absent.yaml"), "cluster", "list", cwd=tmp_path)
+    assert r.returncode == 1 and f"{tmp_path / 'absent.yaml'}: config file not found" in r.stderr
+
+
+def test_hosts_file_defaults_and_local_paths(tmp_path):
+    hosts = tmp_path / "h.yaml"
+    hosts.write_text("defaults:\n  ssh_key: keys/id\n  max_parallel_jobs: 3\nhosts:\n  a:\n    ssh_host: 10.1.1.1\n"
+                     "    ssh_port: 2222\n  b:\n    ssh_host: b.example\n    max_parallel_jobs: 1\n    venv: ~/v\n"
+                     "  off:\n    ssh_host: c\n    enabled: false\n  localhost:\n    role: standby\n")
+    hc = load_hosts(path=hosts)
+    a, b, local = hc.hosts
+    assert (a.name, a.ssh_port, a.max_parallel_jobs, a.ssh_key) == ("a", 2222, 3, str(tmp_path / "keys/id"))
+    assert (b.max_parallel_jobs, b.remote_python, b.ssh_port) == (1, "~/v/bin/python", 22)
+    assert local.is_local and local.role == "standby" and not hc.all_local
+    assert [h.name for h in hc.remote] == ["a", "b"]
+
+
+def test_ranges_split_encode_and_deal():
+    assert split(10, 4) == [Range(0, 4), Range(4, 8), Range(8, 10)]
+    assert split(0, 4) == []
+    for idx in ([], [0], [0, 1, 2, 5, 7, 8], list(range(100, 200)) + [500]):
+        assert decode_indices(encode_indices(idx)) == idx
+    assert encode_indices([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+
+    class H:
+        def __init__(self, name, jobs):
+            self.name, self.max_parallel_jobs = name, jobs
+
+    ranges = split(100, 10)
+    owner = assign(ranges, [H("a", 1), H("b", 3), H("c", 2)])
+    assert [owner[r] for r in ranges] == ["a", "b", "c", "b", "c", "b", "a", "b", "c", "b"]
+
+
+def test_state_lock_keeps_a_second_orchestrator_out_and_dies_with_its_holder(tmp_path):
+    state = tmp_path / "st" / "state.json"
+    lock = StateLock(state)
+    lock.acquire()
+    try:
+        r = pipeline("--state", str(state), "run", "canonical_selfplay", "--num-games", "3", "--output-db",
+                     str(tmp_path / "a.db"), "--quiet", cwd=tmp_path)
+        assert r.returncode == 1
+        assert f"another orchestrator (pid {os.getpid()}) is running with the state file {state}" in r.stderr
+        s = pipeline("--state", str(state), "status", cwd=tmp_path)
+        assert f"an orchestrator is running (pid {os.getpid()})" in s.stdout or "no pipeline state" in s.stdout
+    finally:
+        lock.release()
+    # a holder killed with SIGKILL leaves no stuck lock
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from ringrift.pipeline.state import StateLock; StateLock(Path(sys.argv[1])).acquire(); "
+                               "print('locked', flush=True); time.sleep(60)", str(state)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(Exception, match="another orchestrator"):
+            StateLock(state).acquire(wait=0.2)
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    again = StateLock(state)
+    again.acquire(wait=0.2)
+    again.release()
+    r = pipeline("--state", str(state), "run", "canonical_selfplay", "--num-games", "3", "--output-db",
+                 str(tmp_path / "a.db"), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_status_without_state_and_with_a_corrupt_one(tmp_path):
+    state = tmp_path / "s.json"
+    r = pipeline("--state", str(state), "status", cwd=tmp_path)
+    assert r.returncode == 0 and "nothing has run yet" in r.stdout
+    state.write_text("{not json")
+    r = pipeline("--state", str(state), "status", cwd=tmp_path)
+    assert r.returncode == 1 and f"{state}:1: the pipeline state is not valid JSON" in r.stderr
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_local_dry_run_touches_nothing(tmp_path):
+    db = tmp_path / "g.db"
+    state = tmp_path / "state.json"
+    assert pipeline("--state", str(state), "run", "canonical_selfplay", "--num-games", "5", "--output-db", str(db),
+                    "--quiet", cwd=tmp_path).returncode == 0
+    before = _snapshot(tmp_path)
+    r = pipeline("--state", str(state), "run", "canonical_selfplay", "--num-games", "12", "--output-db", str(db),
+                 "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "5 games already in the output DB; 7 to play: indices 5-11" in r.stdout
+    assert "on this machine, in-process" in r.stdout and "nothing was changed (--dry-run)" in r.stdout
+    new = tmp_path / "sub" / "new.db"
+    r = pipeline("--state", str(tmp_path / "other" / "st.json"), "--dry-run", "run", "canonical_selfplay",
+                 "--num-games", "3", "--output-db", str(new), cwd=tmp_path)
+    assert r.returncode == 0 and "(created)" in r.stdout
+    assert _snapshot(tmp_path) == before
+
+
+def test_worker_plays_an_index_range_resumably_and_exits_when_stdin_closes(tmp_path):
+    db = tmp_path / "w.db"
+    args = [sys.executable, "-m", "ringrift.pipeline", "worker", "--board", "hex8", "--players", "3", "--seed", "2",
+            "--start", "10", "--count", "6", "--threads", "1", "--output-db", str(db), "--host-name", "node-7"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "done" and events[-1]["games"] == 6
+    with GameDB(db, create=False) as g:
+        rows = list(g.iter_games())
+    assert sorted(x.game_index for x in rows) == list(range(10, 16)) and {x.host for x in rows} == {"node-7"}
+    ref = _core.selfplay_batch("hex8", 3, 2, [12], "random", threads=1)
+    row = next(x for x in rows if x.game_index == 12)
+    assert bytes(row.hashes) == ref["hashes"].tobytes()  # the same game as a local run's index 12
+    r = subprocess.run(args[:-6] + ["--indices", "8-11", "--threads", "1", "--output-db", str(db)],
+                       capture_output=True, text=True, timeout=120)
+    done = json.loads(r.stdout.splitlines()[-1])
+    assert (done["games"], done["present"]) == (2, 2)
+    # --exit-on-stdin-eof: the worker goes as soon as its stdin (the SSH channel) closes
+    big = [sys.executable, "-m", "ringrift.pipeline", "worker", "--board", "hexagonal", "--start", "0", "--count",
+           "100000", "--threads", "1", "--batch-size", "4", "--output-db", str(tmp_path / "big.db"),
+           "--exit-on-stdin-eof"]
+    proc = subprocess.Popen(big, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert json.loads(proc.stdout.readline())["event"] == "start"
+        while json.loads(proc.stdout.readline()).get("done", 0) < 4:  # a batch is committed
+            pass
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    con = sqlite3.connect(tmp_path / "big.db")
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT count(*) FROM games").fetchone()[0] % 4 == 0  # whole batches only
+    con.close()
+
+
+def test_games_of_another_engine_version_are_never_mixed_in(tmp_path):
+    db = tmp_path / "old.db"
+    batch = _core.selfplay_batch("square8", 2, 0, [0, 1], "random", threads=1)
+    with GameDB(db) as g:
+        g.insert_batch(batch, board="square8", num_players=2, seed=0, policy="random",
+                       engine_version="ringrift-0.0.1", host="old", max_moves=2000)
+    r = pipeline("--state", str(tmp_path / "s.json"), "run", "canonical_selfplay", "--num-games", "4",
+                 "--output-db", str(db), "--quiet", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "refusing to mix engine versions" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_parity_validation_phase(tmp_path):
+    db = tmp_path / "p.db"
+    state = tmp_path / "s.json"
+    assert pipeline("--state", str(state), "run", "canonical_selfplay", "--num-games", "6", "--output-db", str(db),
+                    "--quiet", cwd=tmp_path).returncode == 0
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("parity:\n  sample_size: 0\n")
+    r = pipeline("--config", str(cfg), "--state", str(state), "run", "parity_validation", "--db", str(db),
+                 cwd=tmp_path, env=no_ts_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "parity: 6/6 games match" in r.stdout
+    st = json.loads(state.read_text())
+    assert st["current_phase"] == "parity_validation" and st["phase_status"]["parity_validation"] == "done"
+    con = sqlite3.connect(db)
+    gid, hashes = con.execute("SELECT id, hashes FROM games ORDER BY id LIMIT 1").fetchone()
+    con.execute("UPDATE games SET hashes = ? WHERE id = ?", (bytes([hashes[0] ^ 1]) + hashes[1:], gid))
+    con.commit()
+    con.close()
+    r = pipeline("--config", str(cfg), "--state", str(state), "run", "parity_validation", "--db", str(db),
+                 cwd=tmp_path, env=no_ts_env())
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("ringrift-pipeline: error: parity_validation failed")
+    assert json.loads(state.read_text())["phase_status"]["parity_validation"] == "failed"
+    r = pipeline("run", "parity_validation", "--db", str(tmp_path / "none.db"), "--state", str(state), cwd=tmp_path)
+    assert r.returncode == 2  # argparse: --state is a global option (before the command)
+
+
+@pytest.mark.skipif(export_available(), reason="ringrift.export is installed: npz_export runs it")
+def test_npz_export_without_the_export_phase_says_so(tmp_path):
+    db = tmp_path / "e.db"
+    r = pipeline("--state", str(tmp_path / "s.json"), "run", "npz_export", "--db", str(db), "--output-dir",
+                 str(tmp_path / "npz"), cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("ringrift-pipeline: error: the npz_export phase is not installed: this ringrift has "
+                                "no ringrift.export module (install a ringrift build that includes it)")
+    r = pipeline("--state", str(tmp_path / "s.json"), "run", "all", "--num-games", "5", "--output-db", str(db),
+                 cwd=tmp_path)
+    assert r.returncode == 1 and "npz_export phase is not installed" in r.stderr
+    assert not db.exists() and not (tmp_path / "npz").exists()  # it fails before self-play, not after
+
+
+@pytest.mark.skipif(not export_available(), reason="ringrift.export is not installed")
+def test_run_all_runs_the_three_phases(tmp_path):
+    db = tmp_path / "all.db"
+    out = tmp_path / "npz"
+    state = tmp_path / "s.json"
+    r = pipeline("--state", str(state), "run", "all", "--num-games", "20", "--output-db", str(db), "--output-dir",
+                 str(out), "--quiet", cwd=tmp_path, env=no_ts_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = json.loads(state.read_text())
+    assert st["phase_status"] == {"canonical_selfplay": "done", "parity_validation": "done", "npz_export": "done"}
+    assert any(out.rglob("*.npz"))
+
+
+def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path):
+    db = tmp_path / "i.db"
+    state = tmp_path / "s.json"
+    args = [sys.executable, "-m", "ringrift.pipeline", "--state", str(state), "run", "canonical_selfplay", "--board",
+            "hexagonal", "--num-games", "300", "--threads", "1", "--batch-size", "4", "--output-db", str(db), "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(state.read_text()).get("games_completed", 0) >= 8:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun to resume" in err, err
+    st = json.loads(state.read_text())
+    assert st["phase_status"]["canonical_selfplay"] == "interrupted"
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "already present" in r.stdout and json.loads(state.read_text())["resumed"] is True
+    with GameDB(db, create=False) as g:
+        assert sorted(x.game_index for x in g.iter_games()) == list(range(300))
