@@ -10,12 +10,279 @@
 #include "engine/engine.h"
 #include "selfplay/batch_runner.h"
 #include "selfplay/slot_driver.h"
+#include "export/encoder.h"
 #include <pybind11/numpy.h>
 #include <chrono>
 #include <cstring>
 
 namespace py = pybind11;
 using namespace rr;
+
+// ---- NPZ export: submodule ringrift._core.export (layout and semantics: docs/npz_format.md) ----
+// register_export<Game>(mod) is called once from PYBIND11_MODULE; GameT is the Game class below.
+namespace rr {
+namespace exportpy {
+
+
+inline BoardType board_arg(const std::string& name) {
+  int b = board_from_name(name.c_str());
+  if (b < 0) throw py::value_error("unknown board '" + name + "' (expected square8, hex8, square19 or hexagonal)");
+  return (BoardType)b;
+}
+
+inline const ActionSpace& action_space_of(BoardType b) {
+  static const struct Spaces {
+    ActionSpace a[NUM_BOARDS];
+    Spaces() {
+      for (int i = 0; i < NUM_BOARDS; i++) build_action_space(host_geometry((BoardType)i), a[i]);
+    }
+  } spaces;
+  return spaces.a[b];
+}
+
+inline const FeatureGrid& feature_grid_of(BoardType b) {
+  static const struct Grids {
+    FeatureGrid f[NUM_BOARDS];
+    Grids() {
+      for (int i = 0; i < NUM_BOARDS; i++) build_feature_grid(host_geometry((BoardType)i), f[i]);
+    }
+  } grids;
+  return grids.f[b];
+}
+
+inline std::vector<std::string> plane_names() {
+  static const char* per_slot[FEAT_PER_SLOT] = {"stack", "height", "cap", "buried", "marker", "collapsed"};
+  std::vector<std::string> out;
+  for (int k = 0; k < FEAT_SLOTS; k++)
+    for (int i = 0; i < FEAT_PER_SLOT; i++) out.push_back("p" + std::to_string(k) + "_" + per_slot[i]);
+  out.push_back("valid_cell");
+  out.push_back("anchor");
+  return out;
+}
+
+inline std::vector<std::string> global_names() {
+  static const char* phases[NUM_PHASES] = {"ring_placement",  "movement",        "capture",
+                                           "chain_capture",   "line_processing", "territory_processing",
+                                           "forced_elimination", "game_over"};
+  static const char* per_slot[FG_PER_SLOT] = {"present", "alive", "hand", "eliminated", "territory", "on_board"};
+  static const char* flags[NUM_FEAT_FLAGS] = {"pending_line", "pending_territory", "used_recovery", "had_action",
+                                              "swap_offered"};
+  std::vector<std::string> out;
+  for (int i = 0; i < NUM_PHASES; i++) out.push_back(std::string("phase_") + phases[i]);
+  for (int k = 0; k < FEAT_SLOTS; k++)
+    for (int i = 0; i < FG_PER_SLOT; i++) out.push_back("p" + std::to_string(k) + "_" + per_slot[i]);
+  for (int i = 0; i < NUM_FEAT_FLAGS; i++) out.push_back(flags[i]);
+  for (int n = 2; n <= 4; n++) out.push_back("players_" + std::to_string(n));
+  for (int k = 0; k < FEAT_SLOTS; k++) out.push_back("p" + std::to_string(k) + "_lps_rounds");
+  return out;
+}
+
+template <class T>
+const T* opt_data(const py::object& o, py::ssize_t n, const char* what, py::array_t<T, py::array::c_style | py::array::forcecast>& keep) {
+  if (o.is_none()) return nullptr;
+  keep = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(o);
+  if (!keep || keep.ndim() != 1 || keep.shape(0) != n)
+    throw py::value_error(std::string(what) + " must be a one-dimensional array of length " + std::to_string(n));
+  return keep.data();
+}
+
+template <class GameT>
+void register_export(py::module_& parent) {
+  py::module_ m = parent.def_submodule("export", "NPZ export core: action index space and feature encoding");
+  m.attr("NUM_PLANES") = FEAT_PLANES;
+  m.attr("NUM_GLOBALS") = FEAT_GLOBALS;
+  m.attr("NUM_SLOTS") = FEAT_SLOTS;
+  m.attr("PLANE_NAMES") = py::cast(plane_names());
+  m.attr("GLOBAL_NAMES") = py::cast(global_names());
+  m.attr("CLIP") = FEAT_CLIP;
+
+  m.def("action_space", [](const std::string& board) {
+    const ActionSpace& a = action_space_of(board_arg(board));
+    py::dict d;
+    d["board"] = board;
+    d["size"] = a.size();
+    d["cells"] = a.cells;
+    d["dirs"] = a.dirs;
+    d["axes"] = a.axes;
+    d["dist"] = a.dist;
+    d["min_line"] = a.min_line;
+    d["wslots"] = a.wslots;
+    d["territory_passes"] = TERRITORY_PASSES;
+    const Geometry& g = host_geometry(board_arg(board));
+    d["line_axes"] = std::vector<int>(g.line_axes, g.line_axes + g.num_line_axes);
+    d["offsets"] = std::vector<int32_t>(a.offset, a.offset + NUM_MOVE_TYPES + 1);
+    d["blocks"] = std::vector<int32_t>(a.block, a.block + NUM_MOVE_TYPES);
+    return d;
+  }, py::arg("board"), "The action index space of a board: block offsets and dimensions.");
+
+  m.def("spatial_size", [](const std::string& board) {
+    const FeatureGrid& f = feature_grid_of(board_arg(board));
+    return py::make_tuple((int)f.h, (int)f.w);
+  }, py::arg("board"));
+
+  m.def("cell_pixels", [](const std::string& board) {
+    BoardType b = board_arg(board);
+    const FeatureGrid& f = feature_grid_of(b);
+    int n = host_geometry(b).num_cells;
+    return std::vector<int>(f.pix, f.pix + n);
+  }, py::arg("board"), "row * W + col of every cell in the feature planes.");
+
+  m.def("action_index", [](const std::string& board, const Move& mv) {
+    BoardType b = board_arg(board);
+    int32_t i = action_index(host_geometry(b), action_space_of(b), mv);
+    if (i < 0) throw py::value_error("the move does not fit the " + board + " action space (cells off the board or not in a straight line)");
+    return i;
+  }, py::arg("board"), py::arg("move"), "Structural action index of a move (no state needed).");
+
+  m.def("canonical_action_index", [](GameT& game, const Move& mv) {
+    const Geometry& g = game.geo();
+    const ActionSpace& a = action_space_of((BoardType)g.board);
+    std::vector<Move> legal = game.legal_moves();
+    std::unique_ptr<MoveList> l(new MoveList());
+    for (const Move& x : legal) ml_push(*l, x);
+    int32_t i = canonical_action_index(g, a, game.st(), mv, *l);
+    if (i < 0) throw py::value_error("the move does not fit the action space of this board");
+    return i;
+  }, py::arg("game"), py::arg("move"),
+     "Action index with equivalent legal moves merged (duplicate territory regions, exact process_line).");
+
+  m.def("legal_action_indices", [](GameT& game, bool canonical) {
+    const Geometry& g = game.geo();
+    const ActionSpace& a = action_space_of((BoardType)g.board);
+    std::vector<Move> legal = game.legal_moves();
+    std::unique_ptr<MoveList> l(new MoveList());
+    for (const Move& x : legal) ml_push(*l, x);
+    py::array_t<int32_t> out((py::ssize_t)legal.size());
+    int32_t* o = out.mutable_data();
+    for (size_t i = 0; i < legal.size(); i++)
+      o[i] = canonical ? canonical_action_index(g, a, game.st(), legal[i], *l) : action_index(g, a, legal[i]);
+    return out;
+  }, py::arg("game"), py::arg("canonical") = true, "Indices of game.legal_moves(), in that order.");
+
+  m.def("decode_action", [](GameT& game, int64_t index) {
+    const Geometry& g = game.geo();
+    const ActionSpace& a = action_space_of((BoardType)g.board);
+    const State& s = game.st();
+    if (index < 0 || index >= a.size())
+      throw py::value_error("action index " + std::to_string(index) + " out of range [0, " + std::to_string(a.size()) + ")");
+    if (s.status != ST_ACTIVE) throw py::value_error("the game is over: no action decodes");
+    if (index == a.offset[MT_RESIGN]) return make_move(MT_RESIGN, s.current);
+    if (index == a.offset[MT_TIMEOUT]) return make_move(MT_TIMEOUT, s.current);
+    std::vector<Move> legal = game.legal_moves();
+    std::unique_ptr<MoveList> l(new MoveList());
+    for (const Move& x : legal) ml_push(*l, x);
+    // Structural indices first (each names exactly one legal move), then canonical aliases.
+    for (const Move& x : legal)
+      if (action_index(g, a, x) == index) return x;
+    for (const Move& x : legal)
+      if (canonical_action_index(g, a, s, x, *l) == index) return x;
+    throw py::value_error("action index " + std::to_string(index) + " is not a legal move in this state");
+  }, py::arg("game"), py::arg("index"), "The legal move of `game` with this action index.");
+
+  m.def("encode_state", [](GameT& game) {
+    const Geometry& g = game.geo();
+    const FeatureGrid& f = feature_grid_of((BoardType)g.board);
+    py::array_t<float> planes({(py::ssize_t)FEAT_PLANES, (py::ssize_t)f.h, (py::ssize_t)f.w});
+    py::array_t<float> globals((py::ssize_t)FEAT_GLOBALS);
+    encode_features(g, f, game.st(), planes.mutable_data(), globals.mutable_data());
+    return py::make_tuple(planes, globals);
+  }, py::arg("game"), "(planes (C, H, W), globals (G,)) of the game's state, from the mover's view.");
+
+  m.def("outcome_values", [](GameT& game) {
+    float v[MAX_PLAYERS + 1];
+    outcome_values(game.st(), v);
+    return std::vector<float>(v + 1, v + 1 + game.st().num_players);
+  }, py::arg("game"), "Per-seat outcome values of the game's (final) state, seats 1..n.");
+
+  m.def("encode_games", [](const std::string& board,
+                           py::array_t<uint8_t, py::array::c_style | py::array::forcecast> moves,
+                           py::array_t<int64_t, py::array::c_style | py::array::forcecast> game_offsets,
+                           py::array_t<uint8_t, py::array::c_style | py::array::forcecast> num_players,
+                           py::object hashes, py::object verify, py::object expect_over, bool drop_forced,
+                           int threads) {
+    ExportJob J;
+    J.board = board_arg(board);
+    if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
+      throw py::value_error("moves must have shape (M, 16)");
+    if (game_offsets.ndim() != 1 || game_offsets.shape(0) < 1)
+      throw py::value_error("game_offsets must be a one-dimensional array of length G + 1");
+    const py::ssize_t M = moves.shape(0), G = game_offsets.shape(0) - 1;
+    if (num_players.ndim() != 1 || num_players.shape(0) != G)
+      throw py::value_error("num_players must have one entry per game");
+    const int64_t* off = game_offsets.data();
+    for (py::ssize_t i = 0; i < G; i++)
+      if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > M)
+        throw py::value_error("game_offsets must be non-decreasing and within the move array");
+    for (py::ssize_t i = 0; i < G; i++)
+      if (num_players.data()[i] < 2 || num_players.data()[i] > MAX_PLAYERS)
+        throw py::value_error("num_players entries must be 2, 3 or 4");
+    py::array_t<uint64_t, py::array::c_style | py::array::forcecast> h_keep;
+    py::array_t<uint8_t, py::array::c_style | py::array::forcecast> v_keep, e_keep;
+    J.moves = reinterpret_cast<const Move*>(moves.data());
+    J.game_off = off;
+    J.games = G;
+    J.num_players = num_players.data();
+    J.hashes = opt_data<uint64_t>(hashes, M, "hashes", h_keep);
+    J.verify = opt_data<uint8_t>(verify, G, "verify", v_keep);
+    J.expect_over = opt_data<uint8_t>(expect_over, G, "expect_over", e_keep);
+    J.drop_forced = drop_forced;
+    J.threads = threads > 0 ? threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    J.plan();
+    const py::ssize_t N = (py::ssize_t)J.sample_off[G];
+    const FeatureGrid& f = feature_grid_of(J.board);
+    py::array_t<float> features({N, (py::ssize_t)FEAT_PLANES, (py::ssize_t)f.h, (py::ssize_t)f.w});
+    py::array_t<float> globals({N, (py::ssize_t)FEAT_GLOBALS});
+    py::array_t<float> values(N);
+    py::array_t<float> values_mp({N, (py::ssize_t)FEAT_SLOTS});
+    py::array_t<int32_t> policy(N);
+    py::array_t<uint8_t> movers(N), phases(N);
+    py::array_t<int32_t> ply(N);
+    py::array_t<uint8_t> records({N, (py::ssize_t)sizeof(Move)});
+    py::array_t<int8_t> status(G);
+    py::array_t<int32_t> fail_step(G);
+    py::array_t<uint8_t> final_winner(G);
+    py::array_t<int64_t> sample_offsets(G + 1);
+    J.features = features.mutable_data();
+    J.globals = globals.mutable_data();
+    J.values = values.mutable_data();
+    J.values_mp = values_mp.mutable_data();
+    J.policy = policy.mutable_data();
+    J.movers = movers.mutable_data();
+    J.phases = phases.mutable_data();
+    J.ply = ply.mutable_data();
+    J.records = records.mutable_data();
+    J.status = status.mutable_data();
+    J.fail_step = fail_step.mutable_data();
+    J.final_winner = final_winner.mutable_data();
+    std::memcpy(sample_offsets.mutable_data(), J.sample_off.data(), (size_t)(G + 1) * sizeof(int64_t));
+    {
+      py::gil_scoped_release release;
+      run_export(J);
+    }
+    py::dict d;
+    d["features"] = features;
+    d["globals"] = globals;
+    d["values"] = values;
+    d["values_mp"] = values_mp;
+    d["policy"] = policy;
+    d["movers"] = movers;
+    d["phases"] = phases;
+    d["ply"] = ply;
+    d["records"] = records;
+    d["status"] = status;
+    d["fail_step"] = fail_step;
+    d["final_winner"] = final_winner;
+    d["sample_offsets"] = sample_offsets;
+    return d;
+  }, py::arg("board"), py::arg("moves"), py::arg("game_offsets"), py::arg("num_players"),
+     py::arg("hashes") = py::none(), py::arg("verify") = py::none(), py::arg("expect_over") = py::none(),
+     py::arg("drop_forced") = false, py::arg("threads") = 1,
+     "Replay games from move records and encode one sample per pre-move state (GIL released).");
+}
+
+}  // namespace exportpy
+}  // namespace rr
+
 
 namespace {
 
@@ -652,4 +919,7 @@ PYBIND11_MODULE(_core, mod) {
            "Cell index of (x, y), or -1 when off the board.")
       .def("dir_between", [](Game& g, int a, int b) { return dir_between(g.geo(), a, b); })
       .def("neighbour", [](Game& g, int c, int d) { return (int)g.geo().nbr[c][d]; });
+
+  // NPZ export: action index space and feature encoding (csrc/export/).
+  rr::exportpy::register_export<Game>(mod);
 }

@@ -1,0 +1,110 @@
+"""`ringrift-export`: validated games of a game DB -> training .npz files.
+
+    ringrift-export --db data/games/canonical_square8.db --output data/training/canonical_square8.npz
+
+Writes OUTPUT (train) and OUTPUT_val.npz (validation); see docs/npz_format.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..engine.errors import RingRiftError
+
+BOARDS = ("square8", "hex8", "square19", "hexagonal")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (plus a pointer to --help), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="ringrift-export",
+                 description="Export the validated games of a game DB as training samples (.npz): one sample "
+                             "per pre-move state, with board planes, globals, the played move's action index "
+                             "and the final outcome. Format: docs/npz_format.md.")
+    ap.add_argument("--db", metavar="PATH", required=True, help="game database (from ringrift-pipeline)")
+    out = ap.add_mutually_exclusive_group()
+    out.add_argument("--output", metavar="PATH",
+                     help="train file NAME.npz; validation goes to NAME_val.npz "
+                          "(default: data/training/canonical_<board>.npz)")
+    out.add_argument("--output-dir", metavar="DIR", help="write DIR/canonical_<board>.npz and its _val file")
+    ap.add_argument("--config", metavar="PATH",
+                    help="pipeline config for export.compression and export.split_ratio "
+                         "(default: config/pipeline_config.yaml when present)")
+    ap.add_argument("--board", choices=BOARDS, help="export only this board (needed when the DB holds several)")
+    ap.add_argument("--players", type=int, choices=(2, 3, 4), help="export only games with this many players")
+    ap.add_argument("--include-unchecked", action="store_true",
+                    help="also export games never validated (parity_status 'unchecked'); each is verified "
+                         "move by move while it is exported and skipped if it does not replay")
+    ap.add_argument("--include-capped", action="store_true",
+                    help="also export games stopped at the move cap, as draws (every value 0)")
+    ap.add_argument("--drop-forced", action="store_true",
+                    help="leave out states whose only legal move is a no_*_action bookkeeping move")
+    ap.add_argument("--verify", action="store_true",
+                    help="verify every game (legality and hash of each step) instead of trusting 'ok' games")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
+    ap.add_argument("--split-ratio", type=float, help="fraction of games for training (config: export.split_ratio)")
+    ap.add_argument("--compression", action=argparse.BooleanOptionalAction, default=None,
+                    help="deflate the archives (config: export.compression)")
+    ap.add_argument("--max-samples-per-file", type=int, metavar="N",
+                    help="shard each split into NAME_partNNN.npz files of at most N samples")
+    ap.add_argument("--chunk-games", type=int, metavar="N", help="at most N games per encoding chunk")
+    ap.add_argument("--chunk-mb", type=float, default=64.0, metavar="MB",
+                    help="feature memory per encoding chunk (default 64)")
+    ap.add_argument("--threads", type=int, default=0, help="encoder threads, 0 = all cores (default)")
+    ap.add_argument("--quiet", action="store_true", help="no progress output")
+    return ap
+
+
+def _progress(done: int, total: int, samples: int) -> None:
+    sys.stderr.write(f"\r\033[Kexport: {done}/{total} games, {samples} samples")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..pipeline.config import load_config
+    from .exporter import export_db
+
+    try:
+        cfg = load_config(args.config)
+        ex = cfg["export"]
+        split_ratio = ex["split_ratio"] if args.split_ratio is None else args.split_ratio
+        compression = ex["compression"] if args.compression is None else args.compression
+        db = Path(args.db)
+        if not db.exists():
+            raise RingRiftError(f"{db}: no such game database")
+        if args.threads < 0:
+            raise RingRiftError("--threads must be >= 0")
+        progress = None if args.quiet or not sys.stderr.isatty() else _progress
+        result = export_db(db, args.output, output_dir=args.output_dir, board=args.board, players=args.players,
+                           include_unchecked=args.include_unchecked, include_capped=args.include_capped,
+                           drop_forced=args.drop_forced, verify=args.verify, split_ratio=split_ratio,
+                           seed=args.seed, compression=compression, max_samples_per_file=args.max_samples_per_file,
+                           chunk_games=args.chunk_games, chunk_mb=args.chunk_mb, threads=args.threads,
+                           progress=progress)
+    except RingRiftError as exc:
+        print(f"ringrift-export: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"ringrift-export: error: {exc.filename or ''}{': ' if exc.filename else ''}"
+              f"{exc.strerror or exc}; no output file was changed", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ringrift-export: interrupted; no output file was changed", file=sys.stderr)
+        return 130
+    for line in result.summary_lines():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""Game DB -> training ``.npz``: the export phase of the pipeline (``docs/npz_format.md``).
+
+Validated games (``parity_status = 'ok'``) are replayed in C++ from their move records; every
+pre-move state becomes one sample (planes, globals, the played move's action index, the final
+outcome). Games are processed in chunks and streamed into archives, so memory stays bounded
+whatever the size of the database. The train / validation split is by game and depends only
+on ``seed`` and each game's identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .. import _core
+from ..engine.errors import RingRiftError
+from .actions import action_space_size
+from .features import GLOBAL_NAMES, NUM_GLOBALS, NUM_PLANES, PLANE_NAMES, spatial_size
+from .writer import ShardedNpzWriter, final_names, publish, stale_files
+
+FORMAT_NAME = "ringrift-npz"
+FORMAT_VERSION = 1
+BOARDS = ("square8", "hex8", "square19", "hexagonal")
+DEFAULT_CHUNK_MB = 64
+_MOVE_TYPES = tuple(_core.MOVE_TYPES)
+_STATUS_TEXT = {1: "malformed move record", 2: "illegal move", 3: "state hash differs from the record",
+                4: "replay does not end as stored"}
+
+
+class ExportError(RingRiftError):
+    """The export cannot run (bad arguments, nothing to export, unreadable input)."""
+
+
+@dataclass
+class ExportResult:
+    board: str
+    db: str
+    files: dict = field(default_factory=dict)     # split -> [Path]
+    games: dict = field(default_factory=dict)     # split -> games exported
+    samples: dict = field(default_factory=dict)   # split -> samples exported
+    skipped: list = field(default_factory=list)   # (game id, reason) of games that did not replay
+    candidates: int = 0
+    seconds: float = 0.0
+
+    def summary_lines(self) -> list[str]:
+        total = sum(self.samples.values())
+        rate = total / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"exported {sum(self.games.values())} of {self.candidates} games ({total} samples) from "
+                 f"{self.db} [{self.board}] in {self.seconds:.1f} s ({rate:,.0f} samples/s)"]
+        for split in ("train", "val"):
+            files = self.files.get(split, [])
+            names = ", ".join(str(p) for p in files[:3]) + (f", ... ({len(files)} files)" if len(files) > 3 else "")
+            lines.append(f"  {split}: {self.games.get(split, 0)} games, {self.samples.get(split, 0)} samples -> {names}")
+        if self.skipped:
+            shown = "; ".join(f"game {gid}: {why}" for gid, why in self.skipped[:5])
+            lines.append(f"  skipped {len(self.skipped)} games that do not replay ({shown}"
+                         f"{'; ...' if len(self.skipped) > 5 else ''})")
+        return lines
+
+
+def _split_key(seed: int, identity: tuple) -> int:
+    text = f"{seed}|" + "|".join(str(x) for x in identity)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def split_games(ids: np.ndarray, identities: list[tuple], ratio: float, seed: int) -> np.ndarray:
+    """Boolean ``is_train`` per game (``ids`` ascending; ``identities`` are
+    ``(board, num_players, policy, seed, game_index)``). Games are ordered by a hash of
+    ``(seed, identity)`` (ties: id) and the first ``round(ratio * G)`` go to train, clamped so
+    that both sides get a game when there are two or more. A game's side depends only on the
+    seed, its identity and G."""
+    keys = np.fromiter((_split_key(seed, ident) for ident in identities), dtype=np.uint64, count=len(ids))
+    return split_by_keys(np.asarray(ids, dtype=np.int64), keys, ratio)
+
+
+def split_by_keys(ids: np.ndarray, keys: np.ndarray, ratio: float) -> np.ndarray:
+    G = len(ids)
+    order = np.lexsort((ids, keys))
+    n_train = int(round(ratio * G))
+    if G >= 2:
+        n_train = min(max(n_train, 1), G - 1)
+    else:
+        n_train = G
+    is_train = np.zeros(G, dtype=bool)
+    is_train[order[:n_train]] = True
+    return is_train
+
+
+def _schema(board: str) -> dict:
+    H, W = spatial_size(board)
+    return {
+        "features": (np.float32, (NUM_PLANES, H, W)),
+        "globals": (np.float32, (NUM_GLOBALS,)),
+        "values": (np.float32, ()),
+        "values_mp": (np.float32, (4,)),
+        "policy_indices": (np.int32, ()),
+        "policy_values": (np.float32, ()),
+        "movers": (np.uint8, ()),
+        "phases": (np.uint8, ()),
+        "ply": (np.int32, ()),
+        "num_players": (np.uint8, ()),
+        "game_ids": (np.int64, ()),
+        "moves": (np.uint8, (16,)),
+    }
+
+
+def _output_base(output) -> Path:
+    out = Path(output)
+    name = out.name[:-4] if out.name.endswith(".npz") else out.name
+    if not name:
+        raise ExportError(f"{output}: output needs a file name")
+    return out.with_name(name)
+
+
+def _where(board, players, statuses, include_capped) -> tuple[str, list]:
+    clauses = [f"parity_status IN ({', '.join('?' * len(statuses))})"]
+    params: list = list(statuses)
+    if board is not None:
+        clauses.append("board = ?")
+        params.append(board)
+    if players is not None:
+        clauses.append("num_players = ?")
+        params.append(int(players))
+    if not include_capped:
+        clauses.append("capped = 0")
+    return " WHERE " + " AND ".join(clauses), params
+
+
+def _nothing_to_export(db, path, board, players, include_unchecked, include_capped) -> ExportError:
+    scope, params = [], []
+    if board is not None:
+        scope.append("board = ?")
+        params.append(board)
+    if players is not None:
+        scope.append("num_players = ?")
+        params.append(int(players))
+    where = (" WHERE " + " AND ".join(scope)) if scope else ""
+    rows = db.conn.execute(f"SELECT parity_status, capped, COUNT(*) FROM games{where} "
+                           f"GROUP BY parity_status, capped", params).fetchall()
+    total = sum(n for _, _, n in rows)
+    what = " ".join(x for x in (board, f"{players}p" if players else None) if x) or "any board"
+    if total == 0:
+        return ExportError(f"{path}: no games to export ({what}): the database holds no such games")
+    by_status: dict = {}
+    capped = 0
+    for status, cap, n in rows:
+        by_status[status] = by_status.get(status, 0) + n
+        if cap and status in (("ok", "unchecked") if include_unchecked else ("ok",)):
+            capped += n
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
+    hint = f"validate them with: ringrift-parity --db {path}"
+    if capped and not include_capped and by_status.get("ok", 0) == capped:
+        hint = "the validated games are all capped (no winner); pass --include-capped to export them as draws"
+    allowed = "'ok' or 'unchecked'" if include_unchecked else "'ok'"
+    return ExportError(f"{path}: 0 of {total} games ({what}) qualify for export (parity_status must be {allowed}; "
+                       f"found {counts}); {hint}")
+
+
+def export_db(db_path, output=None, *, output_dir=None, board: str | None = None, players: int | None = None,
+              include_unchecked: bool = False, include_capped: bool = False, drop_forced: bool = False,
+              split_ratio: float = 0.9, seed: int = 0, compression: bool = True,
+              max_samples_per_file: int | None = None, chunk_games: int | None = None,
+              chunk_mb: float = DEFAULT_CHUNK_MB, threads: int = 0, verify: bool = False,
+              progress=None) -> ExportResult:
+    """Export the validated games of the game DB at ``db_path`` to ``<output>.npz`` (train)
+    and ``<output>_val.npz`` (validation); see ``docs/npz_format.md``. Without ``output`` the
+    files are ``canonical_<board>.npz`` in ``output_dir`` (default ``data/training``).
+
+    ``include_unchecked`` also takes games never validated (each is verified move by move and
+    hash by hash while it is replayed; games that fail are skipped). ``include_capped`` takes
+    games that hit the move cap, as draws (all values 0). ``drop_forced`` leaves out the states
+    whose only legal move is a ``no_*_action``. ``verify`` verifies every game like an unchecked
+    one. ``max_samples_per_file`` shards each split into ``_partNNN`` files. ``chunk_games`` /
+    ``chunk_mb`` bound the games and the feature memory of one encoding chunk. ``progress`` is
+    called as ``progress(games_done, games_total, samples_done)``.
+    """
+    from ..db import GameDB
+    from ..db.errors import DBError
+
+    t0 = time.perf_counter()
+    if board is not None and board not in BOARDS:
+        raise ExportError(f"unknown board {board!r} (expected one of {', '.join(BOARDS)})")
+    if players is not None and players not in (2, 3, 4):
+        raise ExportError(f"players must be 2, 3 or 4, got {players!r}")
+    if not 0 < float(split_ratio) < 1:
+        raise ExportError(f"split ratio must be strictly between 0 and 1, got {split_ratio!r}")
+    if max_samples_per_file is not None and int(max_samples_per_file) < 1:
+        raise ExportError(f"max samples per file must be >= 1, got {max_samples_per_file!r}")
+    if chunk_games is not None and int(chunk_games) < 1:
+        raise ExportError(f"chunk games must be >= 1, got {chunk_games!r}")
+    if not chunk_mb or chunk_mb <= 0:
+        raise ExportError(f"chunk size must be positive, got {chunk_mb!r} MB")
+    path = Path(db_path)
+    if not path.exists():
+        raise ExportError(f"{path}: no such game database")
+    if output is not None:
+        base = _output_base(output)
+    statuses = ("ok", "unchecked") if include_unchecked else ("ok",)
+
+    with GameDB(path, create=False, readonly=True) as db:
+        try:
+            where, params = _where(board, players, statuses, include_capped)
+            cur = db.conn.execute(
+                f"SELECT id, board, num_players, policy, seed, game_index FROM games{where} ORDER BY id", params)
+            # 16 bytes per game (id, split key): the only per-game state kept for the whole run
+            id_arr, key_arr = array("q"), array("Q")
+            boards, player_set = set(), set()
+            for gid, gboard, gplayers, gpolicy, gseed, gindex in cur:
+                id_arr.append(gid)
+                key_arr.append(_split_key(int(seed), (gboard, gplayers, gpolicy, gseed, gindex)))
+                boards.add(gboard)
+                player_set.add(int(gplayers))
+            if not id_arr:
+                raise _nothing_to_export(db, path, board, players, include_unchecked, include_capped)
+            if len(boards) > 1:
+                raise ExportError(f"{path}: the qualifying games are on several boards ({', '.join(sorted(boards))}); "
+                                  f"choose one with --board")
+        except sqlite3.Error as exc:
+            raise DBError(f"{path}: reading the games failed: {exc}", path=str(path)) from None
+        board = boards.pop()
+        ids = np.frombuffer(id_arr, dtype=np.int64)
+        is_train = split_by_keys(ids, np.frombuffer(key_arr, dtype=np.uint64), float(split_ratio))
+        del key_arr
+        player_counts = sorted(player_set)
+        if output is None:
+            base = Path(output_dir if output_dir is not None else "data/training") / f"canonical_{board}"
+
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"cannot create directory {base.parent}: {exc.strerror}") from None
+        if not os.access(base.parent, os.W_OK):
+            raise ExportError(f"directory {base.parent} is not writable")
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{base.name}.export-", dir=base.parent))
+        schema = _schema(board)
+        nthreads = int(threads) if threads and int(threads) > 0 else (os.cpu_count() or 1)
+        writers = {s: ShardedNpzWriter(tmpdir, s, schema, max_rows=max_samples_per_file, compress=compression,
+                                       threads=nthreads) for s in ("train", "val")}
+        result = ExportResult(board=board, db=str(path), candidates=len(ids))
+        games_out = {"train": 0, "val": 0}
+        try:
+            H, W = spatial_size(board)
+            bytes_per_sample = 4 * (NUM_PLANES * H * W + NUM_GLOBALS + 8) + 32
+            max_chunk_samples = max(1, int(chunk_mb * (1 << 20) / bytes_per_sample))
+            max_chunk_games = int(chunk_games) if chunk_games else 1 << 30
+            done = samples_done = 0
+            chunk: list = []
+            chunk_samples = 0
+
+            def flush():
+                nonlocal chunk, chunk_samples, samples_done
+                if chunk:
+                    n = _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced,
+                                      verify, threads)
+                    samples_done += n
+                chunk, chunk_samples = [], 0
+
+            for row in db.iter_games(board=board, num_players=players, parity_status=list(statuses),
+                                     **({} if include_capped else {"capped": 0})):
+                pos = int(np.searchsorted(ids, row.id))
+                if pos >= len(ids) or ids[pos] != row.id:
+                    continue  # added after the split was drawn
+                chunk.append((pos, row))
+                chunk_samples += row.move_count
+                done += 1
+                if len(chunk) >= max_chunk_games or chunk_samples >= max_chunk_samples:
+                    flush()
+                    if progress:
+                        progress(done, len(ids), samples_done)
+            flush()
+            if progress:
+                progress(done, len(ids), samples_done)
+
+            created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            moves = []
+            for split, w in writers.items():
+                def extras(part, num, rows, split=split):
+                    meta = {
+                        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "board": board,
+                        "split": split, "part": part, "num_parts": num, "samples": rows,
+                        "split_samples": w.total_rows, "split_games": games_out[split],
+                        "source_db": str(path.resolve()), "created_at": created,
+                        "ringrift_version": _version(), "seed": int(seed), "split_ratio": float(split_ratio),
+                        "include_unchecked": bool(include_unchecked), "include_capped": bool(include_capped),
+                        "drop_forced": bool(drop_forced), "compression": bool(compression),
+                        "action_space_size": action_space_size(board), "num_planes": NUM_PLANES,
+                        "num_globals": NUM_GLOBALS, "spatial_size": [H, W], "players": player_counts,
+                        "values": "rank-aware: 1 - 2 * rank / (n - 1); winner first, then eliminated rings, "
+                                  "territory, seat; capped games 0",
+                        "move_types": list(_MOVE_TYPES), "phases": list(_core.PHASES),
+                    }
+                    return {
+                        "policy_offsets": np.arange(rows + 1, dtype=np.int64),
+                        "board": np.array(board),
+                        "split": np.array(split),
+                        "spatial_size": np.int32(H),
+                        "players": np.array(player_counts, dtype=np.int32),
+                        "action_space_size": np.int64(action_space_size(board)),
+                        "format_version": np.int32(FORMAT_VERSION),
+                        "plane_names": np.array(PLANE_NAMES),
+                        "global_names": np.array(GLOBAL_NAMES),
+                        "metadata": np.array(json.dumps(meta, sort_keys=True)),
+                    }
+                shards = w.finish(extras)
+                split_base = base if split == "train" else base.with_name(base.name + "_val")
+                names = final_names(split_base, len(shards))
+                moves += [(tmp, final) for (tmp, _), final in zip(shards, names)]
+                result.files[split] = names
+                result.samples[split] = w.total_rows
+                result.games[split] = games_out[split]
+            stale = stale_files(base, result.files["train"]) + stale_files(base.with_name(base.name + "_val"),
+                                                                          result.files["val"])
+            publish(moves, stale)
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced, verify, threads) -> int:
+    rows = [r for _, r in chunk]
+    pos = np.array([p for p, _ in chunk], dtype=np.int64)
+    counts = np.array([r.move_count for r in rows], dtype=np.int64)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    moves = np.concatenate([r.moves for r in rows]) if offsets[-1] else np.zeros((0, 16), np.uint8)
+    hashes = np.concatenate([r.hashes for r in rows]) if offsets[-1] else np.zeros(0, np.uint64)
+    nplayers = np.array([r.num_players for r in rows], dtype=np.uint8)
+    winners = np.array([r.winner for r in rows], dtype=np.int64)
+    check = np.array([verify or r.parity_status != "ok" for r in rows], dtype=np.uint8)
+    out = _core.export.encode_games(board, moves, offsets, nplayers, hashes=hashes.astype(np.uint64, copy=False),
+                                    verify=check, expect_over=(winners > 0).astype(np.uint8),
+                                    drop_forced=drop_forced, threads=threads)
+    status = out["status"]
+    good = (status == 0) & (out["final_winner"].astype(np.int64) == winners)
+    for i in np.flatnonzero(~good):
+        why = _STATUS_TEXT.get(int(status[i]), "") if status[i] else \
+            f"stored winner {winners[i]}, replay {int(out['final_winner'][i])}"
+        if status[i]:
+            why += f" at step {int(out['fail_step'][i])}"
+        result.skipped.append((int(rows[i].id), why))
+    per_game = np.diff(out["sample_offsets"])
+    train_game = is_train[pos]
+    n = 0
+    for split, want in (("train", True), ("val", False)):
+        gsel = good & (train_game == want)
+        if not gsel.any():
+            continue
+        games_out[split] += int(gsel.sum())
+        ssel = np.repeat(gsel, per_game)
+        N = int(ssel.sum())
+        whole = bool(ssel.all())
+        take = (lambda a: a) if whole else (lambda a: a[ssel])
+        writers[split].append({
+            "features": take(out["features"]),
+            "globals": take(out["globals"]),
+            "values": take(out["values"]),
+            "values_mp": take(out["values_mp"]),
+            "policy_indices": take(out["policy"]),
+            "policy_values": np.ones(N, dtype=np.float32),
+            "movers": take(out["movers"]),
+            "phases": take(out["phases"]),
+            "ply": take(out["ply"]),
+            "num_players": np.repeat(nplayers[gsel], per_game[gsel]),
+            "game_ids": np.repeat(np.array([r.id for r in rows], dtype=np.int64)[gsel], per_game[gsel]),
+            "moves": take(out["records"]),
+        })
+        n += N
+    return n
+
+
+def _version() -> str:
+    try:
+        from .. import __version__
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+__all__ = ["ExportError", "ExportResult", "FORMAT_NAME", "FORMAT_VERSION", "export_db", "split_games"]
