@@ -604,6 +604,10 @@ py::array_t<T> to_array(const std::vector<T>& v) {
   return a;
 }
 
+// Set by cancel_selfplay() (e.g. on Ctrl-C): running batches stop before their next game and
+// report themselves cancelled; their games must not be stored.
+std::atomic<bool> g_cancel_selfplay{false};
+
 // Batched self-play on a pool of native threads, GIL released. Returns flat numpy arrays:
 // per game (index, result, offsets into the per-step arrays) and per step (16-byte move
 // records, hash, phase and player after the move).
@@ -619,6 +623,7 @@ py::dict selfplay_batch(const std::string& board, int num_players, uint64_t seed
   opt.threads = threads;
   opt.max_moves = max_moves;
   opt.record = record;
+  opt.cancel = &g_cancel_selfplay;
   std::vector<GameRecord> out(games.size());
   double wall;
   {
@@ -676,6 +681,7 @@ py::dict selfplay_batch(const std::string& board, int num_players, uint64_t seed
   d["wall_seconds"] = wall;
   d["total_moves"] = total_moves;
   d["threads"] = std::min<int>(resolve_threads(threads), (int)std::max<size_t>(G, 1));
+  d["cancelled"] = g_cancel_selfplay.load();
   return d;
 }
 
@@ -787,6 +793,8 @@ PYBIND11_MODULE(_core, mod) {
           py::arg("games"), py::arg("policy") = "random", py::arg("threads") = 0, py::arg("max_moves") = 2000,
           py::arg("record") = true,
           "Play the given game indices of run `seed` on a native thread pool (GIL released).");
+  mod.def("cancel_selfplay", [](bool on) { g_cancel_selfplay = on; }, py::arg("on") = true,
+          "Ask running self-play batches to stop before their next game (cancel_selfplay(False) re-arms).");
   mod.def("selfplay_slots_host", &selfplay_slots_host, py::arg("board"), py::arg("num_players"), py::arg("seed"),
           py::arg("games"), py::arg("policy") = "random", py::arg("max_moves") = 2000,
           "Host twin of the CUDA self-play kernel (same play_slot code, fixed-capacity buffers).");

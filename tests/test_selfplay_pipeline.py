@@ -181,3 +181,28 @@ def test_config_supplies_defaults_and_bad_config_names_file_line_key(tmp_path):
                  str(db_path))
     assert r.returncode == 1
     assert f"{wrong}:3: 'selfplay.max_moves.square8' must be a positive integer" in r.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_committed_batches(tmp_path):
+    db_path = tmp_path / "int.db"
+    args = ["run", "canonical_selfplay", "--board", "square19", "--num-games", "400", "--seed", "4",
+            "--output-db", str(db_path), "--batch-size", "8", "--threads", "2", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "ringrift.pipeline", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if db_path.exists():
+            try:
+                with sqlite3.connect(db_path, timeout=1) as con:
+                    if con.execute("SELECT count(*) FROM games").fetchone()[0] >= 8:
+                        break
+            except sqlite3.Error:
+                pass
+    assert proc.poll() is None, "self-play finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "terminate called" not in err and "Traceback" not in err
+    assert "rerun to resume" in err
+    assert parity_db("--db", str(db_path)).returncode == 0

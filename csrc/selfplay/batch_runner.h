@@ -46,6 +46,17 @@ struct BatchOptions {
   int threads = 0;  // 0: all hardware threads
   int max_moves = 2000;
   bool record = true;  // keep moves and per-step hashes (false: results only)
+  const std::atomic<bool>* cancel = nullptr;  // when set, workers stop before their next game
+};
+
+// Joins the pool on every exit path, unwinding included: a joinable std::thread destroyed
+// during unwinding would abort the process.
+struct JoinAll {
+  std::vector<std::thread>& pool;
+  ~JoinAll() {
+    for (auto& t : pool)
+      if (t.joinable()) t.join();
+  }
 };
 
 inline int resolve_threads(int threads) {
@@ -64,6 +75,7 @@ inline void run_batch(const BatchOptions& opt, const std::vector<int64_t>& games
     auto sc = std::make_unique<Scratch>();
     auto l = std::make_unique<MoveList>();
     for (size_t i = next++; i < games.size(); i = next++) {
+      if (opt.cancel && opt.cancel->load(std::memory_order_relaxed)) break;
       GameRecord& rec = out[i];
       rec.index = games[i];
       auto t0 = std::chrono::steady_clock::now();
@@ -93,8 +105,8 @@ inline void run_batch(const BatchOptions& opt, const std::vector<int64_t>& games
     return;
   }
   std::vector<std::thread> pool;
+  JoinAll join_all{pool};
   for (int t = 0; t < n; t++) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
 }
 
 }  // namespace rr

@@ -623,22 +623,9 @@ def main(argv=None) -> int:
         if ctx is not None:
             ctx.close()
             ctx = None
-        _exit_now_if_native_work_runs(130)
         return 130
     finally:
         if ctx is not None:
             ctx.close()
     return 2
 
-
-def _exit_now_if_native_work_runs(status: int) -> None:
-    """After Ctrl-C a self-play batch may still be running (or tearing down) on native threads;
-    letting the interpreter finalize under them aborts the process ("terminate called without
-    an active exception"). Its games were never committed and the DB is closed: leave at once,
-    with the right status."""
-    import threading
-
-    if len(threading.enumerate()) > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)

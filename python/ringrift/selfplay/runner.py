@@ -108,32 +108,52 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
 
     pending: dict = {}
 
+    idle = threading.Event()  # set whenever no batch is running in native code
+    idle.set()
+
     def produce(chunk):
         try:
             pending["result"] = play(chunk)
         except BaseException as exc:  # surfaced in the writer thread
             pending["error"] = exc
+        finally:
+            idle.set()
+
+    def start(chunk):
+        idle.clear()
+        thread = threading.Thread(target=produce, args=(chunk,), daemon=True)
+        thread.start()
+        return thread
 
     chunks = list(_batches(todo, size))
-    worker = threading.Thread(target=produce, args=(chunks[0],), daemon=True)
-    worker.start()
-    for k in range(len(chunks)):
-        worker.join()
-        if "error" in pending:
-            raise pending.pop("error")
-        batch, started = pending.pop("result")
-        if k + 1 < len(chunks):
-            worker = threading.Thread(target=produce, args=(chunks[k + 1],), daemon=True)
-            worker.start()
-        db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
-                        engine_version=ENGINE_VERSION, host=host, max_moves=max_moves, started_at=started)
-        result.games += len(batch["game_index"])
-        result.moves += int(batch["total_moves"])
-        result.capped += int(batch["capped"].sum())
-        result.wins.update(int(w) for w in batch["winner"] if w)
-        result.reasons.update(_core.REASONS[r] for r in batch["reason"] if r)
-        result.seconds = time.perf_counter() - t0
-        if progress:
-            progress(result.already_present + result.games, num_games, result.games_per_sec)
+    try:
+        worker = start(chunks[0])
+        for k in range(len(chunks)):
+            worker.join()
+            if "error" in pending:
+                raise pending.pop("error")
+            batch, started = pending.pop("result")
+            if batch.get("cancelled"):
+                raise KeyboardInterrupt
+            if k + 1 < len(chunks):
+                worker = start(chunks[k + 1])
+            db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
+                            engine_version=ENGINE_VERSION, host=host, max_moves=max_moves, started_at=started)
+            result.games += len(batch["game_index"])
+            result.moves += int(batch["total_moves"])
+            result.capped += int(batch["capped"].sum())
+            result.wins.update(int(w) for w in batch["winner"] if w)
+            result.reasons.update(_core.REASONS[r] for r in batch["reason"] if r)
+            result.seconds = time.perf_counter() - t0
+            if progress:
+                progress(result.already_present + result.games, num_games, result.games_per_sec)
+    except BaseException:
+        # Interrupted (Ctrl-C) or failed: stop the batch in flight at its next game boundary and
+        # wait for its native threads, so the process never exits under them. Committed
+        # batches stay; the batch in flight is dropped.
+        _core.cancel_selfplay(True)
+        idle.wait(timeout=60)
+        _core.cancel_selfplay(False)
+        raise
     result.seconds = time.perf_counter() - t0
     return result
