@@ -66,3 +66,17 @@ def test_gpu_kernel_equals_host_twin(board, players, policy):
     twin = slots_to_batch(_core.selfplay_slots_host(board, players, 77, games, policy, 3000), games)
     for key in ("move_offsets", "winner", "reason", "capped", "moves", "hashes", "phases", "players"):
         assert np.array_equal(gpu[key], twin[key]), key
+
+
+def test_cli_device_cuda_without_gpu_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    if gpu_status()[0]:
+        pytest.skip("a GPU is present here")
+    r = subprocess.run([sys.executable, "-m", "ringrift.pipeline", "--state", str(tmp_path / "s.json"), "run",
+                        "canonical_selfplay", "--board", "square8", "--num-games", "3", "--output-db",
+                        str(tmp_path / "g.db"), "--device", "cuda"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "--device cuda needs a CUDA GPU and cupy" in r.stderr
+    assert not (tmp_path / "g.db").exists()

@@ -57,6 +57,9 @@ def _selfplay_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--games-per-worker", type=int, help="games per dispatched seed range (config: "
                                                          "selfplay.games_per_worker)")
     sp.add_argument("--batch-size", type=int, help="games per committed batch (default: automatic)")
+    sp.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cpu: native thread pool; cuda: the same rules as a CUDA kernel (needs a GPU and "
+                         "ringrift[gpu]); the games are identical either way")
     sp.add_argument("--quiet", action="store_true", help="no progress output")
     _dry(sp)
 
@@ -268,6 +271,9 @@ def cmd_selfplay(ctx: Context, *, phases=("canonical_selfplay",), run_key=None) 
     hosts = ctx.hosts
     if hosts.all_local:
         return _selfplay_local(ctx, spec, phases, run_key)
+    if getattr(ctx.args, "device", "cpu") == "cuda":
+        raise RingRiftError("--device cuda runs on this machine only: remote hosts play on their CPUs "
+                            "(remove the hosts from the hosts file, or drop --device)")
     return _selfplay_hosts(ctx, spec, phases, run_key)
 
 
@@ -295,6 +301,13 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
               f"batches; no files move")
         print(f"  {_state_note(ctx)}")
         return 0
+    device = getattr(args, "device", "cpu")
+    if device == "cuda":
+        from ..gpu import GpuUnavailable, gpu_status
+
+        ok, why = gpu_status()
+        if not ok:
+            raise GpuUnavailable(f"--device cuda needs a CUDA GPU and cupy: {why}")
     _check_writable(spec.output_db)
     present_indices(spec.output_db, spec, create=True)  # refuses another engine version's games
     ctx.start()
@@ -324,7 +337,7 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
         with GameDB(spec.output_db) as db:
             result = run_selfplay(db, board=spec.board, num_games=spec.num_games, num_players=spec.players,
                                   seed=spec.seed, policy=spec.policy, threads=threads, max_moves=spec.max_moves,
-                                  batch_size=spec.batch_size, progress=progress)
+                                  batch_size=spec.batch_size, progress=progress, device=device)
             if bar:
                 bar.close()
             total = db.count_games(board=spec.board, num_players=spec.players, seed=spec.seed, policy=spec.policy)
