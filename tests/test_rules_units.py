@@ -395,3 +395,18 @@ def test_recorded_debug_game_legal_lists(name):
     assert game.status == "completed" and game.hash() == rec["result"]["finalHash"]
     assert game.winner == rec["result"]["winner"]
     assert compared["movement"] and compared["line_processing"] and compared["territory_processing"]
+
+
+def test_stack_strike_on_the_extraction_stack_takes_the_exposed_ring():
+    """Found by the TS bridge: the struck stack is also the extraction stack; after the strike the
+    mover's ring is on top, and the reference still extracts it (its last ring of the mover)."""
+    g = Game.from_json({
+        "board": {"type": "square8", "stacks": {"6,0": {"rings": [1, 2]}, "3,3": {"rings": [1]}},
+                  "markers": {"7,1": {"player": 2}}, "collapsedSpaces": {}},
+        "players": [{"playerNumber": 1, "ringsInHand": 0}, {"playerNumber": 2, "ringsInHand": 0}],
+        "currentPlayer": 2, "currentPhase": "movement", "gameStatus": "active"})
+    strike = [m for m in g.legal_moves() if m.type == "recovery_slide" and g.cell_key(m.to) == "6,0"]
+    assert len(strike) == 1 and strike[0].context == 3  # stack_strike
+    g.apply(strike[0])
+    assert [g.cell_key(c) for c, _ in g.stacks()] == ["3,3"]
+    assert g.players()[1]["eliminated_rings"] == 2

@@ -102,10 +102,16 @@ RR_HD inline int recovery_extraction_stack(const State& s, uint8_t p) {
   return NO_CELL;
 }
 
+// Take the bottom-most ring of p from the stack at c, wherever it is: after a stack strike on
+// the extraction stack itself, that ring can have become the top (the reference takes the last
+// ring of p in the stack, top or not).
 RR_HD inline void recovery_extract(State& s, int c, uint8_t p) {
   if (c == NO_CELL || s.top[c] == NO_CELL) return;
-  int idx = stack_bottommost_buried(s, c, p);
-  if (idx > 0) stack_extract_at(s, c, idx, p);
+  int idx = -1, i = 0;
+  for (int r = s.top[c]; r != NO_CELL; r = s.ring_next[r], i++)
+    if (s.ring_owner[r] == p) idx = i;
+  if (idx == 0) stack_eliminate_top(s, c, 1, p);
+  else if (idx > 0) stack_extract_at(s, c, idx, p);
 }
 
 // Would the reference's transition function throw on this line-mode slide? (RULES.md 6.7)
