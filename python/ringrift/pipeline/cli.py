@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="ringrift-pipeline", description="Run the ringrift training-data pipeline: self-play, "
                  "parity validation and NPZ export, on this machine or across SSH hosts.")
     ap.add_argument("--backend", choices=("ssh", "p2p"), default="ssh",
-                    help="how hosts are driven (default: ssh; p2p is not available yet)")
+                    help="how hosts are driven (default: ssh; p2p: through a ringrift-p2p leader, see docs/p2p.md)")
     ap.add_argument("--p2p-leader", metavar="URL", help="leader node of the p2p backend")
     ap.add_argument("--p2p-auth-token", metavar="TOKEN", help=f"p2p cluster token (default: ${TOKEN_ENV})")
     ap.add_argument("--config", metavar="PATH", help="pipeline config (default: config/pipeline_config.yaml)")
@@ -268,6 +268,10 @@ def _state_note(ctx: Context) -> str:
 
 def cmd_selfplay(ctx: Context, *, phases=("canonical_selfplay",), run_key=None) -> int:
     spec = _selfplay_spec(ctx.args, ctx.cfg)
+    if ctx.args.backend == "p2p":
+        from .backends.p2p import selfplay_p2p
+
+        return selfplay_p2p(ctx, spec, phases, run_key)
     hosts = ctx.hosts
     if hosts.all_local:
         return _selfplay_local(ctx, spec, phases, run_key)
@@ -530,6 +534,10 @@ def cmd_cluster(ctx: Context) -> int:
     from . import cluster
     from .backends import get_backend
 
+    if ctx.args.backend == "p2p":
+        from .backends.p2p import cluster_p2p
+
+        return cluster_p2p(ctx)
     hosts = ctx.hosts
     sub = ctx.args.cluster_command
     if sub == "list":

@@ -1,9 +1,9 @@
 """Execution backends: how the orchestrator reaches a host.
 
-`ssh` (asyncssh; this machine itself without SSH when a host is `localhost`) is the only one
-available now. `p2p` is a planned backend; selecting it fails with a clear message until it
-exists. A backend hands out one `HostHandle` per configured host (see `base.py`), which is all
-the orchestrator and the cluster commands use.
+`ssh` (asyncssh; this machine itself without SSH when a host is `localhost`) drives the hosts
+of the hosts file: a backend hands out one `HostHandle` per configured host (see `base.py`),
+which is all the orchestrator and the cluster commands use. `p2p` drives a `ringrift-p2p`
+cluster through its leader instead (see `p2p.py` and docs/p2p.md).
 """
 
 from __future__ import annotations

@@ -1,16 +1,521 @@
-"""The peer-to-peer backend (a leader node that hands work to peers over HTTP) is planned; it
-plugs in as another `Backend`. Until it exists, selecting it is an error, never a stand-in."""
+"""The p2p backend: canonical_selfplay through the leader of a `ringrift-p2p` cluster.
+
+    ringrift-pipeline --backend p2p --p2p-leader http://node:8770 [--p2p-auth-token T] \\
+        run canonical_selfplay --board square8 --num-games 100000
+
+The leader plans the seed ranges, hands them to its nodes and collects their DBs (see
+`ringrift.p2p.leader`); this side starts the run (telling the leader which games the output DB
+already holds), follows it into the same state file as the SSH backend (`ringrift-pipeline
+status`), downloads every collected range DB (streamed), checks and merges it into the output
+DB exactly as the SSH orchestrator does (`Orchestrator._merge`), and then acknowledges it. What
+is merged is done for good: a rerun tells the leader to skip it. Reference: docs/p2p.md.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ...engine.errors import RingRiftError
 from .base import Backend, BackendUnavailable
+
+TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
+POLL_S = float(os.environ.get("RINGRIFT_P2P_POLL_S", "0.3"))
+RECONNECT_S = float(os.environ.get("RINGRIFT_P2P_RECONNECT_S", "30"))
+
+
+def _check_url(url: str) -> str:
+    u = urlparse(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise BackendUnavailable(f"--p2p-leader {url!r} is not a URL like http://host:8770")
+    return url.rstrip("/")
 
 
 class P2PBackend(Backend):
     name = "p2p"
 
     def __init__(self, *, leader: str | None = None, auth_token: str | None = None):
-        raise BackendUnavailable("the p2p backend is not available yet; use --backend ssh (the default)")
+        if not leader:
+            raise BackendUnavailable("--backend p2p needs --p2p-leader URL (a node of the cluster, e.g. "
+                                     "http://host:8770)")
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:  # pragma: no cover (a declared dependency)
+            raise BackendUnavailable("the p2p backend needs aiohttp: pip install aiohttp") from None
+        self.leader = _check_url(leader)
+        self.token = auth_token or None
 
-    def handle(self, cfg):  # pragma: no cover (never constructed)
-        raise BackendUnavailable("the p2p backend is not available yet")
+    def handle(self, cfg):
+        raise BackendUnavailable("the p2p backend drives the cluster through its leader, not host by host; "
+                                 "use --backend ssh for the hosts file")
+
+    # -- talking to the leader --------------------------------------------------------------
+    def client(self):
+        from ...p2p.client import NodeClient
+
+        return NodeClient(self.token, timeout=15.0)
+
+    def _fail(self, url: str, tried: str, exc) -> RingRiftError:
+        if getattr(exc, "status", None) == 401:
+            return RingRiftError(f"the P2P leader at {url} refused the cluster token (HTTP 401 on {tried}): give "
+                                 f"--p2p-auth-token or set {TOKEN_ENV}")
+        if getattr(exc, "status", None) is None:
+            return RingRiftError(f"Cannot connect to P2P leader at {url} (tried {tried}: {exc})")
+        return RingRiftError(f"the P2P leader at {url} answered {tried} with {exc}")
+
+    async def cluster_status(self, client) -> tuple[str, dict]:
+        """(leader URL, its /cluster/status). The given node hands over to the leader it knows."""
+        from ...p2p.client import NodeError
+
+        url = self.leader
+        tried = f"GET {url}/cluster/status"
+        try:
+            data = await client.get(f"{url}/cluster/status", timeout=10)
+        except NodeError as exc:
+            raise self._fail(url, tried, exc) from None
+        lead = (data.get("leader") or {}).get("url")
+        if lead and lead.rstrip("/") != url:
+            try:
+                data = await client.get(f"{lead}/cluster/status", timeout=10)
+                url = lead.rstrip("/")
+            except NodeError as exc:
+                raise self._fail(lead, f"{tried} (which names {lead} as the leader), then GET "
+                                       f"{lead}/cluster/status", exc) from None
+        return url, data
+
+
+def _token(args) -> str | None:
+    return args.p2p_auth_token or os.environ.get(TOKEN_ENV) or None
+
+
+class P2PDriver:
+    """Follows one run on the leader into the pipeline state and the output DB."""
+
+    def __init__(self, backend: P2PBackend, spec, state, logger, logs_dir: Path, progress=None, err=None):
+        from ..orchestrator import Orchestrator
+
+        self.backend = backend
+        self.spec = spec
+        self.state = state
+        self.logger = logger
+        self.progress = progress
+        self.err = err
+        self.merger = Orchestrator(spec, {}, state, logger, logs_dir)  # its _merge: the same checks as SSH
+        self.url = backend.leader
+        self.run_id: str | None = None
+        self.seq = 0
+        self.present: set[int] = set()
+        self.already = 0
+        self.new = 0
+        self.by_node: dict = {}
+        self.nodes: set = set()
+        self.redispatched = 0
+        self.t0 = time.perf_counter()
+        self._shown = -1
+
+    def say(self, msg: str, level=logging.INFO) -> None:
+        self.logger.log(level, msg)
+        if self.err is not None and level >= logging.WARNING:
+            self.err.write(f"ringrift-pipeline: {msg}\n")
+            self.err.flush()
+
+    def _entry(self, start: int) -> dict:
+        return self._ranges[start]
+
+    async def run(self) -> dict:
+        from ...p2p.client import NodeError
+        from ..orchestrator import present_indices
+        from ..ranges import encode_indices, split
+        from ..worker import build_id
+
+        spec = self.spec
+        client = self.backend.client()
+        try:
+            self.url, cluster = await self.backend.cluster_status(client)
+            leader = cluster.get("leader") or {}
+            self.say(f"P2P leader {leader.get('node_id')} at {self.url}; nodes: "
+                     + ", ".join(f"{n['node_id']} ({'up' if n.get('alive') else 'down'})"
+                                 for n in cluster.get("nodes", [])))
+            me = next((n for n in cluster.get("nodes", []) if n.get("node_id") == leader.get("node_id")), {})
+            local_build = await asyncio.to_thread(build_id)
+            if me.get("build") and me["build"] != local_build:
+                raise RingRiftError(f"the P2P leader at {self.url} runs ringrift build {me['build']}, this machine "
+                                    f"build {local_build}: install the same build on both")
+            self.present = await asyncio.to_thread(present_indices, spec.output_db, spec, create=True)
+            self.already = len(self.present)
+            plan = split(spec.num_games, spec.games_per_worker)
+            self.state.data["ranges"] = [{"start": r.start, "end": r.end, "host": None,
+                                          "status": "merged" if all(i in self.present for i in range(r.start, r.end))
+                                          else "queued"} for r in plan]
+            self._ranges = {e["start"]: e for e in self.state.data["ranges"]}
+            self.state.data["games_completed"] = len(self.present)
+            self.state.data["backend"] = {"name": "p2p", "leader": self.url}
+            self.state.save()
+            todo = sum(1 for e in self.state.data["ranges"] if e["status"] != "merged")
+            self.say(f"canonical_selfplay {spec.run_id}: {self.already}/{spec.num_games} games present, {todo} of "
+                     f"{len(plan)} ranges to play through the P2P leader at {self.url}")
+            if not todo:
+                return self._summary()
+            body = {"phase": "canonical_selfplay", "board": spec.board, "players": spec.players,
+                    "policy": spec.policy, "seed": spec.seed, "num_games": spec.num_games,
+                    "max_moves": spec.max_moves, "games_per_worker": spec.games_per_worker,
+                    "timeout": spec.timeout, "threads": spec.threads if spec.threads is not None
+                    else spec.default_threads, "skip": encode_indices(self.present)}
+            if spec.batch_size:
+                body["batch_size"] = spec.batch_size
+            self._start_body = body
+            await self._start(client)
+            try:
+                await self._follow(client)
+            except asyncio.CancelledError:
+                try:
+                    await asyncio.wait_for(client.post(f"{self.url}/pipeline/stop", {"run_id": self.run_id}), 5)
+                except (NodeError, asyncio.TimeoutError):
+                    pass
+                raise
+        finally:
+            await client.close()
+        return self._summary()
+
+    async def _start(self, client) -> None:
+        from ...p2p.client import NodeError
+
+        deadline = time.monotonic() + 20
+        moved = False
+        while True:
+            tried = f"POST {self.url}/pipeline/start"
+            try:
+                data = await client.post(f"{self.url}/pipeline/start", self._start_body, timeout=30)
+                break
+            except NodeError as exc:
+                if exc.status == 409 and exc.body.get("leader") and not moved:
+                    self.url = exc.body["leader"]["url"].rstrip("/")
+                    moved = True
+                    self.say(f"the leader is now {exc.body['leader']['node_id']} at {self.url}")
+                    continue
+                if exc.status == 409 and exc.body.get("retry") and time.monotonic() < deadline:
+                    await asyncio.sleep(0.5)
+                    continue
+                raise self.backend._fail(self.url, tried, exc) from None
+        run = data["run"]
+        self.run_id = run["run_id"]
+        self.state.data["backend"]["run_id"] = self.run_id
+        self.state.data["backend"]["leader"] = self.url
+        self.say(f"run {self.run_id} {'started' if data.get('created') else 'resumed'} on the leader at {self.url}")
+
+    async def _status(self, client) -> dict:
+        """The run's status, retried for RECONNECT_S while the leader cannot be reached; after a
+        leader restart the run is started again (the leader resumes it)."""
+        from ...p2p.client import NodeError
+
+        from ..ranges import encode_indices
+
+        deadline = None
+        while True:
+            tried = f"GET {self.url}/pipeline/status"
+            try:
+                st = await client.get(f"{self.url}/pipeline/status", params={"run_id": self.run_id,
+                                                                               "since": str(self.seq)}, timeout=15)
+                if deadline is None:
+                    return st
+                # Back after a loss (the leader may have restarted): tell it again what is merged
+                # here, so it replays nothing that was delivered.
+                self.say(f"the P2P leader at {self.url} answers again", logging.WARNING)
+                self._start_body["skip"] = encode_indices(self.present)
+                await self._start(client)
+                deadline = None
+                continue
+            except NodeError as exc:
+                if exc.status == 404:  # the leader restarted without this run: start it again
+                    self._start_body["skip"] = encode_indices(self.present)
+                    self.seq = 0
+                    await self._start(client)
+                    continue
+                if exc.status is not None:
+                    raise self.backend._fail(self.url, tried, exc) from None
+                if deadline is None:
+                    deadline = time.monotonic() + RECONNECT_S
+                    self.say(f"lost the P2P leader at {self.url} ({exc}); retrying for {RECONNECT_S:g}s",
+                             logging.WARNING)
+                if time.monotonic() > deadline:
+                    raise RingRiftError(f"Cannot connect to P2P leader at {self.url} (tried {tried} for "
+                                        f"{RECONNECT_S:g}s: {exc}); merged games are kept, rerun the same command "
+                                        f"to resume") from None
+                await asyncio.sleep(1.0)
+
+    async def _follow(self, client) -> None:
+        from ...p2p.client import NodeError
+
+        boot = None
+        while True:
+            st = await self._status(client)
+            if boot is not None and st.get("coordinator_boot") != boot:
+                self.seq = 0  # a restarted coordinator numbers its events afresh
+            boot = st.get("coordinator_boot")
+            self._events(st.get("events", []))
+            self._mirror(st)
+            for r in st.get("active_ranges", []):
+                if r["status"] != "collected":
+                    continue
+                if self._entry(r["start"])["status"] != "merged":
+                    await self._fetch_merge(client, r)
+                else:  # merged here before the leader restarted: just acknowledge it
+                    try:
+                        await client.post(f"{self.url}/pipeline/ack", {"run_id": self.run_id, "start": r["start"]},
+                                          timeout=15)
+                    except NodeError:
+                        pass
+            if st.get("status") == "failed":
+                raise RingRiftError(f"the P2P run failed: {st.get('error')}; merged games are kept, rerun to resume")
+            if st.get("status") == "stopped":
+                raise RingRiftError("the P2P run was stopped on the leader; merged games are kept, rerun to resume")
+            if all(e["status"] == "merged" for e in self.state.data["ranges"]):
+                return
+            if st.get("status") == "done":
+                left = [e for e in self.state.data["ranges"] if e["status"] != "merged"]
+                raise RingRiftError(f"the leader reports the run done but {len(left)} ranges were not merged here; "
+                                    f"rerun to resume")
+            await asyncio.sleep(POLL_S)
+
+    def _events(self, events: list) -> None:
+        for ev in events:
+            self.seq = max(self.seq, int(ev.get("seq", 0)))
+            level = logging.WARNING if ev.get("level") in ("warning", "error") else logging.INFO
+            self.say(f"leader: {ev.get('message')}", level)
+            node = ev.get("node")
+            if ev.get("kind") == "requeued":
+                self.redispatched += 1
+                if node:
+                    for name, w in self.state.data["workers"].items():
+                        if name.split("/")[0] == node and w.get("status") == "running":
+                            w.update(status="failed", error=ev.get("message"), range=None)
+            if ev.get("kind") == "dispatched" and node:
+                self.nodes.add(node)
+
+    def _mirror(self, st: dict) -> None:
+        workers = self.state.data["workers"]
+        in_flight = 0
+        seen_running = set()
+        for r in st.get("active_ranges", []):
+            e = self._entry(r["start"])
+            if e["status"] == "merged":
+                continue
+            e["host"] = r.get("node") or e.get("host")
+            if r["status"] == "running":
+                e["status"] = "running"
+                name = f"{r['node']}/{r.get('slot') or 1}"
+                seen_running.add(name)
+                w = self.state.worker(name)
+                w.update(status="running", range=[r["start"], r["end"]], games=r.get("done", 0),
+                         todo=r.get("todo"), error=None)
+                w.setdefault("ranges_done", 0)
+                in_flight += int(r.get("done") or 0)
+            elif r["status"] in ("collecting", "collected"):
+                e["status"] = "pulling"
+        for name, w in workers.items():
+            if w.get("status") == "running" and name not in seen_running:
+                w.update(status="idle", range=None, games=0, todo=None)
+        active = {r["start"] for r in st.get("active_ranges", [])}
+        for e in self.state.data["ranges"]:
+            if e["status"] in ("running", "pulling") and e["start"] not in active:
+                e["status"] = "queued"
+        self.state.data["games_completed"] = len(self.present)
+        self.state.data["games_in_flight"] = in_flight
+        self.state.save(throttle=0.5)
+        self._progress(in_flight)
+
+    def _progress(self, in_flight: int = 0) -> None:
+        done = min(len(self.present) + in_flight, self.spec.num_games)
+        if self.progress and done != self._shown:
+            self._shown = done
+            elapsed = time.perf_counter() - self.t0
+            self.progress(done, self.spec.num_games, (done - self.already) / elapsed if elapsed > 0 else 0.0)
+
+    async def _fetch_merge(self, client, r: dict) -> None:
+        from ...p2p.client import NodeError
+        from ..backends.base import HostError
+        from ..ranges import Range
+
+        spec = self.spec
+        rng = Range(r["start"], r["end"])
+        node = r.get("played_by") or r.get("node") or "?"
+        e = self._entry(rng.start)
+        e.update(status="pulling", host=node)
+        local = spec.parts_dir() / f"p2p_{node}_{rng.tag}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{local}{suffix}").unlink(missing_ok=True)
+        url = f"{self.url}/pipeline/runs/{self.run_id}/ranges/{rng.start}/db"
+        try:
+            await client.download(url, local)
+        except NodeError as exc:
+            if exc.status is None:
+                return  # the next status round reconnects (or gives up)
+            raise self.backend._fail(self.url, f"GET {url}", exc) from None
+        e["status"] = "merging"
+        try:
+            added = await asyncio.to_thread(self.merger._merge, local, rng, node)
+        except HostError as exc:
+            raise RingRiftError(f"the DB of range {rng} from the P2P leader is unusable: {exc.reason}") from None
+        self.new += added
+        self.present.update(range(rng.start, rng.end))
+        e.update(status="merged", host=node)
+        self.by_node[node] = self.by_node.get(node, 0) + 1
+        self.nodes.add(node)
+        name = f"{node}/{r.get('slot') or 1}"
+        w = self.state.worker(name)
+        w["ranges_done"] = w.get("ranges_done", 0) + 1
+        self.say(f"{node}: range {rng} merged, {added} new games")
+        try:
+            await client.post(f"{self.url}/pipeline/ack", {"run_id": self.run_id, "start": rng.start}, timeout=15)
+        except NodeError as exc:
+            self.say(f"could not acknowledge range {rng} to the leader ({exc}); it is merged here", logging.WARNING)
+        self.state.data["games_completed"] = len(self.present)
+        self.state.save()
+        self._progress()
+
+    def _summary(self) -> dict:
+        return {"target": self.spec.num_games, "already": self.already, "new": self.new,
+                "seconds": time.perf_counter() - self.t0, "by_host": dict(self.by_node),
+                "redispatched": self.redispatched, "nodes": sorted(self.nodes)}
+
+
+def _run_driver(driver: P2PDriver) -> dict:
+    async def main():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+        return await driver.run()
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        parts = driver.spec.parts_dir()
+        try:
+            if parts.is_dir() and not any(parts.iterdir()):
+                parts.rmdir()
+        except OSError:
+            pass
+
+
+def selfplay_p2p(ctx, spec, phases, run_key) -> int:
+    """`run canonical_selfplay` (and the self-play step of `run all`) with --backend p2p."""
+    from ..cli import LOGS_DIR, _check_writable, _state_note, _would_be_writable
+    from ..orchestrator import present_indices
+    from ..progress import Progress
+    from ..ranges import split
+    from ..state import PipelineState
+
+    args = ctx.args
+    backend = P2PBackend(leader=args.p2p_leader, auth_token=_token(args))
+    if ctx.dry_run:
+        _would_be_writable(spec.output_db)
+        present = present_indices(spec.output_db, spec, create=False)
+
+        async def look():
+            client = backend.client()
+            try:
+                return await backend.cluster_status(client)
+            finally:
+                await client.close()
+
+        url, cluster = asyncio.run(look())
+        plan = split(spec.num_games, spec.games_per_worker)
+        todo = [r for r in plan if any(i not in present for i in range(r.start, r.end))]
+        print(f"plan: canonical_selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}, "
+              f"{spec.num_games} games into {spec.output_db}")
+        lead = cluster.get("leader") or {}
+        nodes = ", ".join(f"{n['node_id']} ({','.join(n.get('capabilities') or [])}, {n.get('max_jobs')} job slots, "
+                          f"{'up' if n.get('alive') else 'DOWN'})" for n in cluster.get("nodes", []))
+        print(f"  through the P2P leader {lead.get('node_id')} at {url}; nodes: {nodes}")
+        print(f"  {len(present)} games already in the output DB; "
+              f"{sum(1 for r in todo for i in range(r.start, r.end) if i not in present)} to play in {len(todo)} of "
+              f"{len(plan)} ranges of up to {spec.games_per_worker}")
+        print("  the leader hands each range to a live node with a free job slot; a node that stops answering is "
+              "marked down and its range goes to another")
+        print(f"  each collected range: {url}/pipeline/runs/<run>/ranges/<start>/db -> {spec.parts_dir()} -> "
+              f"merge into {spec.output_db}")
+        print(f"  {_state_note(ctx)}")
+        return 0
+    _check_writable(spec.output_db)
+    ctx.start()
+    ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
+                                         target=spec.num_games, phases=phases)
+    bar = None if args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
+    driver = P2PDriver(backend, spec, st, ctx.logger, LOGS_DIR, progress=bar, err=sys.stderr)
+    summary = _run_driver(driver)
+    if bar:
+        bar.close()
+    from ...db import GameDB
+
+    with GameDB(spec.output_db, readonly=True) as db:
+        total = db.count_games(**spec.identity())
+    secs = summary["seconds"]
+    by_node = ", ".join(f"{h}: {n}" for h, n in sorted(summary["by_host"].items())) or "-"
+    lines = [
+        f"selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}: {summary['new']} new games "
+        f"({summary['already']} already present, target {spec.num_games}) on {len(summary['nodes'])} P2P nodes",
+        f"  ranges played by node: {by_node}; re-dispatched: {summary['redispatched']}",
+        f"  time: {secs:.2f}s, {summary['new'] / secs if secs > 0 else 0:.1f} games/s",
+        f"  database: {spec.output_db} ({total} games of this run)",
+    ]
+    for line in lines:
+        print(line)
+        ctx.logger.info(line)
+    st.data["games_completed"] = total
+    for wk in st.data["workers"].values():
+        if wk.get("status") in ("idle", "running"):
+            wk["status"] = "done"
+    st.set_phase("canonical_selfplay", "done")
+    return 0
+
+
+def cluster_p2p(ctx) -> int:
+    """`cluster list|health` through the leader; sync and update are SSH-backend commands."""
+    sub = ctx.args.cluster_command
+    if sub not in ("list", "health"):
+        raise RingRiftError(f"cluster {sub} is not available with --backend p2p (the leader collects every range "
+                            f"DB itself; install ringrift on each node to update it)")
+    backend = P2PBackend(leader=ctx.args.p2p_leader, auth_token=_token(ctx.args))
+    if ctx.dry_run:
+        print(f"plan: GET {backend.leader}/cluster/status (read only)")
+        print("nothing was changed (--dry-run)")
+        return 0
+
+    async def look():
+        client = backend.client()
+        try:
+            return await backend.cluster_status(client)
+        finally:
+            await client.close()
+
+    url, cluster = asyncio.run(look())
+    lead = cluster.get("leader") or {}
+    print(f"P2P cluster of leader {lead.get('node_id')} at {url}:")
+    rows = [("node", "url", "role", "status", "capabilities", "jobs", "load", "build")]
+    bad = 0
+    for n in cluster.get("nodes", []):
+        ok = n.get("alive") and n.get("build_ok")
+        bad += not ok
+        status = "up" if n.get("alive") else "DOWN"
+        rows.append((n["node_id"], n.get("url", ""), n.get("role", ""), status,
+                     ",".join(n.get("capabilities") or []), f"{n.get('running')}/{n.get('max_jobs')}",
+                     str(n.get("load")), f"{n.get('build')}{'' if n.get('build_ok') else ' (DIFFERS)'}"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  " + "  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    if sub == "health":
+        total = len(cluster.get("nodes", []))
+        print(f"{total - bad}/{total} nodes healthy")
+        return 1 if bad else 0
+    return 0

@@ -1,0 +1,515 @@
+"""The coordinator: runs of canonical_selfplay on the cluster.
+
+A run cuts its target [0, N) into seed ranges (the pipeline's `ranges.split`). Every range
+is played by one job at a time on a live node of the leader's build that has the capability
+the run needs and a free job slot (most free slots first, then lowest load, then name).
+Ranges are disjoint, so no index is ever handed to two live jobs.
+
+When a job ends (done, failed, killed, or interrupted by its node's restart) the coordinator
+streams the job's DB from its node, checks that it holds only games of this run, of this range
+and of this engine version, and merges it into the range's DB in its own data dir (threads,
+off the event loop; merges skip known identities). A range is `collected` when that DB holds
+all its indices; the pipeline then downloads it and acknowledges it (`delivered`).
+
+A node that stops answering for `down_after` seconds is marked down and its running ranges go
+back to the queue with the indices not yet collected; nothing committed is lost on a node that
+comes back: when it rejoins, its finished and interrupted jobs are still in its data dir, and
+the coordinator collects them (duplicates are skipped by the merge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from pathlib import Path
+
+from ..pipeline.ranges import Range, decode_indices, encode_indices, split
+from . import dbtools
+from .client import NodeError
+
+log = logging.getLogger("ringrift.p2p")
+
+MAX_FAILURES = 3
+RANGE_STATUSES = ("queued", "running", "collecting", "collected", "delivered")
+STATUS_RANGE_LIMIT = 1000
+
+
+def run_id_for(p: dict) -> str:
+    key = json.dumps({k: p[k] for k in ("board", "players", "policy", "seed", "num_games", "max_moves",
+                                        "games_per_worker")}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return f"{p['board']}_{p['players']}p_{p['policy']}_s{p['seed']}_{digest}"
+
+
+class RangeState:
+    def __init__(self, r: Range, todo: list[int]):
+        self.start, self.end = r.start, r.end
+        self.todo = todo
+        self.status = "queued"
+        self.node: str | None = None
+        self.slot: int | None = None
+        self.job_id: str | None = None
+        self.done = 0
+        self.dispatches = 0
+        self.failures = 0
+        self.failed_on: set[str] = set()
+        self.dispatched_at = 0.0
+        self.kill_sent = False
+        self.played_by: str | None = None
+        self.pending = 0  # collections in flight
+        self.error: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return Range(self.start, self.end).tag
+
+    def public(self) -> dict:
+        return {"start": self.start, "end": self.end, "status": self.status, "node": self.node, "slot": self.slot,
+                "job_id": self.job_id, "done": self.done, "todo": len(self.todo), "dispatches": self.dispatches,
+                "played_by": self.played_by, "error": self.error}
+
+
+class Run:
+    def __init__(self, run_id: str, params: dict, run_dir: Path):
+        self.run_id = run_id
+        self.params = params
+        self.dir = run_dir
+        self.ident = {"board": params["board"], "num_players": params["players"], "policy": params["policy"],
+                      "seed": params["seed"]}
+        self.ranges: list[RangeState] = []
+        self.by_start: dict[int, RangeState] = {}
+        self.status = "running"
+        self.error: str | None = None
+        self.events: deque = deque(maxlen=200)
+        self.seq = 0
+        self.created = time.time()
+        self.locks: dict[int, asyncio.Lock] = {}
+        self.skip_spec = ""
+        self.persist_lock = asyncio.Lock()
+
+    def event(self, kind: str, message: str, level=logging.INFO, **fields) -> None:
+        self.seq += 1
+        self.events.append({"seq": self.seq, "t": round(time.time(), 3), "kind": kind, "message": message,
+                            "level": logging.getLevelName(level).lower(), **fields})
+        log.log(level, "run %s: %s", self.run_id, message)
+
+    def range_db(self, r: RangeState) -> Path:
+        return self.dir / f"range_{r.tag}.db"
+
+    def lock(self, start: int) -> asyncio.Lock:
+        return self.locks.setdefault(start, asyncio.Lock())
+
+    def counts(self) -> dict:
+        out = {s: 0 for s in RANGE_STATUSES}
+        for r in self.ranges:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def summary(self) -> dict:
+        return {"run_id": self.run_id, "phase": "canonical_selfplay", "status": self.status, "error": self.error,
+                "target": self.params["num_games"], "ranges": self.counts(),
+                "games_pending": sum(len(r.todo) for r in self.ranges if r.status in ("queued", "running",
+                                                                                        "collecting"))}
+
+
+class Coordinator:
+    def __init__(self, node):
+        self.node = node  # ringrift.p2p.node.Node
+        self.runs: dict[str, Run] = {}
+        self.collecting: set[str] = set()
+        self.sem = asyncio.Semaphore(3)
+        self.tasks: set[asyncio.Task] = set()
+        self.start_lock = asyncio.Lock()
+        self.avoid: dict[str, float] = {}  # node -> until when it gets no new job (it failed to answer one)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.node.cfg.data_dir / "coordinator"
+
+    # -- runs -------------------------------------------------------------------------------
+    async def start_run(self, params: dict, skip: list[int], delivered=()) -> tuple[Run, bool]:
+        """Start a run (or resume the running one of the same id). `skip`: indices the
+        pipeline already holds; `delivered`: starts of ranges it acknowledged (a restore)."""
+        async with self.start_lock:
+            return await self._start_run(params, skip, delivered)
+
+    async def _start_run(self, params: dict, skip: list[int], delivered) -> tuple[Run, bool]:
+        run_id = run_id_for(params)
+        run = self.runs.get(run_id)
+        skip_set = set(skip)
+        if run is not None and run.status == "running":
+            run.skip_spec = encode_indices(skip_set | set(decode_indices(run.skip_spec)))
+            for r in run.ranges:
+                if r.status == "queued":
+                    r.todo = [i for i in r.todo if i not in skip_set]
+                    if not r.todo:
+                        r.status = "delivered"
+                elif r.status == "collected" and all(i in skip_set for i in range(r.start, r.end)):
+                    r.status = "delivered"  # the pipeline merged it before it could acknowledge it
+                    self._spawn(asyncio.to_thread(dbtools.remove_db, run.range_db(r)))
+            run.event("resumed", f"the pipeline reconnected ({len(skip_set)} games already at the pipeline)")
+            self._check_finished(run)
+            await self._persist(run)
+            return run, False
+        run = Run(run_id, params, self.runs_dir / run_id)
+        run.skip_spec = encode_indices(skip_set)
+        plan = split(params["num_games"], params["games_per_worker"])
+        todo = {r.start: [i for i in range(r.start, r.end) if i not in skip_set] for r in plan}
+        for r in plan:
+            rs = RangeState(r, todo[r.start])
+            run.ranges.append(rs)
+            run.by_start[r.start] = rs
+        # Range DBs left by an earlier life of this run (a coordinator restart): keep their games.
+        have = await asyncio.to_thread(self._existing, run)
+        done = set(delivered)
+        for rs in run.ranges:
+            got = have.get(rs.start, set())
+            rs.todo = [i for i in rs.todo if i not in got]
+            if rs.start in done and not got:
+                rs.todo = []
+            if not rs.todo:
+                rs.status = "collected" if got else "delivered"
+        self.runs[run_id] = run
+        run.event("started", f"canonical_selfplay {params['board']} {params['players']}p policy={params['policy']} "
+                             f"seed={params['seed']}: {params['num_games']} games in {len(plan)} ranges, "
+                             f"{sum(len(r.todo) for r in run.ranges)} to play")
+        self._check_finished(run)
+        await self._persist(run)
+        return run, True
+
+    def _existing(self, run: Run) -> dict:
+        out = {}
+        incoming = run.dir / "incoming"
+        if incoming.is_dir():  # downloads cut short by a restart
+            for p in incoming.iterdir():
+                p.unlink(missing_ok=True)
+        for rs in run.ranges:
+            path = run.range_db(rs)
+            if path.exists():
+                try:
+                    out[rs.start] = dbtools.present_in_file(path, run.ident, rs.start, rs.end)
+                except Exception as exc:  # noqa: BLE001  (unusable: start that range afresh)
+                    log.warning("run %s: ignoring unusable %s: %s", run.run_id, path, exc)
+                    dbtools.remove_db(path)
+        return out
+
+    async def _persist(self, run: Run) -> None:
+        async with run.persist_lock:  # one writer per run, the latest state last
+            doc = {"run_id": run.run_id, "params": run.params, "skip": run.skip_spec, "status": run.status,
+                   "delivered": [r.start for r in run.ranges if r.status == "delivered"]}
+            await asyncio.to_thread(self._write_doc, run, doc)
+
+    @staticmethod
+    def _write_doc(run: Run, doc: dict) -> None:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        tmp = run.dir / ".run.json.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(doc, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, run.dir / "run.json")
+
+    async def restore(self) -> None:
+        """Runs that a previous life of this node was coordinating resume (their range DBs
+        are kept; the jobs still on the nodes are adopted or collected)."""
+        if not self.runs_dir.is_dir():
+            return
+
+        def read():
+            docs = []
+            for p in sorted(self.runs_dir.glob("*/run.json")):
+                try:
+                    docs.append(json.loads(p.read_text()))
+                except (OSError, ValueError):
+                    pass
+            return docs
+
+        for doc in await asyncio.to_thread(read):
+            if doc.get("status") == "running" and isinstance(doc.get("params"), dict):
+                try:
+                    run, _ = await self.start_run(doc["params"], decode_indices(doc.get("skip", "")),
+                                                  delivered=doc.get("delivered") or [])
+                    run.event("restored", "restored after a restart of the coordinator")
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("cannot restore run %s: %s", doc.get("run_id"), exc)
+
+    def stop(self, run: Run) -> None:
+        if run.status == "running":
+            run.status = "stopped"
+            run.event("stopped", "stopped on request")
+            for r in run.ranges:
+                if r.status == "running" and r.node and r.job_id:
+                    self._spawn(self._kill_job(r.node, r.job_id))
+            self._spawn(self._persist(run))
+
+    async def ack(self, run: Run, start: int) -> RangeState:
+        r = run.by_start[start]
+        if r.status == "collected":
+            r.status = "delivered"
+            async with run.lock(start):
+                await asyncio.to_thread(dbtools.remove_db, run.range_db(r))
+            self._check_finished(run)
+            await self._persist(run)
+        return r
+
+    def _check_finished(self, run: Run) -> None:
+        if run.status == "running" and all(r.status == "delivered" for r in run.ranges):
+            run.status = "done"
+            run.event("done", "every range delivered")
+
+    def status(self, run: Run, since: int = 0) -> dict:
+        out = run.summary()
+        out["params"] = run.params
+        out["coordinator_boot"] = self.node.boot
+        out["num_ranges"] = len(run.ranges)
+        active = [r.public() for r in run.ranges if r.status not in ("queued", "delivered")]
+        out["active_ranges"] = active[:STATUS_RANGE_LIMIT]
+        out["truncated"] = len(active) > STATUS_RANGE_LIMIT
+        out["events"] = [e for e in run.events if e["seq"] > since]
+        return out
+
+    # -- the scheduler ----------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        t = asyncio.create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def tick(self, views: dict) -> None:
+        """One scheduling round over the nodes' latest views {node_id: view}."""
+        free = {n: v["free"] for n, v in views.items() if v["alive"] and v.get("build") == self.node.build}
+        if not self.node.settled():  # first learn what the nodes are running (after a restart)
+            free = {}
+        now = time.monotonic()
+        for n, until in list(self.avoid.items()):
+            if until < now:
+                del self.avoid[n]
+            else:
+                free.pop(n, None)
+        for run in list(self.runs.values()):  # oldest run first; the slots are shared
+            if run.status != "running":
+                self._collect_strays(run, views, only_finished=True)
+                continue
+            self._follow(run, views)
+            self._collect_strays(run, views)
+            await self._dispatch(run, views, free)
+
+    def _follow(self, run: Run, views: dict) -> None:
+        now = time.monotonic()
+        hb = self.node.cfg.heartbeat
+        for r in run.ranges:
+            if r.status != "running":
+                continue
+            v = views.get(r.node)
+            if v is None or not v["alive"]:
+                self._requeue(run, r, f"node {r.node} failed on range [{r.start}, {r.end}): it stopped answering",
+                              failure=False)
+                continue
+            job = v["jobs"].get(r.job_id)
+            if job is None:
+                if now - r.dispatched_at > 3 * hb + 2:
+                    self._requeue(run, r, f"node {r.node} failed on range [{r.start}, {r.end}): it no longer knows "
+                                          f"job {r.job_id}", failure=False)
+                continue
+            if job["status"] == "running":
+                r.done = int(job.get("done") or 0)
+                if not r.kill_sent and now - r.dispatched_at > run.params["timeout"]:
+                    r.kill_sent = True
+                    run.event("timeout", f"node {r.node} failed on range [{r.start}, {r.end}): not finished within "
+                                         f"{run.params['timeout']:g}s; stopping its job", logging.WARNING)
+                    self._spawn(self._kill_job(r.node, r.job_id))
+                continue
+            if r.job_id not in self.collecting:
+                r.status = "collecting"
+                self._start_collect(run, r.node, job, v, current=True)
+
+    def _collect_strays(self, run: Run, views: dict, only_finished: bool = False) -> None:
+        """Jobs of this run not (or no longer) tied to a range: finished ones of nodes that
+        were marked down and came back are collected; running ones whose range waits in the
+        queue are adopted."""
+        current = {r.job_id for r in run.ranges if r.status in ("running", "collecting")}
+        for node_id, v in views.items():
+            if not v["alive"]:
+                continue
+            for job in v["jobs"].values():
+                if job.get("run_id") != run.run_id or job["job_id"] in current or job["job_id"] in self.collecting:
+                    continue
+                r = run.by_start.get(job.get("lo"))
+                if r is None or r.end != job.get("hi"):
+                    continue
+                if job["status"] == "running":
+                    if not only_finished and r.status == "queued" and v.get("build") == self.node.build:
+                        r.status, r.node, r.slot, r.job_id = "running", node_id, job.get("slot"), job["job_id"]
+                        r.dispatched_at, r.kill_sent = time.monotonic(), False
+                        run.event("adopted", f"range [{r.start}, {r.end}) adopts job {job['job_id']} running on "
+                                             f"{node_id}")
+                    continue
+                if job.get("collected"):
+                    continue
+                self._start_collect(run, node_id, job, v, current=False)
+
+    def _requeue(self, run: Run, r: RangeState, why: str, *, failure: bool) -> None:
+        if failure:
+            r.failures += 1
+            if r.node:
+                r.failed_on.add(r.node)
+        prev = r.node
+        r.status, r.node, r.slot, r.job_id, r.done, r.kill_sent = "queued", None, None, None, 0, False
+        r.error = why
+        run.event("requeued", f"{why}; range [{r.start}, {r.end}) ({len(r.todo)} games) goes back to the queue",
+                  logging.WARNING, node=prev, start=r.start, end=r.end)
+        if failure and r.failures >= MAX_FAILURES:
+            run.status = "failed"
+            run.error = (f"range [{r.start}, {r.end}) failed {r.failures} times (last on {prev}): {why}")
+            run.event("failed", run.error, logging.ERROR)
+            self._spawn(self._persist(run))
+
+    async def _dispatch(self, run: Run, views: dict, free: dict) -> None:
+        cap = run.params["capability"]
+        able = [n for n in free if cap in views[n].get("capabilities", ())]
+        starts = []
+        for r in run.ranges:
+            if r.status != "queued" or not r.todo or r.pending:
+                continue
+            cands = [n for n in able if free[n] > 0]
+            if not cands:
+                break
+            fresh = [n for n in cands if n not in r.failed_on] or cands
+            target = min(fresh, key=lambda n: (-free[n], views[n].get("load", 0.0), n))
+            free[target] -= 1
+            r.dispatches += 1
+            job_id = f"{run.run_id}-{r.start:09d}-{r.dispatches}"
+            r.status, r.node, r.job_id, r.done = "running", target, job_id, 0
+            r.dispatched_at, r.kill_sent = time.monotonic(), False
+            starts.append(self._send(run, r, views[target], job_id))
+        if starts:
+            await asyncio.gather(*starts)
+
+    async def _send(self, run: Run, r: RangeState, view: dict, job_id: str) -> None:
+        p = run.params
+        spec = {"job_id": job_id, "run_id": run.run_id, "owner": self.node.node_id, "board": p["board"],
+                "players": p["players"], "policy": p["policy"], "seed": p["seed"], "max_moves": p["max_moves"],
+                "batch_size": p.get("batch_size"), "threads": p.get("threads") or 0,
+                "indices": encode_indices(r.todo), "range": [r.start, r.end]}
+        node_id = r.node
+        try:
+            job = await self.node.call_start_job(view, spec)
+        except NodeError as exc:
+            if r.job_id == job_id and r.status == "running":
+                if exc.status == 409:  # no free slot after all: try again next round
+                    r.status, r.node, r.job_id = "queued", None, None
+                else:
+                    if exc.status is None:  # no answer: give it no more work until it is marked down or back
+                        self.avoid[node_id] = time.monotonic() + self.node.cfg.down_after
+                    self._requeue(run, r, f"node {node_id} failed on range [{r.start}, {r.end}): cannot start "
+                                          f"the job: {exc}", failure=False)
+            return
+        if r.job_id == job_id:
+            r.slot = job.get("slot")
+            run.event("dispatched", f"range [{r.start}, {r.end}) ({len(r.todo)} games) to {node_id} "
+                                    f"(slot {r.slot}, job {job_id})", node=node_id, start=r.start, end=r.end,
+                      slot=r.slot)
+
+    async def _kill_job(self, node_id: str, job_id: str) -> None:
+        try:
+            await self.node.call_node(node_id, "POST", f"/jobs/{job_id}/kill", {})
+        except NodeError as exc:
+            log.warning("cannot stop job %s on %s: %s", job_id, node_id, exc)
+
+    def _start_collect(self, run: Run, node_id: str, job: dict, view: dict, *, current: bool) -> None:
+        """Collect a job's games; until that is done its range is not dispatched again (so a
+        rejoined node's finished games are never played twice)."""
+        if job["job_id"] in self.collecting:
+            return
+        self.collecting.add(job["job_id"])
+        run.by_start[job["lo"]].pending += 1
+        self._spawn(self._collect(run, node_id, job, view, current=current))
+
+    async def _collect(self, run: Run, node_id: str, job: dict, view: dict, *, current: bool = True) -> None:
+        job_id = job["job_id"]
+        r = run.by_start[job["lo"]]
+        try:
+            async with self.sem:
+                added, have, why = await self._pull_and_merge(run, r, node_id, job, view)
+        except NodeError as exc:
+            # The node went away mid-download: the job stays uncollected there, and is
+            # collected when the node is back; the range itself is re-queued by _follow.
+            log.warning("run %s: cannot collect job %s from %s: %s", run.run_id, job_id, node_id, exc)
+            if current and r.job_id == job_id and r.status == "collecting":
+                r.status = "running"
+            return
+        finally:
+            self.collecting.discard(job_id)
+            r.pending -= 1
+        if why is None:
+            r.todo = [i for i in r.todo if i not in have]
+            if added or not current:
+                run.event("collected", f"{added} new games of job {job_id} from {node_id} "
+                                       f"({job['status']}{', after its node rejoined' if not current else ''})")
+        else:
+            run.event("rejected", f"the DB of job {job_id} from {node_id} was refused: {why}", logging.WARNING)
+        if not current or r.job_id != job_id:
+            if r.status == "queued" and not r.todo:
+                r.status = "collected"
+            return
+        if not r.todo:
+            r.status, r.played_by, r.error = "collected", node_id, None
+            r.node, r.job_id, r.done = node_id, job_id, int(job.get("total") or r.done)
+        elif job["status"] in ("failed", "killed") or why is not None:
+            reason = why or job.get("error") or job["status"]
+            self._requeue(run, r, f"node {node_id} failed on range [{r.start}, {r.end}): {reason}", failure=True)
+        else:
+            self._requeue(run, r, f"job {job_id} on {node_id} ended {job['status']} with {len(r.todo)} games "
+                                  f"of range [{r.start}, {r.end}) missing", failure=job["status"] == "done")
+
+    async def _pull_and_merge(self, run: Run, r: RangeState, node_id: str, job: dict, view: dict):
+        """(games added, indices of the range now held, refusal reason or None)."""
+        from ..selfplay.runner import ENGINE_VERSION
+
+        job_id = job["job_id"]
+        if r.status in ("collected", "delivered") and r.job_id != job_id:
+            # Its range is complete already: its games are duplicates; nothing to fetch.
+            await self._mark_collected(node_id, job_id)
+            return 0, set(), None
+        if not job.get("games"):
+            await self._mark_collected(node_id, job_id)
+            return 0, set(), None
+        local = node_id == self.node.node_id
+        if local:
+            src = self.node.jobs.db_path(self.node.jobs.jobs[job_id])
+        else:
+            src = run.dir / "incoming" / f"{job_id}.db"
+            await self.node.client.download(f"{view['url']}/jobs/{job_id}/db", src, size=job.get("size"),
+                                            sha256=job.get("sha256"))
+        why = None
+        added, have = 0, set()
+        try:
+            async with run.lock(r.start):
+                def work():
+                    dbtools.check_job_db(src, run.ident, r.start, r.end, ENGINE_VERSION)
+                    return dbtools.merge_into(run.range_db(r), src, run.ident, r.start, r.end)
+
+                try:
+                    added, have = await asyncio.to_thread(work)
+                except ValueError as exc:
+                    why = str(exc)
+        finally:
+            if not local:
+                await asyncio.to_thread(dbtools.remove_db, src)
+        await self._mark_collected(node_id, job_id)
+        return added, have, why
+
+    async def _mark_collected(self, node_id: str, job_id: str) -> None:
+        try:
+            await self.node.call_node(node_id, "POST", f"/jobs/{job_id}/collected", {})
+        except NodeError as exc:
+            log.warning("cannot mark job %s collected on %s: %s", job_id, node_id, exc)
+
+    async def close(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -1,0 +1,225 @@
+"""P2P pieces that need no cluster: the Tailscale address choice (on given interface lists; no
+traffic to such addresses), the cluster token (bearer checks, signed discovery datagrams), the
+node's start-up refusals, and the coordinator's dispatch by capability and free slots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("aiohttp")
+
+from ringrift.p2p.auth import bearer_ok, open_datagram, resolve_token, sign_datagram  # noqa: E402
+from ringrift.p2p.cli import build_parser, config_from_args  # noqa: E402
+from ringrift.p2p.discovery import parse_target  # noqa: E402
+from ringrift.p2p.netaddr import AddressError, choose_bind_addresses, list_interfaces, tailscale_addresses  # noqa: E402
+
+IFACES = [("lo", "127.0.0.1"), ("eth0", "192.168.1.20"), ("docker0", "172.17.0.1"), ("cgnat", "100.63.255.255"),
+          ("tailscale0", "100.101.102.103"), ("other", "100.128.0.1"), ("lo", "::1"),
+          ("tailscale0", "fd7a:115c:a1e0::1234:5678"), ("wg0", "fd7a:115c:a1e1::1"), ("eth0", "fe80::1")]
+
+
+def test_tailscale_address_choice_on_given_interfaces():
+    assert tailscale_addresses(IFACES) == ["100.101.102.103", "fd7a:115c:a1e0::1234:5678"]
+    edges = [("a", "100.64.0.0"), ("b", "100.127.255.255"), ("c", "100.63.255.255"), ("d", "100.128.0.0"),
+             ("e", "fd7a:115c:a1e0:ffff::1"), ("f", "fd7a:115c:a1df::1"), ("g", "not-an-address")]
+    assert tailscale_addresses(edges) == ["100.64.0.0", "100.127.255.255", "fd7a:115c:a1e0:ffff::1"]
+    assert choose_bind_addresses("0.0.0.0", tailscale_only=True, interfaces=IFACES) == [
+        "100.101.102.103", "fd7a:115c:a1e0::1234:5678"]
+    assert choose_bind_addresses("100.101.102.103", tailscale_only=True, interfaces=IFACES) == ["100.101.102.103"]
+    assert choose_bind_addresses("0.0.0.0", tailscale_only=False, interfaces=IFACES) == ["0.0.0.0"]
+    with pytest.raises(AddressError, match="--host 192.168.1.20 is not a Tailscale address"):
+        choose_bind_addresses("192.168.1.20", tailscale_only=True, interfaces=IFACES)
+    with pytest.raises(AddressError) as exc:
+        choose_bind_addresses("0.0.0.0", tailscale_only=True, interfaces=IFACES[:4])
+    msg = str(exc.value)
+    assert "no Tailscale address" in msg and "100.64.0.0/10" in msg and "eth0 192.168.1.20" in msg
+
+
+def test_tailscale_only_fails_clearly_on_a_machine_without_tailscale(tmp_path):
+    if tailscale_addresses(list_interfaces()):
+        pytest.skip("this machine has a Tailscale address")
+    r = subprocess.run([sys.executable, "-m", "ringrift.p2p", "--tailscale-only", "--data-dir", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2
+    assert r.stderr.startswith("ringrift-p2p: error: --tailscale-only: this machine has no Tailscale address")
+
+
+def test_require_auth_without_a_token_refuses_to_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RINGRIFT_CLUSTER_AUTH_TOKEN"}
+    for extra_env in ({}, {"RINGRIFT_CLUSTER_AUTH_TOKEN": "  "}):
+        r = subprocess.run([sys.executable, "-m", "ringrift.p2p", "--require-auth", "--host", "127.0.0.1",
+                            "--port", "0", "--data-dir", str(tmp_path / "d")], capture_output=True, text=True,
+                           timeout=60, env=dict(env, **extra_env), stdin=subprocess.DEVNULL)
+        assert r.returncode == 2
+        assert r.stderr.strip() == ("ringrift-p2p: error: --require-auth needs the cluster token: set "
+                                    "RINGRIFT_CLUSTER_AUTH_TOKEN (or --p2p-auth-token); refusing to start an open node")
+
+
+def test_config_from_arguments(tmp_path):
+    p = build_parser()
+    cfg = config_from_args(p.parse_args(["--require-auth", "--host", "127.0.0.1", "--port", "9001",
+                                         "--data-dir", str(tmp_path / "d"), "--node-id", "n1",
+                                         "--peer", "10.0.0.2:8770,http://10.0.0.3:8770/", "--capabilities", "cpu,gpu",
+                                         "--discovery-target", "127.0.0.1:9999"]),
+                           environ={"RINGRIFT_CLUSTER_AUTH_TOKEN": "tok"})
+    assert cfg.token == "tok" and cfg.require_auth and cfg.bind == ["127.0.0.1"]
+    assert cfg.advertise == "http://127.0.0.1:9001" and cfg.node_id == "n1"
+    assert cfg.peers == ["http://10.0.0.2:8770", "http://10.0.0.3:8770"] and cfg.capabilities == ["cpu", "gpu"]
+    assert cfg.discovery_targets == [("127.0.0.1", 9999)] and cfg.discovery_bind == "127.0.0.1"
+    # the node id is remembered in the data dir
+    again = config_from_args(p.parse_args(["--host", "127.0.0.1", "--data-dir", str(tmp_path / "d")]), environ={})
+    assert again.node_id == "n1" and again.token is None
+    # default discovery: the LAN broadcast on the discovery port
+    dflt = config_from_args(p.parse_args(["--data-dir", str(tmp_path / "e"), "--node-id", "x"]), environ={})
+    assert dflt.discovery_targets == [("255.255.255.255", 8771)] and dflt.bind == ["0.0.0.0"]
+    for bad, text in [(["--capabilities", "tpu"], "--capabilities"), (["--heartbeat", "2", "--down-after", "1"],
+                                                                      "--down-after"),
+                      (["--max-jobs", "-1"], "--max-jobs"), (["--node-id", "a b"], "node id"),
+                      (["--advertise", "ftp://x"], "--advertise")]:
+        with pytest.raises(ValueError, match=text):
+            config_from_args(p.parse_args(["--data-dir", str(tmp_path / "f"), *bad]), environ={})
+    assert parse_target("[fd7a:115c:a1e0::1]:5", 1) == ("fd7a:115c:a1e0::1", 5)
+    assert parse_target("10.1.2.255", 8771) == ("10.1.2.255", 8771)
+    assert resolve_token(None, {"RINGRIFT_CLUSTER_AUTH_TOKEN": " t "}) == "t" and resolve_token("", {}) is None
+
+
+def test_bearer_token_check():
+    assert bearer_ok("Bearer s3cret", "s3cret") and bearer_ok("bearer s3cret", "s3cret")
+    for header in (None, "", "s3cret", "Bearer", "Bearer s3cre", "Bearer s3cretX", "Basic s3cret", "Bearer S3CRET"):
+        assert not bearer_ok(header, "s3cret"), header
+
+
+def test_discovery_datagrams_are_signed_and_never_carry_the_token():
+    token = "cluster-secret-77"
+    body = {"v": 1, "node": "n1", "url": "http://127.0.0.1:1", "boot": "b", "t": time.time()}
+    data = sign_datagram(body, token)
+    assert token.encode() not in data and len(data) < 512
+    assert open_datagram(data, token) == body
+    assert open_datagram(data, "another-token") is None
+    assert open_datagram(sign_datagram(body, None), token) is None  # unsigned
+    tampered = json.loads(data)
+    tampered["url"] = "http://127.0.0.1:2"
+    assert open_datagram(json.dumps(tampered).encode(), token) is None
+    stale = dict(body, t=time.time() - 3600)
+    assert open_datagram(sign_datagram(stale, token), token) is None  # a replay
+    assert open_datagram(b"\xff" * 10, token) is None and open_datagram(b"[]", None) is None
+    assert open_datagram(b"x" * 5000, None) is None
+    assert open_datagram(sign_datagram(body, None), None) == body  # no token: plain announcements
+
+
+def test_two_nodes_cannot_share_a_data_dir(tmp_path):
+    def start(port):
+        return subprocess.Popen([sys.executable, "-m", "ringrift.p2p", "--host", "127.0.0.1", "--port", str(port),
+                                 "--data-dir", str(tmp_path / "d"), "--no-discovery", "--node-id", "n"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL)
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    first = start(ports[0])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (tmp_path / "d" / "node.lock").exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        second = start(ports[1])
+        out, _ = second.communicate(timeout=30)
+        assert second.returncode == 2
+        assert "another ringrift-p2p node" in out and "uses the data directory" in out
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+
+
+def test_pipeline_reports_an_unreachable_leader(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run([sys.executable, "-m", "ringrift.pipeline", "--state", str(tmp_path / "state.json"),
+                        "--backend", "p2p", "--p2p-leader", f"http://127.0.0.1:{port}", "run", "canonical_selfplay",
+                        "--board", "square8", "--num-games", "10", "--output-db", str(tmp_path / "o.db")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"ringrift-pipeline: error: Cannot connect to P2P leader at http://127.0.0.1:{port} "
+                                f"(tried GET http://127.0.0.1:{port}/cluster/status: connection failed: "
+                                f"Connection refused)")
+    st = json.loads((tmp_path / "state.json").read_text())
+    assert st["phase_status"]["canonical_selfplay"] == "failed" and "Cannot connect" in st["error"]
+
+
+class _FakeNode:
+    """What the coordinator uses of its node, recording the jobs it would start."""
+
+    def __init__(self, tmp_path):
+        self.cfg = SimpleNamespace(data_dir=tmp_path, heartbeat=0.1)
+        self.build = "b1"
+        self.node_id = "L"
+        self.boot = "boot1"
+        self.sent: list = []
+
+    async def call_start_job(self, view, spec):
+        self.sent.append((view["url"], spec))
+        return {"slot": sum(1 for u, _ in self.sent if u == view["url"])}
+
+    async def call_node(self, *a, **k):
+        return {}
+
+    def settled(self):
+        return True
+
+
+def _view(url, free, caps=("cpu",), build="b1", alive=True, load=0.1):
+    return {"alive": alive, "url": url, "free": free, "build": build, "capabilities": list(caps), "load": load,
+            "jobs": {}}
+
+
+def test_coordinator_deals_disjoint_ranges_by_capability_and_free_slots(tmp_path):
+    from ringrift.p2p.leader import Coordinator
+    from ringrift.pipeline.ranges import decode_indices
+
+    async def main():
+        node = _FakeNode(tmp_path)
+        coord = Coordinator(node)
+        views = {"big": _view("u-big", 2, load=0.5), "gpu": _view("u-gpu", 1, caps=("cpu", "gpu")),
+                 "old": _view("u-old", 4, build="b0"), "down": _view("u-down", 4, alive=False),
+                 "busy": _view("u-busy", 0)}
+        params = {"board": "square8", "players": 2, "policy": "random", "seed": 1, "num_games": 1000,
+                  "max_moves": 2000, "games_per_worker": 100, "batch_size": None, "threads": 1, "timeout": 60.0,
+                  "capability": "cpu"}
+        run, created = await coord.start_run(params, list(range(0, 100)) + [150, 151])
+        assert created and run.by_start[0].status == "delivered" and len(run.by_start[100].todo) == 98
+        await coord.tick(views)
+        # 3 free slots of the right build, alive: big (2) and gpu (1); most free slots first
+        assert [(u, s["range"]) for u, s in node.sent] == [("u-big", [100, 200]), ("u-gpu", [200, 300]),
+                                                           ("u-big", [300, 400])]
+        seen: set = set()
+        for _, spec in node.sent:
+            idx = set(decode_indices(spec["indices"]))
+            assert not idx & seen
+            seen |= idx
+        assert 150 not in seen and len(seen) == 298
+        assert run.counts()["running"] == 3 and run.counts()["queued"] == 6
+        # a gpu run only goes to the gpu node (the first run is stopped, so it takes no slot)
+        coord.stop(run)
+        await asyncio.sleep(0)
+        node.sent.clear()
+        gparams = dict(params, seed=2, num_games=300, capability="gpu")
+        await coord.start_run(gparams, [])
+        views["gpu"]["free"] = 1
+        views["big"]["free"] = 0
+        await coord.tick(views)
+        assert [u for u, s in node.sent if s["seed"] == 2] == ["u-gpu"]
+
+    asyncio.run(main())
