@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import pytest
 
 from ringrift import _core
 from ringrift.db import GameDB
-from ringrift.parity import cli
 from ringrift.parity.bundle import read_bundle
 from ringrift.parity.ts_check import BridgeRunner, build_request, verify_db_ts
 from ringrift.parity.ts_client import (BRIDGE_JS, BridgeCrashed, BridgeError, BridgeProtocolError, BridgeTimeout,

@@ -347,7 +347,7 @@ class GameDB:
         stored are skipped.  Returns the number of rows inserted.  Any error (malformed batch,
         constraint violation, I/O) rolls the whole batch back and raises :class:`DBError`.
         """
-        conn = self._writable()
+        self._writable()  # a read-only handle is refused before any work
         try:
             cols = _batch_columns(batch)
         except (KeyError, TypeError, ValueError) as exc:

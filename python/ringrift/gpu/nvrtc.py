@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-from pathlib import Path
 
 from .sources import include_dir, kernel_source
 

@@ -361,7 +361,8 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
 
 def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
     from .backends import get_backend
-    from .orchestrator import Orchestrator, plan_ranges, present_indices, print_plan, run_orchestrator, selfplay_hosts
+    from .orchestrator import (Orchestrator, plan_ranges, present_indices, print_plan, report_selfplay,
+                               run_orchestrator, selfplay_hosts)
 
     args = ctx.args
     workers = selfplay_hosts(ctx.hosts.hosts)
@@ -383,28 +384,7 @@ def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
     summary = run_orchestrator(orch)
     if bar:
         bar.close()
-    from ..db import GameDB
-
-    with GameDB(spec.output_db, readonly=True) as db:
-        total = db.count_games(**spec.identity())
-    secs = summary["seconds"]
-    by_host = ", ".join(f"{h}: {n}" for h, n in sorted(summary["by_host"].items())) or "-"
-    lines = [
-        f"selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}: {summary['new']} new games "
-        f"({summary['already']} already present, target {spec.num_games}) on {len(handles)} hosts",
-        f"  ranges played by host: {by_host}; re-dispatched: {summary.get('redispatched', 0)}",
-        f"  time: {secs:.2f}s, {summary['new'] / secs if secs > 0 else 0:.1f} games/s",
-        f"  database: {spec.output_db} ({total} games of this run)",
-    ]
-    for line in lines:
-        print(line)
-        ctx.logger.info(line)
-    st.data["games_completed"] = total
-    for wk in st.data["workers"].values():
-        if wk.get("status") in ("idle", "running"):
-            wk["status"] = "done"
-    st.set_phase("canonical_selfplay", "done")
-    return 0
+    return report_selfplay(ctx, spec, st, summary, workers=f"{len(handles)} hosts", unit="host")
 
 
 # ---- parity_validation, npz_export, all ------------------------------------------------------

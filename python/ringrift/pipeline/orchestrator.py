@@ -493,8 +493,9 @@ class Orchestrator:
         return added
 
 
-def run_orchestrator(orch: Orchestrator) -> dict:
-    """Run in a fresh event loop; SIGTERM cancels like Ctrl-C (remote workers are killed)."""
+def run_orchestrator(orch) -> dict:
+    """Run an Orchestrator (SSH) or a P2PDriver (anything with async run(), spec and backend) in a
+    fresh event loop; SIGTERM cancels like Ctrl-C (remote workers are killed)."""
 
     async def main():
         task = asyncio.current_task()
@@ -525,3 +526,30 @@ def run_orchestrator(orch: Orchestrator) -> dict:
                 parts.rmdir()
         except OSError:
             pass
+
+
+def report_selfplay(ctx, spec, st, summary: dict, *, workers: str, unit: str) -> int:
+    """Print and log a distributed self-play summary and mark the phase done in the state file.
+    `workers` says where it ran ("3 hosts"), `unit` names one of them ("host", "node")."""
+    from ..db import GameDB
+
+    with GameDB(spec.output_db, readonly=True) as db:
+        total = db.count_games(**spec.identity())
+    secs = summary["seconds"]
+    by_worker = ", ".join(f"{h}: {n}" for h, n in sorted(summary["by_host"].items())) or "-"
+    lines = [
+        f"selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}: {summary['new']} new games "
+        f"({summary['already']} already present, target {spec.num_games}) on {workers}",
+        f"  ranges played by {unit}: {by_worker}; re-dispatched: {summary.get('redispatched', 0)}",
+        f"  time: {secs:.2f}s, {summary['new'] / secs if secs > 0 else 0:.1f} games/s",
+        f"  database: {spec.output_db} ({total} games of this run)",
+    ]
+    for line in lines:
+        print(line)
+        ctx.logger.info(line)
+    st.data["games_completed"] = total
+    for wk in st.data["workers"].values():
+        if wk.get("status") in ("idle", "running"):
+            wk["status"] = "done"
+    st.set_phase("canonical_selfplay", "done")
+    return 0

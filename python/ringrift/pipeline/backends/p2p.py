@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -385,33 +384,10 @@ class P2PDriver:
                 "redispatched": self.redispatched, "nodes": sorted(self.nodes)}
 
 
-def _run_driver(driver: P2PDriver) -> dict:
-    async def main():
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        except (NotImplementedError, RuntimeError):
-            pass
-        return await driver.run()
-
-    try:
-        return asyncio.run(main())
-    except asyncio.CancelledError:
-        raise KeyboardInterrupt from None
-    finally:
-        parts = driver.spec.parts_dir()
-        try:
-            if parts.is_dir() and not any(parts.iterdir()):
-                parts.rmdir()
-        except OSError:
-            pass
-
-
 def selfplay_p2p(ctx, spec, phases, run_key) -> int:
     """`run canonical_selfplay` (and the self-play step of `run all`) with --backend p2p."""
     from ..cli import LOGS_DIR, _check_writable, _state_note, _would_be_writable
-    from ..orchestrator import present_indices
+    from ..orchestrator import present_indices, report_selfplay, run_orchestrator
     from ..progress import Progress
     from ..ranges import split
     from ..state import PipelineState
@@ -453,31 +429,10 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
                                          target=spec.num_games, phases=phases)
     bar = None if args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
     driver = P2PDriver(backend, spec, st, ctx.logger, LOGS_DIR, progress=bar, err=sys.stderr)
-    summary = _run_driver(driver)
+    summary = run_orchestrator(driver)
     if bar:
         bar.close()
-    from ...db import GameDB
-
-    with GameDB(spec.output_db, readonly=True) as db:
-        total = db.count_games(**spec.identity())
-    secs = summary["seconds"]
-    by_node = ", ".join(f"{h}: {n}" for h, n in sorted(summary["by_host"].items())) or "-"
-    lines = [
-        f"selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}: {summary['new']} new games "
-        f"({summary['already']} already present, target {spec.num_games}) on {len(summary['nodes'])} P2P nodes",
-        f"  ranges played by node: {by_node}; re-dispatched: {summary['redispatched']}",
-        f"  time: {secs:.2f}s, {summary['new'] / secs if secs > 0 else 0:.1f} games/s",
-        f"  database: {spec.output_db} ({total} games of this run)",
-    ]
-    for line in lines:
-        print(line)
-        ctx.logger.info(line)
-    st.data["games_completed"] = total
-    for wk in st.data["workers"].values():
-        if wk.get("status") in ("idle", "running"):
-            wk["status"] = "done"
-    st.set_phase("canonical_selfplay", "done")
-    return 0
+    return report_selfplay(ctx, spec, st, summary, workers=f"{len(summary['nodes'])} P2P nodes", unit="node")
 
 
 def cluster_p2p(ctx) -> int:
