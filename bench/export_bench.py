@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,16 +28,9 @@ TARGET = 200_000
 
 
 def machine() -> dict:
-    info = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return info
+    from selfplay_bench import machine_info  # same folder: one definition of the machine record
+
+    return machine_info()
 
 
 def encoder_pass(board, batch, chunk, threads, drop_forced=False) -> tuple[int, float]:

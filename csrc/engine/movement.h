@@ -6,6 +6,27 @@ namespace rr {
 
 RR_HD inline bool cell_blocks(const State& s, int c) { return s.collapsed[c] || s.top[c] != NO_CELL; }
 
+// A landing beyond the capture target at cell `target` (distance k from the attacker along d):
+// an empty or marker cell before the next obstacle, at total distance >= h.
+RR_HD inline bool landing_beyond(const Geometry& g, const State& s, int target, int d, int k, int h) {
+  int kk = k + 1;
+  for (int l = g.nbr[target][d]; l != NO_CELL && !cell_blocks(s, l); l = g.nbr[l][d], kk++)
+    if (kk >= h) return true;
+  return false;
+}
+
+// The capture candidate on ray d from `from`: the first stack before an edge or a collapsed cell
+// (NO_CELL when there is none); *dist gets its distance.
+RR_HD inline int capture_target_on_ray(const Geometry& g, const State& s, int from, int d, int* dist) {
+  int c = g.nbr[from][d], k = 1;
+  while (c != NO_CELL && !cell_blocks(s, c)) {
+    c = g.nbr[c][d];
+    k++;
+  }
+  *dist = k;
+  return (c == NO_CELL || s.collapsed[c]) ? NO_CELL : c;
+}
+
 // Can a stack of height h and cap `cap` at `from`, controlled by the mover, make any simple
 // move or overtaking capture on the current board? (`from` itself is never on its own rays.)
 RR_HD inline bool stack_can_act(const Geometry& g, const State& s, int from, int h, int cap) {
@@ -19,15 +40,7 @@ RR_HD inline bool stack_can_act(const Geometry& g, const State& s, int from, int
       k++;
     }
     // Capture over the first stack on the ray.
-    if (c == NO_CELL || s.collapsed[c]) continue;
-    if (cap < s.cap[c]) continue;
-    int l = g.nbr[c][d];
-    int kk = k + 1;
-    while (l != NO_CELL && !cell_blocks(s, l)) {
-      if (kk >= h) return true;
-      l = g.nbr[l][d];
-      kk++;
-    }
+    if (c != NO_CELL && !s.collapsed[c] && cap >= s.cap[c] && landing_beyond(g, s, c, d, k, h)) return true;
   }
   return false;
 }
@@ -35,20 +48,9 @@ RR_HD inline bool stack_can_act(const Geometry& g, const State& s, int from, int
 RR_HD inline bool stack_can_capture(const Geometry& g, const State& s, int from) {
   int h = s.height[from], cap = s.cap[from];
   for (int d = 0; d < g.num_dirs; d++) {
-    int c = g.nbr[from][d];
-    int k = 1;
-    while (c != NO_CELL && !cell_blocks(s, c)) {
-      c = g.nbr[c][d];
-      k++;
-    }
-    if (c == NO_CELL || s.collapsed[c] || cap < s.cap[c]) continue;
-    int l = g.nbr[c][d];
-    int kk = k + 1;
-    while (l != NO_CELL && !cell_blocks(s, l)) {
-      if (kk >= h) return true;
-      l = g.nbr[l][d];
-      kk++;
-    }
+    int k;
+    int c = capture_target_on_ray(g, s, from, d, &k);
+    if (c != NO_CELL && cap >= s.cap[c] && landing_beyond(g, s, c, d, k, h)) return true;
   }
   return false;
 }
@@ -76,13 +78,9 @@ RR_HD inline void gen_simple_moves(const Geometry& g, const State& s, int from, 
 RR_HD inline void gen_captures(const Geometry& g, const State& s, int from, uint8_t p, uint8_t type, MoveList& out) {
   int h = s.height[from], cap = s.cap[from];
   for (int d = 0; d < g.num_dirs; d++) {
-    int c = g.nbr[from][d];
-    int k = 1;
-    while (c != NO_CELL && !cell_blocks(s, c)) {
-      c = g.nbr[c][d];
-      k++;
-    }
-    if (c == NO_CELL || s.collapsed[c] || cap < s.cap[c]) continue;
+    int k;
+    int c = capture_target_on_ray(g, s, from, d, &k);
+    if (c == NO_CELL || cap < s.cap[c]) continue;
     int l = g.nbr[c][d];
     int kk = k + 1;
     while (l != NO_CELL && !cell_blocks(s, l)) {
