@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import TOKEN_ENV
 from . import dbtools
+from ..pipeline.worker import parse_event
 
 log = logging.getLogger("ringrift.p2p")
 
@@ -194,12 +195,8 @@ class JobManager:
                         break
                     out.write(raw)
                     line = raw.decode(errors="replace").rstrip("\n")
-                    if not line.startswith("{"):
-                        tail.append(line)
-                        continue
-                    try:
-                        ev = json.loads(line)
-                    except ValueError:
+                    ev = parse_event(line)
+                    if ev is None:
                         tail.append(line)
                         continue
                     if ev.get("event") == "progress":

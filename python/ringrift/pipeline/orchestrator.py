@@ -19,7 +19,6 @@ games that were lost. Whatever is merged is done for good: a rerun skips it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sqlite3
@@ -33,6 +32,7 @@ from ..engine.errors import RingRiftError
 from .backends import HostError
 from .ranges import Range, assign, encode_indices, split
 from .state import now_iso
+from .worker import parse_event
 
 
 @dataclass
@@ -406,12 +406,8 @@ class Orchestrator:
             nonlocal done_event
             async for line in proc.lines():
                 log.write(line + "\n")
-                if not line.startswith("{"):
-                    tail.append(line)
-                    continue
-                try:
-                    ev = json.loads(line)
-                except ValueError:
+                ev = parse_event(line)
+                if ev is None:
                     tail.append(line)
                     continue
                 kind = ev.get("event")

@@ -33,6 +33,17 @@ def emit(event: str, **fields) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
+def parse_event(line: str) -> dict | None:
+    """The event of one worker output line (as written by `emit`), or None for plain output."""
+    if not line.startswith("{"):
+        return None
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        return None
+    return ev if isinstance(ev, dict) else None
+
+
 def build_id(package_dir: Path | None = None) -> str:
     """A digest of every file of the installed ringrift package (the compiled engine, the Python
     code, the shipped sources): equal on two machines exactly when both run the same build."""

@@ -68,6 +68,18 @@ class P2PBackend(Backend):
             return RingRiftError(f"Cannot connect to P2P leader at {url} (tried {tried}: {exc})")
         return RingRiftError(f"the P2P leader at {url} answered {tried} with {exc}")
 
+    def cluster_status_now(self) -> tuple[str, dict]:
+        """cluster_status with a client of its own, from synchronous code."""
+
+        async def look():
+            client = self.client()
+            try:
+                return await self.cluster_status(client)
+            finally:
+                await client.close()
+
+        return asyncio.run(look())
+
     async def cluster_status(self, client) -> tuple[str, dict]:
         """(leader URL, its /cluster/status). The given node hands over to the leader it knows."""
         from ...p2p.client import NodeError
@@ -397,15 +409,7 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
     if ctx.dry_run:
         _would_be_writable(spec.output_db)
         present = present_indices(spec.output_db, spec, create=False)
-
-        async def look():
-            client = backend.client()
-            try:
-                return await backend.cluster_status(client)
-            finally:
-                await client.close()
-
-        url, cluster = asyncio.run(look())
+        url, cluster = backend.cluster_status_now()
         plan = split(spec.num_games, spec.games_per_worker)
         todo = [r for r in plan if any(i not in present for i in range(r.start, r.end))]
         print(f"plan: canonical_selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}, "
@@ -446,15 +450,7 @@ def cluster_p2p(ctx) -> int:
         print(f"plan: GET {backend.leader}/cluster/status (read only)")
         print("nothing was changed (--dry-run)")
         return 0
-
-    async def look():
-        client = backend.client()
-        try:
-            return await backend.cluster_status(client)
-        finally:
-            await client.close()
-
-    url, cluster = asyncio.run(look())
+    url, cluster = backend.cluster_status_now()
     lead = cluster.get("leader") or {}
     print(f"P2P cluster of leader {lead.get('node_id')} at {url}:")
     rows = [("node", "url", "role", "status", "capabilities", "jobs", "load", "build")]
