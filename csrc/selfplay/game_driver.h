@@ -22,6 +22,7 @@ RR_HD inline bool play_game(const Geometry& g, State& s, Scratch& sc, MoveList& 
   Rng rng = Rng::for_game(seed, index);
   while (s.status == ST_ACTIVE && s.move_count < max_moves) {
     legal_moves(g, s, sc, l);
+    if (l.overflow) return false;  // an incomplete surface would play a different game: stop it
     int i = choose_move(g, s, l, rng, policy);
     if (i < 0) return false;  // no playable move in an active game: cannot happen; counts as capped
     Move m = l.m[i];
