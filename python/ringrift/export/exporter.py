@@ -123,28 +123,30 @@ def _output_base(output) -> Path:
     return out.with_name(name)
 
 
-def _where(board, players, statuses, include_capped) -> tuple[str, list]:
-    clauses = [f"parity_status IN ({', '.join('?' * len(statuses))})"]
-    params: list = list(statuses)
+def _scope(board, players) -> tuple[list[str], list]:
+    """SQL clauses and parameters selecting one board and/or player count (None = any)."""
+    clauses: list[str] = []
+    params: list = []
     if board is not None:
         clauses.append("board = ?")
         params.append(board)
     if players is not None:
         clauses.append("num_players = ?")
         params.append(int(players))
+    return clauses, params
+
+
+def _where(board, players, statuses, include_capped) -> tuple[str, list]:
+    scope, scope_params = _scope(board, players)
+    clauses = [f"parity_status IN ({', '.join('?' * len(statuses))})", *scope]
+    params: list = [*statuses, *scope_params]
     if not include_capped:
         clauses.append("capped = 0")
     return " WHERE " + " AND ".join(clauses), params
 
 
 def _nothing_to_export(db, path, board, players, include_unchecked, include_capped) -> ExportError:
-    scope, params = [], []
-    if board is not None:
-        scope.append("board = ?")
-        params.append(board)
-    if players is not None:
-        scope.append("num_players = ?")
-        params.append(int(players))
+    scope, params = _scope(board, players)
     where = (" WHERE " + " AND ".join(scope)) if scope else ""
     rows = db.conn.execute(f"SELECT parity_status, capped, COUNT(*) FROM games{where} "
                            f"GROUP BY parity_status, capped", params).fetchall()

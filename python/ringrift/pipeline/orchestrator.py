@@ -213,6 +213,14 @@ class _Scheduler:
             return moved
 
 
+def say(logger, err, msg: str, level=logging.INFO) -> None:
+    """Log a message; warnings and errors also go to `err` (the terminal) when given."""
+    logger.log(level, msg)
+    if err is not None and level >= logging.WARNING:
+        err.write(f"ringrift-pipeline: {msg}\n")
+        err.flush()
+
+
 class Orchestrator:
     def __init__(self, spec: SelfplaySpec, handles: dict, state, logger: logging.Logger, logs_dir: Path,
                  progress=None, err=None):
@@ -235,10 +243,7 @@ class Orchestrator:
 
     # -- reporting -------------------------------------------------------------------------
     def say(self, msg: str, level=logging.INFO) -> None:
-        self.logger.log(level, msg)
-        if self.err is not None and level >= logging.WARNING:
-            self.err.write(f"ringrift-pipeline: {msg}\n")
-            self.err.flush()
+        say(self.logger, self.err, msg, level)
 
     def host_log(self, host: str):
         fh = self.host_logs.get(host)

@@ -131,10 +131,9 @@ class P2PDriver:
         self._shown = -1
 
     def say(self, msg: str, level=logging.INFO) -> None:
-        self.logger.log(level, msg)
-        if self.err is not None and level >= logging.WARNING:
-            self.err.write(f"ringrift-pipeline: {msg}\n")
-            self.err.flush()
+        from ..orchestrator import say
+
+        say(self.logger, self.err, msg, level)
 
     def _entry(self, start: int) -> dict:
         return self._ranges[start]
