@@ -759,8 +759,7 @@ py::dict selfplay_slots_host(const std::string& board, int num_players, uint64_t
     py::gil_scoped_release release;
     auto s = std::make_unique<State>();
     auto sc = std::make_unique<Scratch>();
-    auto l = std::make_unique<MoveList>();
-    for (py::ssize_t i = 0; i < G; i++) play_slot(g, *s, *sc, *l, seed, games[i], num_players, pol, max_moves, out, (int)i);
+    for (py::ssize_t i = 0; i < G; i++) play_slot(g, *s, *sc, seed, games[i], num_players, pol, max_moves, out, (int)i);
   }
   py::dict d;
   d["moves"] = moves;

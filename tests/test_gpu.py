@@ -20,13 +20,82 @@ GAMES = {"square8": 8, "hex8": 8, "square19": 2, "hexagonal": 2}
 CASES = [(b, p, pol) for b in BOARDS for p in (2, 3, 4) for pol in ("random", "heuristic")]
 
 
-@pytest.mark.parametrize("board, players, policy", CASES)
-def test_kernel_host_twin_equals_the_thread_pool(board, players, policy):
-    games = list(range(100, 100 + GAMES[board]))
+# Games that reach what the common games rarely do, found by scanning seed 21: the most
+# recovery steps, and (hex8, 3-4 players) recovery slides on the surface that the reference
+# rejects, which the streaming heuristic judges while the generator is still running.
+RARE = [
+    ("hex8", 3, "random", [528, 1033, 1081, 2238, 2636, 3527, 3606, 4738]),
+    ("hex8", 4, "random", [30, 1121, 1542, 1832, 3051, 3543, 3626, 3741]),
+    ("hex8", 3, "heuristic", [7216, 8110, 8254, 8650, 9986, 10194, 14045, 16620]),
+    ("hex8", 2, "random", [284, 416, 472, 648, 681, 813, 1081, 1095]),
+    ("hex8", 2, "heuristic", [229, 313, 387, 543, 717, 812, 1445, 1856]),
+    ("square8", 2, "random", [25, 36, 38, 93, 143, 715, 1313, 1453]),
+    ("square8", 2, "heuristic", [664, 7428, 9132, 9209, 12452, 14921, 18954, 19835]),
+    ("hexagonal", 3, "random", [20, 27, 35, 58, 69, 79, 101, 135]),
+]
+COMPARED = [(b, p, pol, list(range(100, 100 + GAMES[b]))) for b, p, pol in CASES] + RARE
+KEYS = ("move_offsets", "move_count", "winner", "reason", "capped", "moves", "hashes", "phases", "players")
+
+
+# The twin chooses moves by streaming (no move list), the pool from a filled list: equal
+# buffers mean the same moves, RNG draws and per-step hashes.
+@pytest.mark.parametrize("board, players, policy, games", COMPARED)
+def test_kernel_host_twin_equals_the_thread_pool(board, players, policy, games):
     pool = _core.selfplay_batch(board, players, 21, games, policy, threads=2, max_moves=3000)
     twin = slots_to_batch(_core.selfplay_slots_host(board, players, 21, games, policy, 3000), games)
-    for key in ("move_offsets", "move_count", "winner", "reason", "capped", "moves", "hashes", "phases", "players"):
+    for key in KEYS:
         assert np.array_equal(pool[key], twin[key]), key
+
+
+@pytest.mark.parametrize("board, policy", [("square8", "random"), ("hexagonal", "heuristic")])
+def test_capped_games_match_the_thread_pool(board, policy):
+    games = list(range(6))
+    pool = _core.selfplay_batch(board, 3, 5, games, policy, threads=1, max_moves=40)
+    twin = slots_to_batch(_core.selfplay_slots_host(board, 3, 5, games, policy, 40), games)
+    assert list(pool["capped"]) == [1] * 6
+    for key in KEYS:
+        assert np.array_equal(pool[key], twin[key]), key
+
+
+def _reference_rejects_something(game):
+    return any(m.type == "recovery_slide" and m.context == 1 and game.clone()._apply(m) == 5
+               for m in game.legal_moves())
+
+
+def test_the_compared_games_reach_every_phase_and_the_rare_surfaces():
+    """Guards the comparison above against becoming vacuous: its games must choose moves in
+    every phase, with every kind of decision, and on surfaces with rejected recovery slides."""
+    types, phases = _core.MOVE_TYPES, _core.PHASES
+    by_type, by_phase = {}, {}
+    recovery_surfaces, rejecting = 0, {"random": 0, "heuristic": 0}
+    for board, players, policy, games in COMPARED:
+        pool = _core.selfplay_batch(board, players, 21, games, policy, threads=2, max_moves=3000)
+        off = pool["move_offsets"]
+        for gi in range(len(games)):
+            kinds = [types[t] for t in pool["moves"][off[gi]:off[gi + 1], 0]]
+            # the phase a move was chosen in is the one the previous move left
+            before = ["ring_placement"] + [phases[x] for x in pool["phases"][off[gi]:off[gi + 1] - 1]]
+            for k, ph in zip(kinds, before):
+                by_type[k] = by_type.get(k, 0) + 1
+                by_phase[ph] = by_phase.get(ph, 0) + 1
+            if not {"recovery_slide", "skip_recovery"} & set(kinds):
+                continue
+            game = ringrift.Game(board, players)
+            for i, k in enumerate(kinds):
+                if k in ("recovery_slide", "skip_recovery"):  # a recovery surface has nothing else
+                    recovery_surfaces += 1
+                    rejecting[policy] += _reference_rejects_something(game)
+                game._apply_unchecked(_core.move_from_record(pool["moves"][off[gi] + i].tobytes()))
+    for ph in ("ring_placement", "movement", "capture", "chain_capture", "line_processing", "territory_processing"):
+        assert by_phase.get(ph, 0) >= 1000, (ph, by_phase)
+    assert by_phase.get("forced_elimination", 0) >= 100, by_phase
+    for k in ("process_line", "choose_line_option", "choose_territory_option", "eliminate_rings_from_stack",
+              "skip_territory_processing", "forced_elimination", "recovery_slide", "skip_recovery",
+              "skip_placement", "no_movement_action", "skip_capture"):
+        assert by_type.get(k, 0) >= 5, (k, by_type)
+    assert by_type["process_line"] + by_type["choose_line_option"] >= 100, by_type
+    assert recovery_surfaces >= 200
+    assert rejecting["random"] >= 20 and rejecting["heuristic"] >= 10, rejecting
 
 
 def test_capped_games_fill_exactly_their_slots():

@@ -18,8 +18,13 @@ typedef unsigned long long uint64_t;
 
 #if defined(__CUDACC__)
 #define RR_HD __host__ __device__
+// Keeps a function out of line in device code: a kernel that inlines every big step holds
+// registers and stack for all of them at once, while calls made one after another reuse the
+// same stack. Host builds are unaffected.
+#define RR_DEVICE_NOINLINE __noinline__
 #else
 #define RR_HD
+#define RR_DEVICE_NOINLINE
 #endif
 
 namespace rr {
@@ -135,22 +140,29 @@ RR_HD inline bool same_move(const Move& a, const Move& b) {
          a.line_len == b.line_len && a.window == b.window && a.context == b.context && a.option == b.option;
 }
 
+// The legal-move generator writes to any output with `n`, `overflow`, ml_clear and ml_push:
+// this list, or the list-free sinks of move_sinks.h. All of them count with ml_take, so `n`
+// saturates at MAX_MOVES and `overflow` is set the same way whatever the output is.
 struct MoveList {
   int n;
   bool overflow;
   Move m[MAX_MOVES];
 };
 
+// Index of the next pushed move, or -1 (overflow set) when MAX_MOVES moves are already there.
+RR_HD inline int ml_take(int& n, bool& overflow) {
+  if (n < MAX_MOVES) return n++;
+  overflow = true;
+  return -1;
+}
+
 RR_HD inline void ml_clear(MoveList& l) {
   l.n = 0;
   l.overflow = false;
 }
 RR_HD inline void ml_push(MoveList& l, const Move& m) {
-  if (l.n < MAX_MOVES) {
-    l.m[l.n++] = m;
-  } else {
-    l.overflow = true;
-  }
+  int i = ml_take(l.n, l.overflow);
+  if (i >= 0) l.m[i] = m;
 }
 
 // Error codes of apply (the rules path has no exceptions).

@@ -56,7 +56,8 @@ RR_HD inline bool stack_can_capture(const Geometry& g, const State& s, int from)
 }
 
 // Simple moves of the stack at `from`: direction order, then increasing distance.
-RR_HD inline void gen_simple_moves(const Geometry& g, const State& s, int from, uint8_t p, MoveList& out) {
+template <class Out>
+RR_HD inline void gen_simple_moves(const Geometry& g, const State& s, int from, uint8_t p, Out& out) {
   int h = s.height[from];
   for (int d = 0; d < g.num_dirs; d++) {
     int c = g.nbr[from][d];
@@ -75,7 +76,8 @@ RR_HD inline void gen_simple_moves(const Geometry& g, const State& s, int from, 
 }
 
 // Capture segments from `from` (direction order, then increasing landing distance).
-RR_HD inline void gen_captures(const Geometry& g, const State& s, int from, uint8_t p, uint8_t type, MoveList& out) {
+template <class Out>
+RR_HD inline void gen_captures(const Geometry& g, const State& s, int from, uint8_t p, uint8_t type, Out& out) {
   int h = s.height[from], cap = s.cap[from];
   for (int d = 0; d < g.num_dirs; d++) {
     int k;

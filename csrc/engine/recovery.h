@@ -38,7 +38,8 @@ RR_HD inline int recovery_best_run(const Geometry& g, State& s, int src, int dst
 }
 
 // Surface part of recovery (after skip_recovery): line targets, else fallback and strike moves.
-RR_HD inline void gen_recovery(const Geometry& g, State& s, uint8_t p, MoveList& out) {
+template <class Out>
+RR_HD inline void gen_recovery(const Geometry& g, State& s, uint8_t p, Out& out) {
   int T = line_threshold(g, s.num_players);
   int before = out.n;
   for (int src = s.m_head; src != NO_CELL; src = s.m_next[src]) {

@@ -57,7 +57,8 @@ RR_HD inline bool swap_offered(const State& s) {
 
 // ---- the surface ---------------------------------------------------------------------------
 
-RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8_t p, MoveList& out) {
+template <class Out>
+RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8_t p, Out& out) {
   if (s.hand[p] <= 0) {
     ml_push(out, make_move(MT_NO_PLACEMENT_ACTION, p));
     return;
@@ -81,7 +82,8 @@ RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8
   else if (!any) ml_push(out, make_move(MT_NO_PLACEMENT_ACTION, p));
 }
 
-RR_HD inline void gen_movement_surface(const Geometry& g, State& s, uint8_t p, MoveList& out) {
+template <class Out>
+RR_HD inline void gen_movement_surface(const Geometry& g, State& s, uint8_t p, Out& out) {
   int only = s.must_move;
   for (int c = s.s_head; c != NO_CELL; c = s.s_next[c])
     if (s.ctrl[c] == p && (only == NO_CELL || c == only)) gen_simple_moves(g, s, c, p, out);
@@ -94,7 +96,8 @@ RR_HD inline void gen_movement_surface(const Geometry& g, State& s, uint8_t p, M
   if (out.n == 0) ml_push(out, make_move(MT_NO_MOVEMENT_ACTION, p));
 }
 
-RR_HD inline void push_line_eliminations(const State& s, uint8_t p, MoveList& out) {
+template <class Out>
+RR_HD inline void push_line_eliminations(const State& s, uint8_t p, Out& out) {
   for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
     if (s.ctrl[c] != p) continue;
     Move m = make_move(MT_ELIMINATE_RINGS_FROM_STACK, p);
@@ -105,7 +108,8 @@ RR_HD inline void push_line_eliminations(const State& s, uint8_t p, MoveList& ou
   }
 }
 
-RR_HD inline void gen_line_surface(const Geometry& g, const State& s, uint8_t p, Scratch& sc, MoveList& out) {
+template <class Out>
+RR_HD inline void gen_line_surface(const Geometry& g, const State& s, uint8_t p, Scratch& sc, Out& out) {
   if (s.pending_line) {
     push_line_eliminations(s, p, out);
     return;
@@ -138,7 +142,8 @@ RR_HD inline void gen_line_surface(const Geometry& g, const State& s, uint8_t p,
   if (out.n == 0) ml_push(out, make_move(MT_NO_LINE_ACTION, p));
 }
 
-RR_HD inline void gen_territory_surface(const Geometry& g, const State& s, uint8_t p, Scratch& sc, MoveList& out) {
+template <class Out>
+RR_HD inline void gen_territory_surface(const Geometry& g, const State& s, uint8_t p, Scratch& sc, Out& out) {
   if (s.no_region_hint && !s.pending_territory) {
     ml_push(out, make_move(MT_NO_TERRITORY_ACTION, p));
     return;
@@ -177,7 +182,8 @@ RR_HD inline void gen_territory_surface(const Geometry& g, const State& s, uint8
 }
 
 // The full legal-move surface of the current player (empty when the game is over).
-RR_HD inline void legal_moves(const Geometry& g, State& s, Scratch& sc, MoveList& out) {
+template <class Out>
+RR_HD inline void legal_moves(const Geometry& g, State& s, Scratch& sc, Out& out) {
   ml_clear(out);
   if (s.status != ST_ACTIVE) return;
   uint8_t p = s.current;

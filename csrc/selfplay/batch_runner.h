@@ -73,7 +73,7 @@ inline void run_batch(const BatchOptions& opt, const std::vector<int64_t>& games
   auto worker = [&]() {
     auto s = std::make_unique<State>();
     auto sc = std::make_unique<Scratch>();
-    auto l = std::make_unique<MoveList>();
+    auto l = std::make_unique<MoveList>();  // the list path: one generator pass per step
     for (size_t i = next++; i < games.size(); i = next++) {
       if (opt.cancel && opt.cancel->load(std::memory_order_relaxed)) break;
       GameRecord& rec = out[i];
@@ -84,12 +84,12 @@ inline void run_batch(const BatchOptions& opt, const std::vector<int64_t>& games
         rec.moves.reserve(256);
         rec.hashes.reserve(256);
         VectorRecorder vr{&rec, true};
-        finished = play_game(g, *s, *sc, *l, opt.seed, (uint64_t)games[i], opt.num_players, opt.policy,
-                             opt.max_moves, vr);
+        finished = play_game(g, *s, *sc, ListPicker{l.get()}, opt.seed, (uint64_t)games[i], opt.num_players,
+                             opt.policy, opt.max_moves, vr);
       } else {
         NullRecorder nr;
-        finished = play_game(g, *s, *sc, *l, opt.seed, (uint64_t)games[i], opt.num_players, opt.policy,
-                             opt.max_moves, nr);
+        finished = play_game(g, *s, *sc, ListPicker{l.get()}, opt.seed, (uint64_t)games[i], opt.num_players,
+                             opt.policy, opt.max_moves, nr);
       }
       rec.capped = !finished;
       rec.move_count = s->move_count;

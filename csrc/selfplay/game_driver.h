@@ -2,7 +2,7 @@
 // the CPU thread pool and the CUDA batch driver both call play_game.
 #pragma once
 #include "engine/engine.h"
-#include "selfplay/policy.h"
+#include "selfplay/move_choice.h"
 #include "selfplay/rng.h"
 
 namespace rr {
@@ -13,20 +13,46 @@ struct NullRecorder {
   RR_HD void step(const Move&, uint64_t, uint8_t, uint8_t) {}
 };
 
+// How play_game gets each move, chosen at compile time. Both play the same game (same moves,
+// same RNG draws, same stop on overflow); they differ in memory and passes per step.
+// ListPicker: one generator pass into a MoveList (the CPU thread pool; 128 KB per thread).
+struct ListPicker {
+  MoveList* l;
+  RR_HD bool operator()(const Geometry& g, State& s, Scratch& sc, Rng& rng, uint8_t policy, Move* m) const {
+    legal_moves(g, s, sc, *l);
+    if (l->overflow) return false;  // an incomplete surface would play a different game: stop it
+    int i = choose_move(g, s, *l, rng, policy);
+    if (i < 0) return false;  // no playable move in an active game: cannot happen; counts as capped
+    *m = l->m[i];
+    return true;
+  }
+};
+
+// StreamPicker: no list; the generator runs again per question (the GPU kernel, where a list
+// per game would be 128 KB of global memory).
+struct StreamPicker {
+  RR_HD bool operator()(const Geometry& g, State& s, Scratch& sc, Rng& rng, uint8_t policy, Move* m) const {
+    return choose_move_streaming(g, s, sc, rng, policy, m);
+  }
+};
+
+// The rules step, out of line on the device so that its local arrays (region and flood-fill
+// buffers) share stack with the generator calls instead of adding to it.
+RR_HD RR_DEVICE_NOINLINE inline void play_step(const Geometry& g, State& s, const Move& m, Scratch& sc) {
+  step_unchecked(g, s, m, sc);
+}
+
 // Play game `index` of run `seed` from the initial position to the end or to max_moves.
-// Returns true when the game finished, false when it was capped.
-template <class Recorder>
-RR_HD inline bool play_game(const Geometry& g, State& s, Scratch& sc, MoveList& l, uint64_t seed, uint64_t index,
-                            int num_players, uint8_t policy, int max_moves, Recorder& rec) {
+// Returns true when the game finished, false when it was capped (or stopped by the picker).
+template <class Picker, class Recorder>
+RR_HD inline bool play_game(const Geometry& g, State& s, Scratch& sc, const Picker& pick, uint64_t seed,
+                            uint64_t index, int num_players, uint8_t policy, int max_moves, Recorder& rec) {
   init_state(s, g, num_players, false);
   Rng rng = Rng::for_game(seed, index);
   while (s.status == ST_ACTIVE && s.move_count < max_moves) {
-    legal_moves(g, s, sc, l);
-    if (l.overflow) return false;  // an incomplete surface would play a different game: stop it
-    int i = choose_move(g, s, l, rng, policy);
-    if (i < 0) return false;  // no playable move in an active game: cannot happen; counts as capped
-    Move m = l.m[i];
-    step_unchecked(g, s, m, sc);
+    Move m;
+    if (!pick(g, s, sc, rng, policy, &m)) return false;
+    play_step(g, s, m, sc);
     rec.step(m, rec.wants_hash() ? state_hash(g, s) : 0, s.phase, s.current);
   }
   return s.status != ST_ACTIVE;

@@ -10,6 +10,7 @@
 //   markers    +2 per opponent marker flipped, +1 for the departure marker;
 //   mobility   +1 per direction a placed or moved stack can still travel from its new cell.
 // Ties are broken uniformly at random, so the policy is stochastic but reproducible per seed.
+// The choice itself (random draw, best score, ties) is in move_choice.h.
 #pragma once
 #include "engine/engine.h"
 #include "selfplay/rng.h"
@@ -70,34 +71,6 @@ RR_HD inline int heuristic_score(const Geometry& g, const State& s, const Move& 
     case MT_SKIP_RECOVERY: return -1;
     default: return 0;
   }
-}
-
-// Index of the chosen move in l, or -1 when nothing playable is listed.
-RR_HD inline int choose_move(const Geometry& g, State& s, const MoveList& l, Rng& rng, uint8_t policy) {
-  if (l.n == 0) return -1;
-  if (policy == POLICY_RANDOM) {
-    for (int tries = 0; tries < 64; tries++) {
-      int i = (int)rng.below((uint32_t)l.n);
-      if (!reference_rejects(g, s, l.m[i])) return i;
-    }
-    for (int i = 0; i < l.n; i++)
-      if (!reference_rejects(g, s, l.m[i])) return i;
-    return -1;
-  }
-  int best = -1, best_score = 0, ties = 0;
-  for (int i = 0; i < l.n; i++) {
-    int score = heuristic_score(g, s, l.m[i]);
-    if (best >= 0 && score < best_score) continue;
-    if (reference_rejects(g, s, l.m[i])) continue;
-    if (best < 0 || score > best_score) {
-      best = i;
-      best_score = score;
-      ties = 1;
-    } else if (rng.below((uint32_t)++ties) == 0) {
-      best = i;  // reservoir sampling over equal scores
-    }
-  }
-  return best;
 }
 
 }  // namespace rr

@@ -1,7 +1,8 @@
 // The batch-driver step shared by the CUDA kernel and its host twin: play game `slot` of a
 // batch into fixed-capacity output buffers (capacity max_moves per game). The kernel runs one
 // slot per thread; the host twin runs the slots in a loop, so CI checks on the CPU exactly
-// the code a GPU runs.
+// the code a GPU runs. Slots choose moves with no move list (StreamPicker), so a GPU game
+// needs only its State and Scratch; CI compares them with the thread pool's list path.
 #pragma once
 #include "selfplay/game_driver.h"
 
@@ -34,11 +35,11 @@ struct BufferRecorder {
   }
 };
 
-RR_HD inline void play_slot(const Geometry& g, State& s, Scratch& sc, MoveList& l, uint64_t seed, int64_t index,
-                            int num_players, uint8_t policy, int max_moves, const SlotBuffers& out, int slot) {
+RR_HD inline void play_slot(const Geometry& g, State& s, Scratch& sc, uint64_t seed, int64_t index, int num_players,
+                            uint8_t policy, int max_moves, const SlotBuffers& out, int slot) {
   size_t base = (size_t)slot * (size_t)max_moves;
   BufferRecorder rec{out.moves + base, out.hashes + base, out.phases + base, out.players + base, 0};
-  bool finished = play_game(g, s, sc, l, seed, (uint64_t)index, num_players, policy, max_moves, rec);
+  bool finished = play_game(g, s, sc, StreamPicker{}, seed, (uint64_t)index, num_players, policy, max_moves, rec);
   out.move_count[slot] = s.move_count;
   out.winner[slot] = s.winner;
   out.reason[slot] = s.reason;
