@@ -4,6 +4,8 @@
 // The production self-play kernel (run-time compiled by NVRTC on GPU workers) is part of this
 // translation unit, so the compile check covers it too.
 #include "selfplay/selfplay_kernel.cu"
+// The batch-environment kernels likewise.
+#include "selfplay/env_kernel.cu"
 
 namespace {
 

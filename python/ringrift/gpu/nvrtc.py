@@ -37,21 +37,21 @@ def find_libnvrtc() -> str | None:
     return candidates[0] if candidates else None
 
 
-def compile_ptx(arch: str = "compute_90", extra_options: tuple = ()) -> str:
-    """Compile the self-play kernel to PTX for `arch`; raises NvrtcError with NVRTC's log."""
+def compile_ptx(arch: str = "compute_90", extra_options: tuple = (), source: str = "selfplay_kernel.cu") -> str:
+    """Compile a shipped kernel source to PTX for `arch`; raises NvrtcError with NVRTC's log."""
     path = find_libnvrtc()
     if path is None:
         raise NvrtcError("libnvrtc not found (pip install nvidia-cuda-nvrtc-cu12, or set CUDA_HOME)")
     lib = ctypes.CDLL(path)
     lib.nvrtcGetErrorString.restype = ctypes.c_char_p
     prog = ctypes.c_void_p()
-    src = kernel_source().encode()
+    src = kernel_source(source).encode()
 
     def check(code, what):
         if code != 0:
             raise NvrtcError(f"{what}: {lib.nvrtcGetErrorString(code).decode()}")
 
-    check(lib.nvrtcCreateProgram(ctypes.byref(prog), src, b"selfplay_kernel.cu", 0, None, None),
+    check(lib.nvrtcCreateProgram(ctypes.byref(prog), src, source.encode(), 0, None, None),
           "nvrtcCreateProgram")
     try:
         opts = [f"--gpu-architecture={arch}", f"-I{include_dir()}", *NVRTC_OPTIONS, *extra_options]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def include_dir() -> Path:
-    """The header root (engine/, selfplay/): installed at ringrift/include, or csrc/ in a checkout."""
+    """The header root (engine/, selfplay/, export/): installed at ringrift/include, or csrc/ in a checkout."""
     here = Path(__file__).resolve().parent.parent
     installed = here / "include"
     if (installed / "selfplay" / "selfplay_kernel.cu").exists():
@@ -17,5 +17,11 @@ def include_dir() -> Path:
     raise FileNotFoundError(f"ringrift's C++ sources are missing (looked in {installed} and {checkout})")
 
 
-def kernel_source() -> str:
-    return (include_dir() / "selfplay" / "selfplay_kernel.cu").read_text()
+KERNELS = ("selfplay_kernel.cu", "env_kernel.cu")
+
+
+def kernel_source(name: str = "selfplay_kernel.cu") -> str:
+    """The source of one of the shipped kernels (KERNELS), compiled as is by NVRTC."""
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel source {name!r} (expected one of {', '.join(KERNELS)})")
+    return (include_dir() / "selfplay" / name).read_text()

@@ -1,5 +1,6 @@
-"""Phase 1: batched self-play into the game database."""
+"""Phase 1: batched self-play into the game database, and a batch environment for outside policies."""
 
+from .batch_env import BatchEnv, IllegalActionError
 from .runner import SelfplayResult, run_selfplay
 
-__all__ = ["SelfplayResult", "run_selfplay"]
+__all__ = ["BatchEnv", "IllegalActionError", "SelfplayResult", "run_selfplay"]

@@ -1,0 +1,200 @@
+"""A batch of games stepped together by an outside policy: the hook for a neural network in the loop.
+
+``BatchEnv(board, players, n, device="cpu"|"cuda")`` owns every array it works on, numpy on the
+CPU and cupy on the GPU, and updates them in place: the policy reads ``mask`` / ``planes`` /
+``globals`` where they lie (on a GPU, cupy arrays with ``__cuda_array_interface__``, so torch or
+jax take them without a copy) and hands back one action per game. On both devices the per-game
+work is the same C++ code (csrc/selfplay/batch_env.h): CUDA kernels on the GPU, their host twin
+on the CPU.
+
+Actions are canonical indices of the board's action space (docs/npz_format.md): ``mask[i, a]``
+is True exactly when ``a`` names a playable move of game i, and ``step`` accepts exactly those.
+Give -1 for a game that should not move (a finished one, say). A batch with any bad action is
+refused whole with :class:`IllegalActionError`, and no game moves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from ..engine.errors import RingRiftError
+from ..engine.game import Game
+
+_E = _core.export
+INFO_U8 = ("current", "phase", "done", "winner", "reason")
+INFO_I32 = ("move_count", "num_actions")
+
+
+class IllegalActionError(RingRiftError, ValueError):
+    """A step with actions that do not name playable moves; no game of the batch was changed."""
+
+    def __init__(self, message, *, slots, actions, reasons):
+        super().__init__(message)
+        self.slots, self.actions, self.reasons = slots, actions, reasons
+
+
+class BatchEnv:
+    """``num_envs`` games of ``board`` with ``num_players`` seats, stepped in lock step.
+
+    Arrays (all updated in place, never reallocated, and written only by the env: the mask is
+    cleared through the previous action list, so an outside write to it would stick):
+      states   (n, STATE_BYTES) uint8   the raw game states (host layout == device layout)
+      mask     (n, A) bool              playable canonical actions of each game (A = action space)
+      legal_actions (n, K) int32        the same actions as a list: row i holds
+                                        info["num_actions"][i] of them, in surface order
+      planes   (n, C, H, W) float32     feature planes from the mover's view (features=True)
+      globals  (n, G) float32           global features
+      info     dict of (n,) arrays      current, phase, done, winner, reason, move_count,
+                                        num_actions, and values (n, 4): outcome per seat 1..4
+      last_moves (n, 16) uint8          the move record each game played in the last step
+
+    On the CPU the per-game work runs on ``threads`` native threads (0 = all cores).
+    """
+
+    def __init__(self, board: str, num_players: int, num_envs: int, *, device: str = "cpu",
+                 features: bool = True, threads: int = 0, block: int = 64):
+        if board not in ("square8", "hex8", "square19", "hexagonal"):
+            raise ValueError(f"unknown board {board!r} (expected square8, hex8, square19 or hexagonal)")
+        if num_players not in (2, 3, 4):
+            raise ValueError(f"num_players must be 2, 3 or 4, got {num_players}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
+        self.board, self.num_players, self.n, self.device = board, num_players, int(num_envs), device
+        self.features, self.threads, self.block = features, threads, block
+        if device == "cuda":
+            from ..gpu import env_kernels
+
+            env_kernels.env_kernels()  # GpuUnavailable, with the reason, before cupy is touched
+            import cupy as xp
+
+            self._k = env_kernels
+            self._tables = xp.asarray(np.frombuffer(_core.env_tables(board), dtype=np.uint8))
+        else:
+            xp = np
+        self.xp = xp
+        sizes = _core.struct_sizes()
+        self.action_size = _E.action_space(board)["size"]
+        h, w = _E.spatial_size(board)
+        n = self.n
+        self.states = xp.zeros((n, sizes["State"]), dtype=xp.uint8)
+        self._mask_u8 = xp.zeros((n, self.action_size), dtype=xp.uint8)
+        self.mask = self._mask_u8.view(xp.bool_)
+        self.legal_actions = xp.zeros((n, _core.ENV_MAX_ACTIONS), dtype=xp.int32)
+        fshape = (n, _E.NUM_PLANES, h, w) if features else (1, 1)
+        self.planes = xp.zeros(fshape, dtype=xp.float32)
+        self.globals = xp.zeros((n, _E.NUM_GLOBALS) if features else (1, 1), dtype=xp.float32)
+        self.info = {k: xp.zeros(n, dtype=xp.uint8) for k in INFO_U8}
+        self.info.update({k: xp.zeros(n, dtype=xp.int32) for k in INFO_I32})
+        self.info["values"] = xp.zeros((n, 4), dtype=xp.float32)
+        self.last_moves = xp.zeros((n, sizes["Move"]), dtype=xp.uint8)
+        self._error = xp.zeros(n, dtype=xp.uint8)
+        if device == "cuda":
+            self._scratch = xp.empty(n * sizes["Scratch"], dtype=xp.uint8)
+            self._lists = xp.empty(n * sizes["MoveList"], dtype=xp.uint8)
+        self.reset()
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def reset(self, which=None) -> None:
+        """Start new games in the slots where ``which`` is true (all when None), then observe."""
+        xp = self.xp
+        flags = xp.ones(self.n, dtype=xp.uint8) if which is None else self._slot_flags(which)
+        if self.device == "cuda":
+            self._k.launch("rr_env_reset", self.n, (self._tables, self.states, flags, self._k.i32(self.n),
+                                                   self._k.i32(self.num_players), *self._info_args()), self.block)
+        else:
+            _core.env_reset_host(self.board, self.states, flags, self.num_players, self.info)
+        self.observe()
+
+    def observe(self) -> None:
+        """Recompute ``mask`` (and ``planes`` / ``globals``) and ``info`` from the states."""
+        if self.device == "cuda":
+            self._k.launch("rr_env_observe", self.n, (self._tables, self.states, self._scratch, self._lists,
+                                                     self._k.i32(self.n), self._mask_u8, self.legal_actions,
+                                                     self._k.i32(1 if self.features else 0), self.planes,
+                                                     self.globals, *self._info_args()), self.block)
+        else:
+            planes = self.planes if self.features else None
+            _core.env_observe_host(self.board, self.states, self._mask_u8, self.legal_actions, planes, self.globals,
+                                   self.info, self.threads)
+        if int(self.info["num_actions"].min()) < 0:
+            bad = int(self.xp.argmin(self.info["num_actions"]))
+            raise RingRiftError(f"game {bad}: the legal-move list overflowed MAX_MOVES ({_core.MAX_MOVES}); "
+                                "its mask is incomplete")
+
+    def step(self, actions) -> None:
+        """Play one action per game (-1 = leave the game as it is), then observe.
+
+        Raises IllegalActionError, changing nothing, when any action is not a playable move.
+        """
+        xp = self.xp
+        acts = xp.ascontiguousarray(xp.asarray(actions), dtype=xp.int32)
+        if acts.shape != (self.n,):
+            raise ValueError(f"actions must have shape ({self.n},), got {tuple(acts.shape)}")
+        if self.device == "cuda":
+            self._k.launch("rr_env_decode", self.n, (self._tables, self.states, self._scratch, self._lists, acts,
+                                                    self._k.i32(self.n), self.last_moves, self._error), self.block)
+        else:
+            _core.env_decode_host(self.board, self.states, acts, self.last_moves, self._error, self.threads)
+        if int(self._error.max()) != 0:
+            self._raise_illegal(acts)
+        if self.device == "cuda":
+            self._k.launch("rr_env_apply", self.n, (self._tables, self.states, self._scratch, acts, self.last_moves,
+                                                   self._k.i32(self.n), *self._info_args()), self.block)
+        else:
+            _core.env_apply_host(self.board, self.states, acts, self.last_moves, self.info, self.threads)
+        self.observe()
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def random_actions(self, rng=None):
+        """One uniformly random playable action per game (-1 for finished games), on the env's device."""
+        xp = self.xp
+        rng = rng if rng is not None else xp.random.default_rng()
+        counts = xp.maximum(self.info["num_actions"], 0)
+        rank = xp.minimum((rng.random(self.n) * counts).astype(xp.int64), xp.maximum(counts - 1, 0))
+        acts = self.legal_actions[xp.arange(self.n), rank]
+        return xp.where(counts > 0, acts, xp.int32(-1)).astype(xp.int32)
+
+    def hashes(self):
+        """The reference state hash of every game (uint64), on the env's device."""
+        if self.device == "cuda":
+            out = self.xp.empty(self.n, dtype=self.xp.uint64)
+            self._k.launch("rr_env_hash", self.n, (self._tables, self.states, self._k.i32(self.n), out), self.block)
+            return out
+        return _core.env_hash_host(self.board, self.states, self.n)
+
+    def game(self, i: int) -> Game:
+        """A Game holding a copy of game i (for inspection, JSON export, or replay checks)."""
+        if not 0 <= i < self.n:
+            raise IndexError(f"game {i} out of range [0, {self.n})")
+        raw = self.states[i]
+        raw = raw.get() if self.device == "cuda" else raw
+        g = Game(self.board, self.num_players)
+        _core.load_state_bytes(g, bytes(np.ascontiguousarray(raw)))
+        return g
+
+    def _slot_flags(self, which):
+        xp = self.xp
+        flags = xp.asarray(which)
+        if flags.shape != (self.n,):
+            raise ValueError(f"which must have shape ({self.n},), got {tuple(flags.shape)}")
+        return xp.ascontiguousarray(flags != 0, dtype=xp.uint8)
+
+    def _info_args(self) -> tuple:
+        i = self.info
+        return (i["current"], i["phase"], i["done"], i["winner"], i["reason"], i["move_count"], i["num_actions"],
+                i["values"])
+
+    def _raise_illegal(self, acts):
+        err = self._error.get() if self.device == "cuda" else self._error
+        a = acts.get() if self.device == "cuda" else acts
+        slots = np.flatnonzero(err)
+        reasons = [_core.ENV_ERRORS[int(err[s])] for s in slots]
+        first = int(slots[0])
+        more = f" (and {len(slots) - 1} more)" if len(slots) > 1 else ""
+        raise IllegalActionError(f"game {first}: action {int(a[first])}: {reasons[0]}{more}; no game was stepped",
+                                 slots=slots.tolist(), actions=[int(a[s]) for s in slots], reasons=reasons)

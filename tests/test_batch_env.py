@@ -1,0 +1,209 @@
+"""The batch environment (ringrift.selfplay.BatchEnv): masks, features, steps and errors, checked
+against the single-game engine API. The CPU tests run the kernels' host twin (the same per-slot
+C++ code); the GPU tests compare the kernels with it and are skipped without a GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ringrift import Game, IllegalMoveError, _core
+from ringrift.gpu import gpu_status
+from ringrift.gpu.nvrtc import compile_ptx, find_libnvrtc
+from ringrift.selfplay import BatchEnv, IllegalActionError
+
+E = _core.export
+CASES = [(b, p) for b in ("square8", "hex8", "square19", "hexagonal") for p in (2, 3, 4)]
+
+
+def playable_actions(game: Game) -> set[int]:
+    """Canonical indices of the legal moves the engine's validated apply accepts."""
+    legal = game.legal_moves()
+    idx = E.legal_action_indices(game, True)
+    out = set()
+    for m, a in zip(legal, idx):
+        try:
+            game.clone().apply(m)
+        except IllegalMoveError:
+            continue
+        out.add(int(a))
+    return out
+
+
+def play_alongside(env: BatchEnv, games: list[Game], steps: int, rng, check_every: int = 1) -> set[str]:
+    """Step env with random actions and replay each chosen move on `games` through the validated
+    API, checking hashes, masks, features and info; returns the phases visited."""
+    phases = set()
+    for k in range(steps):
+        if k % check_every == 0:
+            for i, g in enumerate(games):
+                expected = playable_actions(g)
+                assert set(np.flatnonzero(env.mask[i]).tolist()) == expected, (i, k)
+                listed = env.legal_actions[i, :env.info["num_actions"][i]].tolist()
+                assert len(listed) == len(expected) and set(listed) == expected, (i, k)
+                planes, globs = E.encode_state(g)
+                assert np.array_equal(env.planes[i], planes) and np.array_equal(env.globals[i], globs), (i, k)
+        acts = env.random_actions(rng)
+        env.step(acts)
+        for i, g in enumerate(games):
+            if acts[i] < 0:
+                continue
+            move = _core.move_from_record(bytes(env.last_moves[i]))
+            assert int(E.canonical_action_index(g, move)) == int(acts[i])
+            g.apply(move)
+            phases.add(g.phase)
+        assert [g.hash() for g in games] == [f"{h:016x}" for h in env.hashes()], k
+        assert list(env.info["move_count"]) == [g.move_count for g in games]
+        assert list(env.info["done"]) == [int(g.is_over) for g in games]
+        if all(g.is_over for g in games):
+            break
+    return phases
+
+
+@pytest.mark.parametrize("board, players", CASES)
+def test_host_twin_steps_exactly_like_the_engine(board, players):
+    n = 3 if board in ("square8", "hex8") else 1
+    steps = 150 if board in ("square8", "hex8") else 80
+    env = BatchEnv(board, players, n)
+    games = [Game(board, players) for _ in range(n)]
+    play_alongside(env, games, steps, np.random.default_rng(players))
+
+
+def test_whole_games_to_the_end_visit_every_phase_and_score_the_result():
+    env = BatchEnv("square8", 2, 6)
+    games = [Game("square8", 2) for _ in range(6)]
+    phases = play_alongside(env, games, 3000, np.random.default_rng(7), check_every=5)
+    assert all(g.is_over for g in games)
+    assert {"line_processing", "territory_processing", "capture", "chain_capture"} <= phases, phases
+    for i, g in enumerate(games):
+        assert env.info["winner"][i] == (g.winner or 0)
+        assert np.allclose(env.info["values"][i, :2], E.outcome_values(g))
+        assert not env.mask[i].any() and env.info["num_actions"][i] == 0
+    # Finished games refuse an action and accept -1; reset(which) restarts only the chosen slots.
+    with pytest.raises(IllegalActionError, match="game 0: .*game is over"):
+        env.step(np.zeros(6, dtype=np.int32))
+    env.step(np.full(6, -1))
+    env.reset(np.array([1, 0, 0, 0, 0, 1]))
+    assert list(env.info["move_count"][[0, 5]]) == [0, 0] and list(env.info["done"]) == [0, 1, 1, 1, 1, 0]
+    assert env.game(0).hash() == Game("square8", 2).hash()
+
+
+def test_a_bad_action_refuses_the_whole_batch_and_changes_nothing():
+    env = BatchEnv("hex8", 3, 4)
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        env.step(env.random_actions(rng))
+    before = env.states.copy(), env.mask.copy(), env.hashes().copy()
+    acts = env.random_actions(rng)
+    illegal = int(np.flatnonzero(~env.mask[2])[0])
+    acts[2] = illegal
+    acts[3] = env.action_size + 5
+    with pytest.raises(IllegalActionError) as err:
+        env.step(acts)
+    assert err.value.slots == [2, 3] and err.value.actions == [illegal, env.action_size + 5]
+    assert "game 2: action" in str(err.value) and "mask bit is 0" in str(err.value) and "1 more" in str(err.value)
+    assert "not an index of the action space" in err.value.reasons[1]
+    assert np.array_equal(env.states, before[0]) and np.array_equal(env.mask, before[1])
+    assert np.array_equal(env.hashes(), before[2])
+    with pytest.raises(ValueError, match=r"actions must have shape \(4,\)"):
+        env.step(np.zeros(3, dtype=np.int32))
+
+
+def test_minus_one_leaves_a_game_alone():
+    env = BatchEnv("square8", 2, 3)
+    acts = env.random_actions(np.random.default_rng(1))
+    acts[1] = -1
+    env.step(acts)
+    assert list(env.info["move_count"]) == [1, 0, 1]
+    assert env.game(1).hash() == Game("square8", 2).hash()
+
+
+def test_arrays_are_updated_in_place_never_reallocated():
+    env = BatchEnv("square8", 2, 2)
+    arrays = (env.states, env.mask, env.planes, env.globals, env.last_moves, *env.info.values())
+    ids = [id(a) for a in arrays]
+    planes_before = env.planes.copy()
+    env.step(env.random_actions(np.random.default_rng(0)))
+    assert [id(a) for a in (env.states, env.mask, env.planes, env.globals, env.last_moves, *env.info.values())] == ids
+    assert not np.array_equal(env.planes, planes_before)  # written through the same buffer
+    assert np.shares_memory(env.mask, env._mask_u8) and env.mask.dtype == np.bool_
+    assert env.mask.shape == (2, E.action_space("square8")["size"])
+    assert env.planes.shape == (2, E.NUM_PLANES, 8, 8) and env.globals.shape == (2, E.NUM_GLOBALS)
+
+
+def test_without_features_only_the_mask_is_computed():
+    env = BatchEnv("hexagonal", 2, 2, features=False)
+    assert env.planes.size == 1 and env.mask.shape[1] == E.action_space("hexagonal")["size"]
+    env.step(env.random_actions(np.random.default_rng(0)))
+    assert env.info["num_actions"].min() > 0
+
+
+def test_bad_arguments_name_what_is_wrong():
+    with pytest.raises(ValueError, match="unknown board 'square9'"):
+        BatchEnv("square9", 2, 1)
+    with pytest.raises(ValueError, match="num_players must be 2, 3 or 4, got 5"):
+        BatchEnv("square8", 5, 1)
+    with pytest.raises(ValueError, match="num_envs must be >= 1"):
+        BatchEnv("square8", 2, 0)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        BatchEnv("square8", 2, 1, device="tpu")
+    env = BatchEnv("square8", 2, 2)
+    with pytest.raises(TypeError, match="states: expected dtype uint8, got float64"):
+        _core.env_hash_host("square8", np.zeros(10), 2)
+    with pytest.raises(ValueError, match=r"mask: expected 28950 elements, got 5"):
+        _core.env_observe_host("square8", env.states, np.zeros(5, np.uint8), env.legal_actions, None, None, env.info)
+    with pytest.raises(ValueError, match="not a game of this board"):
+        _core.load_state_bytes(Game("hex8", 2), bytes(env.states[0]))
+    with pytest.raises(IndexError, match=r"game 2 out of range \[0, 2\)"):
+        env.game(2)
+
+
+def test_cuda_env_without_a_gpu_fails_with_the_reason():
+    ok, why = gpu_status()
+    if ok:
+        pytest.skip("a GPU is present here")
+    from ringrift.gpu import GpuUnavailable
+
+    with pytest.raises(GpuUnavailable, match="needs a CUDA GPU and cupy"):
+        BatchEnv("square8", 2, 4, device="cuda")
+
+
+@pytest.mark.skipif(find_libnvrtc() is None, reason="libnvrtc not installed (the test extra brings "
+                    "nvidia-cuda-nvrtc-cu12 on Linux x86_64)")
+def test_env_kernel_sources_compile_with_nvrtc():
+    ptx = compile_ptx("compute_80", source="env_kernel.cu")
+    for name in ("rr_env_reset", "rr_env_observe", "rr_env_decode", "rr_env_apply", "rr_env_hash"):
+        assert f".entry {name}" in ptx
+
+
+@pytest.mark.skipif(not gpu_status()[0], reason=f"no GPU: {gpu_status()[1]}")
+@pytest.mark.parametrize("board, players", CASES)
+def test_cuda_env_equals_host_twin(board, players):
+    import cupy as cp
+
+    n = 256 if board in ("square8", "hex8") else 32
+    cpu, gpu = BatchEnv(board, players, n), BatchEnv(board, players, n, device="cuda")
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        acts = cpu.random_actions(rng)
+        cpu.step(acts)
+        gpu.step(cp.asarray(acts))
+        assert hasattr(gpu.mask, "__cuda_array_interface__")
+        assert np.array_equal(cpu.states, gpu.states.get())
+        assert np.array_equal(cpu.mask, gpu.mask.get())
+        assert np.array_equal(cpu.planes, gpu.planes.get()) and np.array_equal(cpu.globals, gpu.globals.get())
+        if cpu.info["done"].all():
+            break
+    assert np.array_equal(cpu.hashes(), gpu.hashes().get())
+
+
+def test_the_documented_example_runs():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "batch_env.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "docs/batch_env.md", "exec"), scope)
+    env = scope["env"]
+    assert env.info["move_count"].sum() > 0 and env.mask.shape == (64, E.action_space("square8")["size"])
