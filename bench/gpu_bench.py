@@ -66,6 +66,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-batch", type=int, default=1 << 20)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--budget-s", type=float, default=0.0,
+                    help="seconds for the timed part: the sweep stops before its next doubling would pass "
+                         "60%% of them, the other boards are skipped past 80%% (0 = no budget)")
     args = ap.parse_args(argv)
     ok, why = gpu_status()
     print(f"gpu: {why}", flush=True)
@@ -75,7 +78,16 @@ def main(argv=None) -> int:
                for b in BOARDS for p in (2, 3, 4) for pol in ("random", "heuristic"))
     rows = []
     batch = 1024
-    while batch <= args.max_batch:
+    t_start = time.perf_counter()
+
+    def over_budget() -> bool:
+        if not args.budget_s:
+            return False
+        spent = time.perf_counter() - t_start
+        # the next doubling takes about twice the last batch: stop before it would overrun
+        return spent + 2 * (rows[-1]["seconds"] if rows else 0) > args.budget_s * 0.6
+
+    while batch <= args.max_batch and not over_budget():
         try:
             rows.append(timed_gpu("square8", 2, batch))
         except Exception as exc:  # out of device memory ends the sweep
@@ -84,6 +96,9 @@ def main(argv=None) -> int:
         print(json.dumps(rows[-1]), flush=True)
         batch *= 2
     for board, b in LARGE_BATCH.items():
+        if args.budget_s and time.perf_counter() - t_start > args.budget_s * 0.8:
+            print(f"budget: skipping {board} (spent {time.perf_counter() - t_start:.0f}s)", flush=True)
+            continue
         rows.append(timed_gpu(board, 2, b))
         print(json.dumps(rows[-1]), flush=True)
     for board in BOARDS:
