@@ -73,10 +73,15 @@ def row_key(r) -> tuple:
     return (r["board"], r["players"], r["policy"], r["threads"], r["mode"])
 
 
+def row_label(r) -> str:
+    """Who ran the row: t<threads> on the CPU, b<batch> on a GPU (bench/gpu_bench.py rows)."""
+    return f"b{r['batch']}" if r["mode"] == "gpu" else f"t{r['threads']}"
+
+
 def fmt_row(r, base=None) -> str:
     ref = REFERENCE_GAMES_PER_SEC.get(r["board"]) if r["players"] == 2 else None
     ref_s = f"{r['games_per_sec'] / ref:8.0f}x" if ref else f"{'-':>9}"
-    line = (f"{r['board']:<10} {r['players']:>2} {r['policy']:<9} {r['threads']:>2} {r['mode']:<7} "
+    line = (f"{r['board']:<10} {r['players']:>2} {r['policy']:<9} {row_label(r):>8} {r['mode']:<7} "
             f"{r['games_per_sec']:>10.1f} {r['moves_per_sec']:>11.0f} {ref_s}")
     if base is not None:
         ratio = r["games_per_sec"] / base["games_per_sec"] if base["games_per_sec"] else float("inf")
@@ -107,11 +112,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="PATH", help="write results and machine info as JSON")
     ap.add_argument("--compare", metavar="OLD_JSON", help="print ratios against a previous result file")
     ap.add_argument("--plot", metavar="PNG", help="plot games/s per board (needs matplotlib)")
-    ap.add_argument("--from-json", metavar="JSON", help="do not run: print and plot the rows of a result file")
+    ap.add_argument("--from-json", metavar="JSON", nargs="+",
+                    help="do not run: print and plot the rows of result files (e.g. the baseline and a "
+                         "bench/gpu_bench.py result together)")
     args = ap.parse_args(argv)
     if args.from_json:
-        with open(args.from_json) as f:
-            rows = json.load(f)["rows"]
+        rows = []
+        for path in args.from_json:
+            with open(path) as f:
+                # rows without games/s (bench/env_bench.py's env steps) have no place in this table
+                rows += [r for r in json.load(f)["rows"] if "games_per_sec" in r]
         for r in rows:
             print(fmt_row(r))
         if args.plot:
@@ -123,7 +133,7 @@ def main(argv=None) -> int:
         with open(args.compare) as f:
             base = {row_key(r): r for r in json.load(f)["rows"]}
     games_for = QUICK_GAMES if args.quick else FULL_GAMES
-    print(f"{'board':<10} {'p':>2} {'policy':<9} {'th':>2} {'mode':<7} {'games/s':>10} {'moves/s':>11} "
+    print(f"{'board':<10} {'p':>2} {'policy':<9} {'run':>8} {'mode':<7} {'games/s':>10} {'moves/s':>11} "
           f"{'vs ref':>9}" + (f" {'ratio':>6}" if base else ""))
     rows, slower = [], 0
     t0 = time.time()
@@ -159,8 +169,9 @@ def plot(rows, path) -> None:
     fig, axes = plt.subplots(1, len(BOARDS), figsize=(4 * len(BOARDS), 3.6))
     for ax, board in zip(axes, BOARDS):
         sel = [r for r in rows if r["board"] == board]
-        labels = [f"{r['players']}p {r['policy'][:4]} t{r['threads']} {r['mode']}" for r in sel]
-        ax.barh(range(len(sel)), [r["games_per_sec"] for r in sel], color="tab:blue")
+        labels = [f"{r['players']}p {r['policy'][:4]} {row_label(r)} {r['mode']}" for r in sel]
+        colors = ["tab:green" if r["mode"] == "gpu" else "tab:blue" for r in sel]
+        ax.barh(range(len(sel)), [r["games_per_sec"] for r in sel], color=colors)
         ax.set_yticks(range(len(sel)), labels, fontsize=6)
         ax.set_xscale("log")
         ax.set_title(board)

@@ -112,6 +112,17 @@ def test_shipped_kernel_sources_compile_with_nvrtc():
     assert ".target sm_80" in ptx
 
 
+@pytest.mark.skipif(find_libnvrtc() is None, reason="libnvrtc not installed (the test extra brings "
+                    "nvidia-cuda-nvrtc-cu12 on Linux x86_64)")
+def test_register_cap_travels_in_the_ptx():
+    from ringrift.gpu.device import launch_bounds_options
+
+    assert launch_bounds_options(64, None) == ()
+    ptx = compile_ptx("compute_80", extra_options=launch_bounds_options(64, 128))
+    # 65536 registers / (64 threads x 128) = 8 blocks per SM, kept through the driver's PTX JIT
+    assert ".maxntid 64, 1, 1" in ptx and ".minnctapersm 8" in ptx
+
+
 def test_cuda_device_request_fails_with_one_clear_line_without_a_gpu(tmp_path):
     ok, why = gpu_status()
     if ok:

@@ -4,7 +4,18 @@
 // so large batches fit; there is no move list (play_slot chooses moves by streaming).
 #include "selfplay/slot_driver.h"
 
-extern "C" __global__ void rr_selfplay(const rr::Geometry* geometry, rr::State* states, rr::Scratch* scratch,
+// Optional occupancy hint, set by the launcher (-DRR_LAUNCH_BLOCK=64 -DRR_LAUNCH_MIN_BLOCKS=8):
+// asks the compiler to fit that many blocks of that size per SM, i.e. to cap registers per
+// thread at 65536 / (block * min_blocks). It travels in the PTX (.maxntid / .minnctapersm), so
+// it holds when the driver JIT-compiles the PTX. Unset, the compiler chooses (150 registers on
+// sm_90 with nvcc 13). Whether a cap is faster is measured by bench/gpu_bench.py.
+#if defined(RR_LAUNCH_BLOCK) && defined(RR_LAUNCH_MIN_BLOCKS)
+#define RR_SELFPLAY_BOUNDS __launch_bounds__(RR_LAUNCH_BLOCK, RR_LAUNCH_MIN_BLOCKS)
+#else
+#define RR_SELFPLAY_BOUNDS
+#endif
+
+extern "C" __global__ void RR_SELFPLAY_BOUNDS rr_selfplay(const rr::Geometry* geometry, rr::State* states, rr::Scratch* scratch,
                                        unsigned long long seed, const long long* indices, int games,
                                        int num_players, int policy, int max_moves, rr::Move* moves,
                                        unsigned long long* hashes, unsigned char* phases, unsigned char* players,

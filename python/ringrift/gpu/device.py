@@ -56,19 +56,36 @@ def gpu_available() -> bool:
 _kernels: dict = {}
 
 
-def _kernel():
+REGISTERS_PER_SM = 65536  # every architecture from sm_50 to sm_90
+
+
+def launch_bounds_options(block: int, max_registers: int | None) -> tuple:
+    """NVRTC options for the kernel's optional occupancy hint (see selfplay_kernel.cu): enough
+    blocks of `block` threads per SM that each thread gets at most `max_registers`."""
+    if not max_registers:
+        return ()
+    min_blocks = max(1, REGISTERS_PER_SM // (block * int(max_registers)))
+    return (f"-DRR_LAUNCH_BLOCK={int(block)}", f"-DRR_LAUNCH_MIN_BLOCKS={min_blocks}")
+
+
+def _kernel(block: int = 64, max_registers: int | None = None):
+    """The compiled kernel for the current device. ``max_registers`` caps registers per thread
+    (fewer registers, more resident games, perhaps spills; bench/gpu_bench.py measures which
+    is faster); None leaves the choice to the compiler."""
     import cupy
 
-    dev = cupy.cuda.Device().id
-    if dev not in _kernels:
-        module = cupy.RawModule(code=kernel_source(), options=("--std=c++17", f"-I{include_dir()}"))
-        _kernels[dev] = module.get_function("rr_selfplay")
+    key = (cupy.cuda.Device().id, block if max_registers else None, max_registers)
+    if key not in _kernels:
+        options = ("--std=c++17", f"-I{include_dir()}", *launch_bounds_options(block, max_registers))
+        module = cupy.RawModule(code=kernel_source(), options=options)
+        _kernels[key] = module.get_function("rr_selfplay")
         cupy.cuda.runtime.deviceSetLimit(cupy.cuda.runtime.cudaLimitStackSize, KERNEL_STACK_BYTES)
-    return _kernels[dev]
+    return _kernels[key]
 
 
 def selfplay_gpu(board: str, num_players: int, seed: int, games, policy: str = "random",
-                 max_moves: int = 2000, block: int = 64, as_cupy: bool = False) -> dict:
+                 max_moves: int = 2000, block: int = 64, as_cupy: bool = False,
+                 max_registers: int | None = None) -> dict:
     """Play the given game indices on the GPU, one game per thread.
 
     Returns the fixed-capacity layout of ``_core.selfplay_slots_host`` (the kernel's host twin):
@@ -101,7 +118,7 @@ def selfplay_gpu(board: str, num_players: int, seed: int, games, policy: str = "
         "capped": cp.zeros(G, dtype=cp.uint8),
     }
     if G:
-        kernel = _kernel()
+        kernel = _kernel(block, max_registers)
         grid = (G + block - 1) // block
         kernel((grid,), (block,), (geometry, states, scratch, np.uint64(seed), cp.asarray(idx), np.int32(G),
                                    np.int32(num_players), np.int32(POLICIES[policy]), np.int32(max_moves),

@@ -1,0 +1,112 @@
+"""The bench scripts run end to end (tiny sizes, real subprocesses) and the prepared GPU run's
+control flow holds together without a GPU: a device call is too scarce to find a typo with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_env_bench_measures_every_board_on_the_cpu(tmp_path):
+    out = tmp_path / "env.json"
+    proc = run(BENCH / "env_bench.py", "--envs", "4", "--steps", "3", "--threads", "1", "--json", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["board"], r["features"]) for r in rows] == [(b, f) for b in ("square8", "hex8", "square19", "hexagonal")
+                                                           for f in (True, False)]
+    assert all(r["env_steps"] == 12 and r["env_steps_per_sec"] > 0 for r in rows)
+    assert "env steps/s" in proc.stdout
+
+
+def test_env_bench_cuda_without_a_gpu_says_why():
+    from ringrift.gpu import gpu_status
+
+    if gpu_status()[0]:
+        pytest.skip("a GPU is present here")
+    proc = run(BENCH / "env_bench.py", "--device", "cuda", check=False)
+    assert proc.returncode == 2 and "needs a CUDA GPU and cupy" in proc.stderr
+
+
+def test_selfplay_bench_merges_gpu_rows_into_its_table(tmp_path):
+    cpu = tmp_path / "cpu.json"
+    run(BENCH / "selfplay_bench.py", "--quick", "--boards", "square8", "--players", "2", "--policies", "random",
+        "--modes", "engine", "--json", cpu)
+    gpu = tmp_path / "gpu.json"
+    gpu_row = {"board": "square8", "players": 2, "policy": "random", "threads": 0, "mode": "gpu", "batch": 65536,
+               "block": 64, "max_registers": None, "games": 65536, "moves": 9000000, "seconds": 1.0,
+               "games_per_sec": 65536.0, "moves_per_sec": 9000000.0}
+    env_row = {"board": "square8", "mode": "env", "env_steps_per_sec": 1.0}
+    gpu.write_text(json.dumps({"rows": [gpu_row, env_row]}))
+    proc = run(BENCH / "selfplay_bench.py", "--from-json", cpu, gpu)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("square8")]
+    gpu_lines = [ln for ln in lines if " gpu " in ln]
+    assert len(gpu_lines) == 1 and "b65536" in gpu_lines[0]  # the env row (no games/s) is left out
+    assert len(lines) - 1 == len(json.loads(cpu.read_text())["rows"]) >= 1
+
+
+def test_gpu_bench_without_a_gpu_exits_2_with_the_reason():
+    from ringrift.gpu import gpu_status
+
+    if gpu_status()[0]:
+        pytest.skip("a GPU is present here")
+    proc = run(BENCH / "gpu_bench.py", check=False)
+    assert proc.returncode == 2 and proc.stdout.startswith("gpu: ")
+
+
+def test_gpu_bench_control_flow_with_the_host_twin_standing_in(tmp_path, monkeypatch):
+    """gpu_bench.main with its GPU calls replaced: the sweep, occupancy runs, other boards, CPU
+    rows, budget and summary all run, so the one device call cannot die on a slip in them."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import gpu_bench
+    finally:
+        sys.path.remove(str(BENCH))
+    from ringrift import _core
+
+    calls = []
+
+    def fake_gpu(board, players, batch, seed=7, block=64, max_registers=None):
+        calls.append((board, batch, block, max_registers))
+        n = min(batch // 1024, 2)  # a couple of real host-twin games stand in for the kernel
+        out = _core.selfplay_slots_host(board, players, seed, list(range(n)), "random", 50)
+        sec = 0.001 * batch / 1024
+        moves = int(out["move_count"].sum())
+        return {"board": board, "players": players, "policy": "random", "threads": 0, "mode": "gpu",
+                "batch": batch, "block": block, "max_registers": max_registers, "games": batch, "moves": moves,
+                "seconds": sec, "games_per_sec": batch / sec / (1 + (max_registers or 0) / 1000),
+                "moves_per_sec": moves / sec}
+
+    real_cpu = gpu_bench.timed_cpu
+
+    def fake_cpu(board, players, games):
+        return real_cpu(board, players, 2)  # the real CPU timing, two games
+
+    monkeypatch.setattr(gpu_bench, "gpu_status", lambda: (True, "stand-in"))
+    monkeypatch.setattr(gpu_bench, "differential", lambda *a, **k: True)
+    monkeypatch.setattr(gpu_bench, "timed_gpu", fake_gpu)
+    monkeypatch.setattr(gpu_bench, "timed_cpu", fake_cpu)
+    out = tmp_path / "gpu.json"
+    assert gpu_bench.main(["--max-batch", "8192", "--json", str(out), "--budget-s", "60"]) == 0
+    result = json.loads(out.read_text())
+    sweep = [c[1] for c in calls if c[0] == "square8" and c[2] == 64 and c[3] is None]
+    assert sweep[:4] == [1024, 2048, 4096, 8192]
+    assert {(c[2], c[3]) for c in calls if c[0] == "square8"} >= {(128, None), (64, 128), (128, 96)}
+    assert {c[0] for c in calls} == {"square8", "hex8", "square19", "hexagonal"}
+    assert result["differential_identical"] is True and len([r for r in result["rows"] if r["mode"] == "records"]) == 4
+
+
+def test_device_run_script_parses():
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_device_run.sh")]).returncode == 0
