@@ -266,3 +266,36 @@ def test_recorder_caps_resumes_numbering_and_refuses_games_already_started(tmp_p
         env.step(env.random_actions(np.random.default_rng(1)))
         with pytest.raises(ValueError, match="needs games from their start"):
             EnvRecorder(env, db, policy="p", seed=2)  # env's games are mid-way
+
+
+# ---- property: any interleaving of moves, sit-outs and resets keeps every slot a real game --------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+STEP = st.tuples(st.integers(0, 2**32 - 1), st.lists(st.sampled_from("mwr"), min_size=4, max_size=4))
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(board=st.sampled_from(["square8", "hex8"]), players=st.integers(2, 4), steps=st.lists(STEP, max_size=40))
+def test_any_interleaving_of_moves_sit_outs_and_resets_matches_single_games(board, players, steps):
+    """Per slot and step: m = play a random playable action, w = sit out (-1), r = reset."""
+    env = BatchEnv(board, players, 4, threads=1)
+    games = [Game(board, players) for _ in range(4)]
+    for seed, ops in steps:
+        rng = np.random.default_rng(seed)
+        acts = env.random_actions(rng)
+        for i, op in enumerate(ops):
+            if op != "m":
+                acts[i] = -1
+        env.step(acts)
+        for i in np.flatnonzero(acts >= 0):
+            games[i].apply(_core.move_from_record(bytes(env.last_moves[i])))
+        resets = np.array([op == "r" for op in ops])
+        env.reset(resets)
+        for i in np.flatnonzero(resets):
+            games[i] = Game(board, players)
+        assert [g.hash() for g in games] == [f"{h:016x}" for h in env.hashes()]
+        assert list(env.info["move_count"]) == [g.move_count for g in games]
+        for i, g in enumerate(games):
+            assert env.info["num_actions"][i] == len(np.flatnonzero(env.mask[i]))
