@@ -77,6 +77,28 @@ def timed(board: str, players: int, n: int, steps: int, device: str, features: b
     return row
 
 
+def row_key(r) -> tuple:
+    return (r["board"], r["players"], r["device"], r["features"], r["envs"], r["threads"])
+
+
+def compare(rows, path) -> int:
+    """Print ratios against a previous result; returns how many rows are >10% slower."""
+    with open(path) as fh:
+        base = {row_key(r): r for r in json.load(fh)["rows"]}
+    slower = 0
+    for r in rows:
+        b = base.get(row_key(r))
+        if not b:
+            print(f"compare: {row_key(r)} has no row in {path}")
+            continue
+        ratio = r["env_steps_per_sec"] / b["env_steps_per_sec"]
+        slower += ratio < 0.9
+        print(f"compare {r['board']:<10} features={'on ' if r['features'] else 'off'} {ratio:6.2f}x"
+              + ("  SLOWER" if ratio < 0.9 else ""))
+    print(f"compare: {slower} of {len(rows)} rows >10% slower than {path}")
+    return slower
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -86,6 +108,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=30, help="timed steps per board")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     ap.add_argument("--json", metavar="PATH", help="write the rows as JSON")
+    ap.add_argument("--compare", metavar="OLD_JSON",
+                    help="print each row's ratio to the same row of a previous result (e.g. "
+                         "bench/results/env_baseline.json) and flag rows more than 10%% slower")
     args = ap.parse_args(argv)
     n = args.envs or DEFAULT_ENVS[args.device]
     if args.device == "cuda":
@@ -100,6 +125,8 @@ def main(argv=None) -> int:
             return 1
     rows = [timed(b, args.players, n, args.steps, args.device, f, args.threads)
             for b in args.boards for f in (True, False)]
+    if args.compare:
+        compare(rows, args.compare)
     if args.json:
         from selfplay_bench import machine_info  # same folder: one definition of the machine record
 

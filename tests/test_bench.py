@@ -29,6 +29,9 @@ def test_env_bench_measures_every_board_on_the_cpu(tmp_path):
                                                            for f in (True, False)]
     assert all(r["env_steps"] == 12 and r["env_steps_per_sec"] > 0 for r in rows)
     assert "env steps/s" in proc.stdout
+    again = run(BENCH / "env_bench.py", "--envs", "4", "--steps", "3", "--threads", "1", "--boards", "hex8",
+                "--compare", out)
+    assert again.stdout.count("compare hex8") == 2 and "of 2 rows >10% slower" in again.stdout
 
 
 def test_env_bench_cuda_without_a_gpu_says_why():
