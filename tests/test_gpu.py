@@ -114,6 +114,15 @@ def test_shipped_kernel_sources_compile_with_nvrtc():
 
 @pytest.mark.skipif(find_libnvrtc() is None, reason="libnvrtc not installed (the test extra brings "
                     "nvidia-cuda-nvrtc-cu12 on Linux x86_64)")
+def test_both_kernels_compile_with_the_options_cupy_uses():
+    from ringrift.gpu.device import launch_bounds_options
+
+    for source, extra in (("selfplay_kernel.cu", launch_bounds_options(64, 128)), ("env_kernel.cu", ())):
+        assert ".entry" in compile_ptx("compute_90", extra, source=source, as_cupy=True)
+
+
+@pytest.mark.skipif(find_libnvrtc() is None, reason="libnvrtc not installed (the test extra brings "
+                    "nvidia-cuda-nvrtc-cu12 on Linux x86_64)")
 def test_register_cap_travels_in_the_ptx():
     from ringrift.gpu.device import launch_bounds_options
 
