@@ -56,6 +56,15 @@ def gpu_available() -> bool:
 _kernels: dict = {}
 
 
+def raise_stack_limit() -> None:
+    """Give every GPU thread KERNEL_STACK_BYTES of stack (the rules' local buffers need ~5 KB)."""
+    import cupy
+
+    runtime = cupy.cuda.runtime
+    # cudaLimitStackSize is 0 in CUDA's enum; the fallback covers a cupy that does not export it
+    runtime.deviceSetLimit(getattr(runtime, "cudaLimitStackSize", 0), KERNEL_STACK_BYTES)
+
+
 REGISTERS_PER_SM = 65536  # every architecture from sm_50 to sm_90
 
 
@@ -79,7 +88,7 @@ def _kernel(block: int = 64, max_registers: int | None = None):
         options = ("--std=c++17", f"-I{include_dir()}", *launch_bounds_options(block, max_registers))
         module = cupy.RawModule(code=kernel_source(), options=options)
         _kernels[key] = module.get_function("rr_selfplay")
-        cupy.cuda.runtime.deviceSetLimit(cupy.cuda.runtime.cudaLimitStackSize, KERNEL_STACK_BYTES)
+        raise_stack_limit()
     return _kernels[key]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .device import KERNEL_STACK_BYTES, GpuUnavailable, gpu_status
+from .device import GpuUnavailable, gpu_status, raise_stack_limit
 from .sources import include_dir, kernel_source
 
 KERNEL_NAMES = ("rr_env_reset", "rr_env_observe", "rr_env_decode", "rr_env_apply", "rr_env_hash")
@@ -25,7 +25,7 @@ def env_kernels() -> dict:
     dev = cupy.cuda.Device().id
     if dev not in _modules:
         module = cupy.RawModule(code=kernel_source("env_kernel.cu"), options=("--std=c++17", f"-I{include_dir()}"))
-        cupy.cuda.runtime.deviceSetLimit(cupy.cuda.runtime.cudaLimitStackSize, KERNEL_STACK_BYTES)
+        raise_stack_limit()
         _modules[dev] = {name: module.get_function(name) for name in KERNEL_NAMES}
     return _modules[dev]
 
