@@ -78,13 +78,21 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _cwd(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
 def worker_pids(marker: str) -> list[int]:
-    """Live worker processes whose command line mentions `marker` (a host's work dir)."""
+    """Live worker processes of a host: run in `marker` (the host's work dir; a worker's command
+    line names only paths relative to it) or naming it on their command line."""
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             cmd = _cmdline(int(entry))  # empty for a zombie
-            if "ringrift.pipeline worker" in cmd and marker in cmd:
+            if "ringrift.pipeline worker" in cmd and (marker in cmd or _cwd(int(entry)).startswith(marker)):
                 out.append(int(entry))
     return out
 
@@ -154,7 +162,7 @@ class Cluster:
         self.known_hosts.write_text("".join(h.known_hosts_line() for h in self.hosts.values()))
 
     def write_config(self, *, names=None, games_per_worker=50, timeout=120, defaults=None, extra_hosts="",
-                     per_host=None) -> Path:
+                     per_host=None, keep_worker_dbs=None) -> Path:
         names = list(self.hosts) if names is None else names
         d = {"ssh_user": "root", "ssh_key": str(self.client_key), "known_hosts": str(self.known_hosts),
              "python": sys.executable, "threads": 1, "connect_timeout": 5, "keepalive_interval": 2,
@@ -169,8 +177,9 @@ class Cluster:
         hosts_file = self.root / "hosts.yaml"
         hosts_file.write_text("\n".join(lines) + "\n" + extra_hosts)
         cfg = self.root / "pipeline.yaml"
+        keep = "" if keep_worker_dbs is None else f"  keep_worker_dbs: {json.dumps(keep_worker_dbs)}\n"
         cfg.write_text(f"hosts_file: hosts.yaml\nselfplay:\n  games_per_worker: {games_per_worker}\n"
-                       f"  timeout_seconds: {timeout}\nparity:\n  sample_size: 0\n")
+                       f"  timeout_seconds: {timeout}\n{keep}parity:\n  sample_size: 0\n")
         return cfg
 
     def stop(self) -> None:
@@ -221,6 +230,12 @@ def indices(db: Path) -> list[int]:
         con.close()
 
 
+def worker_files(work: Path) -> list[str]:
+    """Every file under a host's work_dir/runs (worker DBs and their -wal/-shm)."""
+    runs = work / "runs"
+    return sorted(str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file()) if runs.exists() else []
+
+
 def read_state(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -264,11 +279,13 @@ def test_multi_host_selfplay_merges_exactly_and_resumes_nothing(cluster_factory,
     assert v.returncode == 0, v.stdout + v.stderr
     assert "parity: 240/240 games match" in v.stdout
     assert not (out.parent / f".{out.name}.parts").exists()
-    # every remote worker DB stays on its host (for `cluster sync`), one per range it played
-    assert len(list((c.hosts["h1"].work / "runs").glob("*/*.db"))) == 2
+    # each worker DB was deleted on its host once merged, with its side files and the run's folder
+    for work in (c.hosts["h1"].work, c.hosts["h2"].work, local_work):
+        assert (work / "runs").is_dir() and worker_files(work) == [] and not any((work / "runs").iterdir())
     # logs and state
     logs = tmp_path / "logs"
     assert (logs / "pipeline_orchestrator.log").read_text().count(") merged, 40 new games") == 6
+    assert (logs / "pipeline_orchestrator.log").read_text().count(" is merged)") == 6  # "deleted h1:... (range"
     for name in ("h1", "h2", "localhost"):
         (log,) = logs.glob(f"selfplay_{name}_*.log")
         assert '"event": "done"' in log.read_text()
@@ -291,10 +308,72 @@ def test_multi_host_selfplay_merges_exactly_and_resumes_nothing(cluster_factory,
     h = pipeline(cfg, "cluster", "health", cwd=tmp_path)
     assert h.returncode == 0, h.stdout + h.stderr
     assert "3/3 hosts healthy" in h.stdout and h.stdout.count("(same)") == 3
+    # nothing is left to sync, and that is no error
     synced = tmp_path / "synced.db"
     sy = pipeline(cfg, "cluster", "sync", "--output-db", str(synced), cwd=tmp_path)
     assert sy.returncode == 0, sy.stdout + sy.stderr
-    assert indices(synced) == list(range(240))
+    assert "h1: 0 game DBs pulled" in sy.stdout and indices(synced) == []
+
+
+def test_keep_worker_dbs_keeps_them_and_cluster_sync_deletes_nothing(cluster_factory, tmp_path):
+    c = cluster_factory("h1", "h2")
+    cfg = c.write_config(games_per_worker=40, keep_worker_dbs=True)
+    out = tmp_path / "kept.db"
+    args = ["run", "canonical_selfplay", "--board", "square8", "--num-games", "160", "--seed", "6",
+            "--output-db", str(out), "--quiet"]
+    plan = pipeline(cfg, "--dry-run", *args, cwd=tmp_path)
+    assert plan.returncode == 0 and "worker DBs stay on the hosts" in plan.stdout and "clean:" not in plan.stdout
+    r = pipeline(cfg, *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert indices(out) == list(range(160))
+    kept = {n: worker_files(h.work) for n, h in c.hosts.items()}
+    assert kept == {n: [f"square8_2p_random_s6/range_{a:09d}_{a + 40:09d}.db" for a in starts]
+                    for n, starts in (("h1", (0, 80)), ("h2", (40, 120)))}
+    synced = tmp_path / "synced.db"
+    sy = pipeline(cfg, "cluster", "sync", "--output-db", str(synced), cwd=tmp_path)
+    assert sy.returncode == 0, sy.stdout + sy.stderr
+    assert indices(synced) == list(range(160))
+    assert {n: worker_files(h.work) for n, h in c.hosts.items()} == kept  # sync pulled, and deleted nothing
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
+def test_a_worker_db_that_cannot_be_deleted_only_warns(cluster_factory, tmp_path):
+    c = cluster_factory("h1")
+    cfg = c.write_config(games_per_worker=150)
+    out = tmp_path / "w.db"
+    run_dir = c.hosts["h1"].work / "runs" / "square19_2p_random_s2"
+    proc = start_pipeline(cfg, "run", "canonical_selfplay", "--board", "square19", "--num-games", "150", "--seed",
+                          "2", "--batch-size", "5", "--threads", "1", "--output-db", str(out), "--quiet",
+                          cwd=tmp_path)
+    locked = False
+    try:
+        db = run_dir / "range_000000000_000000150.db"
+
+        def some_games():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as con:
+                    return con.execute("SELECT count(*) FROM games").fetchone()[0] > 0
+            except sqlite3.Error:
+                return False
+
+        wait_for(some_games, 60, "the worker to commit games", proc)
+        # An immutable folder: even root cannot delete the files in it (the worker can still write).
+        lock = subprocess.run(["chattr", "+i", str(run_dir)], capture_output=True, text=True)
+        if lock.returncode != 0:
+            pytest.skip(f"chattr +i is not supported here: {lock.stderr.strip()}")
+        locked = True
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if locked:
+            subprocess.run(["chattr", "-i", str(run_dir)], check=True)
+    assert proc.returncode == 0, stderr
+    assert "150 new games" in stdout
+    assert indices(out) == list(range(150))
+    assert "h1: could not delete the worker DB of range [0, 150)" in stderr and "deleted by hand" in stderr
+    assert db.exists()  # still there, and its games are all merged
 
 
 def test_killed_host_has_its_ranges_redispatched(cluster_factory, tmp_path):
@@ -347,6 +426,11 @@ def test_killed_host_has_its_ranges_redispatched(cluster_factory, tmp_path):
         hosts = {row[0] for row in db.conn.execute("SELECT DISTINCT host FROM games WHERE game_index >= ? AND "
                                                    "game_index < ?", (entry["start"], entry["end"]))}
     assert hosts == {entry["host"]}
+    # the hosts that finished kept no worker DB; the killed one still holds its partial DB of the
+    # range it was playing (it could not be reached; its games were replayed elsewhere)
+    assert worker_files(c.hosts["h1"].work) == [] and worker_files(c.hosts["h3"].work) == []
+    assert [f for f in worker_files(victim.work) if f.endswith(".db")] == [
+        f"square19_2p_random_s4/range_{entry['start']:09d}_{entry['end']:09d}.db"]
     print(stderr)
     print(pipeline(cfg, "status", cwd=tmp_path).stdout)
 
@@ -408,6 +492,9 @@ def test_dry_run_prints_the_plan_and_touches_nothing(cluster_factory, tmp_path):
     assert f"ssh -p {c.hosts['h1'].port} root@127.0.0.1" in text and "--indices 0-29" in text
     assert f"pull:  h2:{c.hosts['h2'].work}/runs/hex8_2p_random_s0/range_000000030_000000060.db" in text
     assert "merge: " in text and str(out) in text
+    assert (f"clean: h2:{c.hosts['h2'].work}/runs/hex8_2p_random_s0/range_000000030_000000060.db (and its -wal, "
+            f"-shm) is deleted on h2 once the merge has committed") in text
+    assert "worker DBs are deleted on the hosts after their merge (selfplay.keep_worker_dbs: false)" in text
     assert "nothing was changed (--dry-run)" in text
     for extra in (["cluster", "sync"], ["cluster", "update"], ["--dry-run", "run", "parity_validation", "--db",
                                                                  str(out)]):
@@ -455,16 +542,20 @@ def test_resume_after_the_orchestrator_is_sigkilled(cluster_factory, tmp_path):
     plan = pipeline(cfg, "--dry-run", *args, cwd=tmp_path)
     for a in done_ranges:
         assert f"[{a}, {a + 100})  complete, skipped" in plan.stdout
-    remote_dbs = {str(p): p.stat().st_mtime_ns for h in c.hosts.values() for p in h.work.glob("runs/*/*.db")}
+    # merged ranges lost their worker DBs on the hosts (but for one per job slot the kill may have
+    # caught between its merge and its delete); the ranges in flight keep their partial DBs
+    left = [f for h in c.hosts.values() for f in worker_files(h.work) if f.endswith(".db")]
+    left_merged = [f for f in left if any(f.endswith(f"range_{a:09d}_{a + 100:09d}.db") for a in done_ranges)]
+    assert len(left_merged) <= len(c.hosts), left
     r = pipeline(cfg, *args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"({len(merged)} already present, target {target})" in r.stdout
     assert indices(out) == list(range(target))
-    # finished ranges were not replayed: their worker DBs on the hosts are untouched
-    for a in done_ranges:
-        tag = f"range_{a:09d}_{a + 100:09d}.db"
-        (path,) = [p for p in remote_dbs if p.endswith(tag)]
-        assert Path(path).stat().st_mtime_ns == remote_dbs[path]
+    # finished ranges were not replayed: the rerun merged only the others
+    st = read_state(tmp_path / "state.json")
+    assert sum(w.get("ranges_done", 0) for w in st["workers"].values()) == target // 100 - len(done_ranges)
+    # and nothing is left on the hosts: the rerun's sweep also took a DB the kill left behind
+    assert all(worker_files(h.work) == [] for h in c.hosts.values())
     v = parity(out)
     assert v.returncode == 0, v.stdout + v.stderr
 

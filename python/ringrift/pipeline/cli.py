@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     _dry(c)
     c = cs.add_parser("sync", help="pull every host's game DBs and merge them here",
                       description="Pull every game DB under each host's work_dir/runs and merge it into one "
-                                  "local DB (duplicates skipped, other engine versions refused).")
+                                  "local DB (duplicates skipped, other engine versions refused). Nothing is "
+                                  "deleted on the hosts (self-play deletes each worker DB once merged, unless "
+                                  "selfplay.keep_worker_dbs).")
     c.add_argument("--output-db", metavar="PATH", default="data/games/cluster_sync.db",
                    help="local DB to merge into (default: data/games/cluster_sync.db)")
     _dry(c)
@@ -258,7 +260,7 @@ def _selfplay_spec(args, cfg):
     return SelfplaySpec(board=board, players=players, policy=policy, seed=seed, num_games=args.num_games,
                         max_moves=max_moves, output_db=out, games_per_worker=gpw,
                         timeout=float(sc["timeout_seconds"]), threads=args.threads, default_threads=sc["threads"],
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, keep_worker_dbs=sc["keep_worker_dbs"])
 
 
 def _state_note(ctx: Context) -> str:

@@ -70,6 +70,7 @@ SCHEMA = {
         "policy": (str, lambda v: v in ("random", "heuristic"), "random or heuristic"),
         "seed": _NON_NEG_INT,
         "threads": _NON_NEG_INT,
+        "keep_worker_dbs": (bool, lambda v: True, "true or false"),
     },
     "parity": {
         "sample_size": _NON_NEG_INT,
@@ -92,6 +93,7 @@ DEFAULTS = {
         "policy": "random",
         "seed": 0,
         "threads": 0,
+        "keep_worker_dbs": False,
     },
     "parity": {"sample_size": 100, "fail_threshold": 0.0},
     "export": {"compression": True, "split_ratio": 0.9},

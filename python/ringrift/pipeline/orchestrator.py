@@ -7,7 +7,11 @@ partial work. Each host runs at most `max_parallel_jobs` workers at once; a work
 range's missing games into its own DB in the host's work_dir; when it finishes, the DB is
 pulled (SFTP) and merged into the output DB (`GameDB.merge_from`: one transaction, duplicates
 skipped), after checking that it holds only games of this run, of this range and of this
-engine version.
+engine version. Once that merge has committed, the worker's DB is deleted on its host (unless
+`selfplay.keep_worker_dbs`), so long runs do not fill the hosts' disks. A DB left behind (a
+crash between a merge and its delete, a failed delete, a host that failed part-way through a
+range another host then finished) holds only games that the output DB has; the sweep at the end
+of a later run that uses the host deletes it.
 
 A host that cannot be reached, whose build differs from this machine's, whose worker fails,
 whose connection drops or whose range exceeds `timeout_seconds` is dropped for the rest of the
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import sqlite3
 import time
@@ -49,6 +54,7 @@ class SelfplaySpec:
     threads: int | None = None  # None: each host's `threads`, else the config's
     default_threads: int = 0
     batch_size: int | None = None
+    keep_worker_dbs: bool = False  # config selfplay.keep_worker_dbs
 
     @property
     def run_id(self) -> str:
@@ -80,6 +86,15 @@ class SelfplaySpec:
         if self.batch_size:
             argv += ["--batch-size", str(self.batch_size)]
         return argv
+
+
+_RANGE_DB = re.compile(r"(?:^|/)range_(\d+)_(\d+)\.db$")
+
+
+def range_of_db(rel: str) -> Range | None:
+    """The range a worker DB was named for (`runs/<run>/range_<start>_<end>.db`), or None."""
+    m = _RANGE_DB.search(rel)
+    return Range(int(m.group(1)), int(m.group(2))) if m else None
 
 
 def selfplay_hosts(hosts) -> list:
@@ -159,6 +174,14 @@ def print_plan(spec: SelfplaySpec, handles: dict, plan, out) -> None:
         w(f"    run:   {h.command_line(spec.worker_argv(h.cfg, r, todo))}\n")
         w(f"    pull:  {h.location(spec.remote_db(r))} -> {local}\n")
         w(f"    merge: {local} -> {spec.output_db} (then {local} is deleted)\n")
+        if not spec.keep_worker_dbs:
+            w(f"    clean: {h.location(spec.remote_db(r))} (and its -wal, -shm) is deleted on {host} once the "
+              f"merge has committed\n")
+    if spec.keep_worker_dbs:
+        w("  worker DBs stay on the hosts after their merge (selfplay.keep_worker_dbs: true)\n")
+    else:
+        w(f"  worker DBs are deleted on the hosts after their merge (selfplay.keep_worker_dbs: false); at the end, "
+          f"each healthy host's runs/{spec.run_id}/range_*.db whose games are all merged is deleted too\n")
     w(f"  each host runs at most max_parallel_jobs ranges at once; a host that fails, cannot be reached, runs "
       f"another build or exceeds {spec.timeout:g}s on a range is dropped and its unfinished ranges go to the "
       f"healthy host with the fewest queued ranges\n")
@@ -343,6 +366,7 @@ class Orchestrator:
             left = spec.num_games - len(self.present)
             raise RingRiftError(f"no healthy host left: {left} games in {len(sched.orphans)} ranges are unfinished; "
                                 f"rerun the same command when a host is back to resume")
+        await self._sweep([n for n in healthy if n in sched.alive])
         summary = self._summary()
         summary["redispatched"] = len(sched.redispatched)
         return summary
@@ -391,6 +415,8 @@ class Orchestrator:
             w.update(status="idle", range=None, games=0, todo=None, ranges_done=w.get("ranges_done", 0) + 1)
             self.played[h.name] = self.played.get(h.name, 0) + 1
             self.state.save()
+            # Only now, with the merge committed: a crash before this leaves the DB on the host.
+            await self._drop_worker_db(h, self.spec.remote_db(r), r)
             await sched.done()
 
     async def _play(self, h, wname: str, r: Range):
@@ -456,6 +482,39 @@ class Orchestrator:
         log.write(f"# {now_iso()} range {r} merged: {added} new games\n")
         self.say(f"{h.name}: range {r} merged, {added} new games")
         self._update_progress()
+
+    async def _drop_worker_db(self, h, rel: str, r: Range) -> None:
+        """Delete a worker DB whose games are all in the output DB. A failure only warns: the
+        games are safe, and the file is tried again by the sweep of a later run."""
+        if self.spec.keep_worker_dbs:
+            return
+        try:
+            await h.remove_db(rel)
+        except HostError as exc:
+            self.say(f"{h.name}: could not delete the worker DB of range {r} after merging it ({exc.reason}); "
+                     f"its games are merged, so {h.location(rel)} can be deleted by hand", logging.WARNING)
+            return
+        self.logger.info(f"{h.name}: deleted {h.location(rel)} (range {r} is merged)")
+
+    async def _sweep(self, names: list) -> None:
+        """Delete this run's worker DBs on the given hosts whose ranges are wholly in the output
+        DB (left behind by an earlier run, see the module notes), then the run's folder if that
+        leaves it empty."""
+        if self.spec.keep_worker_dbs:
+            return
+        folder = f"runs/{self.spec.run_id}"
+        for name in names:
+            h = self.handles[name]
+            try:
+                found = await h.glob(f"{folder}/range_*.db")
+            except HostError as exc:
+                self.say(f"{name}: could not list its worker DBs to clean up: {exc.reason}", logging.WARNING)
+                continue
+            for rel in found:
+                r = range_of_db(rel)
+                if r is not None and self.present.issuperset(range(r.start, r.end)):
+                    await self._drop_worker_db(h, rel, r)
+            await h.remove_dir_if_empty(folder)
 
     def _merge(self, part: Path, r: Range, host: str) -> int:
         from ..db import GameDB

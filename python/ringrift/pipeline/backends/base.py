@@ -90,6 +90,15 @@ class HostHandle(ABC):
     async def run(self, argv: list[str], timeout: float) -> tuple[int | None, str]:
         """Run a command (argv, quoted for the shell) in work_dir; (status, output)."""
 
+    @abstractmethod
+    async def remove_db(self, rel: str) -> None:
+        """Delete a game DB and its -wal/-shm side files (missing files are fine; raises
+        HostError when one cannot be deleted)."""
+
+    @abstractmethod
+    async def remove_dir_if_empty(self, rel: str) -> bool:
+        """Remove a folder when it is empty; False (and nothing done) otherwise. Never raises."""
+
     async def close(self) -> None:
         return None
 

@@ -96,6 +96,23 @@ class LocalHost(HostHandle):
     async def glob(self, pattern):
         return sorted(str(p.relative_to(self.work_dir)) for p in self.work_dir.glob(pattern) if p.is_file())
 
+    async def remove_db(self, rel):
+        for suffix in ("", "-wal", "-shm"):
+            path = f"{self.work_dir / rel}{suffix}"
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise HostError(self.name, f"cannot delete {path}: {exc.strerror or exc}") from None
+
+    async def remove_dir_if_empty(self, rel):
+        try:
+            (self.work_dir / rel).rmdir()  # only an empty folder goes
+            return True
+        except OSError:
+            return False
+
     async def run(self, argv, timeout):
         self.work_dir.mkdir(parents=True, exist_ok=True)
         proc = await asyncio.create_subprocess_exec(*argv, cwd=self.work_dir, stdin=asyncio.subprocess.DEVNULL,

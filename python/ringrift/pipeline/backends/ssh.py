@@ -227,14 +227,47 @@ class SSHHost(HostHandle):
 
         await self._sftp(f"sending {local} to {remote}", put)
 
+    async def remove_db(self, rel):
+        asyncssh = _asyncssh()
+        remote = self.sftp_path(rel)
+
+        async def remove(sftp):
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    await sftp.remove(remote + suffix)
+                except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
+                    pass
+
+        await self._sftp(f"deleting {remote}", remove)
+
+    async def remove_dir_if_empty(self, rel):
+        asyncssh = _asyncssh()
+        remote = self.sftp_path(rel)
+
+        async def rmdir(sftp):
+            try:
+                await sftp.rmdir(remote)  # the server refuses a folder that is not empty
+                return True
+            except asyncssh.SFTPError:
+                return False
+
+        try:
+            return await self._sftp(f"removing {remote}", rmdir)
+        except HostError:
+            return False
+
     async def glob(self, pattern):
+        asyncssh = _asyncssh()
         base = self.sftp_path("")
 
         async def find(sftp):
             root = base.rstrip("/") or "."
             if not await sftp.exists(root):
                 return []
-            return await sftp.glob(f"{base}{pattern}")
+            try:
+                return await sftp.glob(f"{base}{pattern}")
+            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):  # asyncssh reports "no match" as an error
+                return []
 
         found = await self._sftp(f"listing {base}{pattern}", find)
         return sorted(str(Path(p).relative_to(base)) if base else str(p) for p in found)
