@@ -217,6 +217,12 @@ def db_rows(db: Path, sql: str, params=()) -> list:
         con.close()
 
 
+def job_files(node: Node) -> list[str]:
+    """Every file under a node's data_dir/runs (job DBs and their -wal/-shm)."""
+    runs = node.dir / "data" / "runs"
+    return sorted(str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file()) if runs.exists() else []
+
+
 def running_job_with_games(node: Node):
     """(job, committed indices) of a job running on `node` whose DB already holds games."""
     try:
@@ -279,6 +285,9 @@ def test_distributed_selfplay_survives_killed_and_restarted_workers(nodes, tmp_p
         # D: killed part-way through a range and restarted at once with the same data dir
         d_job, _ = wait_for(lambda: running_job_with_games(d), 40, "D to be part-way through a range")
         d.kill()
+        # what D committed before it died (its DB is deleted once the restarted D is collected)
+        d_db = d.dir / "data" / "runs" / d_job["run_id"] / f"{d_job['job_id']}.db"
+        committed = [r[0] for r in db_rows(d_db, "SELECT game_index FROM games")]
         d.start()
         stdout, stderr = proc.communicate(timeout=90)
     finally:
@@ -302,14 +311,16 @@ def test_distributed_selfplay_survives_killed_and_restarted_workers(nodes, tmp_p
                                    (c_job["lo"], c_job["hi"]))}
     assert hosts and "C" not in hosts
     # D came back: the games it had committed before the kill were collected, not replayed
-    d_db = d.dir / "data" / "runs" / d_job["run_id"] / f"{d_job['job_id']}.db"
-    committed = [r[0] for r in db_rows(d_db, "SELECT game_index FROM games")]
     assert committed
     placeholders = ",".join("?" * len(committed))
     got = dict(db_rows(out, f"SELECT game_index, host FROM games WHERE game_index IN ({placeholders})", committed))
     assert set(got) == set(committed) and set(got.values()) == {"D"}, got
     s, job, _ = http("GET", f"{d.url}/jobs/{d_job['job_id']}")
     assert s == 200 and job["job"]["status"] == "interrupted" and job["job"]["collected"] is True
+    # every collected job's DB was deleted on its node; the leader keeps no range DB either
+    assert job["job"]["discarded"] is True and not d_db.exists()
+    wait_for(lambda: job_files(b) == [] and job_files(d) == [], 10, "the collected job DBs to be deleted")
+    assert not list((a.dir / "data" / "coordinator").rglob("*.db*"))
     assert any(n["node_id"] == "D" and n["alive"] for n in a.status()["nodes"])
     # the pipeline state and `status`, as with the SSH backend
     state = json.loads((work / "state.json").read_text())
@@ -327,6 +338,11 @@ def test_distributed_selfplay_survives_killed_and_restarted_workers(nodes, tmp_p
     wait_for(lambda: alive_view(a, "ABCD"), 15, "C to rejoin")
     s, job, _ = http("GET", f"{c.url}/jobs/{c_job['job_id']}")
     assert s == 200 and job["job"]["status"] == "interrupted" and job["job"]["games"] > 0
+    # the leader still knows the finished run: it collects C's job (duplicates) and C deletes its DB
+    c_db = c.dir / "data" / "runs" / c_job["run_id"] / f"{c_job['job_id']}.db"
+    wait_for(lambda: http("GET", f"{c.url}/jobs/{c_job['job_id']}")[1]["job"]["discarded"], 15,
+             "C's job to be collected and its DB deleted")
+    assert not c_db.exists() and job_files(c) == []
     # the same command again: nothing left to play
     r2 = pipeline(*args, cwd=work)
     assert r2.returncode == 0, r2.stderr
@@ -423,6 +439,11 @@ def test_auth_malformed_bodies_static_peers_restart_and_load(nodes, tmp_path):
     got = tmp_path / "solo.db"
     got.write_bytes(payload)
     assert [r[0] for r in db_rows(got, "SELECT game_index FROM games ORDER BY game_index")] == list(range(30))
+    for raw, text in [(b'{"discard": 1}', "must be true or false"), (b'{"dicsard": true}', "unknown field"),
+                      (b"[true]", "JSON object")]:
+        s, body, payload = http("POST", f"{b.url}/jobs/solo-1/collected", raw=raw)
+        assert s == 400 and text in body["error"], (raw, s, payload)
+    assert http("GET", f"{b.url}/jobs/solo-1")[1]["job"]["collected"] is False  # refused calls change nothing
     # -- bounded load: 1000 status requests from 20 concurrent clients, no errors, no loop stall
     assert http("POST", f"{a.url}/debug/loop/reset", {})[0] == 200
 
@@ -499,7 +520,37 @@ def test_leader_restart_mid_run_loses_and_replays_nothing(nodes, tmp_path):
         assert all(j["status"] == "done" and j["collected"] for j in body["jobs"]), body["jobs"]
         played += sum(j["games"] for j in body["jobs"])
     assert played == target
+    # and every job's DB is gone from the workers (the records tell what they played)
+    for n in (b, c):
+        wait_for(lambda: job_files(n) == [], 10, f"{n.name}'s job DBs to be deleted")
     st = json.loads((work / "state.json").read_text())
     assert st["phase_status"]["canonical_selfplay"] == "done" and st["games_completed"] == target
     s, runs, _ = http("GET", f"{a.url}/pipeline/status")
     assert [r["status"] for r in runs["runs"]] == ["done"]
+
+
+def test_keep_worker_dbs_keeps_the_job_dbs_on_the_nodes(nodes, tmp_path):
+    a = nodes("A", discovery_ports=None, priority=1, max_jobs=0).start()
+    b = nodes("B", discovery_ports=None, peers=[a.url], max_jobs=2).start()
+    wait_for(lambda: alive_view(a, "AB"), 15, "B to join A")
+    work = tmp_path / "pipe"
+    work.mkdir()
+    cfg = work / "keep.yaml"
+    cfg.write_text("selfplay:\n  keep_worker_dbs: true\n")
+    out = tmp_path / "kept.db"
+    args = ["--backend", "p2p", "--p2p-leader", a.url, "run", "canonical_selfplay", "--board", "square8",
+            "--num-games", "400", "--seed", "2", "--games-per-worker", "100", "--threads", "1", "--output-db",
+            str(out), "--quiet"]
+    default = pipeline("--dry-run", *args, cwd=work)
+    assert default.returncode == 0 and "each job's DB (and its -wal, -shm) is deleted on its node" in default.stdout
+    plan = pipeline("--config", str(cfg), "--dry-run", *args, cwd=work)
+    assert plan.returncode == 0 and "stay in the nodes' data dirs" in plan.stdout, plan.stdout + plan.stderr
+    r = pipeline("--config", str(cfg), *args, cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert [x[0] for x in db_rows(out, "SELECT game_index FROM games ORDER BY game_index")] == list(range(400))
+    s, body, _ = http("GET", f"{b.url}/jobs")
+    jobs = body["jobs"]
+    assert all(j["collected"] and not j["discarded"] for j in jobs) and sum(j["games"] for j in jobs) == 400
+    assert job_files(b) == sorted(f"{j['run_id']}/{j['job_id']}.db" for j in jobs)
+    for j in jobs:  # still downloadable
+        assert http("GET", f"{b.url}/jobs/{j['job_id']}/db")[0] == 200

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -223,3 +224,50 @@ def test_coordinator_deals_disjoint_ranges_by_capability_and_free_slots(tmp_path
         assert [u for u, s in node.sent if s["seed"] == 2] == ["u-gpu"]
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
+def test_a_job_db_that_cannot_be_deleted_only_warns_and_goes_after_a_restart(tmp_path):
+    """A real job on a real JobManager; its run folder is made immutable (even root cannot
+    delete in it) when the coordinator asks for the collected DB to be deleted."""
+    from ringrift.p2p.jobs import JobManager
+
+    spec = {"job_id": "r1-000000000-1", "run_id": "r1", "owner": "n1", "board": "square8", "players": 2,
+            "policy": "random", "seed": 3, "max_moves": 2000, "batch_size": None, "threads": 1, "indices": "0-9",
+            "lo": 0, "hi": 10, "total": 10}
+
+    async def first_life():
+        jm = JobManager(tmp_path, "n1", 1, "boot1")
+        await jm.recover()
+        await jm.start(spec)
+        await asyncio.wait_for(jm.tasks[spec["job_id"]], 60)
+        job = jm.jobs[spec["job_id"]]
+        assert job["status"] == "done" and job["games"] == 10
+        db = jm.db_path(job)
+        lock = subprocess.run(["chattr", "+i", str(db.parent)], capture_output=True, text=True)
+        if lock.returncode != 0:
+            await jm.close()
+            pytest.skip(f"chattr +i is not supported here: {lock.stderr.strip()}")
+        try:
+            public, error = await jm.mark_collected(spec["job_id"], discard=True)
+        finally:
+            subprocess.run(["chattr", "-i", str(db.parent)], check=True)
+        await jm.close()
+        return db, public, error
+
+    db, public, error = asyncio.run(first_life())
+    assert error.startswith(f"cannot delete {db}: ") and "not permitted" in error
+    assert public["collected"] is True and public["discarded"] is False and db.exists()
+    record = json.loads((tmp_path / "jobs" / f"{spec['job_id']}.json").read_text())
+    assert record["discard"] is True  # recorded before the attempt
+
+    async def second_life():
+        jm = JobManager(tmp_path, "n1", 1, "boot2")
+        await jm.recover()  # finishes the delete its previous life could not
+        job = dict(jm.jobs[spec["job_id"]])
+        await jm.close()
+        return job
+
+    job = asyncio.run(second_life())
+    assert job["discarded"] is True and not db.exists() and not db.parent.exists()
+    assert (tmp_path / "jobs" / f"{spec['job_id']}.log").exists()  # the record and log stay

@@ -8,6 +8,11 @@ data dir, so whatever was committed survives any crash. Each job has a JSON reco
 written atomically (temporary file, fsync, rename) by one writer thread, never on the event
 loop. A node that restarts marks the jobs its previous life left running as `interrupted`,
 folds their WAL into the DB and offers them for collection like finished ones.
+
+Once the coordinator has merged a job's games into its range DB it marks the job collected and,
+unless the run keeps worker DBs, asks for the job's DB to be deleted ("discard"). The request is
+recorded before the file goes, so a node that dies in between deletes it when it restarts. The
+job record and log stay (they are small, and tell what the job played).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
 ACTIVE = ("running",)
 FINISHED = ("done", "failed", "killed", "interrupted")
 PUBLIC_FIELDS = ("job_id", "run_id", "owner", "board", "players", "policy", "seed", "lo", "hi", "total", "slot",
-                 "status", "done", "games", "size", "sha256", "error", "collected", "started_at", "finished_at")
+                 "status", "done", "games", "size", "sha256", "error", "collected", "discarded", "started_at",
+                 "finished_at")
 
 
 def now_iso() -> str:
@@ -119,6 +125,8 @@ class JobManager:
                     await asyncio.sleep(0.05)
                 await self._seal(job, "interrupted", "the node stopped while the job ran")
                 log.info("job %s was interrupted by a restart; %s committed games kept", job["job_id"], job["games"])
+            elif job.get("discard") and not job.get("discarded"):  # the previous life died before deleting it
+                await self._discard(job)
 
     def _load_records(self) -> list[dict]:
         out = []
@@ -151,7 +159,7 @@ class JobManager:
             "indices": spec["indices"], "lo": spec["lo"], "hi": spec["hi"], "total": spec["total"], "slot": slot,
             "status": "running", "done": 0, "pid": None, "boot": self.boot, "started_at": now_iso(),
             "finished_at": None, "error": None, "db": f"runs/{run_dir}/{job_id}.db", "games": 0, "size": None,
-            "sha256": None, "collected": False,
+            "sha256": None, "collected": False, "discarded": False,
         }
         self.jobs[job_id] = job
         path = self.db_path(job)
@@ -251,12 +259,39 @@ class JobManager:
                     pass
         return self.public(job)
 
-    async def mark_collected(self, job_id: str) -> dict:
+    async def mark_collected(self, job_id: str, *, discard: bool = False) -> tuple[dict, str | None]:
+        """Mark a finished job collected; with `discard` also delete its DB (its games are
+        merged on the coordinator). Returns (job, why the delete failed or None)."""
         job = self.jobs[job_id]
-        if job["status"] in FINISHED and not job.get("collected"):
+        if job["status"] not in FINISHED:
+            return self.public(job), None
+        if not job.get("collected") or (discard and not job.get("discard")):
             job["collected"] = True
-            await self.persist(job)
-        return self.public(job)
+            job["discard"] = job.get("discard") or discard
+            await self.persist(job)  # first the record: a crash from here on still deletes the file
+        error = await self._discard(job) if job.get("discard") and not job.get("discarded") else None
+        return self.public(job), error
+
+    async def _discard(self, job: dict) -> str | None:
+        """Delete a collected job's DB, -wal and -shm, then its run folder if nothing else is
+        there. A failure is logged and returned, never raised: the games are safe elsewhere."""
+        path = self.db_path(job)
+        try:
+            await asyncio.to_thread(dbtools.remove_db, path)
+        except OSError as exc:
+            why = f"cannot delete {path}: {exc.strerror or exc}"
+            log.warning("job %s: %s (its games are collected, so the file can be deleted by hand)", job["job_id"], why)
+            return why
+        job["discarded"] = True
+        await self.persist(job)
+        log.info("job %s: deleted its DB %s (collected)", job["job_id"], path)
+        # Checked and removed without yielding to the loop: no job of this run can start in between.
+        if not any(j.get("run_id") == job.get("run_id") and j["status"] in ACTIVE for j in self.jobs.values()):
+            try:
+                path.parent.rmdir()  # only an empty folder goes
+            except OSError:
+                pass
+        return None
 
     async def close(self) -> None:
         for job_id, proc in list(self.procs.items()):

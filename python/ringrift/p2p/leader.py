@@ -9,7 +9,10 @@ When a job ends (done, failed, killed, or interrupted by its node's restart) the
 streams the job's DB from its node, checks that it holds only games of this run, of this range
 and of this engine version, and merges it into the range's DB in its own data dir (threads,
 off the event loop; merges skip known identities). A range is `collected` when that DB holds
-all its indices; the pipeline then downloads it and acknowledges it (`delivered`).
+all its indices; the pipeline then downloads it and acknowledges it (`delivered`). Once a job's
+games are merged into its range's DB (the merge has committed), the job is marked collected on
+its node, which then deletes the job's DB unless the run keeps worker DBs (`keep_worker_dbs`);
+a DB that was refused is never deleted.
 
 A node that stops answering for `down_after` seconds is marked down and its running ranges go
 back to the queue with the indices not yet collected; nothing committed is lost on a node that
@@ -143,6 +146,7 @@ class Coordinator:
         run = self.runs.get(run_id)
         skip_set = set(skip)
         if run is not None and run.status == "running":
+            run.params["keep_worker_dbs"] = params.get("keep_worker_dbs", False)  # this pipeline's config decides
             run.skip_spec = encode_indices(skip_set | set(decode_indices(run.skip_spec)))
             for r in run.ranges:
                 if r.status == "queued":
@@ -473,10 +477,10 @@ class Coordinator:
         job_id = job["job_id"]
         if r.status in ("collected", "delivered") and r.job_id != job_id:
             # Its range is complete already: its games are duplicates; nothing to fetch.
-            await self._mark_collected(node_id, job_id)
+            await self._mark_collected(run, node_id, job_id)
             return 0, set(), None
         if not job.get("games"):
-            await self._mark_collected(node_id, job_id)
+            await self._mark_collected(run, node_id, job_id)
             return 0, set(), None
         local = node_id == self.node.node_id
         if local:
@@ -500,14 +504,22 @@ class Coordinator:
         finally:
             if not local:
                 await asyncio.to_thread(dbtools.remove_db, src)
-        await self._mark_collected(node_id, job_id)
+        # The merge has committed (or the DB was refused, which keeps it on its node).
+        await self._mark_collected(run, node_id, job_id, refused=why is not None)
         return added, have, why
 
-    async def _mark_collected(self, node_id: str, job_id: str) -> None:
+    async def _mark_collected(self, run: Run, node_id: str, job_id: str, *, refused: bool = False) -> None:
+        """Tell the node its job is collected, and to delete the job's DB unless the run keeps
+        worker DBs or the DB was refused. A node that cannot delete it only earns a warning."""
+        discard = not refused and not run.params.get("keep_worker_dbs", False)
         try:
-            await self.node.call_node(node_id, "POST", f"/jobs/{job_id}/collected", {})
+            res = await self.node.call_node(node_id, "POST", f"/jobs/{job_id}/collected", {"discard": discard})
         except NodeError as exc:
             log.warning("cannot mark job %s collected on %s: %s", job_id, node_id, exc)
+            return
+        if res.get("discard_error"):
+            run.event("cleanup", f"node {node_id} could not delete the DB of job {job_id} after it was collected "
+                                 f"({res['discard_error']}); its games are safe", logging.WARNING, node=node_id)
 
     async def close(self) -> None:
         for t in list(self.tasks):

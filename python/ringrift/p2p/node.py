@@ -91,6 +91,9 @@ def _field(body: dict, name: str, typ, *, default=None, required=False, check=No
         raise BadRequest(f"field {name!r} must be an integer{f' ({what})' if what else ''}, got {json.dumps(v)[:40]}")
     if typ is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
         raise BadRequest(f"field {name!r} must be a number{f' ({what})' if what else ''}, got {json.dumps(v)[:40]}")
+    if typ is bool and not isinstance(v, bool):
+        raise BadRequest(f"field {name!r} must be true or false{f' ({what})' if what else ''}, "
+                         f"got {json.dumps(v)[:40]}")
     if typ is str and not isinstance(v, str):
         raise BadRequest(f"field {name!r} must be a string{f' ({what})' if what else ''}, got {json.dumps(v)[:40]}")
     if check is not None and not check(v):
@@ -377,9 +380,10 @@ class Node:
         if node_id == self.node_id:
             m = re.match(r"^/jobs/([^/]+)/(kill|collected)$", path)
             if m and m.group(1) in self.jobs.jobs:
-                job = await (self.jobs.kill(m.group(1)) if m.group(2) == "kill" else
-                             self.jobs.mark_collected(m.group(1)))
-                return {"job": job}
+                if m.group(2) == "kill":
+                    return {"job": await self.jobs.kill(m.group(1))}
+                job, error = await self.jobs.mark_collected(m.group(1), discard=bool(body.get("discard")))
+                return {"job": job, "discard_error": error}
             raise NodeError(self.cfg.advertise, f"no such local call {path}", 404)
         p = self.peers.get(node_id)
         if p is None:
@@ -536,7 +540,7 @@ class Node:
             raise BadRequest(f"phase {phase} runs on the pipeline's own machine, not on the cluster "
                              f"(cluster phases: {', '.join(CLUSTER_PHASES)})", 422)
         _only(body, ("phase", "board", "players", "policy", "seed", "max_moves", "batch_size", "threads", "num_games",
-                     "games_per_worker", "timeout", "capability", "skip"))
+                     "games_per_worker", "timeout", "capability", "skip", "keep_worker_dbs"))
         p = self._selfplay_params(body)
         p["num_games"] = _field(body, "num_games", int, required=True, check=lambda v: 0 <= v <= 10**9,
                                 what="0..1000000000")
@@ -546,6 +550,7 @@ class Node:
                                     what="a positive number of seconds"))
         p["capability"] = _field(body, "capability", str, default="cpu", check=lambda v: v in CAPABILITIES,
                                  what=" or ".join(CAPABILITIES))
+        p["keep_worker_dbs"] = _field(body, "keep_worker_dbs", bool, default=False)
         if p["num_games"] // p["games_per_worker"] > 100_000:
             raise BadRequest("more than 100000 ranges: raise games_per_worker")
         skip_spec = _field(body, "skip", str, default="", what="index runs like 0-99,150")
@@ -700,6 +705,8 @@ class Node:
         if job["status"] not in FINISHED:
             raise BadRequest(f"job {job['job_id']} is {job['status']}; its DB can be fetched once it ends", 409)
         path = self.jobs.db_path(job)
+        if job.get("discard"):
+            raise BadRequest(f"job {job['job_id']} was collected and its DB deleted", 404)
         if not path.exists() or not job.get("games"):
             raise BadRequest(f"job {job['job_id']} has no games", 404)
         headers = {"Content-Type": "application/vnd.sqlite3"}
@@ -713,6 +720,10 @@ class Node:
 
     async def h_job_collected(self, request):
         job = self._job(request)
+        body = await _body(request) if request.body_exists else {}
+        _only(body, ("discard",))
+        discard = _field(body, "discard", bool, default=False, what="delete the job's DB")
         if job["status"] not in FINISHED:
             raise BadRequest(f"job {job['job_id']} is {job['status']}", 409)
-        return _json({"job": await self.jobs.mark_collected(job["job_id"])})
+        job, error = await self.jobs.mark_collected(job["job_id"], discard=discard)
+        return _json({"job": job, "discard_error": error})

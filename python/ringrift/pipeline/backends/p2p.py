@@ -176,7 +176,8 @@ class P2PDriver:
                     "policy": spec.policy, "seed": spec.seed, "num_games": spec.num_games,
                     "max_moves": spec.max_moves, "games_per_worker": spec.games_per_worker,
                     "timeout": spec.timeout, "threads": spec.threads if spec.threads is not None
-                    else spec.default_threads, "skip": encode_indices(self.present)}
+                    else spec.default_threads, "skip": encode_indices(self.present),
+                    "keep_worker_dbs": spec.keep_worker_dbs}
             if spec.batch_size:
                 body["batch_size"] = spec.batch_size
             self._start_body = body
@@ -424,6 +425,12 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
               "marked down and its range goes to another")
         print(f"  each collected range: {url}/pipeline/runs/<run>/ranges/<start>/db -> {spec.parts_dir()} -> "
               f"merge into {spec.output_db}")
+        if spec.keep_worker_dbs:
+            print("  the jobs' DBs stay in the nodes' data dirs after collection (selfplay.keep_worker_dbs: true)")
+        else:
+            print("  each job's DB (and its -wal, -shm) is deleted on its node once the leader has merged it into the "
+                  "range's DB (selfplay.keep_worker_dbs: false); the leader deletes the range's DB once it is merged "
+                  "here")
         print(f"  {_state_note(ctx)}")
         return 0
     _check_writable(spec.output_db)
