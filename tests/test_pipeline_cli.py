@@ -356,6 +356,44 @@ def test_run_all_runs_the_three_phases(tmp_path):
     assert any(out.rglob("*.npz"))
 
 
+@pytest.mark.skipif(not export_available(), reason="ringrift.export is not installed")
+def test_run_all_exports_every_game_and_says_what_a_sample_leaves_out(tmp_path):
+    import numpy as np
+
+    def exported_games(folder: Path) -> int:
+        """Games in the train and validation files (one file per split: no sharding here)."""
+        n = 0
+        for f in folder.glob("*.npz"):
+            with np.load(f) as z:
+                n += json.loads(str(z["metadata"]))["split_games"]
+        return n
+
+    # the defaults (no config file): every game is checked, so every game is exported
+    db, out = tmp_path / "every.db", tmp_path / "npz"
+    r = pipeline("--state", str(tmp_path / "s.json"), "run", "all", "--num-games", "300", "--output-db", str(db),
+                 "--output-dir", str(out), "--quiet", cwd=tmp_path, env=no_ts_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "parity: 300/300 games match" in r.stdout
+    assert "exported 300 of 300 games" in r.stdout and "left out" not in r.stdout
+    assert exported_games(out) == 300
+    with GameDB(db, create=False) as g:
+        assert {x.parity_status for x in g.iter_games()} == {"ok"}
+    plan = pipeline("--state", str(tmp_path / "s.json"), "--dry-run", "run", "all", "--num-games", "300",
+                    "--output-db", str(db), cwd=tmp_path)
+    assert "--sample 0" in plan.stdout and "every game is checked" in plan.stdout
+    # a sample: the parity phase and the export's summary say what it leaves out
+    cfg = tmp_path / "sample.yaml"
+    cfg.write_text("parity:\n  sample_size: 50\n")
+    db2, out2 = tmp_path / "sampled.db", tmp_path / "npz2"
+    r = pipeline("--config", str(cfg), "--state", str(tmp_path / "s2.json"), "run", "all", "--num-games", "300",
+                 "--output-db", str(db2), "--output-dir", str(out2), "--quiet", cwd=tmp_path, env=no_ts_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "only a sample of 50 games per DB is checked (parity.sample_size 50)" in r.stdout
+    assert "exported 50 of 300 games" in r.stdout
+    assert "left out: 250 never validated (parity_status 'unchecked'" in r.stdout
+    assert exported_games(out2) == 50
+
+
 def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path):
     db = tmp_path / "i.db"
     state = tmp_path / "s.json"

@@ -50,13 +50,15 @@ class ExportResult:
     games: dict = field(default_factory=dict)     # split -> games exported
     samples: dict = field(default_factory=dict)   # split -> samples exported
     skipped: list = field(default_factory=list)   # (game id, reason) of games that did not replay
+    left_out: dict = field(default_factory=dict)  # why -> games of the board (and players) not taken
     candidates: int = 0
     seconds: float = 0.0
 
     def summary_lines(self) -> list[str]:
         total = sum(self.samples.values())
         rate = total / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"exported {sum(self.games.values())} of {self.candidates} games ({total} samples) from "
+        in_db = self.candidates + sum(self.left_out.values())  # the board's (and players') games in the DB
+        lines = [f"exported {sum(self.games.values())} of {in_db} games ({total} samples) from "
                  f"{self.db} [{self.board}] in {self.seconds:.1f} s ({rate:,.0f} samples/s)"]
         for split in ("train", "val"):
             files = self.files.get(split, [])
@@ -66,7 +68,32 @@ class ExportResult:
             shown = "; ".join(f"game {gid}: {why}" for gid, why in self.skipped[:5])
             lines.append(f"  skipped {len(self.skipped)} games that do not replay ({shown}"
                          f"{'; ...' if len(self.skipped) > 5 else ''})")
+        if self.left_out:
+            lines.append("  left out: " + ", ".join(f"{n} {_LEFT_OUT.get(why, why)}"
+                                                    for why, n in sorted(self.left_out.items())))
         return lines
+
+
+_LEFT_OUT = {
+    "unchecked": "never validated (parity_status 'unchecked': run ringrift-parity --db with --sample 0, or pass "
+                 "--include-unchecked)",
+    "failed": "failed parity",
+    "capped": "stopped at the move cap (--include-capped exports them as draws)",
+}
+
+
+def _left_out(db, board, players, statuses, include_capped) -> dict:
+    """Games of the export's board (and players) that it does not take, by reason: a parity
+    status it does not accept, or the move cap."""
+    scope, params = _scope(board, players)
+    where = (" WHERE " + " AND ".join(scope)) if scope else ""
+    out: dict = {}
+    for status, capped, n in db.conn.execute(f"SELECT parity_status, capped, COUNT(*) FROM games{where} "
+                                             f"GROUP BY parity_status, capped", params):
+        why = status if status not in statuses else ("capped" if capped and not include_capped else None)
+        if why is not None:
+            out[why] = out.get(why, 0) + n
+    return out
 
 
 def _split_key(seed: int, identity: tuple) -> int:
@@ -249,7 +276,8 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
         nthreads = int(threads) if threads and int(threads) > 0 else (os.cpu_count() or 1)
         writers = {s: ShardedNpzWriter(tmpdir, s, schema, max_rows=max_samples_per_file, compress=compression,
                                        threads=nthreads) for s in ("train", "val")}
-        result = ExportResult(board=board, db=str(path), candidates=len(ids))
+        result = ExportResult(board=board, db=str(path), candidates=len(ids),
+                              left_out=_left_out(db, board, players, statuses, include_capped))
         games_out = {"train": 0, "val": 0}
         try:
             H, W = spatial_size(board)

@@ -392,11 +392,11 @@ def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
 # ---- parity_validation, npz_export, all ------------------------------------------------------
 
 def cmd_parity(ctx: Context, db: Path, *, begin=True) -> int:
-    from .phases import parity_argv, printable, run_parity
+    from .phases import parity_argv, printable, run_parity, sample_note
 
     if ctx.dry_run:
-        print(f"plan: parity_validation: {printable(parity_argv(db, ctx.cfg))} (on this machine; fail_threshold "
-              f"{ctx.cfg['parity']['fail_threshold']:g})")
+        print(f"plan: parity_validation: {printable(parity_argv(db, ctx.cfg))} (on this machine; "
+              f"{sample_note(ctx.cfg)}; fail_threshold {ctx.cfg['parity']['fail_threshold']:g})")
         return 0
     if begin:
         ctx.start()

@@ -95,7 +95,7 @@ DEFAULTS = {
         "threads": 0,
         "keep_worker_dbs": False,
     },
-    "parity": {"sample_size": 100, "fail_threshold": 0.0},
+    "parity": {"sample_size": 0, "fail_threshold": 0.0},
     "export": {"compression": True, "split_ratio": 0.9},
     "hosts_file": None,
 }

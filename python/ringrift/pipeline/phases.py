@@ -74,11 +74,23 @@ def _stream(argv: list[str], logger: logging.Logger, out) -> tuple[int, list[str
     return rc, lines
 
 
+def sample_note(cfg: dict) -> str:
+    """What parity.sample_size means for the export, in words."""
+    n = cfg["parity"]["sample_size"]
+    if not n:
+        return "every game is checked (parity.sample_size 0)"
+    return (f"only a sample of {n} games per DB is checked (parity.sample_size {n}), and npz_export exports only "
+            f"checked games; set it to 0 to check every game")
+
+
 def run_parity(db: Path, cfg: dict, logger: logging.Logger, out=None) -> int:
-    """0 when the sampled games match within fail_threshold, else 1."""
+    """0 when the checked games match within fail_threshold, else 1."""
     out = out or sys.stdout
     if not db.exists():
         raise RingRiftError(f"{db}: no such game database")
+    if cfg["parity"]["sample_size"]:
+        out.write(f"parity_validation: {sample_note(cfg)}\n")
+        logger.info(sample_note(cfg))
     rc, lines = _stream(parity_argv(db, cfg), logger, out)
     summary = next((m for m in map(_SUMMARY.match, reversed(lines)) if m), None)
     if rc == 0:
