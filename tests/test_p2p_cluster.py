@@ -69,7 +69,7 @@ def wait_for(pred, timeout: float, what: str):
 
 class Node:
     def __init__(self, root: Path, name: str, *, discovery_ports: list[int] | None, priority=0, max_jobs=1,
-                 peers=(), auth=True, token=TOKEN):
+                 peers=(), auth=True, token=TOKEN, capabilities="cpu", env=None):
         self.name = name
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -84,13 +84,16 @@ class Node:
         self.peers = list(peers)
         self.auth = auth
         self.token = token
+        self.capabilities = capabilities
+        self.extra_env = env or {}
         self.proc = None
         self.log = self.dir.parent / f"{name}.out"
 
     def argv(self) -> list[str]:
         a = [sys.executable, "-m", "ringrift.p2p", "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", str(self.dir / "data"), "--node-id", self.name, "--priority", str(self.priority),
-             "--max-jobs", str(self.max_jobs), "--heartbeat", str(HB), "--down-after", str(DOWN)]
+             "--max-jobs", str(self.max_jobs), "--heartbeat", str(HB), "--down-after", str(DOWN),
+             "--capabilities", self.capabilities]
         if self.auth:
             a.append("--require-auth")
         if self.dport is None:
@@ -104,7 +107,7 @@ class Node:
         return a
 
     def start(self, wait=True) -> "Node":
-        env = dict(os.environ)
+        env = dict(os.environ, **self.extra_env)
         env.pop("RINGRIFT_TS_ROOT", None)
         if self.token:
             env["RINGRIFT_CLUSTER_AUTH_TOKEN"] = self.token
@@ -554,3 +557,35 @@ def test_keep_worker_dbs_keeps_the_job_dbs_on_the_nodes(nodes, tmp_path):
     assert job_files(b) == sorted(f"{j['run_id']}/{j['job_id']}.db" for j in jobs)
     for j in jobs:  # still downloadable
         assert http("GET", f"{b.url}/jobs/{j['job_id']}/db")[0] == 200
+
+
+def test_device_cuda_runs_only_on_gpu_nodes_and_plays_the_cpu_games(nodes, tmp_path):
+    """--device cuda through the leader: ranges go to nodes with capability gpu, whose workers play
+    them on the GPU path. No GPU here: node B's processes see the stand-in cupy of tests/standin_gpu
+    (launches checked against the shipped kernels, run as their host twin)."""
+    import numpy as np
+
+    from ringrift import _core
+
+    standin = str(Path(__file__).resolve().parent / "standin_gpu")
+    a = nodes("A", discovery_ports=None, priority=1, max_jobs=1).start()
+    b = nodes("B", discovery_ports=None, peers=[a.url], max_jobs=2, capabilities="cpu,gpu",
+              env={"PYTHONPATH": standin}).start()
+    wait_for(lambda: alive_view(a, "AB"), 15, "B to join A")
+    work = tmp_path / "pipe"
+    work.mkdir()
+    out = tmp_path / "gpu.db"
+    args = ["--backend", "p2p", "--p2p-leader", a.url, "run", "canonical_selfplay", "--board", "hex8",
+            "--num-games", "120", "--seed", "4", "--games-per-worker", "40", "--device", "cuda", "--output-db",
+            str(out), "--quiet"]
+    plan = pipeline("--dry-run", *args, cwd=work)
+    assert plan.returncode == 0 and "only nodes with capability gpu play, on their GPU: B" in plan.stdout
+    r = pipeline(*args, cwd=work)
+    assert r.returncode == 0, r.stderr
+    hosts = {x[0] for x in db_rows(out, "SELECT DISTINCT host FROM games")}
+    assert hosts == {"B"}
+    s, body, _ = http("GET", f"{b.url}/jobs")
+    assert body["jobs"] and all(j["device"] == "cuda" for j in body["jobs"])
+    cpu = _core.selfplay_batch("hex8", 2, 4, list(range(120)), "random", threads=1, max_moves=2000)
+    moves = b"".join(x[0] for x in db_rows(out, "SELECT moves FROM games ORDER BY game_index"))
+    assert np.array_equal(np.frombuffer(moves, np.uint8).reshape(-1, 16), cpu["moves"])

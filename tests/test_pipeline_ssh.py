@@ -20,8 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ringrift import _core
 from ringrift.db import GameDB
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -594,3 +596,48 @@ def test_a_range_over_its_timeout_is_stopped_on_the_host(cluster_factory, tmp_pa
     wait_for(lambda: not worker_pids(str(c.hosts["h1"].work)), 10, "the timed-out worker to be gone")
     st = read_state(tmp_path / "state.json")
     assert st["phase_status"]["canonical_selfplay"] == "failed" and st["ranges"][0]["status"] == "orphaned"
+
+
+def test_device_cuda_dispatches_only_to_gpu_hosts_which_play_the_cpu_games(cluster_factory, tmp_path):
+    """--device cuda: ranges go to the hosts declaring capability gpu, whose workers play them
+    with the GPU path. No GPU here, so h1's python sees the stand-in cupy of tests/standin_gpu
+    (kernel launches checked against the shipped sources, run as the host twin)."""
+    standin = Path(__file__).resolve().parent / "standin_gpu"
+    gpu_python = tmp_path / "gpu_python"
+    gpu_python.write_text(f"#!/bin/sh\nPYTHONPATH={standin}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} \"$@\"\n")
+    gpu_python.chmod(0o755)
+    c = cluster_factory("h1", "h2")
+    cfg = c.write_config(games_per_worker=30, per_host={"h1": {"capabilities": ["cpu", "gpu"],
+                                                                "python": str(gpu_python)}})
+    out = tmp_path / "gpu.db"
+    r = pipeline(cfg, "run", "canonical_selfplay", "--board", "hex8", "--num-games", "60", "--seed", "5",
+                 "--device", "cuda", "--output-db", str(out), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "ranges played by host: h1: 2" in r.stdout and "h2" not in r.stdout.split("ranges played by host:")[1]
+    assert c.hosts["h2"].accepted_logins() == 0 or not (c.hosts["h2"].work / "runs").exists()
+    log = "".join(p.read_text() for p in (tmp_path / "logs").glob("selfplay_h1_*.log"))
+    assert '"device": "cuda"' in log
+    cpu = _core.selfplay_batch("hex8", 2, 5, list(range(60)), "random", threads=1, max_moves=2000)
+    with GameDB(out, create=False) as db:
+        rows = sorted(db.iter_games(), key=lambda g: g.game_index)
+    assert [g.game_index for g in rows] == list(range(60))
+    stored = np.concatenate([np.frombuffer(g.move_records().tobytes(), np.uint8).reshape(-1, 16) for g in rows])
+    assert np.array_equal(stored, cpu["moves"])
+    # With no host declaring gpu, the run stops before contacting anyone, in one line.
+    cfg2 = c.write_config(games_per_worker=30)
+    r2 = pipeline(cfg2, "run", "canonical_selfplay", "--board", "hex8", "--num-games", "10", "--device", "cuda",
+                  "--output-db", str(tmp_path / "none.db"), cwd=tmp_path)
+    assert r2.returncode != 0 and "no selfplay host declares capability gpu" in r2.stderr
+    assert len(r2.stderr.strip().splitlines()) == 1
+
+
+def test_a_cuda_worker_without_a_gpu_fails_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-m", "ringrift.pipeline", "worker", "--board", "square8", "--start", "0",
+                        "--count", "4", "--device", "cuda", "--output-db", str(tmp_path / "w.db")],
+                       capture_output=True, text=True, timeout=60, env=env)
+    from ringrift.gpu import gpu_status
+
+    if gpu_status()[0]:
+        pytest.skip("a GPU is present here")
+    assert r.returncode != 0 and "--device cuda needs a CUDA GPU and cupy on" in r.stderr

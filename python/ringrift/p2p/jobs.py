@@ -38,8 +38,8 @@ log = logging.getLogger("ringrift.p2p")
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
 ACTIVE = ("running",)
 FINISHED = ("done", "failed", "killed", "interrupted")
-PUBLIC_FIELDS = ("job_id", "run_id", "owner", "board", "players", "policy", "seed", "lo", "hi", "total", "slot",
-                 "status", "done", "games", "size", "sha256", "error", "collected", "discarded", "started_at",
+PUBLIC_FIELDS = ("job_id", "run_id", "owner", "board", "players", "policy", "seed", "device", "lo", "hi", "total",
+                 "slot", "status", "done", "games", "size", "sha256", "error", "collected", "discarded", "started_at",
                  "finished_at")
 
 
@@ -156,6 +156,7 @@ class JobManager:
             "job_id": job_id, "run_id": spec.get("run_id"), "owner": spec.get("owner"),
             "board": spec["board"], "players": spec["players"], "policy": spec["policy"], "seed": spec["seed"],
             "max_moves": spec["max_moves"], "batch_size": spec.get("batch_size"), "threads": spec.get("threads", 0),
+            "device": spec.get("device", "cpu"),
             "indices": spec["indices"], "lo": spec["lo"], "hi": spec["hi"], "total": spec["total"], "slot": slot,
             "status": "running", "done": 0, "pid": None, "boot": self.boot, "started_at": now_iso(),
             "finished_at": None, "error": None, "db": f"runs/{run_dir}/{job_id}.db", "games": 0, "size": None,
@@ -172,6 +173,8 @@ class JobManager:
                 "--output-db", str(path), "--host-name", self.node_id, "--exit-on-stdin-eof"]
         if job["batch_size"]:
             argv += ["--batch-size", str(job["batch_size"])]
+        if job.get("device", "cpu") != "cpu":
+            argv += ["--device", job["device"]]
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # the worker needs no secret
         try:
             proc = await asyncio.create_subprocess_exec(

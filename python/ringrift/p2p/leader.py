@@ -398,7 +398,7 @@ class Coordinator:
         spec = {"job_id": job_id, "run_id": run.run_id, "owner": self.node.node_id, "board": p["board"],
                 "players": p["players"], "policy": p["policy"], "seed": p["seed"], "max_moves": p["max_moves"],
                 "batch_size": p.get("batch_size"), "threads": p.get("threads") or 0,
-                "indices": encode_indices(r.todo), "range": [r.start, r.end]}
+                "device": p.get("device", "cpu"), "indices": encode_indices(r.todo), "range": [r.start, r.end]}
         node_id = r.node
         try:
             job = await self.node.call_start_job(view, spec)

@@ -528,6 +528,8 @@ class Node:
                                 check=lambda v: 1 <= v <= 1_000_000, what="1..1000000"),
             "batch_size": _field(body, "batch_size", int, check=lambda v: 1 <= v <= 100_000, what="1..100000"),
             "threads": _field(body, "threads", int, default=0, check=lambda v: 0 <= v <= 1024, what="0..1024"),
+            "device": _field(body, "device", str, default="cpu", check=lambda v: v in ("cpu", "cuda"),
+                             what="cpu or cuda"),
         }
         return p
 
@@ -540,7 +542,7 @@ class Node:
             raise BadRequest(f"phase {phase} runs on the pipeline's own machine, not on the cluster "
                              f"(cluster phases: {', '.join(CLUSTER_PHASES)})", 422)
         _only(body, ("phase", "board", "players", "policy", "seed", "max_moves", "batch_size", "threads", "num_games",
-                     "games_per_worker", "timeout", "capability", "skip", "keep_worker_dbs"))
+                     "games_per_worker", "timeout", "capability", "skip", "keep_worker_dbs", "device"))
         p = self._selfplay_params(body)
         p["num_games"] = _field(body, "num_games", int, required=True, check=lambda v: 0 <= v <= 10**9,
                                 what="0..1000000000")
@@ -548,8 +550,11 @@ class Node:
                                        check=lambda v: 1 <= v <= 10**7, what="1..10000000")
         p["timeout"] = float(_field(body, "timeout", float, default=3600.0, check=lambda v: v > 0,
                                     what="a positive number of seconds"))
-        p["capability"] = _field(body, "capability", str, default="cpu", check=lambda v: v in CAPABILITIES,
-                                 what=" or ".join(CAPABILITIES))
+        # GPU games go to nodes that declared the gpu capability, whose workers play on their GPU
+        p["capability"] = _field(body, "capability", str, default="gpu" if p["device"] == "cuda" else "cpu",
+                                 check=lambda v: v in CAPABILITIES, what=" or ".join(CAPABILITIES))
+        if p["device"] == "cuda" and p["capability"] != "gpu":
+            raise BadRequest("device cuda needs capability gpu (or leave capability out)")
         p["keep_worker_dbs"] = _field(body, "keep_worker_dbs", bool, default=False)
         if p["num_games"] // p["games_per_worker"] > 100_000:
             raise BadRequest("more than 100000 ranges: raise games_per_worker")
@@ -632,7 +637,7 @@ class Node:
 
     def _job_spec(self, body: dict) -> dict:
         _only(body, ("job_id", "run_id", "owner", "board", "players", "policy", "seed", "max_moves", "batch_size",
-                     "threads", "indices", "start", "count", "range"))
+                     "threads", "device", "indices", "start", "count", "range"))
         spec = self._selfplay_params(body)
         spec["job_id"] = _field(body, "job_id", str, default=None, check=lambda v: bool(JOB_ID.match(v)),
                                 what="letters, digits, '_', '.', '-' (at most 120)")

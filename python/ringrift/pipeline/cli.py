@@ -59,7 +59,8 @@ def _selfplay_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--batch-size", type=int, help="games per committed batch (default: automatic)")
     sp.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cpu: native thread pool; cuda: the same rules as a CUDA kernel (needs a GPU and "
-                         "ringrift[gpu]); the games are identical either way")
+                         "ringrift[gpu]; with hosts, only those declaring capability gpu play); the games are "
+                         "identical either way")
     sp.add_argument("--quiet", action="store_true", help="no progress output")
     _dry(sp)
 
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--threads", type=int, default=0, help="0 = this host's cores / --parallel-jobs")
     wk.add_argument("--parallel-jobs", type=int, default=1)
     wk.add_argument("--batch-size", type=int)
+    wk.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: play on this host's GPU (the same games as on its CPU)")
     wk.add_argument("--output-db", metavar="PATH", required=True)
     wk.add_argument("--host-name", help="host name recorded with each game")
     wk.add_argument("--progress-interval", type=float, default=0.5)
@@ -260,7 +263,8 @@ def _selfplay_spec(args, cfg):
     return SelfplaySpec(board=board, players=players, policy=policy, seed=seed, num_games=args.num_games,
                         max_moves=max_moves, output_db=out, games_per_worker=gpw,
                         timeout=float(sc["timeout_seconds"]), threads=args.threads, default_threads=sc["threads"],
-                        batch_size=args.batch_size, keep_worker_dbs=sc["keep_worker_dbs"])
+                        batch_size=args.batch_size, keep_worker_dbs=sc["keep_worker_dbs"],
+                        device=getattr(args, "device", "cpu"))
 
 
 def _state_note(ctx: Context) -> str:
@@ -277,9 +281,6 @@ def cmd_selfplay(ctx: Context, *, phases=("canonical_selfplay",), run_key=None) 
     hosts = ctx.hosts
     if hosts.all_local:
         return _selfplay_local(ctx, spec, phases, run_key)
-    if getattr(ctx.args, "device", "cpu") == "cuda":
-        raise RingRiftError("--device cuda runs on this machine only: remote hosts play on their CPUs "
-                            "(remove the hosts from the hosts file, or drop --device)")
     return _selfplay_hosts(ctx, spec, phases, run_key)
 
 
@@ -367,7 +368,7 @@ def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
                                run_orchestrator, selfplay_hosts)
 
     args = ctx.args
-    workers = selfplay_hosts(ctx.hosts.hosts)
+    workers = selfplay_hosts(ctx.hosts.hosts, spec.device)
     backend = get_backend(args.backend)
     handles = {h.name: backend.handle(h) for h in workers}
     if ctx.dry_run:

@@ -55,6 +55,7 @@ class SelfplaySpec:
     default_threads: int = 0
     batch_size: int | None = None
     keep_worker_dbs: bool = False  # config selfplay.keep_worker_dbs
+    device: str = "cpu"  # cuda: hosts declaring capability gpu play on their GPU
 
     @property
     def run_id(self) -> str:
@@ -85,6 +86,8 @@ class SelfplaySpec:
                 "--output-db", self.remote_db(r), "--host-name", cfg.name, "--exit-on-stdin-eof"]
         if self.batch_size:
             argv += ["--batch-size", str(self.batch_size)]
+        if self.device != "cpu":
+            argv += ["--device", self.device]
         return argv
 
 
@@ -97,10 +100,15 @@ def range_of_db(rel: str) -> Range | None:
     return Range(int(m.group(1)), int(m.group(2))) if m else None
 
 
-def selfplay_hosts(hosts) -> list:
+def selfplay_hosts(hosts, device: str = "cpu") -> list:
     workers = [h for h in hosts if h.role == "selfplay"]
     if not workers:
         raise RingRiftError("no host has role 'selfplay' in the hosts file; nothing can play the games")
+    if device == "cuda":
+        workers = [h for h in workers if "gpu" in h.capabilities]
+        if not workers:
+            raise RingRiftError("--device cuda: no selfplay host declares capability gpu in the hosts file "
+                                "(capabilities: [cpu, gpu] on the GPU hosts)")
     return workers
 
 

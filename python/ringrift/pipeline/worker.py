@@ -74,9 +74,10 @@ def engine_id() -> str:
 
 def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, indices, threads: int = 0,
                    max_moves: int = 2000, batch_size: int | None = None, host: str | None = None,
-                   progress=None) -> dict:
+                   progress=None, device: str = "cpu") -> dict:
     """Play the given game indices of (board, num_players, policy, seed) that `db` does not hold
-    yet, committing batch by batch. `progress(done, total)` after every batch. Returns counts."""
+    yet, committing batch by batch. `progress(done, total)` after every batch. Returns counts.
+    device="cuda" plays them with the GPU kernel (the same games, batches sized for the GPU)."""
     from .. import _core
     from ..selfplay.runner import ENGINE_VERSION
 
@@ -86,7 +87,15 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     present = len(indices) - len(todo)
     n_threads = threads if threads > 0 else _core.hardware_threads()
     small = board in ("square8", "hex8")
-    size = batch_size or max(16, min(1024, (64 if small else 4) * n_threads))
+    if device == "cuda":
+        from ..gpu import GpuUnavailable, gpu_status, selfplay_gpu, slots_to_batch
+
+        ok, why = gpu_status()
+        if not ok:
+            raise GpuUnavailable(f"--device cuda needs a CUDA GPU and cupy on {host or socket.gethostname()}: {why}")
+        size = batch_size or (65536 if small else 8192)
+    else:
+        size = batch_size or max(16, min(1024, (64 if small else 4) * n_threads))
     host = host or socket.gethostname()
     played = moves = 0
     t0 = time.perf_counter()
@@ -95,8 +104,11 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     for k in range(0, len(todo), size):
         chunk = todo[k:k + size]
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
-                                     max_moves=max_moves, record=True)
+        if device == "cuda":
+            batch = slots_to_batch(selfplay_gpu(board, num_players, seed, chunk, policy, max_moves), chunk)
+        else:
+            batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
+                                         max_moves=max_moves, record=True)
         db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
                         engine_version=ENGINE_VERSION, host=host, max_moves=max_moves, started_at=started)
         played += len(chunk)
@@ -146,7 +158,7 @@ def worker_main(args) -> int:
     except OSError as exc:
         raise RingRiftError(f"cannot create directory {out.parent}: {exc.strerror}") from None
     emit("start", pid=os.getpid(), host=socket.gethostname(), db=str(out), threads=threads,
-         version=__version__, build=build_id())
+         version=__version__, build=build_id(), device=args.device)
     last = [0.0]
 
     def progress(done, total):
@@ -158,7 +170,8 @@ def worker_main(args) -> int:
     with GameDB(out) as db:
         res = selfplay_range(db, board=args.board, num_players=args.players, seed=args.seed, policy=args.policy,
                              indices=indices, threads=threads, max_moves=args.max_moves,
-                             batch_size=args.batch_size, host=args.host_name, progress=progress)
+                             batch_size=args.batch_size, host=args.host_name, progress=progress,
+                             device=args.device)
     emit("done", db=str(out), **res)
     return 0
 

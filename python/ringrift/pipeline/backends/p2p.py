@@ -180,6 +180,8 @@ class P2PDriver:
                     "keep_worker_dbs": spec.keep_worker_dbs}
             if spec.batch_size:
                 body["batch_size"] = spec.batch_size
+            if spec.device != "cpu":
+                body["device"] = spec.device  # the leader sends these ranges to nodes with capability gpu
             self._start_body = body
             await self._start(client)
             try:
@@ -423,6 +425,9 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
               f"{len(plan)} ranges of up to {spec.games_per_worker}")
         print("  the leader hands each range to a live node with a free job slot; a node that stops answering is "
               "marked down and its range goes to another")
+        if spec.device == "cuda":
+            gpu = [n["node_id"] for n in cluster.get("nodes", []) if "gpu" in (n.get("capabilities") or [])]
+            print(f"  --device cuda: only nodes with capability gpu play, on their GPU: {', '.join(gpu) or 'NONE'}")
         print(f"  each collected range: {url}/pipeline/runs/<run>/ranges/<start>/db -> {spec.parts_dir()} -> "
               f"merge into {spec.output_db}")
         if spec.keep_worker_dbs:
