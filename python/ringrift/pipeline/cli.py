@@ -362,6 +362,16 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
     return 0
 
 
+def begin_distributed_selfplay(ctx: Context, spec, phases, run_key):
+    """The start shared by the SSH and P2P self-play drivers: a writable output DB, the run's
+    state record and a progress bar (None with --quiet). Returns (state, bar)."""
+    _check_writable(spec.output_db)
+    ctx.start()
+    ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
+                                         target=spec.num_games, phases=phases)
+    return st, None if ctx.args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
+
+
 def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
     from .backends import get_backend
     from .orchestrator import (Orchestrator, plan_ranges, present_indices, print_plan, report_selfplay,
@@ -377,11 +387,7 @@ def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
         print_plan(spec, handles, plan_ranges(spec, workers, present), sys.stdout)
         print(f"  {_state_note(ctx)}")
         return 0
-    _check_writable(spec.output_db)
-    ctx.start()
-    ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
-                                         target=spec.num_games, phases=phases)
-    bar = None if args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
+    st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
     orch = Orchestrator(spec, handles, st, ctx.logger, LOGS_DIR, progress=bar, err=sys.stderr)
     orch.backend = backend
     summary = run_orchestrator(orch)

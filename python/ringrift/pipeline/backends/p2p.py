@@ -400,11 +400,9 @@ class P2PDriver:
 
 def selfplay_p2p(ctx, spec, phases, run_key) -> int:
     """`run canonical_selfplay` (and the self-play step of `run all`) with --backend p2p."""
-    from ..cli import LOGS_DIR, _check_writable, _state_note, _would_be_writable
+    from ..cli import LOGS_DIR, _state_note, _would_be_writable, begin_distributed_selfplay
     from ..orchestrator import present_indices, report_selfplay, run_orchestrator
-    from ..progress import Progress
     from ..ranges import split
-    from ..state import PipelineState
 
     args = ctx.args
     backend = P2PBackend(leader=args.p2p_leader, auth_token=_token(args))
@@ -438,11 +436,7 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
                   "here")
         print(f"  {_state_note(ctx)}")
         return 0
-    _check_writable(spec.output_db)
-    ctx.start()
-    ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
-                                         target=spec.num_games, phases=phases)
-    bar = None if args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
+    st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
     driver = P2PDriver(backend, spec, st, ctx.logger, LOGS_DIR, progress=bar, err=sys.stderr)
     summary = run_orchestrator(driver)
     if bar:
