@@ -787,8 +787,8 @@ const EnvTables& env_tables_of(BoardType b) {
       for (int i = 0; i < NUM_BOARDS; i++) {
         t[i] = std::make_unique<EnvTables>();
         t[i]->geo = host_geometry((BoardType)i);
-        build_action_space(t[i]->geo, t[i]->space);
-        build_feature_grid(t[i]->geo, t[i]->grid);
+        t[i]->space = exportpy::action_space_of((BoardType)i);  // the export's tables, as they are
+        t[i]->grid = exportpy::feature_grid_of((BoardType)i);
       }
     }
   } all;
