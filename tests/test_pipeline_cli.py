@@ -398,7 +398,10 @@ def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path):
     db = tmp_path / "i.db"
     state = tmp_path / "s.json"
     args = [sys.executable, "-m", "ringrift.pipeline", "--state", str(state), "run", "canonical_selfplay", "--board",
-            "hexagonal", "--num-games", "300", "--threads", "1", "--batch-size", "4", "--output-db", str(db), "--quiet"]
+            "hexagonal", "--num-games", "1000", "--threads", "1", "--batch-size", "4", "--output-db", str(db), "--quiet"]
+    # 1,000 hexagonal games take about 5 s on one thread: time enough to interrupt the run while it
+    # plays, even on a loaded machine. With 300 (about 1.5 s, state saved every 0.5 s) the run can
+    # end before the interrupt: the likely cause of the one failure this test has shown.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -418,4 +421,4 @@ def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "already present" in r.stdout and json.loads(state.read_text())["resumed"] is True
     with GameDB(db, create=False) as g:
-        assert sorted(x.game_index for x in g.iter_games()) == list(range(300))
+        assert sorted(x.game_index for x in g.iter_games()) == list(range(1000))
