@@ -867,11 +867,13 @@ void register_env(py::module_& mod) {
     py::gil_scoped_release release;
     env_reset_host(t, s, r, 0, n, num_players, o);
   }, py::arg("board"), py::arg("states"), py::arg("reset"), py::arg("num_players"), py::arg("info"));
-  mod.def("env_observe_host", [](const std::string& board, py::object states, py::object mask, py::object actions,
-                                 py::object planes, py::object globals, py::dict info, int threads) {
+  mod.def("env_observe_host", [](const std::string& board, py::object states, py::object only, py::object mask,
+                                 py::object actions, py::object planes, py::object globals, py::dict info,
+                                 int threads) {
     const EnvTables& t = env_tables_of(parse_board(board));
     int n = (int)(py::reinterpret_borrow<py::array>(info["done"]).size());
     State* s = env_states(states, n);
+    const uint8_t* sel = env_array<uint8_t>(only, n, "only", false);
     uint8_t* m = env_array<uint8_t>(mask, (py::ssize_t)n * t.space.size(), "mask");
     int32_t* acts = env_array<int32_t>(actions, (py::ssize_t)n * ENV_MAX_ACTIONS, "actions");
     float *p = nullptr, *gl = nullptr;
@@ -881,9 +883,11 @@ void register_env(py::module_& mod) {
     }
     EnvInfo o = env_info(info, n);
     py::gil_scoped_release release;
-    env_parallel(n, threads, [&](int b, int e, EnvHostScratch& w) { env_observe_host(t, s, w, b, e, m, acts, p, gl, o); });
-  }, py::arg("board"), py::arg("states"), py::arg("mask"), py::arg("actions"), py::arg("planes"), py::arg("globals"),
-     py::arg("info"), py::arg("threads") = 1);
+    env_parallel(n, threads, [&](int b, int e, EnvHostScratch& w) {
+      env_observe_host(t, s, w, b, e, sel, m, acts, p, gl, o);
+    });
+  }, py::arg("board"), py::arg("states"), py::arg("only"), py::arg("mask"), py::arg("actions"), py::arg("planes"),
+     py::arg("globals"), py::arg("info"), py::arg("threads") = 1);
   mod.def("env_decode_host", [](const std::string& board, py::object states, py::object actions, py::object chosen,
                                 py::object error, int threads) {
     const EnvTables& t = env_tables_of(parse_board(board));

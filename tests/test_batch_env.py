@@ -151,7 +151,8 @@ def test_bad_arguments_name_what_is_wrong():
     with pytest.raises(TypeError, match="states: expected dtype uint8, got float64"):
         _core.env_hash_host("square8", np.zeros(10), 2)
     with pytest.raises(ValueError, match=r"mask: expected 28950 elements, got 5"):
-        _core.env_observe_host("square8", env.states, np.zeros(5, np.uint8), env.legal_actions, None, None, env.info)
+        _core.env_observe_host("square8", env.states, env._all, np.zeros(5, np.uint8), env.legal_actions, None, None,
+                               env.info)
     with pytest.raises(ValueError, match="not a game of this board"):
         _core.load_state_bytes(Game("hex8", 2), bytes(env.states[0]))
     with pytest.raises(IndexError, match=r"game 2 out of range \[0, 2\)"):
@@ -297,5 +298,8 @@ def test_any_interleaving_of_moves_sit_outs_and_resets_matches_single_games(boar
             games[i] = Game(board, players)
         assert [g.hash() for g in games] == [f"{h:016x}" for h in env.hashes()]
         assert list(env.info["move_count"]) == [g.move_count for g in games]
-        for i, g in enumerate(games):
+        for i, g in enumerate(games):  # sat-out and reset games included: their rows must be right too
+            assert set(np.flatnonzero(env.mask[i]).tolist()) == playable_actions(g)
             assert env.info["num_actions"][i] == len(np.flatnonzero(env.mask[i]))
+            planes, _ = E.encode_state(g)
+            assert np.array_equal(env.planes[i], planes)

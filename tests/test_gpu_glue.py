@@ -30,7 +30,7 @@ SIGNATURES, BOARDS, _wrap = standin.SIGNATURES, standin.BOARDS, standin._wrap
 def test_the_parser_reads_every_kernel():
     assert set(SIGNATURES) == {"rr_selfplay", "rr_env_reset", "rr_env_observe", "rr_env_decode", "rr_env_apply",
                                "rr_env_hash"}
-    assert len(SIGNATURES["rr_env_observe"]) == 18 and SIGNATURES["rr_env_observe"][5] == ("unsigned char", True)
+    assert len(SIGNATURES["rr_env_observe"]) == 19 and SIGNATURES["rr_env_observe"][4] == ("unsigned char", True)
     assert SIGNATURES["rr_selfplay"][3] == ("unsigned long long", False)
 
 

@@ -142,10 +142,11 @@ inline void env_reset_host(const EnvTables& t, State* states, const uint8_t* res
   }
 }
 
-inline void env_observe_host(const EnvTables& t, State* states, EnvHostScratch& w, int b, int e, uint8_t* mask,
-                             int32_t* actions, float* planes, float* globals, const EnvInfo& info) {
+inline void env_observe_host(const EnvTables& t, State* states, EnvHostScratch& w, int b, int e, const uint8_t* only,
+                             uint8_t* mask, int32_t* actions, float* planes, float* globals, const EnvInfo& info) {
   const long long A = t.space.size(), hw = (long long)t.grid.h * t.grid.w;
   for (int i = b; i < e; i++) {
+    if (!only[i]) continue;  // the game did not change: its mask and features stand
     int32_t prev = info.num_actions[i] > 0 ? info.num_actions[i] : 0;
     info.num_actions[i] = env_mask(t, states[i], w.sc, w.l, mask + i * A, actions + (long long)i * ENV_MAX_ACTIONS, prev);
     if (planes) encode_features(t.geo, t.grid, states[i], planes + i * FEAT_PLANES * hw, globals + i * FEAT_GLOBALS);

@@ -24,11 +24,14 @@ extern "C" __global__ void rr_env_reset(const rr::EnvTables* t, rr::State* state
 
 // Legal-action mask and action list (see env_mask: rows are cleared through the previous list,
 // so mask, actions and num_actions must only ever be written here) and, when `features` is
-// set, the feature planes and globals.
+// set, the feature planes and globals, for the slots with only[slot] != 0 (the games that moved
+// or restarted; the others' outputs stand).
 extern "C" __global__ void rr_env_observe(const rr::EnvTables* t, rr::State* states, rr::Scratch* scratch,
-                                          rr::MoveList* lists, int n, unsigned char* mask, int* actions,
-                                          int features, float* planes, float* globals, RR_ENV_INFO_PARAMS) {
+                                          rr::MoveList* lists, const unsigned char* only, int n, unsigned char* mask,
+                                          int* actions, int features, float* planes, float* globals,
+                                          RR_ENV_INFO_PARAMS) {
   RR_ENV_SLOT
+  if (!only[slot]) return;
   rr::State& s = states[slot];
   const long long A = t->space.size();
   int prev = num_actions[slot] > 0 ? num_actions[slot] : 0;

@@ -91,6 +91,7 @@ class BatchEnv:
         self.info["values"] = xp.zeros((n, 4), dtype=xp.float32)
         self.last_moves = xp.zeros((n, sizes["Move"]), dtype=xp.uint8)
         self._error = xp.zeros(n, dtype=xp.uint8)
+        self._all = xp.ones(n, dtype=xp.uint8)
         if device == "cuda":
             self._scratch = xp.empty(n * sizes["Scratch"], dtype=xp.uint8)
             self._lists = xp.empty(n * sizes["MoveList"], dtype=xp.uint8)
@@ -99,7 +100,7 @@ class BatchEnv:
     # ---- the loop ----------------------------------------------------------------------------
 
     def reset(self, which=None) -> None:
-        """Start new games in the slots where ``which`` is true (all when None), then observe."""
+        """Start new games in the slots where ``which`` is true (all when None), then observe them."""
         xp = self.xp
         flags = xp.ones(self.n, dtype=xp.uint8) if which is None else self._slot_flags(which)
         if self.device == "cuda":
@@ -107,19 +108,21 @@ class BatchEnv:
                                                    self._k.i32(self.num_players), *self._info_args()), self.block)
         else:
             _core.env_reset_host(self.board, self.states, flags, self.num_players, self.info)
-        self.observe()
+        self.observe(flags)
 
-    def observe(self) -> None:
-        """Recompute ``mask`` (and ``planes`` / ``globals``) and ``info`` from the states."""
+    def observe(self, only=None) -> None:
+        """Recompute ``mask`` (and ``planes`` / ``globals``) and ``info`` from the states: of every
+        game, or of the games where the uint8 mask ``only`` is nonzero (the others did not change)."""
+        only = self._all if only is None else only
         if self.device == "cuda":
-            self._k.launch("rr_env_observe", self.n, (self._tables, self.states, self._scratch, self._lists,
+            self._k.launch("rr_env_observe", self.n, (self._tables, self.states, self._scratch, self._lists, only,
                                                      self._k.i32(self.n), self._mask_u8, self.legal_actions,
                                                      self._k.i32(1 if self.features else 0), self.planes,
                                                      self.globals, *self._info_args()), self.block)
         else:
             planes = self.planes if self.features else None
-            _core.env_observe_host(self.board, self.states, self._mask_u8, self.legal_actions, planes, self.globals,
-                                   self.info, self.threads)
+            _core.env_observe_host(self.board, self.states, only, self._mask_u8, self.legal_actions, planes,
+                                   self.globals, self.info, self.threads)
         if int(self.info["num_actions"].min()) < 0:
             bad = int(self.xp.argmin(self.info["num_actions"]))
             raise RingRiftError(f"game {bad}: the legal-move list overflowed MAX_MOVES ({_core.MAX_MOVES}); "
@@ -146,7 +149,7 @@ class BatchEnv:
                                                    self._k.i32(self.n), *self._info_args()), self.block)
         else:
             _core.env_apply_host(self.board, self.states, acts, self.last_moves, self.info, self.threads)
-        self.observe()
+        self.observe(xp.ascontiguousarray(acts >= 0, dtype=xp.uint8))  # only the games that moved
 
     # ---- helpers -----------------------------------------------------------------------------
 

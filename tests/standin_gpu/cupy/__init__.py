@@ -116,9 +116,9 @@ class Kernel:
     def rr_env_reset(self, t, states, reset, n, players, *info):
         _core.env_reset_host(board_of(t, _core.env_tables), states, reset, int(players), self._info(info))
 
-    def rr_env_observe(self, t, states, scratch, lists, n, mask, actions, features, planes, globs, *info):
-        _core.env_observe_host(board_of(t, _core.env_tables), states, mask, actions, planes if features else None,
-                               globs, self._info(info))
+    def rr_env_observe(self, t, states, scratch, lists, only, n, mask, actions, features, planes, globs, *info):
+        _core.env_observe_host(board_of(t, _core.env_tables), states, only, mask, actions,
+                               planes if features else None, globs, self._info(info))
 
     def rr_env_decode(self, t, states, scratch, lists, actions, n, chosen, error):
         _core.env_decode_host(board_of(t, _core.env_tables), states, actions, chosen, error)
@@ -130,7 +130,7 @@ class Kernel:
         out[:] = _core.env_hash_host(board_of(t, _core.env_tables), states, int(n))
 
 
-SLOT_COUNT_ARG = {"rr_selfplay": 5, "rr_env_reset": 3, "rr_env_observe": 4, "rr_env_decode": 5, "rr_env_apply": 5,
+SLOT_COUNT_ARG = {"rr_selfplay": 5, "rr_env_reset": 3, "rr_env_observe": 5, "rr_env_decode": 5, "rr_env_apply": 5,
                   "rr_env_hash": 2}
 
 
