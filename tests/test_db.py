@@ -418,3 +418,36 @@ def test_replay_verify_every_stored_game(dbpath, board, num_players, policy, max
     hashes[5] ^= 1
     step, why = _core.replay_verify(ringrift.Game(row.board, row.num_players), row.moves, hashes)
     assert step == 5 and why
+
+
+class _InterruptAt:
+    """The real connection, with a Ctrl-C raised right after one statement has run (the
+    interrupt's timing is the only thing injected; SQLite does all the work)."""
+
+    def __init__(self, conn, statement):
+        self._conn, self._statement = conn, statement
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def execute(self, sql, *args):
+        result = self._conn.execute(sql, *args)
+        if sql == self._statement:
+            raise KeyboardInterrupt
+        return result
+
+
+@pytest.mark.parametrize("statement, stored", [("COMMIT", 3), ("BEGIN IMMEDIATE", 0)])
+def test_ctrl_c_around_a_commit_stays_a_ctrl_c_and_the_db_says_what_it_holds(tmp_path, statement, stored):
+    batch = _core.selfplay_batch("square8", 2, 1, [0, 1, 2], "random", threads=1, max_moves=2000)
+    with GameDB(tmp_path / "c.db") as db:
+        real = db._conn
+        db._conn = _InterruptAt(real, statement)
+        try:
+            with pytest.raises(KeyboardInterrupt):  # not a DBError claiming nothing was stored
+                db.insert_batch(batch, board="square8", num_players=2, seed=1, policy="random",
+                                engine_version="t", host="t", max_moves=2000)
+        finally:
+            db._conn = real
+        assert not real.in_transaction
+        assert db.count_games() == stored

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +56,21 @@ _MERGE_SQL = (
 
 _BATCH_GAME_FIELDS = ("game_index", "move_offsets", "move_count", "winner", "reason", "capped", "seconds")
 _BATCH_STEP_FIELDS = ("moves", "hashes", "phases", "players")
+
+
+@contextmanager
+def _immediate_transaction(conn: sqlite3.Connection):
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception, Ctrl-C included. An interrupt can
+    land after COMMIT returned: then no transaction is open, the work is stored, and the interrupt
+    goes on as itself (a blind ROLLBACK would fail and turn it into a false "nothing stored")."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # inside: an interrupt just after BEGIN must roll back too
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def utc_now() -> str:
@@ -255,8 +271,7 @@ class GameDB:
 
     def _create_schema(self) -> None:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate_transaction(conn):
             if "meta" not in self._tables():  # another process may have won the race
                 for stmt in SCHEMA_SQL.split(";"):
                     if stmt.strip():
@@ -268,10 +283,6 @@ class GameDB:
                     ("created_at", now),
                     ("created_by", f"ringrift {_package_version()}"),
                 ])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _check_meta(self) -> None:
         meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
@@ -383,13 +394,8 @@ class GameDB:
         conn = self._writable()
         before = conn.total_changes
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate_transaction(conn):
                 conn.executemany(_INSERT_SQL, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise DBError(f"{self.path}: {what} failed, nothing of the batch was stored: {exc}",
                           path=str(self.path)) from None
@@ -408,13 +414,8 @@ class GameDB:
         id_list = [(status, int(i)) for i in (ids.tolist() if isinstance(ids, np.ndarray) else ids)]
         before = conn.total_changes
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate_transaction(conn):
                 conn.executemany("UPDATE games SET parity_status = ? WHERE id = ?", id_list)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise self._fail("set_parity_status", exc) from None
         return conn.total_changes - before
@@ -438,13 +439,8 @@ class GameDB:
             raise DBError(f"{other}: cannot attach for merging: {exc}", path=str(other)) from None
         try:
             before = conn.total_changes
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate_transaction(conn):
                 conn.execute(_MERGE_SQL)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             return conn.total_changes - before
         except sqlite3.Error as exc:
             raise DBError(f"{self.path}: merge from {other} failed, nothing was merged: {exc}",
