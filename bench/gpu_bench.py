@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from ringrift import _core
-from ringrift.gpu import gpu_status, selfplay_gpu, slots_to_batch
+from ringrift.gpu import gpu_status, selfplay_batch_gpu, selfplay_gpu
 
 BOARDS = ("square8", "hex8", "square19", "hexagonal")
 DIFF_GAMES = {"square8": 2048, "hex8": 2048, "square19": 128, "hexagonal": 64}
@@ -35,7 +35,7 @@ MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 1000
 
 def differential(board, players, policy, n, seed=12345) -> bool:
     games = list(range(n))
-    gpu = slots_to_batch(selfplay_gpu(board, players, seed, games, policy, MAX_MOVES[board]), games)
+    gpu = selfplay_batch_gpu(board, players, seed, games, policy, MAX_MOVES[board])
     cpu = _core.selfplay_batch(board, players, seed, games, policy, threads=0, max_moves=MAX_MOVES[board])
     same = all(np.array_equal(gpu[k], cpu[k]) for k in ("move_offsets", "moves", "hashes", "winner", "reason"))
     print(f"diff {board:<10} {players}p {policy:<9} {n:>6} games: {'identical' if same else 'DIFFERENT'}",

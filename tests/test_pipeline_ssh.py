@@ -25,6 +25,7 @@ import pytest
 
 from ringrift import _core
 from ringrift.db import GameDB
+from ringrift.p2p.jobs import _cmdline  # the nodes' own /proc reader
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
@@ -70,14 +71,6 @@ def _descendants(pid: int) -> list[int]:
             out.append(c)
             todo.append(c)
     return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _cwd(pid: int) -> str:

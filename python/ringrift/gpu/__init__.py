@@ -3,6 +3,8 @@
 ``gpu_available()`` says whether this machine can run it; ``gpu_status()`` says why not.
 """
 
-from .device import GpuUnavailable, gpu_available, gpu_status, selfplay_gpu, slots_to_batch
+from .device import (GPU_BATCH, GpuUnavailable, gpu_available, gpu_status, require_gpu, selfplay_batch_gpu,
+                     selfplay_gpu, slots_to_batch)
 
-__all__ = ["GpuUnavailable", "gpu_available", "gpu_status", "selfplay_gpu", "slots_to_batch"]
+__all__ = ["GPU_BATCH", "GpuUnavailable", "gpu_available", "gpu_status", "require_gpu", "selfplay_batch_gpu",
+           "selfplay_gpu", "slots_to_batch"]

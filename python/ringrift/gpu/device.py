@@ -53,6 +53,23 @@ def gpu_available() -> bool:
     return gpu_status()[0]
 
 
+def require_gpu(what: str = "--device cuda", on: str | None = None) -> None:
+    """Raise GpuUnavailable, in one line with the reason, when the GPU path cannot run here."""
+    ok, why = gpu_status()
+    if not ok:
+        raise GpuUnavailable(f"{what} needs a CUDA GPU and cupy{f' on {on}' if on else ''}: {why}")
+
+
+# Games per kernel launch (and DB commit) when no batch size is given: enough to fill a GPU.
+GPU_BATCH = {"square8": 65536, "hex8": 65536, "square19": 8192, "hexagonal": 8192}
+
+
+def selfplay_batch_gpu(board: str, num_players: int, seed: int, games, policy: str, max_moves: int) -> dict:
+    """The GPU counterpart of ``_core.selfplay_batch``: the same games, in the same flat layout."""
+    games = list(games)
+    return slots_to_batch(selfplay_gpu(board, num_players, seed, games, policy, max_moves), games)
+
+
 _kernels: dict = {}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .device import GpuUnavailable, gpu_status, raise_stack_limit
+from .device import raise_stack_limit, require_gpu
 from .sources import include_dir, kernel_source
 
 KERNEL_NAMES = ("rr_env_reset", "rr_env_observe", "rr_env_decode", "rr_env_apply", "rr_env_hash")
@@ -17,9 +17,7 @@ _modules: dict = {}
 
 def env_kernels() -> dict:
     """name -> cupy RawKernel for the current device; GpuUnavailable when there is no GPU."""
-    ok, why = gpu_status()
-    if not ok:
-        raise GpuUnavailable(f"the cuda batch environment needs a CUDA GPU and cupy: {why}")
+    require_gpu("the cuda batch environment")
     import cupy
 
     dev = cupy.cuda.Device().id

@@ -310,11 +310,9 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
         return 0
     device = getattr(args, "device", "cpu")
     if device == "cuda":
-        from ..gpu import GpuUnavailable, gpu_status
+        from ..gpu import require_gpu
 
-        ok, why = gpu_status()
-        if not ok:
-            raise GpuUnavailable(f"--device cuda needs a CUDA GPU and cupy: {why}")
+        require_gpu()  # before any state is written
     _check_writable(spec.output_db)
     present_indices(spec.output_db, spec, create=True)  # refuses another engine version's games
     ctx.start()

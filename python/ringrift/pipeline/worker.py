@@ -86,16 +86,13 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     todo = [i for i in indices if i not in have]
     present = len(indices) - len(todo)
     n_threads = threads if threads > 0 else _core.hardware_threads()
-    small = board in ("square8", "hex8")
     if device == "cuda":
-        from ..gpu import GpuUnavailable, gpu_status, selfplay_gpu, slots_to_batch
+        from ..gpu import GPU_BATCH, require_gpu, selfplay_batch_gpu
 
-        ok, why = gpu_status()
-        if not ok:
-            raise GpuUnavailable(f"--device cuda needs a CUDA GPU and cupy on {host or socket.gethostname()}: {why}")
-        size = batch_size or (65536 if small else 8192)
+        require_gpu(on=host or socket.gethostname())
+        size = batch_size or GPU_BATCH[board]
     else:
-        size = batch_size or max(16, min(1024, (64 if small else 4) * n_threads))
+        size = batch_size or max(16, min(1024, (64 if board in ("square8", "hex8") else 4) * n_threads))
     host = host or socket.gethostname()
     played = moves = 0
     t0 = time.perf_counter()
@@ -105,7 +102,7 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
         chunk = todo[k:k + size]
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if device == "cuda":
-            batch = slots_to_batch(selfplay_gpu(board, num_players, seed, chunk, policy, max_moves), chunk)
+            batch = selfplay_batch_gpu(board, num_players, seed, chunk, policy, max_moves)
         else:
             batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
                                          max_moves=max_moves, record=True)

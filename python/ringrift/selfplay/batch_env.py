@@ -26,6 +26,11 @@ INFO_U8 = ("current", "phase", "done", "winner", "reason")
 INFO_I32 = ("move_count", "num_actions")
 
 
+def to_host(a) -> np.ndarray:
+    """A numpy array of an env array: a copy from the GPU for cupy arrays, else a view."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
 class IllegalActionError(RingRiftError, ValueError):
     """A step with actions that do not name playable moves; no game of the batch was changed."""
 
@@ -175,7 +180,7 @@ class BatchEnv:
         if not 0 <= i < self.n:
             raise IndexError(f"game {i} out of range [0, {self.n})")
         raw = self.states[i]
-        raw = raw.get() if self.device == "cuda" else raw
+        raw = to_host(raw)
         g = Game(self.board, self.num_players)
         _core.load_state_bytes(g, bytes(np.ascontiguousarray(raw)))
         return g
@@ -193,8 +198,7 @@ class BatchEnv:
                 i["values"])
 
     def _raise_illegal(self, acts):
-        err = self._error.get() if self.device == "cuda" else self._error
-        a = acts.get() if self.device == "cuda" else acts
+        err, a = to_host(self._error), to_host(acts)
         slots = np.flatnonzero(err)
         reasons = [_core.ENV_ERRORS[int(err[s])] for s in slots]
         first = int(slots[0])

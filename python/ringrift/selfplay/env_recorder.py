@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .batch_env import BatchEnv
+from .batch_env import BatchEnv, to_host
 from .runner import ENGINE_VERSION
 
 
@@ -38,7 +38,7 @@ class EnvRecorder:
                  host: str | None = None):
         if max_moves < 1:
             raise ValueError(f"max_moves must be >= 1, got {max_moves}")
-        if not np.all(_host(env.info["move_count"]) == 0):
+        if not np.all(to_host(env.info["move_count"]) == 0):
             raise ValueError("EnvRecorder needs games from their start: create it right after BatchEnv() or reset()")
         self.env, self.db, self.policy, self.seed, self.max_moves = env, db, policy, seed, max_moves
         self.host = host or socket.gethostname()
@@ -58,15 +58,15 @@ class EnvRecorder:
         games that ended or hit ``max_moves`` (one transaction), and returns a bool mask (n,) of
         the slots to reset."""
         env = self.env
-        acts = _host(actions)
+        acts = to_host(actions)
         moved = np.flatnonzero(acts >= 0)
         k = self.count[moved]
-        self.moves[moved, k] = _host(env.last_moves)[moved]
-        self.hashes[moved, k] = _host(env.hashes())[moved]
-        self.phases[moved, k] = _host(env.info["phase"])[moved]
-        self.players[moved, k] = _host(env.info["current"])[moved]
+        self.moves[moved, k] = to_host(env.last_moves)[moved]
+        self.hashes[moved, k] = to_host(env.hashes())[moved]
+        self.phases[moved, k] = to_host(env.info["phase"])[moved]
+        self.players[moved, k] = to_host(env.info["current"])[moved]
         self.count[moved] += 1
-        done = _host(env.info["done"]) != 0
+        done = to_host(env.info["done"]) != 0
         full = self.count >= self.max_moves
         finish = (done | full) & (self.count > 0)
         slots = np.flatnonzero(finish)
@@ -77,7 +77,7 @@ class EnvRecorder:
 
     def discard(self, which) -> None:
         """Forget the partial games of the slots in ``which`` (a bool mask): they restart."""
-        which = np.asarray(_host(which), dtype=bool)
+        which = np.asarray(to_host(which), dtype=bool)
         self.count[which] = 0
         self.started[which] = time.monotonic()
 
@@ -90,7 +90,7 @@ class EnvRecorder:
         batch = {
             "game_index": np.arange(self.next_index, self.next_index + len(slots), dtype=np.int64),
             "move_offsets": offsets, "move_count": counts,
-            "winner": _host(info["winner"])[slots], "reason": _host(info["reason"])[slots],
+            "winner": to_host(info["winner"])[slots], "reason": to_host(info["reason"])[slots],
             "capped": capped.astype(np.uint8), "seconds": time.monotonic() - self.started[slots],
             "moves": take(self.moves), "hashes": take(self.hashes), "phases": take(self.phases),
             "players": take(self.players),
@@ -101,7 +101,3 @@ class EnvRecorder:
         self.next_index += len(slots)
         self.stored += len(slots)
 
-
-def _host(a):
-    """A numpy view of an env array (a copy from the GPU for cupy arrays)."""
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)

@@ -73,11 +73,9 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
     if device == "cuda":
-        from ..gpu import GpuUnavailable, gpu_status
+        from ..gpu import require_gpu
 
-        ok, why = gpu_status()
-        if not ok:
-            raise GpuUnavailable(f"--device cuda needs a CUDA GPU and cupy: {why}")
+        require_gpu()
     if num_games < 0:
         raise ValueError("num_games must be >= 0")
     result = SelfplayResult(board, num_players, seed, policy, num_games)
@@ -90,7 +88,9 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     # Batches of a few hundred games per thread keep commits cheap and progress lively; a GPU
     # batch fills the device.
     if device == "cuda":
-        size = batch_size or (65536 if board in ("square8", "hex8") else 8192)
+        from ..gpu import GPU_BATCH
+
+        size = batch_size or GPU_BATCH[board]
     else:
         size = batch_size or max(64, min(4096, 256 * n_threads if board in ("square8", "hex8") else 16 * n_threads))
     host = socket.gethostname()
@@ -99,9 +99,9 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     def play(chunk):
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if device == "cuda":
-            from ..gpu.device import selfplay_gpu, slots_to_batch
+            from ..gpu import selfplay_batch_gpu
 
-            return slots_to_batch(selfplay_gpu(board, num_players, seed, chunk, policy, max_moves), chunk), started
+            return selfplay_batch_gpu(board, num_players, seed, chunk, policy, max_moves), started
         batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
                                      max_moves=max_moves, record=True)
         return batch, started
