@@ -11,6 +11,7 @@
 #include "selfplay/batch_runner.h"
 #include "selfplay/slot_driver.h"
 #include "selfplay/batch_env.h"
+#include "selfplay/layout.h"
 #include "export/encoder.h"
 #include <pybind11/numpy.h>
 #include <chrono>
@@ -968,6 +969,13 @@ PYBIND11_MODULE(_core, mod) {
     d["Move"] = sizeof(Move);
     return d;
   }, "sizeof of the structs a GPU batch allocates per game (host layout = device layout).");
+  mod.def("struct_layout", []() {
+    py::dict d;
+#define RR_LAYOUT_ENTRY(NAME, EXPR) d[#NAME] = (size_t)(EXPR);
+    RR_LAYOUT_FIELDS(RR_LAYOUT_ENTRY)
+#undef RR_LAYOUT_ENTRY
+    return d;
+  }, "This build's sizes and offsets of the structs shared with the GPU kernels (selfplay/layout.h).");
   mod.def("move_from_record", &move_from_record, py::arg("record"), "Decode a 16-byte move record.");
   mod.def("replay_verify", &replay_verify, py::arg("game"), py::arg("moves"), py::arg("hashes"),
           "Apply recorded moves to `game`, checking legality and each hash; returns (step or -1, why).");

@@ -123,6 +123,24 @@ def test_both_kernels_compile_with_the_options_cupy_uses():
 
 @pytest.mark.skipif(find_libnvrtc() is None, reason="libnvrtc not installed (the test extra brings "
                     "nvidia-cuda-nvrtc-cu12 on Linux x86_64)")
+@pytest.mark.parametrize("source", ["selfplay_kernel.cu", "env_kernel.cu"])
+def test_layout_guard_refuses_a_kernel_laid_out_unlike_the_binding(source):
+    from ringrift.gpu.nvrtc import NvrtcError
+    from ringrift.gpu.sources import layout_options
+
+    layout = _core.struct_layout()
+    assert layout["SIZEOF_STATE"] == _core.struct_sizes()["State"] and layout["SIZEOF_MOVE"] == 16
+    assert len(layout_options()) == len(layout) + 1
+    # the binding's real layout compiles (test above); a kernel that disagreed on one struct,
+    # standing in for a compiler that pads differently, must not
+    for name in ("SIZEOF_STATE", "ALIGNOF_GEOMETRY"):
+        wrong = f"-DRR_HOST_{name}={layout[name] * 2}"
+        with pytest.raises(NvrtcError, match=f"{name} differs"):
+            compile_ptx("compute_90", (f"-URR_HOST_{name}", wrong), source=source, as_cupy=True)
+
+
+@pytest.mark.skipif(find_libnvrtc() is None, reason="libnvrtc not installed (the test extra brings "
+                    "nvidia-cuda-nvrtc-cu12 on Linux x86_64)")
 def test_register_cap_travels_in_the_ptx():
     from ringrift.gpu.device import launch_bounds_options
 

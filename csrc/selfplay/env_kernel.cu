@@ -3,6 +3,7 @@
 // whatever runs next on the device. Compiled at run time by NVRTC (through cupy), and by nvcc in
 // CI as a compile check.
 #include "selfplay/batch_env.h"
+#include "selfplay/layout.h"  // host/device layout guard (active when the launcher passes the layout)
 
 #define RR_ENV_SLOT                                \
   int slot = blockIdx.x * blockDim.x + threadIdx.x; \

@@ -3,6 +3,7 @@
 // in CI as a compile check. Per-thread working memory (state, scratch) lives in global arrays
 // so large batches fit; there is no move list (play_slot chooses moves by streaming).
 #include "selfplay/slot_driver.h"
+#include "selfplay/layout.h"  // host/device layout guard (active when the launcher passes the layout)
 
 // Optional occupancy hint, set by the launcher (-DRR_LAUNCH_BLOCK=64 -DRR_LAUNCH_MIN_BLOCKS=8):
 // asks the compiler to fit that many blocks of that size per SM, i.e. to cap registers per

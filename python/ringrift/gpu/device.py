@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .sources import include_dir, kernel_source
+from .sources import kernel_options, kernel_source
 
 # Deepest per-thread stack the rules need (flood-fill queues and region buffers), with margin:
 # nvcc 13 reports 4.9 KB for rr_selfplay on sm_90. Per game the kernel needs only its State and
@@ -102,7 +102,7 @@ def _kernel(block: int = 64, max_registers: int | None = None):
 
     key = (cupy.cuda.Device().id, block if max_registers else None, max_registers)
     if key not in _kernels:
-        options = ("--std=c++17", f"-I{include_dir()}", *launch_bounds_options(block, max_registers))
+        options = kernel_options(*launch_bounds_options(block, max_registers))
         module = cupy.RawModule(code=kernel_source(), options=options)
         _kernels[key] = module.get_function("rr_selfplay")
         raise_stack_limit()

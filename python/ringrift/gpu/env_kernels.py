@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .device import raise_stack_limit, require_gpu
-from .sources import include_dir, kernel_source
+from .sources import kernel_options, kernel_source
 
 KERNEL_NAMES = ("rr_env_reset", "rr_env_observe", "rr_env_decode", "rr_env_apply", "rr_env_hash")
 _modules: dict = {}
@@ -22,7 +22,7 @@ def env_kernels() -> dict:
 
     dev = cupy.cuda.Device().id
     if dev not in _modules:
-        module = cupy.RawModule(code=kernel_source("env_kernel.cu"), options=("--std=c++17", f"-I{include_dir()}"))
+        module = cupy.RawModule(code=kernel_source("env_kernel.cu"), options=kernel_options())
         raise_stack_limit()
         _modules[dev] = {name: module.get_function(name) for name in KERNEL_NAMES}
     return _modules[dev]

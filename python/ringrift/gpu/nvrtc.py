@@ -11,7 +11,7 @@ import ctypes
 import glob
 import os
 
-from .sources import include_dir, kernel_source
+from .sources import include_dir, kernel_options, kernel_source
 
 NVRTC_OPTIONS = ("--std=c++17", "-default-device")
 # What cupy 14's RawModule adds to our own options (cupy/cuda/compiler.py): flush denormals
@@ -44,7 +44,8 @@ def find_libnvrtc() -> str | None:
 def compile_ptx(arch: str = "compute_90", extra_options: tuple = (), source: str = "selfplay_kernel.cu",
                 as_cupy: bool = False) -> str:
     """Compile a shipped kernel source to PTX for `arch`; raises NvrtcError with NVRTC's log.
-    With `as_cupy`, the options are the launchers' own plus what cupy adds to them."""
+    With `as_cupy`, the options are the launchers' own (layout guard included) plus what cupy
+    adds to them."""
     path = find_libnvrtc()
     if path is None:
         raise NvrtcError("libnvrtc not found (pip install nvidia-cuda-nvrtc-cu12, or set CUDA_HOME)")
@@ -60,8 +61,8 @@ def compile_ptx(arch: str = "compute_90", extra_options: tuple = (), source: str
     check(lib.nvrtcCreateProgram(ctypes.byref(prog), src, source.encode(), 0, None, None),
           "nvrtcCreateProgram")
     try:
-        base = ("--std=c++17", *CUPY_ADDED_OPTIONS) if as_cupy else NVRTC_OPTIONS
-        opts = [f"--gpu-architecture={arch}", f"-I{include_dir()}", *base, *extra_options]
+        base = (*kernel_options(), *CUPY_ADDED_OPTIONS) if as_cupy else (f"-I{include_dir()}", *NVRTC_OPTIONS)
+        opts = [f"--gpu-architecture={arch}", *base, *extra_options]
         arr = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
         code = lib.nvrtcCompileProgram(prog, len(opts), arr)
         if code != 0:

@@ -25,3 +25,17 @@ def kernel_source(name: str = "selfplay_kernel.cu") -> str:
     if name not in KERNELS:
         raise ValueError(f"unknown kernel source {name!r} (expected one of {', '.join(KERNELS)})")
     return (include_dir() / "selfplay" / name).read_text()
+
+
+def layout_options() -> tuple:
+    """NVRTC options that make a kernel compile fail unless its struct layout equals the
+    installed binding's (csrc/selfplay/layout.h): raw bytes cross between the two."""
+    from .. import _core
+
+    return ("-DRR_HOST_LAYOUT", *(f"-DRR_HOST_{name}={value}" for name, value in sorted(_core.struct_layout().items())))
+
+
+def kernel_options(*extra: str) -> tuple:
+    """The options every launcher compiles a shipped kernel with: C++17, the header root, the
+    layout guard, then `extra`."""
+    return ("--std=c++17", f"-I{include_dir()}", *layout_options(), *extra)

@@ -74,6 +74,7 @@ def board_of(table: np.ndarray, maker) -> str:
 class RawModule:
     def __init__(self, code: str, options=()):
         assert "#include" in code and any(o.startswith("-I") for o in options)
+        assert "-DRR_HOST_LAYOUT" in options, "kernels must be compiled with the layout guard (sources.kernel_options)"
         self.code = code
 
     def get_function(self, name):
