@@ -80,6 +80,26 @@ def test_cuda_selfplay_glue_plays_the_cpu_games_into_a_verified_db(stand_in_gpu,
     assert verify_db(tmp_path / "g.db", quiet=True)[:2] == (12, 12)
 
 
+def test_gpu_slots_are_compacted_on_the_device_into_the_cpu_layout(stand_in_gpu):
+    from ringrift.gpu import selfplay_batch_gpu
+    from ringrift.gpu.device import played_rows
+
+    # counts with empty and full games: rows must skip the unplayed tail of every slot
+    counts = np.array([0, 3, 0, 4, 1], dtype=np.int32)
+    want = [4, 5, 6, 12, 13, 14, 15, 16]
+    for arr in (counts, _wrap(counts)):
+        offsets, rows = played_rows(arr, 4)
+        assert np.asarray(rows).tolist() == want and np.asarray(offsets).tolist() == [0, 0, 3, 3, 7, 8]
+        assert (type(rows) is np.ndarray) == (arr is counts)  # device input stays on the device
+    # a cap short enough that some games stop at it and others end before it
+    games = [3, 9, 4, 11]  # 132, 118, 110 and 127 moves uncapped
+    gpu = selfplay_batch_gpu("square8", 2, 2, games, "random", 125)
+    cpu = _core.selfplay_batch("square8", 2, 2, games, "random", threads=1, max_moves=125)
+    assert 0 < int(np.sum(cpu["capped"])) < len(games)
+    for key in ("move_offsets", "move_count", "moves", "hashes", "phases", "players", "winner", "reason", "capped"):
+        assert np.array_equal(gpu[key], cpu[key]) and type(gpu[key]) is np.ndarray, key
+
+
 def test_env_bench_cuda_differential_runs(stand_in_gpu, monkeypatch):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "bench"))
     try:

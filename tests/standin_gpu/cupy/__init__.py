@@ -137,7 +137,7 @@ SLOT_COUNT_ARG = {"rr_selfplay": 5, "rr_env_reset": 3, "rr_env_observe": 5, "rr_
 
 # ---- the part of cupy's API the package uses ---------------------------------------------------
 uint8, int32, int64, uint64, float32, bool_ = np.uint8, np.int32, np.int64, np.uint64, np.float32, np.bool_
-for _name in ("where", "maximum", "minimum", "cumsum", "nonzero", "flatnonzero"):
+for _name in ("where", "maximum", "minimum", "cumsum", "nonzero", "flatnonzero", "searchsorted"):
     globals()[_name] = (lambda _fn: lambda *a, **k: _wrap_all(_fn(*a, **k)))(getattr(np, _name))
 for _name in ("zeros", "empty", "ones", "full", "arange", "asarray", "ascontiguousarray"):
     globals()[_name] = (lambda _fn: lambda *a, **k: _wrap(_fn(*a, **k)))(getattr(np, _name))
