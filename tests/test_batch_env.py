@@ -138,6 +138,16 @@ def test_without_features_only_the_mask_is_computed():
     assert env.info["num_actions"].min() > 0
 
 
+def test_nbytes_counts_every_array_per_game():
+    small, big = BatchEnv("square8", 2, 3), BatchEnv("square8", 2, 7)
+    A, K = E.action_space("square8")["size"], _core.ENV_MAX_ACTIONS
+    per_game = (big.nbytes - small.nbytes) / 4
+    # state, mask row, action list, 26 planes of 8x8 floats, globals, move record, info, 2 flag bytes
+    arrays = (big.states, big.mask, big.legal_actions, big.planes, big.globals, big.last_moves, *big.info.values())
+    assert per_game == sum(a.nbytes for a in arrays) / 7 + 2
+    assert per_game > _core.struct_sizes()["State"] + A + 4 * K + 26 * 64 * 4
+
+
 def test_bad_arguments_name_what_is_wrong():
     with pytest.raises(ValueError, match="unknown board 'square9'"):
         BatchEnv("square9", 2, 1)

@@ -64,6 +64,14 @@ def test_cuda_batch_env_glue_matches_the_cpu_env(stand_in_gpu, board, players):
     assert g_acts.dtype == np.int32 and g_acts.shape == (5,)
 
 
+def test_cuda_env_nbytes_adds_the_device_scratch_and_move_lists(stand_in_gpu):
+    from ringrift.selfplay import BatchEnv
+
+    sizes = _core.struct_sizes()
+    cpu, gpu = BatchEnv("hex8", 2, 5), BatchEnv("hex8", 2, 5, device="cuda")
+    assert gpu.nbytes - cpu.nbytes == 5 * (sizes["Scratch"] + sizes["MoveList"])
+
+
 def test_cuda_selfplay_glue_plays_the_cpu_games_into_a_verified_db(stand_in_gpu, tmp_path):
     from ringrift.db import GameDB
     from ringrift.gpu import selfplay_gpu, slots_to_batch

@@ -156,6 +156,16 @@ class BatchEnv:
             _core.env_apply_host(self.board, self.states, acts, self.last_moves, self.info, self.threads)
         self.observe(xp.ascontiguousarray(acts >= 0, dtype=xp.uint8))  # only the games that moved
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this env holds (on its device): what sizing a batch must budget.
+        A GPU env also keeps each game's rules scratch and a legal-move list (131 KB) there."""
+        arrays = [self.states, self._mask_u8, self.legal_actions, self.planes, self.globals, self.last_moves,
+                  self._error, self._all, *self.info.values()]
+        if self.device == "cuda":
+            arrays += [self._scratch, self._lists]
+        return int(sum(a.nbytes for a in arrays))
+
     # ---- helpers -----------------------------------------------------------------------------
 
     def random_actions(self, rng=None):
