@@ -851,7 +851,7 @@ State* env_states(const py::object& states, int n) {
 void register_env(py::module_& mod) {
   mod.attr("ENV_ERRORS") = py::cast(std::vector<std::string>{
       "ok", "the game is over (pass -1 to leave a finished slot alone)", "not an index of the action space",
-      "not a playable move in this state (its mask bit is 0)", "the legal-move list overflowed MAX_MOVES"});
+      "not a playable move in this state (its mask bit is 0)", "the state has more legal moves than MAX_MOVES (or a surface the env cannot read)"});
   mod.attr("ENV_MAX_ACTIONS") = ENV_MAX_ACTIONS;
   mod.def("env_tables", [](const std::string& board) {
     const EnvTables& t = env_tables_of(parse_board(board));

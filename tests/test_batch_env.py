@@ -16,18 +16,38 @@ E = _core.export
 CASES = [(b, p) for b in ("square8", "hex8", "square19", "hexagonal") for p in (2, 3, 4)]
 
 
-def playable_actions(game: Game) -> set[int]:
-    """Canonical indices of the legal moves the engine's validated apply accepts."""
+def playable_surface(game: Game) -> list[tuple[int, int, object]]:
+    """(canonical index, own index, move) of every legal move the engine's validated apply
+    accepts, in surface order (from the engine's move list, not the env's streaming sinks)."""
     legal = game.legal_moves()
-    idx = E.legal_action_indices(game, True)
-    out = set()
-    for m, a in zip(legal, idx):
+    out = []
+    for m, a, own in zip(legal, E.legal_action_indices(game, True), E.legal_action_indices(game, False)):
         try:
             game.clone().apply(m)
         except IllegalMoveError:
             continue
-        out.add(int(a))
+        out.append((int(a), int(own), m))
     return out
+
+
+def playable_actions(game: Game) -> set[int]:
+    """Canonical indices of the legal moves the engine's validated apply accepts."""
+    return {a for a, _, _ in playable_surface(game)}
+
+
+def first_occurrences(surface) -> list[int]:
+    """The distinct canonical actions in surface order: the order of a mask's action list."""
+    seen = []
+    for a, _, _ in surface:
+        if a not in seen:
+            seen.append(a)
+    return seen
+
+
+def named_move(surface, action: int):
+    """The move an action decodes to: the one whose own index is the action, else the first alias."""
+    aliases = [(own == a, m) for a, own, m in surface if a == action]
+    return next((m for exact, m in aliases if exact), aliases[0][1])
 
 
 def play_alongside(env: BatchEnv, games: list[Game], steps: int, rng, check_every: int = 1) -> set[str]:
@@ -36,11 +56,12 @@ def play_alongside(env: BatchEnv, games: list[Game], steps: int, rng, check_ever
     phases = set()
     for k in range(steps):
         if k % check_every == 0:
+            surfaces = [playable_surface(g) for g in games]
             for i, g in enumerate(games):
-                expected = playable_actions(g)
+                expected = {a for a, _, _ in surfaces[i]}
                 assert set(np.flatnonzero(env.mask[i]).tolist()) == expected, (i, k)
                 listed = env.legal_actions[i, :env.info["num_actions"][i]].tolist()
-                assert len(listed) == len(expected) and set(listed) == expected, (i, k)
+                assert listed == first_occurrences(surfaces[i]), (i, k)
                 planes, globs = E.encode_state(g)
                 assert np.array_equal(env.planes[i], planes) and np.array_equal(env.globals[i], globs), (i, k)
         acts = env.random_actions(rng)
@@ -50,6 +71,8 @@ def play_alongside(env: BatchEnv, games: list[Game], steps: int, rng, check_ever
                 continue
             move = _core.move_from_record(bytes(env.last_moves[i]))
             assert int(E.canonical_action_index(g, move)) == int(acts[i])
+            if k % check_every == 0:
+                assert move == named_move(surfaces[i], int(acts[i])), (i, k)
             g.apply(move)
             phases.add(g.phase)
         assert [g.hash() for g in games] == [f"{h:016x}" for h in env.hashes()], k
@@ -86,6 +109,35 @@ def test_whole_games_to_the_end_visit_every_phase_and_score_the_result():
     env.reset(np.array([1, 0, 0, 0, 0, 1]))
     assert list(env.info["move_count"][[0, 5]]) == [0, 0] and list(env.info["done"]) == [0, 1, 1, 1, 1, 0]
     assert env.game(0).hash() == Game("square8", 2).hash()
+
+
+def test_aliased_territory_options_list_and_decode_like_the_engines_move_list():
+    # Territory options with the same effect share one action, the lowest index among them. The
+    # env streams the surface with the options put aside until all are in: its action list must
+    # still be in surface order, and each action must play the move the engine's list names.
+    env, probe = BatchEnv("square8", 2, 64, features=False), BatchEnv("square8", 2, 1, features=False)
+    territory = list(_core.PHASES).index("territory_processing")
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(3000):
+        for i in np.flatnonzero(env.info["phase"] == territory):
+            surface = playable_surface(env.game(int(i)))
+            if all(a == own for a, own, _ in surface):
+                continue
+            assert env.legal_actions[i, :env.info["num_actions"][i]].tolist() == first_occurrences(surface)
+            for a in first_occurrences(surface):
+                probe.states[0] = env.states[i]
+                probe.observe()
+                probe.step(np.array([a]))
+                assert _core.move_from_record(bytes(probe.last_moves[0])) == named_move(surface, a)
+            checked += 1
+        if checked >= 20:
+            break
+        env.step(env.random_actions(rng))
+        done = env.info["done"].astype(bool)
+        if done.any():
+            env.reset(done)
+    assert checked >= 20, checked
 
 
 def test_a_bad_action_refuses_the_whole_batch_and_changes_nothing():

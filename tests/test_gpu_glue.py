@@ -30,7 +30,7 @@ SIGNATURES, BOARDS, _wrap = standin.SIGNATURES, standin.BOARDS, standin._wrap
 def test_the_parser_reads_every_kernel():
     assert set(SIGNATURES) == {"rr_selfplay", "rr_env_reset", "rr_env_observe", "rr_env_decode", "rr_env_apply",
                                "rr_env_hash"}
-    assert len(SIGNATURES["rr_env_observe"]) == 19 and SIGNATURES["rr_env_observe"][4] == ("unsigned char", True)
+    assert len(SIGNATURES["rr_env_observe"]) == 18 and SIGNATURES["rr_env_observe"][3] == ("unsigned char", True)
     assert SIGNATURES["rr_selfplay"][3] == ("unsigned long long", False)
 
 
@@ -64,12 +64,12 @@ def test_cuda_batch_env_glue_matches_the_cpu_env(stand_in_gpu, board, players):
     assert g_acts.dtype == np.int32 and g_acts.shape == (5,)
 
 
-def test_cuda_env_nbytes_adds_the_device_scratch_and_move_lists(stand_in_gpu):
+def test_cuda_env_nbytes_adds_only_the_device_scratch(stand_in_gpu):
     from ringrift.selfplay import BatchEnv
 
     sizes = _core.struct_sizes()
     cpu, gpu = BatchEnv("hex8", 2, 5), BatchEnv("hex8", 2, 5, device="cuda")
-    assert gpu.nbytes - cpu.nbytes == 5 * (sizes["Scratch"] + sizes["MoveList"])
+    assert gpu.nbytes - cpu.nbytes == 5 * sizes["Scratch"]  # no move list per game
 
 
 def test_cuda_selfplay_glue_plays_the_cpu_games_into_a_verified_db(stand_in_gpu, tmp_path):

@@ -149,6 +149,8 @@ struct MoveList {
   Move m[MAX_MOVES];
 };
 
+RR_HD inline const Move& legal_move_at(const MoveList& l, int i) { return l.m[i]; }
+
 // Index of the next pushed move, or -1 (overflow set) when MAX_MOVES moves are already there.
 RR_HD inline int ml_take(int& n, bool& overflow) {
   if (n < MAX_MOVES) return n++;

@@ -155,9 +155,12 @@ RR_HD inline bool same_territory_effect(const Geometry& g, const State& s, const
 //  * process_line of an exact-length line (length == T) collapses the line exactly like the
 //    collapse-all choose_line_option of the same line, which is always listed beside it; it
 //    maps to that choose_line_option index. (An overlength process_line keeps its own index.)
-// `legal` must be the legal-move list of `s` (only read for territory moves).
+// `legal` must hold every territory option of the surface of `s` (only read for territory
+// moves): the legal-move list, or anything with `n` and a legal_move_at overload that holds at
+// least those (the streaming env keeps just the options aside, selfplay/batch_env.h).
+template <class Moves>
 RR_HD inline int32_t canonical_action_index(const Geometry& g, const ActionSpace& a, const State& s, const Move& m,
-                                            const MoveList& legal) {
+                                            const Moves& legal) {
   if (m.type == MT_PROCESS_LINE && m.line_len == line_threshold(g, s.num_players)) {
     Move c = m;
     c.type = MT_CHOOSE_LINE_OPTION;
@@ -167,7 +170,7 @@ RR_HD inline int32_t canonical_action_index(const Geometry& g, const ActionSpace
   if (m.type == MT_CHOOSE_TERRITORY_OPTION) {
     int32_t best = action_index(g, a, m);
     for (int i = 0; i < legal.n; i++) {
-      const Move& o = legal.m[i];
+      const Move o = legal_move_at(legal, i);
       if (o.type != MT_CHOOSE_TERRITORY_OPTION) continue;
       int32_t oi = action_index(g, a, o);
       if (oi >= 0 && oi < best && same_territory_effect(g, s, o, m)) best = oi;

@@ -28,15 +28,15 @@ extern "C" __global__ void rr_env_reset(const rr::EnvTables* t, rr::State* state
 // set, the feature planes and globals, for the slots with only[slot] != 0 (the games that moved
 // or restarted; the others' outputs stand).
 extern "C" __global__ void rr_env_observe(const rr::EnvTables* t, rr::State* states, rr::Scratch* scratch,
-                                          rr::MoveList* lists, const unsigned char* only, int n, unsigned char* mask,
-                                          int* actions, int features, float* planes, float* globals,
-                                          RR_ENV_INFO_PARAMS) {
+                                          const unsigned char* only, int n, unsigned char* mask, int* actions,
+                                          int features, float* planes, float* globals, RR_ENV_INFO_PARAMS) {
   RR_ENV_SLOT
   if (!only[slot]) return;
   rr::State& s = states[slot];
   const long long A = t->space.size();
   int prev = num_actions[slot] > 0 ? num_actions[slot] : 0;
-  num_actions[slot] = rr::env_mask(*t, s, scratch[slot], lists[slot], mask + slot * A,
+  rr::TerritoryOptions opts;  // per thread, on the stack: no move list per game (batch_env.h)
+  num_actions[slot] = rr::env_mask(*t, s, scratch[slot], opts, mask + slot * A,
                                    actions + (long long)slot * rr::ENV_MAX_ACTIONS, prev);
   if (features) {
     const long long hw = (long long)t->grid.h * t->grid.w;
@@ -47,10 +47,10 @@ extern "C" __global__ void rr_env_observe(const rr::EnvTables* t, rr::State* sta
 
 // Decode every slot's action; nothing is applied, so a batch with one bad action is refused whole.
 extern "C" __global__ void rr_env_decode(const rr::EnvTables* t, rr::State* states, rr::Scratch* scratch,
-                                         rr::MoveList* lists, const int* actions, int n, rr::Move* chosen,
-                                         unsigned char* error) {
+                                         const int* actions, int n, rr::Move* chosen, unsigned char* error) {
   RR_ENV_SLOT
-  error[slot] = rr::env_decode(*t, states[slot], scratch[slot], lists[slot], actions[slot], &chosen[slot]);
+  rr::TerritoryOptions opts;
+  error[slot] = rr::env_decode(*t, states[slot], scratch[slot], opts, actions[slot], &chosen[slot]);
 }
 
 // Apply the decoded moves.

@@ -99,7 +99,6 @@ class BatchEnv:
         self._all = xp.ones(n, dtype=xp.uint8)
         if device == "cuda":
             self._scratch = xp.empty(n * sizes["Scratch"], dtype=xp.uint8)
-            self._lists = xp.empty(n * sizes["MoveList"], dtype=xp.uint8)
         self.reset()
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -120,7 +119,7 @@ class BatchEnv:
         game, or of the games where the uint8 mask ``only`` is nonzero (the others did not change)."""
         only = self._all if only is None else only
         if self.device == "cuda":
-            self._k.launch("rr_env_observe", self.n, (self._tables, self.states, self._scratch, self._lists, only,
+            self._k.launch("rr_env_observe", self.n, (self._tables, self.states, self._scratch, only,
                                                      self._k.i32(self.n), self._mask_u8, self.legal_actions,
                                                      self._k.i32(1 if self.features else 0), self.planes,
                                                      self.globals, *self._info_args()), self.block)
@@ -130,8 +129,8 @@ class BatchEnv:
                                    self.globals, self.info, self.threads)
         if int(self.info["num_actions"].min()) < 0:
             bad = int(self.xp.argmin(self.info["num_actions"]))
-            raise RingRiftError(f"game {bad}: the legal-move list overflowed MAX_MOVES ({_core.MAX_MOVES}); "
-                                "its mask is incomplete")
+            raise RingRiftError(f"game {bad}: the legal-move surface exceeds MAX_MOVES ({_core.MAX_MOVES}); "
+                                "its mask is left empty")
 
     def step(self, actions) -> None:
         """Play one action per game (-1 = leave the game as it is), then observe.
@@ -143,7 +142,7 @@ class BatchEnv:
         if acts.shape != (self.n,):
             raise ValueError(f"actions must have shape ({self.n},), got {tuple(acts.shape)}")
         if self.device == "cuda":
-            self._k.launch("rr_env_decode", self.n, (self._tables, self.states, self._scratch, self._lists, acts,
+            self._k.launch("rr_env_decode", self.n, (self._tables, self.states, self._scratch, acts,
                                                     self._k.i32(self.n), self.last_moves, self._error), self.block)
         else:
             _core.env_decode_host(self.board, self.states, acts, self.last_moves, self._error, self.threads)
@@ -159,11 +158,11 @@ class BatchEnv:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays this env holds (on its device): what sizing a batch must budget.
-        A GPU env also keeps each game's rules scratch and a legal-move list (131 KB) there."""
+        A GPU env also keeps each game's rules scratch (6 KB) there."""
         arrays = [self.states, self._mask_u8, self.legal_actions, self.planes, self.globals, self.last_moves,
                   self._error, self._all, *self.info.values()]
         if self.device == "cuda":
-            arrays += [self._scratch, self._lists]
+            arrays.append(self._scratch)
         return int(sum(a.nbytes for a in arrays))
 
     # ---- helpers -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ STAND_IN = True
 
 BOARDS = ("square8", "hex8", "square19", "hexagonal")
 POINTEE_DTYPES = {"unsigned char": np.uint8, "int": np.int32, "float": np.float32, "unsigned long long": np.uint64,
-                  "long long": np.int64, "rr::State": np.uint8, "rr::Scratch": np.uint8, "rr::MoveList": np.uint8,
+                  "long long": np.int64, "rr::State": np.uint8, "rr::Scratch": np.uint8,
                   "rr::Move": np.uint8, "rr::Geometry": np.uint8, "rr::EnvTables": np.uint8}
 SCALAR_DTYPES = {"int": np.int32, "unsigned long long": np.uint64, "long long": np.int64}
 
@@ -117,11 +117,11 @@ class Kernel:
     def rr_env_reset(self, t, states, reset, n, players, *info):
         _core.env_reset_host(board_of(t, _core.env_tables), states, reset, int(players), self._info(info))
 
-    def rr_env_observe(self, t, states, scratch, lists, only, n, mask, actions, features, planes, globs, *info):
+    def rr_env_observe(self, t, states, scratch, only, n, mask, actions, features, planes, globs, *info):
         _core.env_observe_host(board_of(t, _core.env_tables), states, only, mask, actions,
                                planes if features else None, globs, self._info(info))
 
-    def rr_env_decode(self, t, states, scratch, lists, actions, n, chosen, error):
+    def rr_env_decode(self, t, states, scratch, actions, n, chosen, error):
         _core.env_decode_host(board_of(t, _core.env_tables), states, actions, chosen, error)
 
     def rr_env_apply(self, t, states, scratch, actions, chosen, n, *info):
@@ -131,7 +131,7 @@ class Kernel:
         out[:] = _core.env_hash_host(board_of(t, _core.env_tables), states, int(n))
 
 
-SLOT_COUNT_ARG = {"rr_selfplay": 5, "rr_env_reset": 3, "rr_env_observe": 5, "rr_env_decode": 5, "rr_env_apply": 5,
+SLOT_COUNT_ARG = {"rr_selfplay": 5, "rr_env_reset": 3, "rr_env_observe": 4, "rr_env_decode": 4, "rr_env_apply": 5,
                   "rr_env_hash": 2}
 
 
