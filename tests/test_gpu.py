@@ -163,6 +163,24 @@ def test_cuda_device_request_fails_with_one_clear_line_without_a_gpu(tmp_path):
         run_selfplay(db, board="square8", num_games=2, device="cuda")
 
 
+def test_two_cupy_packages_are_named_instead_of_failing_somewhere_inside_cupy(tmp_path, monkeypatch):
+    # pip installs cupy-cuda12x beside an image's cupy-cuda13x without a word; both write `cupy/`
+    for name in ("cupy_cuda12x-14.0.0", "cupy_cuda13x-14.2.0", "cupy_xarray-0.1"):
+        info = tmp_path / f"{name}.dist-info"
+        info.mkdir()
+        dist, version = name.rsplit("-", 1)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist.replace('_', '-')}\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from ringrift.gpu import GpuUnavailable, require_gpu
+    from ringrift.gpu.device import cupy_packages
+
+    assert cupy_packages() == ["cupy-cuda12x", "cupy-cuda13x"]  # cupy-xarray is no cupy build
+    ok, why = gpu_status()
+    assert not ok and "several cupy packages are installed (cupy-cuda12x, cupy-cuda13x)" in why
+    with pytest.raises(GpuUnavailable, match="pip uninstall cupy-cuda12x cupy-cuda13x"):
+        require_gpu("--device cuda", on="worker-3")
+
+
 @pytest.mark.skipif(not gpu_status()[0], reason=f"no GPU: {gpu_status()[1]}")
 @pytest.mark.parametrize("board, players, policy", CASES)
 def test_gpu_kernel_equals_host_twin(board, players, policy):

@@ -8,6 +8,8 @@ module on disk, so the cost is a few seconds once per worker and engine version.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import _core
@@ -27,8 +29,25 @@ class GpuUnavailable(RingRiftError, RuntimeError):
     """No usable CUDA GPU, or cupy is not installed."""
 
 
+_CUPY_PACKAGE = re.compile(r"^cupy(-cuda\d+x?|-rocm-[\d-]+)?$")
+
+
+def cupy_packages() -> list[str]:
+    """The cupy distributions installed (cupy, cupy-cuda12x, cupy-cuda13x, ...): each installs the
+    same `cupy` module, so with two of them one has overwritten the other's files."""
+    from importlib import metadata
+
+    names = {(d.metadata["Name"] or "").lower() for d in metadata.distributions()}
+    return sorted(n for n in names if _CUPY_PACKAGE.match(n))
+
+
 def gpu_status() -> tuple[bool, str]:
     """(available, explanation)."""
+    packages = cupy_packages()
+    if len(packages) > 1:
+        return False, (f"several cupy packages are installed ({', '.join(packages)}) and overwrite one another: "
+                       f"keep the one for this machine's CUDA (pip uninstall {' '.join(packages)}, then "
+                       "pip install 'ringrift[gpu]' or 'ringrift[gpu-cuda13]')")
     try:
         import cupy
     except ImportError:
