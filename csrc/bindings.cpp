@@ -975,7 +975,7 @@ PYBIND11_MODULE(_core, mod) {
     RR_LAYOUT_FIELDS(RR_LAYOUT_ENTRY)
 #undef RR_LAYOUT_ENTRY
     return d;
-  }, "This build's sizes and offsets of the structs shared with the GPU kernels (selfplay/layout.h).");
+  }, "This build's size and alignment of every struct shared with the GPU kernels (selfplay/layout.h).");
   mod.def("move_from_record", &move_from_record, py::arg("record"), "Decode a 16-byte move record.");
   mod.def("replay_verify", &replay_verify, py::arg("game"), py::arg("moves"), py::arg("hashes"),
           "Apply recorded moves to `game`, checking legality and each hash; returns (step or -1, why).");

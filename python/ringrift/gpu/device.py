@@ -195,7 +195,7 @@ def played_rows(counts, max_moves: int):
     offsets[1:] = xp.cumsum(counts)
     k = xp.arange(int(offsets[-1]), dtype=xp.int64)
     shift = xp.arange(len(counts), dtype=xp.int64) * max_moves - offsets[:-1]  # slot row minus flat offset
-    if xp is np:  # numpy repeats by an array of counts (fastest on the host: 65,536 games in 60 ms)
+    if xp is np:  # numpy repeats by an array of counts (on the host, faster than the search below)
         return offsets, k + np.repeat(shift, counts)
     # cupy's repeat takes no device array of counts: find each move's game by binary search instead
     return offsets, k + shift[xp.searchsorted(offsets[1:], k, side="right")]
