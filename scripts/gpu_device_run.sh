@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared run for a lent GPU machine (device time is scarce: build, check, measure, in
 # one call). Writes everything under $OUT (default ./gpu_out):
-#   build.log           pip install output
+#   install.log / build.log   installing the prebuilt wheel, or building on the device
 #   gpu.json, gpu.log   self-play differential on every board/players/policy + throughput sweep
 #   env.json, env.log   batch-environment differential + env steps/s
 #   ptxas.log           registers / stack / spills of every kernel for the GPU's architecture
@@ -11,7 +11,8 @@
 # the 10-minute command limit); the exit status is the first failing stage's. Both benches start
 # with their differential check (GPU == CPU, exit 1 otherwise), so the pytest GPU tests, which
 # check the same things, are not repeated here.
-# Usage (device tool): bash scripts/gpu_device_run.sh   (with OUT=$OUT set by the tool)
+# Usage: here `bash scripts/build_device_wheel.sh`, then (device tool, carry [".whl"])
+#   bash scripts/gpu_device_run.sh   (with OUT=$OUT set by the tool)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT="${OUT:-gpu_out}"
@@ -30,7 +31,16 @@ stage() {  # stage NAME SECONDS CMD...
 }
 
 nvidia-smi --query-gpu=name,memory.total,compute_cap --format=csv >"$OUT/gpu_info.txt" 2>&1 || true
-stage build 150 python3 -m pip install --no-build-isolation --no-deps -q .
+# The wheel built here beforehand (scripts/build_device_wheel.sh, carried in .whl/) when it was
+# built from exactly these sources; else, or if it does not install, build on the device.
+wheel=$(ls .whl/ringrift-*-cp312-*.whl 2>/dev/null | head -n1 || true)
+if [[ -n "$wheel" && -f .whl/SOURCES.sha256 && "$(bash scripts/source_digest.sh)" == "$(cat .whl/SOURCES.sha256)" ]] &&
+   timeout 60 python3 -m pip install --no-deps --no-index --force-reinstall -q "$wheel" >"$OUT/install.log" 2>&1; then
+  echo "== install: prebuilt $wheel" | tee -a "$OUT/summary.txt"
+else
+  echo "== install: no prebuilt wheel for these sources (${wheel:-none}); building" | tee -a "$OUT/summary.txt"
+  stage build 150 python3 -m pip install --no-build-isolation --no-deps -q .
+fi
 arch="sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '.')"
 [[ "$arch" == "sm_" ]] && arch=sm_90
 stage ptxas 60 bash -c "for k in selfplay_kernel env_kernel; do nvcc -std=c++17 -I csrc -arch=$arch -Xptxas -v -c csrc/selfplay/\$k.cu -o /tmp/\$k.o; done"

@@ -205,3 +205,31 @@ def test_cli_device_cuda_without_gpu_is_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "--device cuda needs a CUDA GPU and cupy" in r.stderr
     assert not (tmp_path / "g.db").exists()
+
+
+def test_device_wheel_is_used_only_on_the_sources_it_was_built_from(tmp_path):
+    # scripts/gpu_device_run.sh installs the carried wheel only when this digest matches the one
+    # recorded at build time: any edit to a source it was built from must change it
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for part in ("scripts", "csrc", "python"):
+        shutil.copytree(root / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("CMakeLists.txt", "pyproject.toml"):
+        shutil.copy(root / name, tmp_path / name)
+
+    def digest() -> str:
+        return subprocess.run(["bash", str(tmp_path / "scripts" / "source_digest.sh")], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    first = digest()
+    assert len(first) == 64 and digest() == first
+    (tmp_path / "python" / "ringrift" / "__pycache__").mkdir(exist_ok=True)
+    (tmp_path / "python" / "ringrift" / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"cache")
+    assert digest() == first  # caches are not sources
+    header = tmp_path / "csrc" / "engine" / "defs.h"
+    header.write_text(header.read_text() + "\n// an edit\n")
+    assert digest() != first
+
