@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
+from ringrift import BOARDS
 from ringrift.selfplay import BatchEnv
 
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
 DEFAULT_ENVS = {"cpu": 256, "cuda": 16384}
 DIFF_ENVS = {"square8": 512, "hex8": 512, "square19": 64, "hexagonal": 32}
 

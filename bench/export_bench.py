@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ringrift import _core
+from ringrift import BOARDS, _core
 
 TARGET = 200_000
 
@@ -71,7 +71,7 @@ def end_to_end(board, players, batch, compression, threads) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--board", default="square8", choices=("square8", "hex8", "square19", "hexagonal"))
+    ap.add_argument("--board", default="square8", choices=BOARDS)
     ap.add_argument("--players", type=int, default=2, choices=(2, 3, 4))
     ap.add_argument("--games", type=int, default=2000)
     ap.add_argument("--chunk-games", type=int, default=128, help="games per encode_games call")

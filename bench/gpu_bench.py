@@ -24,10 +24,9 @@ import time
 
 import numpy as np
 
-from ringrift import _core
+from ringrift import BOARDS, POLICIES, _core
 from ringrift.gpu import gpu_status, selfplay_batch_gpu, selfplay_gpu
 
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
 DIFF_GAMES = {"square8": 2048, "hex8": 2048, "square19": 128, "hexagonal": 64}
 LARGE_BATCH = {"hex8": 65536, "square19": 8192, "hexagonal": 4096}
 MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 10000}
@@ -92,7 +91,7 @@ def main(argv=None) -> int:
     if not ok:
         return 2
     same = all(differential(b, p, pol, DIFF_GAMES[b] // (2 if pol == "heuristic" else 1))
-               for b in BOARDS for p in (2, 3, 4) for pol in ("random", "heuristic"))
+               for b in BOARDS for p in (2, 3, 4) for pol in POLICIES)
     rows = []
     t_start = time.perf_counter()
 

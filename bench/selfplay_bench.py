@@ -26,9 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ringrift import _core
+from ringrift import BOARDS, POLICIES, _core
 
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
 REFERENCE_GAMES_PER_SEC = {"square8": 9.2, "hex8": 5.6, "square19": 0.44, "hexagonal": 0.17}
 # Games per row, sized for roughly one second per row on one core (quick: a tenth or less).
 FULL_GAMES = {"square8": 6000, "hex8": 4000, "square19": 400, "hexagonal": 160}
@@ -107,7 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke-sized run")
     ap.add_argument("--boards", nargs="+", default=list(BOARDS), choices=BOARDS)
     ap.add_argument("--players", nargs="+", type=int, default=[2, 3, 4], choices=[2, 3, 4])
-    ap.add_argument("--policies", nargs="+", default=["random", "heuristic"], choices=["random", "heuristic"])
+    ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     ap.add_argument("--modes", nargs="+", default=["engine", "records", "db"], choices=["engine", "records", "db"])
     ap.add_argument("--json", metavar="PATH", help="write results and machine info as JSON")
     ap.add_argument("--compare", metavar="OLD_JSON", help="print ratios against a previous result file")

@@ -593,10 +593,15 @@ Move make_py_move(const std::string& type, int player, int from, int to, int tar
   return m;
 }
 
+// Policy names in Policy order (selfplay/policy.h); Python takes its list from here (_core.POLICIES).
+const std::vector<std::string> POLICY_NAMES = {"random", "heuristic"};
+
 uint8_t parse_policy(const std::string& policy) {
-  if (policy == "random") return POLICY_RANDOM;
-  if (policy == "heuristic") return POLICY_HEURISTIC;
-  throw py::value_error("unknown policy '" + policy + "' (expected random or heuristic)");
+  for (size_t i = 0; i < POLICY_NAMES.size(); i++)
+    if (policy == POLICY_NAMES[i]) return (uint8_t)i;
+  std::string names;
+  for (const std::string& n : POLICY_NAMES) names += (names.empty() ? "" : " or ") + n;
+  throw py::value_error("unknown policy '" + policy + "' (expected " + names + ")");
 }
 
 template <class T>
@@ -939,6 +944,10 @@ PYBIND11_MODULE(_core, mod) {
   mod.doc() = "RingRift rules core (C++), shared by CPU and CUDA builds";
   mod.attr("MOVE_TYPES") = py::cast(std::vector<std::string>(MOVE_TYPE_NAMES, MOVE_TYPE_NAMES + NUM_MOVE_TYPES));
   mod.attr("PHASES") = py::cast(std::vector<std::string>(PHASE_NAMES, PHASE_NAMES + NUM_PHASES));
+  std::vector<std::string> boards;
+  for (int b = 0; b < NUM_BOARDS; b++) boards.push_back(board_name(b));
+  mod.attr("BOARDS") = py::cast(boards);
+  mod.attr("POLICIES") = py::cast(POLICY_NAMES);
   mod.attr("MAX_MOVES") = MAX_MOVES;
   mod.attr("APPLY_ERRORS") = py::cast(std::vector<std::string>{
       "ok", "the game is over", "wrong player", "move type not allowed in this phase",

@@ -1,6 +1,12 @@
 """ringrift: a compiled RingRift rules engine and a pipeline that turns games into training data."""
 
-from .engine import (
+from . import _core
+
+# The names the rules core knows, defined before the submodules that validate against them.
+BOARDS = tuple(_core.BOARDS)  # square8, hex8, square19, hexagonal
+POLICIES = tuple(_core.POLICIES)  # self-play policies: random, heuristic
+
+from .engine import (  # noqa: E402
     Game,
     IllegalMoveError,
     Move,
@@ -22,10 +28,9 @@ def gpu_available() -> bool:
     return _available()
 
 
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
-
 __all__ = [
     "BOARDS",
+    "POLICIES",
     "gpu_available",
     "Game",
     "IllegalMoveError",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _core
+from .. import BOARDS, _core
 from ..engine import Game, RingRiftError, move_from_json, move_to_json
 from ..engine.json_io import engine_move_key
 from .errors import DBError, DBSchemaError
@@ -665,7 +665,7 @@ def from_replaydb(path, our_db_path, *, strict: bool = False, batch_size: int = 
 
 def _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner, duration_ms,
                  meta_json, engine_mode, parity, init_json, init_comp) -> tuple:
-    if board not in _BOARDS:
+    if board not in BOARDS:
         raise ValueError(f"unsupported board {board!r}")
     num_players = int(num_players)
     if init_json is not None:
@@ -718,8 +718,6 @@ def _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner, du
             final_winner, reason, n, capped, started_at, duration, created, parity_status,
             recs, hashes.tobytes(), phases.tobytes(), players.tobytes())
 
-
-_BOARDS = ("square8", "hex8", "square19", "hexagonal")
 
 def replaydb_summary(path) -> dict:
     """Counts of a replay DB: schema version, games, moves, per board/players."""

@@ -14,11 +14,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .. import _core
+from .. import BOARDS, _core
 
 _X = _core.export
 MOVE_TYPES: tuple[str, ...] = tuple(_core.MOVE_TYPES)
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
 
 
 def _board_name(board) -> str:

@@ -11,9 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import BOARDS
 from ..engine.errors import RingRiftError
-
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
 
 
 class _Parser(argparse.ArgumentParser):

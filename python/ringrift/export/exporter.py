@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _core
+from .. import BOARDS, _core
 from ..engine.errors import RingRiftError
 from .actions import action_space_size
 from .features import GLOBAL_NAMES, NUM_GLOBALS, NUM_PLANES, PLANE_NAMES, spatial_size
@@ -31,7 +31,6 @@ from .writer import ShardedNpzWriter, final_names, publish, stale_files
 
 FORMAT_NAME = "ringrift-npz"
 FORMAT_VERSION = 1
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
 DEFAULT_CHUNK_MB = 64
 _MOVE_TYPES = tuple(_core.MOVE_TYPES)
 _STATUS_TEXT = {1: "malformed move record", 2: "illegal move", 3: "state hash differs from the record",

@@ -19,7 +19,7 @@ from .sources import kernel_options, kernel_source
 # nvcc 13 reports 4.9 KB for rr_selfplay on sm_90. Per game the kernel needs only its State and
 # Scratch in global memory (about 16 KB): it chooses moves without a move list.
 KERNEL_STACK_BYTES = 32 * 1024
-POLICIES = {"random": 0, "heuristic": 1}
+POLICIES = {name: code for code, name in enumerate(_core.POLICIES)}  # the kernel's policy codes
 
 
 from ..engine.errors import RingRiftError

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .. import BOARDS, __version__
+from .. import BOARDS, POLICIES, __version__
 from ..pipeline.ranges import decode_indices
 from . import PROTOCOL_VERSION, dbtools
 from .auth import bearer_ok
@@ -520,8 +520,8 @@ class Node:
         p = {
             "board": board,
             "players": _field(body, "players", int, default=2, check=lambda v: 2 <= v <= 4, what="2, 3 or 4"),
-            "policy": _field(body, "policy", str, default="random", check=lambda v: v in ("random", "heuristic"),
-                             what="random or heuristic"),
+            "policy": _field(body, "policy", str, default="random", check=lambda v: v in POLICIES,
+                             what=" or ".join(POLICIES)),
             "seed": _field(body, "seed", int, default=0, check=lambda v: -(2**63) <= v < 2**63,
                            what="a 64-bit integer"),
             "max_moves": _field(body, "max_moves", int, default=DEFAULT_MAX_MOVES[board],

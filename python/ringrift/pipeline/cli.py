@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import BOARDS
+from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
 from .config import load_config, load_hosts
 from .progress import Progress
@@ -51,7 +51,7 @@ def _selfplay_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--output-db", metavar="PATH", help="default: data/games/canonical_<board>.db")
     sp.add_argument("--players", type=int, choices=(2, 3, 4), help="players per game (config: selfplay.num_players)")
     sp.add_argument("--seed", type=int, help="run seed (config: selfplay.seed)")
-    sp.add_argument("--policy", choices=("random", "heuristic"), help="config: selfplay.policy")
+    sp.add_argument("--policy", choices=POLICIES, help="config: selfplay.policy")
     sp.add_argument("--threads", type=int, help="native threads per worker, 0 = all cores (config: selfplay.threads)")
     sp.add_argument("--max-moves", type=int, help="move cap per game (config: selfplay.max_moves.<board>)")
     sp.add_argument("--games-per-worker", type=int, help="games per dispatched seed range (config: "
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "orchestrator on a host); JSON events on stdout.")
     wk.add_argument("--board", choices=BOARDS, required=True)
     wk.add_argument("--players", type=int, choices=(2, 3, 4), default=2)
-    wk.add_argument("--policy", choices=("random", "heuristic"), default="random")
+    wk.add_argument("--policy", choices=POLICIES, default="random")
     wk.add_argument("--seed", type=int, default=0)
     wk.add_argument("--start", type=int, help="first game index")
     wk.add_argument("--count", type=int, help="number of game indices from --start")

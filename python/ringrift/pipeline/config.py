@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
 
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
 DEFAULT_CONFIG = Path("config/pipeline_config.yaml")
 DEFAULT_HOSTS = Path("config/distributed_hosts.yaml")
 
@@ -67,7 +67,7 @@ SCHEMA = {
         "max_moves": _BOARD_CAPS,
         "timeout_seconds": _POSITIVE_NUM,
         "num_players": (int, lambda v: 2 <= v <= 4, "2, 3 or 4"),
-        "policy": (str, lambda v: v in ("random", "heuristic"), "random or heuristic"),
+        "policy": (str, lambda v: v in POLICIES, " or ".join(POLICIES)),
         "seed": _NON_NEG_INT,
         "threads": _NON_NEG_INT,
         "keep_worker_dbs": (bool, lambda v: True, "true or false"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _core
+from .. import BOARDS, _core
 from ..engine.errors import RingRiftError
 from ..engine.game import Game
 
@@ -59,7 +59,7 @@ class BatchEnv:
 
     def __init__(self, board: str, num_players: int, num_envs: int, *, device: str = "cpu",
                  features: bool = True, threads: int = 0, block: int = 64):
-        if board not in ("square8", "hex8", "square19", "hexagonal"):
+        if board not in BOARDS:
             raise ValueError(f"unknown board {board!r} (expected square8, hex8, square19 or hexagonal)")
         if num_players not in (2, 3, 4):
             raise ValueError(f"num_players must be 2, 3 or 4, got {num_players}")

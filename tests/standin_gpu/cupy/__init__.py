@@ -14,12 +14,11 @@ import types
 
 import numpy as np
 
-from ringrift import _core
+from ringrift import BOARDS, _core
 from ringrift.gpu.sources import kernel_source
 
 STAND_IN = True
 
-BOARDS = ("square8", "hex8", "square19", "hexagonal")
 POINTEE_DTYPES = {"unsigned char": np.uint8, "int": np.int32, "float": np.float32, "unsigned long long": np.uint64,
                   "long long": np.int64, "rr::State": np.uint8, "rr::Scratch": np.uint8,
                   "rr::Move": np.uint8, "rr::Geometry": np.uint8, "rr::EnvTables": np.uint8}
