@@ -9,9 +9,10 @@ Prepared for a GPU worker (one call, well under ten minutes on an H200):
    otherwise).
 2. Times square8 2p random games at batch sizes from 1,024 doubling up to --max-batch, then
    block size x register cap at the best batch, every other board at one large batch with the
-   best configuration, and the CPU thread pool on all cores beside them; prints a summary
-   line against the issue's targets. --budget-s bounds the timed part.
-Rows use the bench suite's JSON layout (mode "gpu" / "records"), so they can be merged into
+   best configuration, square8 end to end into a SQLite DB (mode "gpu+db"), and the CPU thread
+   pool on all cores beside them; prints a summary line against the issue's targets.
+   --budget-s bounds the timed part.
+Rows use the bench suite's JSON layout (mode "gpu" / "gpu+db" / "records"), so they can be merged into
 bench/results and plotted with bench/selfplay_bench.py --from-json.
 """
 
@@ -30,6 +31,7 @@ from ringrift.gpu import gpu_status, selfplay_batch_gpu, selfplay_gpu
 DIFF_GAMES = {"square8": 2048, "hex8": 2048, "square19": 128, "hexagonal": 64}
 LARGE_BATCH = {"hex8": 65536, "square19": 8192, "hexagonal": 4096}
 MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 10000}
+E2E_GAMES = 4 * 65536  # square8 games for the end-to-end row: four GPU batches, so writes overlap play
 
 
 def differential(board, players, policy, n, seed=12345) -> bool:
@@ -53,6 +55,25 @@ def timed_gpu(board, players, batch, seed=7, block=64, max_registers=None) -> di
     return {"board": board, "players": players, "policy": "random", "threads": 0, "mode": "gpu", "batch": batch,
             "block": block, "max_registers": max_registers, "games": batch, "moves": moves,
             "seconds": round(sec, 4), "games_per_sec": round(batch / sec, 1), "moves_per_sec": round(moves / sec, 1)}
+
+
+def timed_gpu_db(board, players, games, seed=11) -> dict:
+    """End to end: GPU self-play into a fresh SQLite game DB (play, compact, copy, insert), the
+    rate a user of `ringrift-pipeline run canonical_selfplay --device cuda` gets."""
+    import tempfile
+    from pathlib import Path
+
+    from ringrift.db import GameDB
+    from ringrift.selfplay import run_selfplay
+
+    with tempfile.TemporaryDirectory() as tmp, GameDB(Path(tmp) / "g.db") as db:
+        t0 = time.perf_counter()
+        res = run_selfplay(db, board=board, num_games=games, num_players=players, seed=seed, device="cuda",
+                           max_moves=MAX_MOVES[board])
+        sec = time.perf_counter() - t0
+    return {"board": board, "players": players, "policy": "random", "threads": 0, "mode": "gpu+db",
+            "games": res.games, "moves": res.moves, "seconds": round(sec, 4),
+            "games_per_sec": round(res.games / sec, 1), "moves_per_sec": round(res.moves / sec, 1)}
 
 
 def summary(rows) -> str:
@@ -130,7 +151,11 @@ def main(argv=None) -> int:
             print(f"budget: skipping {board} (spent {spent():.0f}s of {args.budget_s:.0f})", flush=True)
             continue
         run(board, 2, b, **cfg)
-    # 4. The CPU path on every core of this machine, beside them.
+    # 4. End to end into SQLite, square8 (the DB write runs on one core while the next batch plays).
+    if room(0.95):
+        rows.append(timed_gpu_db("square8", 2, E2E_GAMES))
+        print(json.dumps(rows[-1]), flush=True)
+    # 5. The CPU path on every core of this machine, beside them.
     for board in BOARDS:
         rows.append(timed_cpu(board, 2, {"square8": 50000, "hex8": 40000, "square19": 4000, "hexagonal": 2000}[board]))
         print(json.dumps(rows[-1]), flush=True)

@@ -169,7 +169,7 @@ def plot(rows, path) -> None:
     for ax, board in zip(axes, BOARDS):
         sel = [r for r in rows if r["board"] == board]
         labels = [f"{r['players']}p {r['policy'][:4]} {row_label(r)} {r['mode']}" for r in sel]
-        colors = ["tab:green" if r["mode"] == "gpu" else "tab:blue" for r in sel]
+        colors = ["tab:green" if r["mode"].startswith("gpu") else "tab:blue" for r in sel]
         ax.barh(range(len(sel)), [r["games_per_sec"] for r in sel], color=colors)
         ax.set_yticks(range(len(sel)), labels, fontsize=6)
         ax.set_xscale("log")

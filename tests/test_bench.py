@@ -71,7 +71,8 @@ def test_gpu_bench_without_a_gpu_exits_2_with_the_reason():
 
 def test_gpu_bench_control_flow_with_the_host_twin_standing_in(tmp_path, monkeypatch):
     """gpu_bench.main with its GPU calls replaced: the sweep, occupancy runs, other boards, CPU
-    rows, budget and summary all run, so the one device call cannot die on a slip in them."""
+    rows, budget and summary all run, so the one device call cannot die on a slip in them. The
+    end-to-end row runs the real `run_selfplay(device="cuda")` on the stand-in cupy."""
     sys.path.insert(0, str(BENCH))
     try:
         import gpu_bench
@@ -101,6 +102,16 @@ def test_gpu_bench_control_flow_with_the_host_twin_standing_in(tmp_path, monkeyp
     monkeypatch.setattr(gpu_bench, "differential", lambda *a, **k: True)
     monkeypatch.setattr(gpu_bench, "timed_gpu", fake_gpu)
     monkeypatch.setattr(gpu_bench, "timed_cpu", fake_cpu)
+    import importlib.util
+
+    import ringrift.gpu.device as device
+
+    spec = importlib.util.spec_from_file_location("standin_cupy", ROOT / "tests" / "standin_gpu" / "cupy" / "__init__.py")
+    standin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(standin)
+    monkeypatch.setitem(sys.modules, "cupy", standin)
+    monkeypatch.setattr(device, "_kernels", {})
+    monkeypatch.setattr(gpu_bench, "E2E_GAMES", 6)
     out = tmp_path / "gpu.json"
     assert gpu_bench.main(["--max-batch", "8192", "--json", str(out), "--budget-s", "60"]) == 0
     result = json.loads(out.read_text())
@@ -109,6 +120,8 @@ def test_gpu_bench_control_flow_with_the_host_twin_standing_in(tmp_path, monkeyp
     assert {(c[2], c[3]) for c in calls if c[0] == "square8"} >= {(128, None), (64, 128), (128, 96)}
     assert {c[0] for c in calls} == {"square8", "hex8", "square19", "hexagonal"}
     assert result["differential_identical"] is True and len([r for r in result["rows"] if r["mode"] == "records"]) == 4
+    e2e = [r for r in result["rows"] if r["mode"] == "gpu+db"]
+    assert len(e2e) == 1 and e2e[0]["games"] == 6 and e2e[0]["moves"] > 6 * 50
 
 
 def test_device_run_script_parses():
