@@ -52,6 +52,26 @@ inline const FeatureGrid& feature_grid_of(BoardType b) {
   return grids.f[b];
 }
 
+inline const Symmetries& symmetries_of(BoardType b) {
+  static const struct All {
+    std::unique_ptr<Symmetries> y[NUM_BOARDS];
+    All() {
+      for (int i = 0; i < NUM_BOARDS; i++) {
+        y[i].reset(new Symmetries);
+        build_symmetries(host_geometry((BoardType)i), *y[i]);
+      }
+    }
+  } all;
+  return *all.y[b];
+}
+
+inline int symmetry_arg(const Symmetries& y, int t) {
+  if (t < 0 || t >= y.n)
+    throw py::value_error("symmetry " + std::to_string(t) + " out of range: this board has " + std::to_string(y.n) +
+                          " (0 .. " + std::to_string(y.n - 1) + ")");
+  return t;
+}
+
 inline std::vector<std::string> plane_names() {
   static const char* per_slot[FEAT_PER_SLOT] = {"stack", "height", "cap", "buried", "marker", "collapsed"};
   std::vector<std::string> out;
@@ -201,7 +221,7 @@ void register_export(py::module_& parent) {
                            py::array_t<int64_t, py::array::c_style | py::array::forcecast> game_offsets,
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> num_players,
                            py::object hashes, py::object verify, py::object expect_over, bool drop_forced,
-                           int threads) {
+                           int threads, bool symmetries) {
     ExportJob J;
     J.board = board_arg(board);
     if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
@@ -237,6 +257,8 @@ void register_export(py::module_& parent) {
     py::array_t<float> values(N);
     py::array_t<float> values_mp({N, (py::ssize_t)FEAT_SLOTS});
     py::array_t<int32_t> policy(N);
+    const int S = symmetries ? symmetries_of(J.board).n : 0;
+    py::array_t<int32_t> policy_sym({symmetries ? N : (py::ssize_t)0, (py::ssize_t)S});
     py::array_t<uint8_t> movers(N), phases(N);
     py::array_t<int32_t> ply(N);
     py::array_t<uint8_t> records({N, (py::ssize_t)sizeof(Move)});
@@ -249,6 +271,7 @@ void register_export(py::module_& parent) {
     J.values = values.mutable_data();
     J.values_mp = values_mp.mutable_data();
     J.policy = policy.mutable_data();
+    J.policy_sym = symmetries ? policy_sym.mutable_data() : nullptr;
     J.movers = movers.mutable_data();
     J.phases = phases.mutable_data();
     J.ply = ply.mutable_data();
@@ -267,6 +290,7 @@ void register_export(py::module_& parent) {
     d["values"] = values;
     d["values_mp"] = values_mp;
     d["policy"] = policy;
+    if (symmetries) d["policy_sym"] = policy_sym;
     d["movers"] = movers;
     d["phases"] = phases;
     d["ply"] = ply;
@@ -278,8 +302,62 @@ void register_export(py::module_& parent) {
     return d;
   }, py::arg("board"), py::arg("moves"), py::arg("game_offsets"), py::arg("num_players"),
      py::arg("hashes") = py::none(), py::arg("verify") = py::none(), py::arg("expect_over") = py::none(),
-     py::arg("drop_forced") = false, py::arg("threads") = 1,
-     "Replay games from move records and encode one sample per pre-move state (GIL released).");
+     py::arg("drop_forced") = false, py::arg("threads") = 1, py::arg("symmetries") = false,
+     "Replay games from move records and encode one sample per pre-move state (GIL released). With "
+     "symmetries, policy_sym (N, S) holds each sample's policy index under every board symmetry.");
+
+  m.def("symmetries", [](const std::string& board) {
+    BoardType b = board_arg(board);
+    const Geometry& g = host_geometry(b);
+    const Symmetries& y = symmetries_of(b);
+    const FeatureGrid& f = feature_grid_of(b);
+    const py::ssize_t S = y.n, N = g.num_cells, D = g.num_dirs, P = (py::ssize_t)f.h * f.w;
+    py::array_t<int16_t> cells({S, N});
+    py::array_t<uint8_t> dirs({S, D});
+    py::array_t<int64_t> pixels({S, P});  // gather: image plane.flat[j] = plane.flat[pixels[t, j]]
+    for (int t = 0; t < y.n; t++) {
+      int64_t* px = pixels.mutable_data(t, 0);
+      for (py::ssize_t j = 0; j < P; j++) px[j] = j;  // off-board pixels (zero) stay where they are
+      for (int c = 0; c < g.num_cells; c++) {
+        *cells.mutable_data(t, c) = y.cell[t][c];
+        px[f.pix[y.cell[t][c]]] = f.pix[c];
+      }
+      for (int d = 0; d < g.num_dirs; d++) *dirs.mutable_data(t, d) = y.dir[t][d];
+    }
+    std::vector<int> exact;
+    for (int t = 0; t < y.n; t++)
+      if (y.exact >> t & 1) exact.push_back(t);
+    py::dict out;
+    out["n"] = y.n;
+    out["exact"] = exact;
+    out["cells"] = cells;
+    out["dirs"] = dirs;
+    out["pixels"] = pixels;
+    return out;
+  }, py::arg("board"), "The board's symmetries: cell and direction images, plane gather indices, the exact ones.");
+
+  m.def("transform_into", [](GameT& src, GameT& dst, int t) {
+    const Geometry& g = src.geo();
+    if (&dst.geo() != &g) throw py::value_error("both games must be on the same board");
+    if (&src == &dst) throw py::value_error("the destination must be another game (use a clone)");
+    const Symmetries& y = symmetries_of((BoardType)g.board);
+    transform_state(g, y, symmetry_arg(y, t), src.st(), dst.st());
+  }, py::arg("src"), py::arg("dst"), py::arg("symmetry"), "dst = the position of src under a board symmetry.");
+
+  m.def("symmetric_action_index", [](GameT& game, const Move& mv, int t) {
+    const Geometry& g = game.geo();
+    const Symmetries& y = symmetries_of((BoardType)g.board);
+    symmetry_arg(y, t);
+    std::vector<Move> legal = game.legal_moves();
+    bool on = false;
+    for (const Move& x : legal) on = on || same_move(x, mv);
+    if (!on) throw py::value_error("the move is not legal in this state");
+    std::unique_ptr<State> img(new State);
+    std::unique_ptr<Scratch> sc(new Scratch);
+    std::unique_ptr<MoveList> l(new MoveList());
+    return sym_action_index(g, action_space_of((BoardType)g.board), y, t, game.st(), mv, *img, *sc, *l);
+  }, py::arg("game"), py::arg("move"), py::arg("symmetry"),
+     "Canonical action index, in the image position, of the image of a legal move under a board symmetry.");
 }
 
 }  // namespace exportpy

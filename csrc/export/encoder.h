@@ -11,6 +11,7 @@
 
 #include "export/action_space.h"
 #include "export/features.h"
+#include "export/symmetry.h"
 
 namespace rr {
 
@@ -100,6 +101,7 @@ struct ExportJob {
   float* values = nullptr;     // (N,)
   float* values_mp = nullptr;  // (N, 4) by mover-relative slot
   int32_t* policy = nullptr;   // (N,) canonical action index of the played move
+  int32_t* policy_sym = nullptr;  // (N, S) or null: that index in the image of the sample under symmetry t
   uint8_t* movers = nullptr;   // (N,) seat of the player to move
   uint8_t* phases = nullptr;   // (N,) phase before the move
   int32_t* ply = nullptr;      // (N,) move number within the game (0-based)
@@ -127,11 +129,14 @@ struct ExportWorker {
   const Geometry& g;
   const ActionSpace& as;
   const FeatureGrid& fg;
+  const Symmetries& sym;
   std::unique_ptr<State> s{new State};
+  std::unique_ptr<State> image{new State};  // a territory sample's image under a symmetry
   std::unique_ptr<Scratch> sc{new Scratch};
   std::unique_ptr<MoveList> list{new MoveList()};
 
-  ExportWorker(const Geometry& g_, const ActionSpace& a_, const FeatureGrid& f_) : g(g_), as(a_), fg(f_) {}
+  ExportWorker(const Geometry& g_, const ActionSpace& a_, const FeatureGrid& f_, const Symmetries& y_)
+      : g(g_), as(a_), fg(f_), sym(y_) {}
 
   void run_game(ExportJob& J, int64_t gi) {
     State& st = *s;
@@ -157,6 +162,11 @@ struct ExportWorker {
         // The legal list is only read for territory moves (duplicate regions).
         if (m.type == MT_CHOOSE_TERRITORY_OPTION) legal_moves(g, st, *sc, *list);
         J.policy[k] = canonical_action_index(g, as, st, m, *list);
+        if (J.policy_sym) {
+          int32_t* row = J.policy_sym + (size_t)k * sym.n;
+          row[0] = J.policy[k];  // symmetry 0 is the identity
+          for (int t = 1; t < sym.n; t++) row[t] = sym_action_index(g, as, sym, t, st, m, *image, *sc, *list);
+        }
         J.movers[k] = m.player;
         J.phases[k] = st.phase;
         J.ply[k] = (int32_t)(i - a);
@@ -202,6 +212,8 @@ struct ExportWorker {
         std::memset(J.globals + (size_t)j * FEAT_GLOBALS, 0, FEAT_GLOBALS * sizeof(float));
         std::memset(J.records + (size_t)j * sizeof(Move), 0, sizeof(Move));
         J.policy[j] = -1;
+        if (J.policy_sym)
+          for (int t = 0; t < sym.n; t++) J.policy_sym[(size_t)j * sym.n + t] = -1;
         J.movers[j] = 0;
         J.phases[j] = 0;
         J.ply[j] = -1;
@@ -223,9 +235,11 @@ inline void run_export(ExportJob& J) {
   build_action_space(g, as);
   FeatureGrid fg;
   build_feature_grid(g, fg);
+  std::unique_ptr<Symmetries> sym(new Symmetries);
+  build_symmetries(g, *sym);
   std::atomic<int64_t> next{0};
   auto work = [&]() {
-    ExportWorker w(g, as, fg);
+    ExportWorker w(g, as, fg, *sym);
     for (int64_t gi = next++; gi < J.games; gi = next++) w.run_game(J, gi);
   };
   int n = J.threads > 0 ? J.threads : 1;
