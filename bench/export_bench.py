@@ -1,5 +1,6 @@
 """NPZ export throughput: samples/s of the C++ encoder (replay + planes + action index), and of
-the whole `export_db` path (SQLite read, encode, split, archive write).
+the whole `export_db` path (SQLite read, encode, split, archive write). The "(symmetries)" row
+also maps every sample's policy index through each board symmetry (--symmetries).
 
     python bench/export_bench.py                     # square8 2p, encoder on one core
     python bench/export_bench.py --end-to-end        # plus DB -> .npz, compressed and not
@@ -33,7 +34,7 @@ def machine() -> dict:
     return machine_info()
 
 
-def encoder_pass(board, batch, chunk, threads, drop_forced=False) -> tuple[int, float]:
+def encoder_pass(board, batch, chunk, threads, drop_forced=False, symmetries=False) -> tuple[int, float]:
     off = batch["move_offsets"]
     G = len(off) - 1
     nps = np.full(G, batch["num_players"], np.uint8)
@@ -43,7 +44,7 @@ def encoder_pass(board, batch, chunk, threads, drop_forced=False) -> tuple[int, 
         o = off[s:min(G, s + chunk) + 1]
         out = _core.export.encode_games(board, batch["moves"][o[0]:o[-1]], o - o[0], nps[s:s + len(o) - 1],
                                         hashes=batch["hashes"][o[0]:o[-1]], drop_forced=drop_forced,
-                                        threads=threads)
+                                        threads=threads, symmetries=symmetries)
         samples += len(out["values"])
         del out
     return samples, time.perf_counter() - t0
@@ -86,12 +87,13 @@ def main(argv=None) -> int:
     batch["num_players"] = args.players
     rows = []
     encoder_pass(args.board, batch, args.chunk_games, args.threads)  # warm-up: page in the buffers
-    for drop in (False, True):
+    for drop, sym in ((False, False), (True, False), (False, True)):
         rates, n = [], 0
         for _ in range(args.repeats):
-            n, dt = encoder_pass(args.board, batch, args.chunk_games, args.threads, drop_forced=drop)
+            n, dt = encoder_pass(args.board, batch, args.chunk_games, args.threads, drop_forced=drop, symmetries=sym)
             rates.append(n / dt)
-        rows.append({"mode": "encoder" + (" (drop_forced)" if drop else ""), "threads": args.threads,
+        mode = "encoder" + (" (drop_forced)" if drop else "") + (" (symmetries)" if sym else "")
+        rows.append({"mode": mode, "threads": args.threads,
                      "samples": n, "samples_per_sec": round(statistics.median(rates)),
                      "best_samples_per_sec": round(max(rates))})
     if args.end_to_end:

@@ -4,7 +4,8 @@
   per pre-move state (planes, globals, played action, rank-aware outcome values);
 * the fixed per-board action index space: :func:`encode_action`, :func:`decode_action`,
   :func:`canonical_action`, :func:`legal_action_indices`, :func:`action_space`;
-* the state encoder: :func:`encode_state`, :data:`PLANE_NAMES`, :data:`GLOBAL_NAMES`.
+* the state encoder: :func:`encode_state`, :data:`PLANE_NAMES`, :data:`GLOBAL_NAMES`;
+* board symmetries for augmentation: :mod:`ringrift.export.symmetry`.
 """
 
 from .actions import (
@@ -17,6 +18,7 @@ from .actions import (
     encode_action,
     legal_action_indices,
 )
+from . import symmetry
 from .exporter import FORMAT_NAME, FORMAT_VERSION, ExportError, ExportResult, export_db, split_games
 from .features import (
     CLIP,
@@ -54,4 +56,5 @@ __all__ = [
     "outcome_values",
     "spatial_size",
     "split_games",
+    "symmetry",
 ]

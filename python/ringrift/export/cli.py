@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave out states whose only legal move is a no_*_action bookkeeping move")
     ap.add_argument("--verify", action="store_true",
                     help="verify every game (legality and hash of each step) instead of trusting 'ok' games")
+    ap.add_argument("--symmetries", action=argparse.BooleanOptionalAction, default=None,
+                    help="also store each sample's policy index under every board symmetry (policy_indices_sym, "
+                         "for augmentation; see ringrift.export.symmetry; config: export.symmetries)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
     ap.add_argument("--split-ratio", type=float, help="fraction of games for training (config: export.split_ratio)")
     ap.add_argument("--compression", action=argparse.BooleanOptionalAction, default=None,
@@ -78,6 +81,7 @@ def main(argv=None) -> int:
         ex = cfg["export"]
         split_ratio = ex["split_ratio"] if args.split_ratio is None else args.split_ratio
         compression = ex["compression"] if args.compression is None else args.compression
+        with_symmetries = ex["symmetries"] if args.symmetries is None else args.symmetries
         db = Path(args.db)
         if not db.exists():
             raise RingRiftError(f"{db}: no such game database")
@@ -89,7 +93,7 @@ def main(argv=None) -> int:
                            drop_forced=args.drop_forced, verify=args.verify, split_ratio=split_ratio,
                            seed=args.seed, compression=compression, max_samples_per_file=args.max_samples_per_file,
                            chunk_games=args.chunk_games, chunk_mb=args.chunk_mb, threads=args.threads,
-                           progress=progress)
+                           with_symmetries=with_symmetries, progress=progress)
     except RingRiftError as exc:
         print(f"ringrift-export: error: {exc}", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ from .. import BOARDS, _core
 from ..engine.errors import RingRiftError
 from .actions import action_space_size
 from .features import GLOBAL_NAMES, NUM_GLOBALS, NUM_PLANES, PLANE_NAMES, spatial_size
+from .symmetry import symmetries
 from .writer import ShardedNpzWriter, final_names, publish, stale_files
 
 FORMAT_NAME = "ringrift-npz"
@@ -123,8 +124,9 @@ def split_by_keys(ids: np.ndarray, keys: np.ndarray, ratio: float) -> np.ndarray
     return is_train
 
 
-def _schema(board: str) -> dict:
+def _schema(board: str, with_symmetries: bool = False) -> dict:
     H, W = spatial_size(board)
+    sym = {"policy_indices_sym": (np.int32, (symmetries(board).n,))} if with_symmetries else {}
     return {
         "features": (np.float32, (NUM_PLANES, H, W)),
         "globals": (np.float32, (NUM_GLOBALS,)),
@@ -138,6 +140,7 @@ def _schema(board: str) -> dict:
         "num_players": (np.uint8, ()),
         "game_ids": (np.int64, ()),
         "moves": (np.uint8, (16,)),
+        **sym,
     }
 
 
@@ -200,7 +203,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
               split_ratio: float = 0.9, seed: int = 0, compression: bool = True,
               max_samples_per_file: int | None = None, chunk_games: int | None = None,
               chunk_mb: float = DEFAULT_CHUNK_MB, threads: int = 0, verify: bool = False,
-              progress=None) -> ExportResult:
+              with_symmetries: bool = False, progress=None) -> ExportResult:
     """Export the validated games of the game DB at ``db_path`` to ``<output>.npz`` (train)
     and ``<output>_val.npz`` (validation); see ``docs/npz_format.md``. Without ``output`` the
     files are ``canonical_<board>.npz`` in ``output_dir`` (default ``data/training``).
@@ -209,7 +212,8 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
     hash by hash while it is replayed; games that fail are skipped). ``include_capped`` takes
     games that hit the move cap, as draws (all values 0). ``drop_forced`` leaves out the states
     whose only legal move is a ``no_*_action``. ``verify`` verifies every game like an unchecked
-    one. ``max_samples_per_file`` shards each split into ``_partNNN`` files. ``chunk_games`` /
+    one. ``with_symmetries`` adds ``policy_indices_sym``: each sample's policy index under every
+    board symmetry (``ringrift.export.symmetry``). ``max_samples_per_file`` shards each split into ``_partNNN`` files. ``chunk_games`` /
     ``chunk_mb`` bound the games and the feature memory of one encoding chunk. ``progress`` is
     called as ``progress(games_done, games_total, samples_done)``.
     """
@@ -271,7 +275,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
         if not os.access(base.parent, os.W_OK):
             raise ExportError(f"directory {base.parent} is not writable")
         tmpdir = Path(tempfile.mkdtemp(prefix=f".{base.name}.export-", dir=base.parent))
-        schema = _schema(board)
+        schema = _schema(board, with_symmetries)
         nthreads = int(threads) if threads and int(threads) > 0 else (os.cpu_count() or 1)
         writers = {s: ShardedNpzWriter(tmpdir, s, schema, max_rows=max_samples_per_file, compress=compression,
                                        threads=nthreads) for s in ("train", "val")}
@@ -291,7 +295,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                 nonlocal chunk, chunk_samples, samples_done
                 if chunk:
                     n = _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced,
-                                      verify, threads)
+                                      verify, threads, with_symmetries)
                     samples_done += n
                 chunk, chunk_samples = [], 0
 
@@ -328,6 +332,8 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                         "values": "rank-aware: 1 - 2 * rank / (n - 1); winner first, then eliminated rings, "
                                   "territory, seat; capped games 0",
                         "move_types": list(_MOVE_TYPES), "phases": list(_core.PHASES),
+                        "symmetries": symmetries(board).n if with_symmetries else 0,
+                        "exact_symmetries": list(symmetries(board).exact) if with_symmetries else [],
                     }
                     return {
                         "policy_offsets": np.arange(rows + 1, dtype=np.int64),
@@ -361,7 +367,8 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
     return result
 
 
-def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced, verify, threads) -> int:
+def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced, verify, threads,
+                  with_symmetries) -> int:
     rows = [r for _, r in chunk]
     pos = np.array([p for p, _ in chunk], dtype=np.int64)
     counts = np.array([r.move_count for r in rows], dtype=np.int64)
@@ -374,7 +381,7 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
     check = np.array([verify or r.parity_status != "ok" for r in rows], dtype=np.uint8)
     out = _core.export.encode_games(board, moves, offsets, nplayers, hashes=hashes.astype(np.uint64, copy=False),
                                     verify=check, expect_over=(winners > 0).astype(np.uint8),
-                                    drop_forced=drop_forced, threads=threads)
+                                    drop_forced=drop_forced, threads=threads, symmetries=with_symmetries)
     status = out["status"]
     good = (status == 0) & (out["final_winner"].astype(np.int64) == winners)
     for i in np.flatnonzero(~good):
@@ -408,6 +415,7 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
             "num_players": np.repeat(nplayers[gsel], per_game[gsel]),
             "game_ids": np.repeat(np.array([r.id for r in rows], dtype=np.int64)[gsel], per_game[gsel]),
             "moves": take(out["records"]),
+            **({"policy_indices_sym": take(out["policy_sym"])} if with_symmetries else {}),
         })
         n += N
     return n

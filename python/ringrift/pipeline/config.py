@@ -79,6 +79,7 @@ SCHEMA = {
     "export": {
         "compression": (bool, lambda v: True, "true or false"),
         "split_ratio": ((int, float), lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
+        "symmetries": (bool, lambda v: True, "true or false"),
     },
     "hosts_file": _TEXT,
 }
@@ -96,7 +97,7 @@ DEFAULTS = {
         "keep_worker_dbs": False,
     },
     "parity": {"sample_size": 0, "fail_threshold": 0.0},
-    "export": {"compression": True, "split_ratio": 0.9},
+    "export": {"compression": True, "split_ratio": 0.9, "symmetries": False},
     "hosts_file": None,
 }
 
