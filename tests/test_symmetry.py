@@ -98,7 +98,7 @@ def check_position(game: Game, exact_moves: int) -> None:
             assert transform_game(after, t).hash() == img_after.hash(), f"{m.type} under symmetry {t}"
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(board=st.sampled_from(("square8", "hex8")), players=st.integers(2, 4), seed=st.integers(0, 2**31),
        plies=st.integers(0, 120))
 def test_small_board_positions_map_onto_their_images(board, players, seed, plies):
