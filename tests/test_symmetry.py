@@ -185,10 +185,21 @@ def test_export_stores_the_index_of_every_image(tmp_path, board):
                 assert pis[i, t] == symmetric_action(game, move, t)
                 assert np.array_equal(transform_planes(z["features"][i], board, t),
                                       encode_state(transform_game(game, t))[0])
-    plain = load(tmp_path / "plain.npz") if (tmp_path / "plain.npz").exists() else None
-    assert plain is None
     export_db(db, tmp_path / "plain.npz", split_ratio=0.5)
     assert "policy_indices_sym" not in load(tmp_path / "plain.npz")
+
+
+def test_sharded_threaded_export_keeps_the_image_indices(tmp_path):
+    db = make_db(tmp_path / "g.db", [("square8", 2, 7, 8)])
+    one = export_db(db, tmp_path / "one.npz", with_symmetries=True, threads=1)
+    parts = export_db(db, tmp_path / "many.npz", with_symmetries=True, max_samples_per_file=150,
+                      chunk_games=2, threads=2)
+    assert len(parts.files["train"]) > 1 and parts.samples == one.samples
+    for split, name in (("train", "one.npz"), ("val", "one_val.npz")):
+        ref = load(tmp_path / name)
+        shards = [load(p) for p in parts.files[split]]
+        for k in ("policy_indices_sym", "policy_indices", "features"):
+            assert np.array_equal(ref[k], np.concatenate([s[k] for s in shards])), (split, k)
 
 
 def test_cli_and_config_turn_symmetries_on(tmp_path):
