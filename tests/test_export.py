@@ -308,6 +308,18 @@ def test_drop_forced_leaves_out_bookkeeping_states(sq8_db, tmp_path):
 
 # ---- atomic, chunked and sharded writes -------------------------------------------------------------
 
+def shards_match_one_shot(one_shot, parts, keys):
+    """Assert that each split's shards of ``parts`` concatenate to the one-shot export at
+    ``one_shot`` (``x.npz``, ``x_val.npz``) in ``keys``; returns the loaded shards by split."""
+    by_split = {}
+    for split, path in (("train", one_shot), ("val", one_shot.with_name(one_shot.stem + "_val.npz"))):
+        ref = load(path)
+        by_split[split] = shards = [load(p) for p in parts.files[split]]
+        for k in keys:
+            assert np.array_equal(ref[k], np.concatenate([s[k] for s in shards])), (split, k)
+    return by_split
+
+
 def test_sharded_and_chunked_export_equals_one_shot(sq8_db, tmp_path):
     one = export_db(sq8_db, tmp_path / "one.npz", seed=2)
     parts = export_db(sq8_db, tmp_path / "many.npz", seed=2, max_samples_per_file=500, chunk_games=3,
@@ -315,12 +327,8 @@ def test_sharded_and_chunked_export_equals_one_shot(sq8_db, tmp_path):
     assert len(parts.files["train"]) > 2 and parts.samples == one.samples
     assert [p.name for p in parts.files["train"]] == [f"many_part{i:03d}.npz" for i in range(len(parts.files["train"]))]
     assert not (tmp_path / "many.npz").exists()
-    for split, name in (("train", "one.npz"), ("val", "one_val.npz")):
-        ref = load(tmp_path / name)
-        shards = [load(p) for p in parts.files[split]]
+    for shards in shards_match_one_shot(tmp_path / "one.npz", parts, PER_SAMPLE).values():
         assert all(len(s["values"]) <= 500 for s in shards)
-        for k in PER_SAMPLE:
-            assert np.array_equal(ref[k], np.concatenate([s[k] for s in shards])), (split, k)
         metas = [json.loads(str(s["metadata"])) for s in shards]
         assert [m["part"] for m in metas] == list(range(len(shards)))
         assert all(m["num_parts"] == len(shards) for m in metas)
