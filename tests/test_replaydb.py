@@ -15,7 +15,8 @@ import pytest
 import ringrift
 from ringrift import _core
 from ringrift.db import DBError, DBSchemaError, GameDB, from_replaydb, to_replaydb
-from ringrift.db import cli, replaydb
+from ringrift.db import cli, replaydb, upstream_state
+from ringrift.engine import json_io
 from ringrift.engine.json_io import engine_move_key
 
 # Column lists of the upstream v18 schema (ai-service/app/db/game_replay.py at commit
@@ -201,11 +202,20 @@ def test_replaydb_contents(converted):
 
             (init,) = con.execute("SELECT initial_state_json FROM game_initial_state WHERE game_id = ?",
                                   (gid,)).fetchone()
-            assert json.loads(init) == ringrift.Game(row.board, row.num_players).to_json()
+            init = json.loads(init)
+            assert upstream_state.missing_fields(init) == []
+            assert init == upstream_state.upstream_state(ringrift.Game(row.board, row.num_players),
+                                                         game_id=gid, created_at=created)
+            assert (init["id"], init["boardType"], init["maxPlayers"]) == (gid, row.board, row.num_players)
 
             moves = con.execute("SELECT move_number, turn_number, player, phase, move_type, move_json "
                                 "FROM game_moves WHERE game_id = ? ORDER BY move_number", (gid,)).fetchall()
             assert [m[0] for m in moves] == list(range(row.move_count))
+            snaps = {i: (json.loads(text), h) for i, text, h in con.execute(
+                "SELECT move_number, state_json, state_hash FROM game_state_snapshots WHERE game_id = ?", (gid,))}
+            # upstream's cadence: after moves 19, 39, ... (0-based) and after the last move
+            assert sorted(snaps) == sorted({i for i in range(row.move_count) if (i + 1) % 20 == 0}
+                                           | {row.move_count - 1})
             game = ringrift.Game(row.board, row.num_players)
             turn, last = 0, 1
             for i, (_, turn_no, player, phase, mtype, mj) in enumerate(moves):
@@ -218,7 +228,22 @@ def test_replaydb_contents(converted):
                 if player != last:
                     turn, last = turn + 1, player
                 assert turn_no == turn
+                if m.type == "recovery_slide":
+                    paid = not (doc["recoveryMode"] == "line" and doc["recoveryOption"] == 2)
+                    assert doc["extractionStacks"] == ([game.cell_key(json_io.recovery_extraction_stack(game, player))]
+                                                       if paid else [])
                 game.apply(m)
+                if i in snaps:
+                    state, h = snaps[i]
+                    assert h == row.hash_hex(i) == game.hash()
+                    assert upstream_state.missing_fields(state) == []
+                    assert [d["moveNumber"] for d in state["moveHistory"]] == list(range(1, i + 2))
+                    # stacks bottom ring first (upstream's engine reads rings[-1] as the top)
+                    assert {k: v["rings"] for k, v in state["board"]["stacks"].items()} == \
+                        {game.cell_key(c): r[::-1] for c, r in game.stacks()}
+                    assert all(v["controllingPlayer"] == v["rings"][-1] for v in state["board"]["stacks"].values())
+                    assert state["totalRingsEliminated"] == sum(p["eliminated_rings"] for p in game.players())
+                    assert (state["gameStatus"], state["winner"]) == (game.status, game.winner)
             assert total_turns == turn + 1
 
             players = con.execute("SELECT player_number, player_type, ai_type, final_eliminated_rings, "
@@ -226,10 +251,6 @@ def test_replaydb_contents(converted):
                                   "WHERE game_id = ? ORDER BY player_number", (gid,)).fetchall()
             assert players == [(p["player"], "ai", row.policy, p["eliminated_rings"], p["territory_spaces"],
                                 p["rings_in_hand"]) for p in game.players()]
-            snap = con.execute("SELECT move_number, state_json, state_hash FROM game_state_snapshots "
-                               "WHERE game_id = ?", (gid,)).fetchall()
-            assert snap == [(row.move_count - 1, json.dumps(game.to_json(), separators=(",", ":")),
-                             row.hash_hex(row.move_count - 1))]
     finally:
         con.close()
     # camelCase fields of the reference Move JSON appear

@@ -6,7 +6,8 @@
     ringrift-db merge DST SRC [SRC ...]           add the games of SRC files to DST
 
 Errors (missing files, files of another kind or schema version) are reported on one line and
-give exit status 2.
+give exit status 2.  ``convert --from-replaydb`` exits 1 when it skipped a game (a game that is
+not legal under the canonical rules; ``--allow-skips`` accepts that) or imported nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", metavar="DST")
     conv.add_argument("--strict", action="store_true",
                       help="stop at the first game that cannot be converted (default for --to-replaydb)")
+    conv.add_argument("--allow-skips", action="store_true",
+                      help="with --from-replaydb: exit 0 even when some games were skipped (games that "
+                           "are not legal under the canonical rules are always skipped and listed)")
 
     merge = sub.add_parser("merge", help="add the games of other game DBs to DST (duplicates skipped)")
     merge.add_argument("dst", metavar="DST")
@@ -90,18 +94,33 @@ def _info(args) -> int:
     return 0
 
 
+#: Skip reasons printed in full; the rest are counted.
+MAX_SKIPS_SHOWN = 50
+
+
 def _convert(args) -> int:
+    """Exit status: 0 when every game was converted; 1 when a game was skipped (unless
+    --allow-skips) or the source held no game to import; 2 on errors (DBError...)."""
     from .replaydb import from_replaydb, to_replaydb
 
     if args.to_replaydb:
         result = to_replaydb(args.src, args.dst, strict=True)
-    else:
-        result = from_replaydb(args.src, args.dst, strict=args.strict)
-    print(f"{args.src} -> {args.dst}: {result}")
-    for gid, why in result.skipped[:10]:
+        print(f"{args.src} -> {args.dst}: {result}")
+        return 0
+    result = from_replaydb(args.src, args.dst, strict=args.strict)
+    print(f"{args.src} -> {args.dst}: {result.read} games read: {result.written} imported, "
+          f"{result.duplicates} already present, {len(result.skipped)} skipped")
+    for gid, why in result.skipped[:MAX_SKIPS_SHOWN]:
         print(f"  skipped {gid}: {why}", file=sys.stderr)
-    if len(result.skipped) > 10:
-        print(f"  ... and {len(result.skipped) - 10} more skipped", file=sys.stderr)
+    if len(result.skipped) > MAX_SKIPS_SHOWN:
+        print(f"  ... and {len(result.skipped) - MAX_SKIPS_SHOWN} more skipped", file=sys.stderr)
+    if result.written + result.duplicates == 0:
+        print(f"{PROG}: error: no game of {args.src} was imported", file=sys.stderr)
+        return 1
+    if result.skipped and not args.allow_skips:
+        print(f"{PROG}: error: {len(result.skipped)} game(s) skipped (use --allow-skips to accept a partial "
+              f"import)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,11 +8,14 @@ indistinguishable in shape from files the upstream code creates.
 
 * :func:`to_replaydb` replays each stored game through the engine (records -> Move JSON needs
   the state: line and region cells are derived from it) and writes it with its initial state,
-  its moves, its players' final tallies and a final-state snapshot;
-* :func:`from_replaydb` parses every ``move_json`` back with :func:`ringrift.move_from_json`,
-  replays it, recomputes the per-step hashes, phases and players and stores the games.
+  its moves, its players' final tallies and state snapshots at upstream's cadence, every state
+  in the shape upstream's ``GameState`` parses (:mod:`.upstream_state`);
+* :func:`from_replaydb` matches every ``move_json`` to the engine's legal move that does the
+  same thing (:func:`match_move`), replays it, checks the recorded snapshot hashes and winner,
+  recomputes the per-step hashes, phases and players and stores the games.  A game that is not
+  legal under the canonical rules is skipped with its move number and the reason.
 
-The mapping of fields is documented in ``docs/game_db.md``.
+The mapping of fields is documented in ``docs/game_db.md`` and ``docs/upstream.md``.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ import numpy as np
 
 from .. import BOARDS, _core
 from ..engine import Game, RingRiftError, move_from_json, move_to_json
-from ..engine.json_io import engine_move_key
+from ..engine.json_io import engine_move_key, move_key
 from .errors import DBError, DBSchemaError
 from .schema import HASH_DTYPE, MOVE_RECORD_SIZE
 from .store import GameDB, GameRow, _check_header, utc_now
+from .upstream_state import upstream_state
 
 #: The upstream schema version this module reads and writes.
 REPLAYDB_SCHEMA_VERSION = 18
@@ -50,6 +54,9 @@ META_KEY = "ringrift_gamedb"
 #: found by two flood-fill passes is listed twice), so the record keeps the round trip exact.
 #: Readers that do not know the field ignore it.
 RECORD_FIELD = "ringriftRecord"
+
+#: Upstream's default snapshot interval (``GameReplayDB.store_game(snapshot_interval=20)``).
+SNAPSHOT_INTERVAL = 20
 
 #: Namespace of the deterministic ``game_id`` (uuid5 of the game identity).
 GAME_ID_NAMESPACE = uuid.UUID("5d8f3c2e-8a61-4f0b-9a57-6f0c2b1d7e43")
@@ -378,30 +385,53 @@ class ConversionResult:
         return s
 
 
-def _replay_to_json(row: GameRow) -> tuple[list[tuple], Game]:
-    """Replay one stored game; returns per-move (phase_before, move, move_json), the final game
-    state.  Raises RingRiftError / ValueError on a bad record or hash."""
+def is_snapshot_move(i: int, total: int) -> bool:
+    """Upstream's snapshot cadence (``GameReplayDB.store_game``): after every
+    :data:`SNAPSHOT_INTERVAL`-th move (0-based move numbers 19, 39, ...) and after the last."""
+    return (i + 1) % SNAPSHOT_INTERVAL == 0 or i == total - 1
+
+
+def _move_doc(i: int, phase: str, m, mj: dict) -> dict:
+    return {"id": f"move-{i + 1}", **mj, "moveNumber": i + 1, "phase": phase, RECORD_FIELD: m.to_record().hex()}
+
+
+def _replay_with_snapshots(row: GameRow, *, game_id: str | None, created_at: str,
+                           last_move_at: str | None = None):
+    """Replay one stored game, checking each stored hash.  Returns the per-move
+    (phase_before, move, move_doc) list, the final game and, when ``game_id`` is given, the
+    upstream-shaped snapshots [(move_number, state_json, state_hash)] at upstream's cadence."""
     g = Game(row.board, row.num_players)
-    out = []
+    out, snaps, history = [], [], []
     hashes = row.hashes.tolist()
-    for i in range(row.move_count):
+    n = row.move_count
+    for i in range(n):
         m = _core.move_from_record(row.moves[i].tobytes())
         phase = g.phase
-        mj = move_to_json(g, m)
+        doc = _move_doc(i, phase, m, move_to_json(g, m))
         g.apply(m)
         if g.hash() != f"{hashes[i]:016x}":
             raise ValueError(f"step {i}: state hash {g.hash()} differs from the stored {hashes[i]:016x}")
-        out.append((phase, m, mj))
-    return out, g
+        out.append((phase, m, doc))
+        if game_id is not None:
+            history.append(doc)
+            if is_snapshot_move(i, n):
+                state = upstream_state(g, game_id=game_id, created_at=created_at,
+                                       last_move_at=last_move_at if i == n - 1 else created_at,
+                                       move_history=history)
+                snaps.append((i, _json(state), g.hash()))
+    return out, g, snaps
 
 
 def _parity_upstream(status: str) -> str:
     return _PARITY_TO_UPSTREAM.get(status, status)
 
 
-def _write_game(conn: sqlite3.Connection, row: GameRow, initial_json: str) -> None:
-    steps, final = _replay_to_json(row)
+def _write_game(conn: sqlite3.Connection, row: GameRow) -> None:
     gid = game_id_for(row)
+    created = row.started_at or row.created_at
+    completed = _completed_at(row.started_at, row.duration_ms)
+    steps, final, snaps = _replay_with_snapshots(row, game_id=gid, created_at=created,
+                                                 last_move_at=completed or created)
     status = final.status
     reason = _REASON_TO_UPSTREAM.get(row.reason or "", row.reason)
     if reason is None and row.capped:
@@ -420,7 +450,7 @@ def _write_game(conn: sqlite3.Connection, row: GameRow, initial_json: str) -> No
             "final_hash": final.hash(),
         },
     }
-    created = row.started_at or row.created_at
+    initial = upstream_state(Game(row.board, row.num_players), game_id=gid, created_at=created)
     # Inserted as in progress, then completed once the moves are in (the v18 triggers).
     conn.execute(
         "INSERT INTO games (game_id, board_type, num_players, rng_seed, created_at, game_status, "
@@ -428,28 +458,25 @@ def _write_game(conn: sqlite3.Connection, row: GameRow, initial_json: str) -> No
         "VALUES (?, ?, ?, ?, ?, 'in_progress', 0, 0, ?, ?, ?)",
         (gid, row.board, row.num_players, row.seed, created, SOURCE, REPLAYDB_SCHEMA_VERSION, _json(meta)))
     conn.execute("INSERT INTO game_initial_state (game_id, initial_state_json, compressed) VALUES (?, ?, 0)",
-                 (gid, initial_json))
+                 (gid, _json(initial)))
     move_rows = []
     turn, current = 0, 1
-    for i, (phase, m, mj) in enumerate(steps):
+    for i, (phase, m, doc) in enumerate(steps):
         if m.player != current:
             turn += 1
             current = m.player
-        doc = {"id": f"move-{i + 1}", **mj, "moveNumber": i + 1, "phase": phase,
-               RECORD_FIELD: m.to_record().hex()}
         move_rows.append((gid, i, turn, m.player, phase, m.type, _json(doc)))
     conn.executemany(
         "INSERT INTO game_moves (game_id, move_number, turn_number, player, phase, move_type, move_json) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)", move_rows)
-    if steps:
-        conn.execute(
-            "INSERT INTO game_state_snapshots (game_id, move_number, state_json, compressed, state_hash) "
-            "VALUES (?, ?, ?, 0, ?)", (gid, len(steps) - 1, _json(final.to_json()), final.hash()))
+    conn.executemany(
+        "INSERT INTO game_state_snapshots (game_id, move_number, state_json, compressed, state_hash) "
+        "VALUES (?, ?, ?, 0, ?)", [(gid, i, text, h) for i, text, h in snaps])
     conn.execute(
         "UPDATE games SET completed_at = ?, game_status = ?, winner = ?, termination_reason = ?, "
         "total_moves = ?, total_turns = ?, duration_ms = ?, engine_mode = ?, parity_status = ?, "
         "opponent_type = ? WHERE game_id = ?",
-        (_completed_at(row.started_at, row.duration_ms) if status == "completed" else None,
+        (completed if status == "completed" else None,
          status, row.winner or None, reason, len(steps), turn + 1, row.duration_ms, row.policy,
          _parity_upstream(row.parity_status), row.policy, gid))
     conn.executemany(
@@ -498,7 +525,6 @@ def to_replaydb(our_db_path, out_path, *, strict: bool = True) -> ConversionResu
             create_replaydb_schema(rc.conn)
         conn = rc.conn
         try:
-            initial_cache: dict[tuple, str] = {}
             conn.execute("BEGIN IMMEDIATE")
             for row in src.iter_games():
                 result.read += 1
@@ -506,12 +532,9 @@ def to_replaydb(our_db_path, out_path, *, strict: bool = True) -> ConversionResu
                 if conn.execute("SELECT 1 FROM games WHERE game_id = ?", (gid,)).fetchone():
                     result.duplicates += 1
                     continue
-                key = (row.board, row.num_players)
-                if key not in initial_cache:
-                    initial_cache[key] = _json(Game(row.board, row.num_players).to_json())
                 conn.execute("SAVEPOINT game")
                 try:
-                    _write_game(conn, row, initial_cache[key])
+                    _write_game(conn, row)
                     conn.execute("RELEASE game")
                     result.written += 1
                 except (RingRiftError, ValueError, sqlite3.IntegrityError) as exc:
@@ -550,34 +573,83 @@ def _read_text(value, compressed) -> str:
     return value
 
 
-def _replay_from_json(board: str, num_players: int, move_jsons: list[str]):
+def effect_key(key: tuple, move: dict) -> tuple:
+    """The part of a move's content key that says what the move does.
+
+    Dropped: a territory region's ``controllingPlayer`` (upstream's Python generator writes the
+    mover there; applying a region does not read it) and, when the JSON does not state it,
+    the elimination context (the phase decides it)."""
+    if key[0] == "choose_territory_option":
+        return key[:3]
+    if key[0] == "eliminate_rings_from_stack" and not move.get("eliminationContext"):
+        return key[:3]
+    return key
+
+
+def match_move(game, move: dict):
+    """The legal move of ``game`` that does what the Move JSON ``move`` does (see
+    :func:`effect_key`); ids, timestamps, think times and move numbers play no part.
+    Raises IllegalMoveError (a RingRiftError) when none does."""
+    key = move_key(move)
+    if key[0] in ("resign", "timeout"):
+        return move_from_json(game, move)
+    want = effect_key(key, move)
+    fallback = None
+    for m in game.legal_moves():
+        if m.type != key[0]:
+            continue
+        have = engine_move_key(game, m)
+        if have == key:  # every field agrees: the move the writer meant (e.g. the same region of two passes)
+            return m
+        if fallback is None and effect_key(have, move) == want:
+            fallback = m
+    if fallback is not None:
+        return fallback
+    return move_from_json(game, move)  # raises with the standard "not in the legal-move list" message
+
+
+def _replay_from_json(board: str, num_players: int, move_jsons: list[str],
+                      snapshot_hashes: dict[int, str] | None = None):
     g = Game(board, num_players)
     n = len(move_jsons)
     recs = bytearray(n * MOVE_RECORD_SIZE)
     hashes = np.zeros(n, dtype=HASH_DTYPE)
     phases = np.zeros(n, dtype=np.uint8)
     players = np.zeros(n, dtype=np.uint8)
+    snapshot_hashes = snapshot_hashes or {}
     for i, text in enumerate(move_jsons):
         try:
             mj = json.loads(text)
         except ValueError as exc:
             raise ValueError(f"move {i}: bad move_json ({exc})") from None
+        if g.status != "active":
+            raise ValueError(
+                f"move {i}: the game is over under the canonical rules after move {i - 1} "
+                f"({g.status}, winner {g.winner or 'none'}, {g.victory_reason or 'no reason'}) "
+                f"but the recording goes on with {n - i} more move(s)")
         try:
-            m = move_from_json(g, mj)
-            rec = mj.get(RECORD_FIELD) if isinstance(mj, dict) else None
+            if not isinstance(mj, dict):
+                raise ValueError(f"a move must be a JSON object, got {type(mj).__name__}")
+            m = match_move(g, mj)
+            rec = mj.get(RECORD_FIELD)
             if rec is not None:
                 try:
                     exact = _core.move_from_record(bytes.fromhex(rec))
                 except (TypeError, ValueError):
-                    raise ValueError(f"move {i}: malformed {RECORD_FIELD} {rec!r}") from None
-                if engine_move_key(g, exact) != engine_move_key(g, m):
-                    raise ValueError(f"move {i}: {RECORD_FIELD} does not describe the same move as the JSON")
+                    raise ValueError(f"malformed {RECORD_FIELD} {rec!r}") from None
+                if effect_key(engine_move_key(g, exact), mj) != effect_key(engine_move_key(g, m), mj):
+                    raise ValueError(f"{RECORD_FIELD} does not describe the same move as the JSON")
                 m = exact
             recs[i * MOVE_RECORD_SIZE:(i + 1) * MOVE_RECORD_SIZE] = m.to_record()
             g.apply(m)
-        except RingRiftError as exc:
+        except (RingRiftError, ValueError) as exc:
             raise ValueError(f"move {i}: {exc}") from None
-        hashes[i] = int(g.hash(), 16)
+        h = g.hash()
+        want = snapshot_hashes.get(i)
+        if want and want != h:
+            raise ValueError(f"move {i}: the canonical state after this move (hash {h}) differs from the "
+                             f"recorded snapshot (hash {want})")
+        hashes[i] = int(h, 16)
         phases[i] = _PHASE_INDEX[g.phase]
         players[i] = g.current_player
     return g, bytes(recs), hashes, phases, players
@@ -604,9 +676,10 @@ def from_replaydb(path, our_db_path, *, strict: bool = False, batch_size: int = 
     """Read every game of the replay DB ``path`` into our database ``our_db_path`` (created if
     missing).
 
-    Each ``move_json`` is parsed with :func:`ringrift.move_from_json` and replayed; the per-step
-    hashes, phases and players are recomputed by the engine.  Games that began from a
-    non-standard position, or whose moves do not replay, are skipped and listed in the result
+    Each ``move_json`` is matched to the legal move that does the same thing (:func:`match_move`)
+    and replayed; the per-step hashes, phases and players are recomputed by the engine, and the
+    recorded snapshot hashes and winner must agree.  Games that began from a non-standard
+    position, or that are not legal under the canonical rules, are skipped and listed in the result
     (``strict=True`` raises :class:`DBError` instead).  Games are stored in transactions of
     ``batch_size``; identities already stored are ignored.
     """
@@ -626,6 +699,8 @@ def from_replaydb(path, our_db_path, *, strict: bool = False, batch_size: int = 
             if missing:
                 raise DBSchemaError(str(path), f"{version} (table {table} lacks {', '.join(missing)})",
                                     REPLAYDB_SCHEMA_VERSION, what="replay database")
+        has_snapshots = ("game_state_snapshots" in rc.tables
+                         and {"move_number", "state_hash"} <= set(rc.columns("game_state_snapshots")))
         with GameDB(our_db_path) as dst:
             pending: list[tuple] = []
             conn = rc.conn
@@ -640,7 +715,8 @@ def from_replaydb(path, our_db_path, *, strict: bool = False, batch_size: int = 
                 result.read += 1
                 try:
                     tup = _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner,
-                                       duration_ms, meta_json, engine_mode, parity, init_json, init_comp)
+                                       duration_ms, meta_json, engine_mode, parity, init_json, init_comp,
+                                       has_snapshots)
                 except (ValueError, RingRiftError, KeyError, TypeError, OSError, zlib.error) as exc:
                     if strict:
                         raise DBError(f"{path}: game {gid}: {exc}", path=str(path)) from None
@@ -664,7 +740,7 @@ def from_replaydb(path, our_db_path, *, strict: bool = False, batch_size: int = 
 
 
 def _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner, duration_ms,
-                 meta_json, engine_mode, parity, init_json, init_comp) -> tuple:
+                 meta_json, engine_mode, parity, init_json, init_comp, has_snapshots=False) -> tuple:
     if board not in BOARDS:
         raise ValueError(f"unsupported board {board!r}")
     num_players = int(num_players)
@@ -683,7 +759,13 @@ def _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner, du
 
     moves = [r[0] for r in conn.execute(
         "SELECT move_json FROM game_moves WHERE game_id = ? ORDER BY move_number", (gid,))]
-    g, recs, hashes, phases, players = _replay_from_json(board, num_players, [_read_text(m, 0) for m in moves])
+    snapshot_hashes = {}
+    if has_snapshots:
+        snapshot_hashes = {int(mn): h for mn, h in conn.execute(
+            "SELECT move_number, state_hash FROM game_state_snapshots WHERE game_id = ? AND state_hash IS NOT NULL",
+            (gid,))}
+    g, recs, hashes, phases, players = _replay_from_json(board, num_players, [_read_text(m, 0) for m in moves],
+                                                         snapshot_hashes)
     n = len(moves)
     final_winner = g.winner or 0
     if winner is not None and int(winner) != final_winner:

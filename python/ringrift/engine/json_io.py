@@ -167,7 +167,7 @@ def move_from_json(game, move: dict) -> _core.Move:
     mtype = key[0]
     if mtype not in _NO_PAYLOAD:
         for field in ("from", "captureTarget", "to"):
-            if field in move:
+            if move.get(field) is not None:  # writers may spell an absent position as null
                 _cell(game, move[field], f"{mtype}.{field}")
     if mtype in ("resign", "timeout"):
         return _core.Move(mtype, key[1])
@@ -218,9 +218,14 @@ def move_to_json(game, m: _core.Move) -> dict:
     elif t == "recovery_slide":
         mode = _MODES[m.context]
         out["recoveryMode"] = mode
-        out["extractionStacks"] = []
+        # The buried ring the engine pays with (RULES.md recovery cost): every mode costs one
+        # ring except a line's option 2.  Recorded so that other engines need not re-derive it.
+        paid = mode != "line" or m.option != 2
+        stack = recovery_extraction_stack(game, m.player) if paid else None
+        out["extractionStacks"] = [game.cell_key(stack)] if stack is not None else []
         if mode == "line":
-            out["option"] = m.option
+            out["option"] = m.option  # the TS engine's field name
+            out["recoveryOption"] = m.option  # upstream Python's
             if m.option == 2:
                 out["collapsePositions"] = [_pos_json(game, c) for c in game.move_cells(m)["line"]]
     elif t in ("process_line", "choose_line_option"):
@@ -241,6 +246,16 @@ def move_to_json(game, m: _core.Move) -> dict:
     elif t == "forced_elimination":
         out["eliminatedRings"] = [{"player": m.player, "count": m.count}]
     return out
+
+
+def recovery_extraction_stack(game, player: int):
+    """The stack a recovery slide by ``player`` extracts its buried ring from, on the current
+    board: the first stack, in the engine's (and the reference's) insertion order, that holds
+    a ring of ``player`` below its top.  None when there is no such stack."""
+    for cell, rings in game.stacks():  # rings top-first
+        if player in rings[1:]:
+            return cell
+    return None
 
 
 # ---- states ---------------------------------------------------------------------------------
