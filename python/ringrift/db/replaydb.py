@@ -577,11 +577,9 @@ def effect_key(key: tuple, move: dict) -> tuple:
     """The part of a move's content key that says what the move does.
 
     Dropped: a territory region's ``controllingPlayer`` (upstream's Python generator writes the
-    mover there; applying a region does not read it) and, when the JSON does not state it,
-    the elimination context (the phase decides it)."""
+    mover there; applying a region reads only its cells).  A missing ``eliminationContext``
+    stays ``territory``, as the TS engine reads it (RULES.md 5.5)."""
     if key[0] == "choose_territory_option":
-        return key[:3]
-    if key[0] == "eliminate_rings_from_stack" and not move.get("eliminationContext"):
         return key[:3]
     return key
 
@@ -608,8 +606,25 @@ def match_move(game, move: dict):
     return move_from_json(game, move)  # raises with the standard "not in the legal-move list" message
 
 
+def _hint(game, move: dict, prev_noop_line: bool) -> str:
+    """Why a move of another engine is not on the canonical surface, where a known rule
+    difference explains it (RULES.md: the canonical TS rules win)."""
+    if prev_noop_line:
+        return (" (the move before, process_line on an over-length line, changes nothing under the "
+                "canonical rules: RULES.md 5.5)")
+    if move.get("type") == "process_line":
+        try:
+            line = move_key(move)[2]
+        except (RingRiftError, ValueError, IndexError):
+            return ""
+        if any(m.type == "choose_line_option" and engine_move_key(game, m)[2] == line for m in game.legal_moves()):
+            return (" (the canonical rules offer this line only as choose_line_option: "
+                    "RULES.md 6.4.4, hex8 with 3-4 players)")
+    return ""
+
+
 def _replay_from_json(board: str, num_players: int, move_jsons: list[str],
-                      snapshot_hashes: dict[int, str] | None = None):
+                      snapshot_hashes: dict[int, str] | None = None, territory_note: str = ""):
     g = Game(board, num_players)
     n = len(move_jsons)
     recs = bytearray(n * MOVE_RECORD_SIZE)
@@ -617,6 +632,7 @@ def _replay_from_json(board: str, num_players: int, move_jsons: list[str],
     phases = np.zeros(n, dtype=np.uint8)
     players = np.zeros(n, dtype=np.uint8)
     snapshot_hashes = snapshot_hashes or {}
+    prev_hash, prev_noop_line = g.hash(), False
     for i, text in enumerate(move_jsons):
         try:
             mj = json.loads(text)
@@ -626,7 +642,8 @@ def _replay_from_json(board: str, num_players: int, move_jsons: list[str],
             raise ValueError(
                 f"move {i}: the game is over under the canonical rules after move {i - 1} "
                 f"({g.status}, winner {g.winner or 'none'}, {g.victory_reason or 'no reason'}) "
-                f"but the recording goes on with {n - i} more move(s)")
+                f"but the recording goes on with {n - i} more move(s)"
+                + (territory_note if g.victory_reason == "territory_control" else ""))
         try:
             if not isinstance(mj, dict):
                 raise ValueError(f"a move must be a JSON object, got {type(mj).__name__}")
@@ -643,8 +660,10 @@ def _replay_from_json(board: str, num_players: int, move_jsons: list[str],
             recs[i * MOVE_RECORD_SIZE:(i + 1) * MOVE_RECORD_SIZE] = m.to_record()
             g.apply(m)
         except (RingRiftError, ValueError) as exc:
-            raise ValueError(f"move {i}: {exc}") from None
+            raise ValueError(f"move {i}: {exc}{_hint(g, mj, prev_noop_line)}") from None
         h = g.hash()
+        prev_noop_line = mj.get("type") == "process_line" and h == prev_hash
+        prev_hash = h
         want = snapshot_hashes.get(i)
         if want and want != h:
             raise ValueError(f"move {i}: the canonical state after this move (hash {h}) differs from the "
@@ -744,10 +763,21 @@ def _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner, du
     if board not in BOARDS:
         raise ValueError(f"unsupported board {board!r}")
     num_players = int(num_players)
+    territory_note = ""
     if init_json is not None:
         state = json.loads(_read_text(init_json, init_comp))
         if not _standard_start(board, num_players, state):
             raise ValueError("starts from a non-standard position (our format stores standard starts only)")
+        # Upstream's create_initial_state leaves territoryVictoryMinimum null; its engine then uses
+        # the legacy territoryVictoryThreshold.  We replay from the standard start, whose minimum is
+        # floor(cells / n) + 1 (RULES.md 2.2); a game whose result depends on it is named.
+        if isinstance(state, dict) and state.get("territoryVictoryMinimum") is None:
+            standard = Game(board, num_players).territory_minimum
+            legacy = state.get("territoryVictoryThreshold")
+            if legacy not in (None, standard):
+                territory_note = (f"; the recording's initial state has no territoryVictoryMinimum, so its "
+                                  f"engine used territoryVictoryThreshold {legacy} where the standard start "
+                                  f"has {standard} (RULES.md 2.2)")
     meta = {}
     if meta_json:
         try:
@@ -765,11 +795,12 @@ def _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner, du
             "SELECT move_number, state_hash FROM game_state_snapshots WHERE game_id = ? AND state_hash IS NOT NULL",
             (gid,))}
     g, recs, hashes, phases, players = _replay_from_json(board, num_players, [_read_text(m, 0) for m in moves],
-                                                         snapshot_hashes)
+                                                         snapshot_hashes, territory_note)
     n = len(moves)
     final_winner = g.winner or 0
     if winner is not None and int(winner) != final_winner:
-        raise ValueError(f"recorded winner {winner} but the replay ends with winner {final_winner or 'none'}")
+        raise ValueError(f"recorded winner {winner} but the replay ends with winner {final_winner or 'none'}"
+                         + (territory_note if g.victory_reason == "territory_control" else ""))
     reason = g.victory_reason if g.status == "completed" else None
     if reason is not None and reason not in _REASON_INDEX:
         reason = str(reason)
