@@ -442,3 +442,65 @@ def test_cli(converted, tmp_path, capsys):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("ringrift-db: error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+# ---- upstream GameState shape ---------------------------------------------------------------
+
+def _upstream_required_fields() -> dict:
+    """Required fields (by alias) of upstream's pydantic models, read from app/models/core.py."""
+    if not UPSTREAM_GIT.is_dir() or shutil.which("git") is None:
+        pytest.skip("upstream mirror not available")
+    try:
+        text = subprocess.run(["git", "--git-dir", str(UPSTREAM_GIT), "show",
+                               f"{UPSTREAM_COMMIT}:ai-service/app/models/core.py"],
+                              capture_output=True, text=True, check=True, timeout=30).stdout
+    except (subprocess.SubprocessError, OSError):
+        pytest.skip("upstream commit not readable")
+    out = {}
+    for node in ast.parse(text).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        fields = []
+        for st in node.body:
+            if not isinstance(st, ast.AnnAssign) or not isinstance(st.target, ast.Name):
+                continue
+            name, value = st.target.id, st.value
+            if value is None:
+                fields.append(name)
+            elif isinstance(value, ast.Call) and getattr(value.func, "id", "") == "Field":
+                kw = {k.arg: k.value for k in value.keywords}
+                if not value.args and "default" not in kw and "default_factory" not in kw:
+                    fields.append(kw["alias"].value if "alias" in kw else name)
+        out[node.name] = fields
+    return out
+
+
+def test_required_state_fields_are_upstreams():
+    req = _upstream_required_fields()
+    assert tuple(req["GameState"]) == upstream_state.REQUIRED_STATE_FIELDS
+    assert tuple(req["BoardState"]) == upstream_state.REQUIRED_BOARD_FIELDS
+    assert tuple(req["Player"]) == upstream_state.REQUIRED_PLAYER_FIELDS
+    assert tuple(req["RingStack"]) == upstream_state.REQUIRED_STACK_FIELDS
+    assert tuple(req["MarkerInfo"]) == upstream_state.REQUIRED_MARKER_FIELDS
+    assert tuple(req["TimeControl"]) == upstream_state.REQUIRED_TIME_CONTROL_FIELDS
+
+
+@pytest.mark.parametrize("board,num_players", CONFIGS)
+def test_upstream_state_has_every_required_field(board, num_players):
+    g = ringrift.Game(board, num_players)
+    rng = np.random.default_rng(5)
+    for _ in range(60):  # some stacks and markers on the board
+        if g.status != "active":
+            break
+        moves = g.legal_moves()
+        g.apply(moves[int(rng.integers(len(moves)))])
+    state = upstream_state.upstream_state(g, game_id="g", created_at="2026-01-01T00:00:00+00:00")
+    assert state["board"]["stacks"] and upstream_state.missing_fields(state) == []
+    assert state["board"]["size"] == {"square8": 8, "square19": 19, "hex8": 9, "hexagonal": 25}[board]
+    assert json.loads(json.dumps(state)) == state
+    broken = json.loads(json.dumps(state))
+    del broken["players"][0]["username"], broken["timeControl"]
+    key = next(iter(broken["board"]["stacks"]))
+    del broken["board"]["stacks"][key]["capHeight"]
+    assert upstream_state.missing_fields(broken) == [
+        "timeControl", f"board.stacks[{key}].capHeight", "players[0].username"]

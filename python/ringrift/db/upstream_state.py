@@ -43,6 +43,7 @@ REQUIRED_BOARD_FIELDS = ("type", "size")
 REQUIRED_PLAYER_FIELDS = ("id", "username", "type", "playerNumber", "isReady", "timeRemaining",
                           "ringsInHand", "eliminatedRings", "territorySpaces")
 REQUIRED_STACK_FIELDS = ("position", "rings", "stackHeight", "capHeight", "controllingPlayer")
+REQUIRED_MARKER_FIELDS = ("player", "position", "type")
 REQUIRED_TIME_CONTROL_FIELDS = ("initialTime", "increment", "type")
 
 
@@ -138,6 +139,8 @@ def missing_fields(state: dict) -> list[str]:
     out += [f"board.{f}" for f in REQUIRED_BOARD_FIELDS if f not in board]
     for key, st in (board.get("stacks") or {}).items():
         out += [f"board.stacks[{key}].{f}" for f in REQUIRED_STACK_FIELDS if f not in st]
+    for key, mk in (board.get("markers") or {}).items():
+        out += [f"board.markers[{key}].{f}" for f in REQUIRED_MARKER_FIELDS if f not in mk]
     for i, p in enumerate(state.get("players") or []):
         out += [f"players[{i}].{f}" for f in REQUIRED_PLAYER_FIELDS if f not in p]
     tc = state.get("timeControl") if isinstance(state.get("timeControl"), dict) else {}
