@@ -478,8 +478,14 @@ py::dict move_cells(Game& game, const Move& m) {
       if (m.window == WINDOW_ALL) d["collapse"] = line;
       else d["collapse"] = std::vector<int>(line.begin() + m.window, line.begin() + m.window + T);
     }
-  } else if (m.type == MT_RECOVERY_SLIDE && m.context == RM_LINE) {
-    d["line"] = line_cells(g, m.line_start, m.line_dir, m.line_len);
+  } else if (m.type == MT_RECOVERY_SLIDE) {
+    if (m.context == RM_LINE) d["line"] = line_cells(g, m.line_start, m.line_dir, m.line_len);
+    // The stack whose buried ring pays for the slide, chosen on the pre-move board as
+    // apply_recovery_slide chooses it; a line's option 2 is free.
+    std::vector<int> extraction;
+    int c = (m.context == RM_LINE && m.option == 2) ? NO_CELL : recovery_extraction_stack(game.st(), m.player);
+    if (c != NO_CELL) extraction.push_back(c);
+    d["extraction"] = extraction;
   } else if (m.type == MT_CHOOSE_TERRITORY_OPTION) {
     int16_t cells[MAX_CELLS];
     int n = region_cells(g, game.st(), m.to, m.option, cells);

@@ -218,11 +218,9 @@ def move_to_json(game, m: _core.Move) -> dict:
     elif t == "recovery_slide":
         mode = _MODES[m.context]
         out["recoveryMode"] = mode
-        # The buried ring the engine pays with (RULES.md recovery cost): every mode costs one
-        # ring except a line's option 2.  Recorded so that other engines need not re-derive it.
-        paid = mode != "line" or m.option != 2
-        stack = recovery_extraction_stack(game, m.player) if paid else None
-        out["extractionStacks"] = [game.cell_key(stack)] if stack is not None else []
+        # The stack whose buried ring pays for the slide (none for a line's option 2), as the
+        # engine chooses it: recorded so that other engines need not choose again.
+        out["extractionStacks"] = [game.cell_key(c) for c in game.move_cells(m)["extraction"]]
         if mode == "line":
             out["option"] = m.option  # the TS engine's field name
             out["recoveryOption"] = m.option  # upstream Python's
@@ -246,16 +244,6 @@ def move_to_json(game, m: _core.Move) -> dict:
     elif t == "forced_elimination":
         out["eliminatedRings"] = [{"player": m.player, "count": m.count}]
     return out
-
-
-def recovery_extraction_stack(game, player: int):
-    """The stack a recovery slide by ``player`` extracts its buried ring from, on the current
-    board: the first stack, in the engine's (and the reference's) insertion order, that holds
-    a ring of ``player`` below its top.  None when there is no such stack."""
-    for cell, rings in game.stacks():  # rings top-first
-        if player in rings[1:]:
-            return cell
-    return None
 
 
 # ---- states ---------------------------------------------------------------------------------
