@@ -359,11 +359,12 @@ def test_bad_games_are_skipped_or_fatal(converted, tmp_path):
     bad = tmp_path / "bad.db"
     shutil.copy(replay, bad)
     con = sqlite3.connect(bad)
-    gids = [r[0] for r in con.execute("SELECT game_id FROM games ORDER BY game_id LIMIT 3")]
+    gids = [r[0] for r in con.execute("SELECT game_id FROM games ORDER BY game_id LIMIT 4")]
     state = ringrift.Game("square8", 2).to_json()
     state["players"][0]["ringsInHand"] -= 1
     con.execute("UPDATE game_initial_state SET initial_state_json = ? WHERE game_id = ?", (json.dumps(state), gids[0]))
     con.execute("UPDATE game_moves SET move_json = '{not json' WHERE game_id = ? AND move_number = 3", (gids[1],))
+    con.execute("UPDATE game_moves SET move_json = '[1, 2]' WHERE game_id = ? AND move_number = 2", (gids[3],))
     con.execute("UPDATE game_moves SET move_json = ? WHERE game_id = ? AND move_number = 0",
                 (json.dumps({"type": "move_stack", "player": 1, "from": {"x": 0, "y": 0}, "to": {"x": 1, "y": 1}}), gids[2]))
     total = con.execute("SELECT COUNT(*) FROM games").fetchone()[0]
@@ -371,9 +372,10 @@ def test_bad_games_are_skipped_or_fatal(converted, tmp_path):
     con.close()
     res = from_replaydb(bad, tmp_path / "back.db")
     assert sorted(g for g, _ in res.skipped) == sorted(gids)
-    assert res.written == total - 3
+    assert res.written == total - 4
     why = dict(res.skipped)
     assert "non-standard" in why[gids[0]] and "move 3" in why[gids[1]] and "move 0" in why[gids[2]]
+    assert why[gids[3]] == "move 2: a move must be a JSON object, got list"
     with pytest.raises(DBError, match="game"):
         from_replaydb(bad, tmp_path / "strict.db", strict=True)
 

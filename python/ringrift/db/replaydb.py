@@ -660,7 +660,8 @@ def _replay_from_json(board: str, num_players: int, move_jsons: list[str],
             recs[i * MOVE_RECORD_SIZE:(i + 1) * MOVE_RECORD_SIZE] = m.to_record()
             g.apply(m)
         except (RingRiftError, ValueError) as exc:
-            raise ValueError(f"move {i}: {exc}{_hint(g, mj, prev_noop_line)}") from None
+            hint = _hint(g, mj, prev_noop_line) if isinstance(mj, dict) else ""
+            raise ValueError(f"move {i}: {exc}{hint}") from None
         h = g.hash()
         prev_noop_line = mj.get("type") == "process_line" and h == prev_hash
         prev_hash = h
