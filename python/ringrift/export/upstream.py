@@ -248,6 +248,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
             "SELECT COUNT(*) FROM games" + " WHERE " + " AND ".join(
                 [f"parity_status IN ({', '.join('?' * len(statuses))})", *_scope(board, num_players)[0],
                  "capped = 0", "winner = 0"]), [*statuses, *_scope(board, num_players)[1]]).fetchone()[0]
+        nowinner += left.pop("capped", 0)  # capped games have no winner either
         if nowinner:
             left["no winner"] = left.get("no winner", 0) + nowinner
         splits = ("train",) if float(split_ratio) >= 1 else ("train", "val")
