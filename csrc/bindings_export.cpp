@@ -79,7 +79,8 @@ void register_upstream_export(py::module_& parent) {
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> moves,
                            py::array_t<int64_t, py::array::c_style | py::array::forcecast> game_offsets,
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> num_players,
-                           py::object hashes, py::object verify, py::object expect_over, int threads) {
+                           py::object hashes, py::object verify, py::object expect_over, int threads,
+                           py::object features_buffer) {
     up::Job J;
     J.board = upstream_board_arg(board);
     const up::Layout& L = layout_of(J.board);
@@ -110,7 +111,26 @@ void register_upstream_export(py::module_& parent) {
     J.threads = threads > 0 ? threads : (int)std::max(1u, std::thread::hardware_concurrency());
     J.plan(L);
     const py::ssize_t N = (py::ssize_t)J.sample_off[G];
-    py::array_t<float> features({N, (py::ssize_t)(L.planes * up::FRAMES), (py::ssize_t)L.S, (py::ssize_t)L.S});
+    // Features (14 KB a sample on square8) go into the caller's buffer when one is given and
+    // large enough: reusing it across chunks saves the kernel's zeroing of fresh pages, which
+    // otherwise costs about as much as the encoding itself.
+    const py::ssize_t C = L.planes * up::FRAMES, S = L.S;
+    const py::ssize_t need = N * C * S * S;
+    py::array_t<float> features;
+    bool in_buffer = false;
+    if (!features_buffer.is_none()) {
+      if (!py::isinstance<py::array>(features_buffer))
+        throw py::value_error("features_buffer must be a numpy float32 array");
+      py::array buf = features_buffer.cast<py::array>();
+      if (!buf.dtype().is(py::dtype::of<float>()) || !(buf.flags() & py::array::c_style) || !buf.writeable())
+        throw py::value_error("features_buffer must be a writeable C-contiguous float32 array");
+      if (buf.size() >= need) {
+        features = py::array_t<float>({N, C, S, S}, {C * S * S * 4, S * S * 4, S * 4, (py::ssize_t)4},
+                                      static_cast<float*>(buf.mutable_data()), buf);
+        in_buffer = true;
+      }
+    }
+    if (!in_buffer) features = py::array_t<float>({N, C, S, S});
     py::array_t<float> globals({N, (py::ssize_t)up::GLOBALS});
     py::array_t<float> values(N);
     py::array_t<float> values_mp({N, (py::ssize_t)up::MP_SLOTS});
@@ -152,7 +172,9 @@ void register_upstream_export(py::module_& parent) {
     return d;
   }, py::arg("board"), py::arg("moves"), py::arg("game_offsets"), py::arg("num_players"),
      py::arg("hashes") = py::none(), py::arg("verify") = py::none(), py::arg("expect_over") = py::none(),
-     py::arg("threads") = 1,
+     py::arg("threads") = 1, py::arg("features_buffer") = py::none(),
      "Replay games from their move records and encode every state as upstream's exporter does "
-     "(features with history, globals, values, values_mp by seat, policy index). The GIL is released.");
+     "(features with history, globals, values, values_mp by seat, policy index). The GIL is released. "
+     "features_buffer: a float32 array reused for the features when it holds enough elements (the "
+     "returned features are then a view of it, valid until the next call that uses it).");
 }

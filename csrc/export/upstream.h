@@ -442,13 +442,12 @@ struct Worker {
   std::unique_ptr<State> s{new State};
   std::unique_ptr<Scratch> sc{new Scratch};
   std::unique_ptr<MoveList> list{new MoveList()};
-  std::vector<float> ring;  // HISTORY previous base frames
-  std::vector<float> cur;   // the current base frame when the state gives no sample
+  // Base frames of states that give no sample (a move upstream cannot encode); the frames of
+  // the other states are read back from their own output rows.
+  std::vector<float> scratch;
 
   Worker(const Geometry& g_, const Layout& l_) : g(g_), L(l_) {
-    const size_t frame = (size_t)L.planes * L.S * L.S;
-    ring.assign(frame * HISTORY, 0.0f);
-    cur.assign(frame, 0.0f);
+    scratch.assign((size_t)L.planes * L.S * L.S * HISTORY, 0.0f);
   }
 
   void run_game(Job& J, int64_t gi) {
@@ -462,8 +461,8 @@ struct Worker {
     int64_t k = first;
     int8_t status = EG_OK;
     int32_t fail = -1;
-    int have = 0;   // history frames available (0..HISTORY)
-    int head = 0;   // ring slot of the newest history frame
+    const float* hist[HISTORY];  // base frames of the previous states, hist[head] the newest
+    int have = 0, head = 0, spare = 0;
     init_state(st, g, np, false);
     for (int64_t i = a; i < b; i++) {
       const Move& m = J.moves[i];
@@ -472,7 +471,7 @@ struct Worker {
         fail = (int32_t)(i - a);
         break;
       }
-      float* dst;
+      const float* frame_of_state;
       if (!policy_invalid_type(L, m.type)) {
         const int32_t idx = policy_index(L, g, st, m);
         if (idx < 0 || idx >= L.policy_size) {
@@ -484,21 +483,24 @@ struct Worker {
         encode_frame(L, g, st, out, J.globals + (size_t)k * GLOBALS);
         for (int h = 0; h < HISTORY; h++) {
           float* slot = out + frame * (h + 1);
-          if (h < have) std::memcpy(slot, ring.data() + frame * ((head - h + HISTORY) % HISTORY), frame * sizeof(float));
+          if (h < have) std::memcpy(slot, hist[(head - h + HISTORY) % HISTORY], frame * sizeof(float));
           else std::memset(slot, 0, frame * sizeof(float));
         }
         J.policy[k] = idx;
         J.phases[k] = st.phase;
         J.move_types[k] = m.type;
         J.move_numbers[k] = (int32_t)(i - a);
-        dst = out;
+        frame_of_state = out;
         k++;
       } else {
-        encode_frame(L, g, st, cur.data(), nullptr);
-        dst = cur.data();
+        // a scratch slot is reused only after HISTORY more states, when it has left the history
+        float* buf = scratch.data() + frame * spare;
+        spare = (spare + 1) % HISTORY;
+        encode_frame(L, g, st, buf, nullptr);
+        frame_of_state = buf;
       }
       head = (head + 1) % HISTORY;
-      std::memcpy(ring.data() + frame * head, dst, frame * sizeof(float));
+      hist[head] = frame_of_state;
       if (have < HISTORY) have++;
       if (verify) {
         ApplyError e = step_checked(g, st, m, *sc, *list);

@@ -255,10 +255,12 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
         planned = np.frombuffer(counts, dtype=np.int64)
         expected = {"train": int(planned[is_train].sum()), "val": int(planned[~is_train].sum())}
         exclude: set = set()
+        skipped: list = []
         for attempt in range(3):
             res = _Pass(db, path, board, num_players, order_ids, planned, vtypes, otypes, is_train, exclude, expected,
                         splits, base, compression, object_arrays, chunk_games, chunk_mb, threads, verify, progress)
             result = res.run()
+            skipped += res.skipped
             if result is not None:
                 break
             # A game did not replay (or held moves upstream cannot encode): the sample counts
@@ -268,6 +270,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
         else:  # pragma: no cover - the second pass knows every count
             raise ExportError(f"{path}: the sample counts changed between two passes over the same games")
         result.left_out = left
+        result.skipped = skipped
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -285,6 +288,8 @@ class _Pass:
         self.counts, self.vtypes, self.otypes, self.progress = counts, vtypes, otypes, progress
         self.layout = _core.upstream.layout(board)
         self.failed_ids: set = set()
+        self.skipped: list = []  # (game id, why) of games that did not replay
+        self.features_buffer = None  # reused by every chunk: fresh pages cost as much as encoding
         self.actual = {s: 0 for s in ("train", "val")}
 
     def _schema(self, widths) -> dict:
@@ -462,9 +467,14 @@ class _Pass:
         nplayers = np.array([r.num_players for r in rows], dtype=np.uint8)
         winners = np.array([r.winner for r in rows], dtype=np.int64)
         check = np.array([self.verify or r.parity_status != "ok" for r in rows], dtype=np.uint8)
+        need = int(offsets[-1]) * self.layout["in_channels"] * self.layout["spatial_size"] ** 2
+        if self.features_buffer is None or self.features_buffer.size < need:
+            self.features_buffer = None
+            self.features_buffer = np.empty(need, dtype=np.float32)
         out = _core.upstream.encode_games(self.board, moves, offsets, nplayers,
                                           hashes=hashes.astype(np.uint64, copy=False), verify=check,
-                                          expect_over=(winners > 0).astype(np.uint8), threads=self.threads)
+                                          expect_over=(winners > 0).astype(np.uint8), threads=self.threads,
+                                          features_buffer=self.features_buffer)
         status = out["status"]
         good = (status == 0) & (out["final_winner"].astype(np.int64) == winners)
         for i in np.flatnonzero(~good):
@@ -472,7 +482,7 @@ class _Pass:
                 f"stored winner {winners[i]}, replay {int(out['final_winner'][i])}"
             if status[i]:
                 why += f" at step {int(out['fail_step'][i])}"
-            result.skipped.append((int(rows[i].id), why))
+            self.skipped.append((int(rows[i].id), why))
             self.failed_ids.add(int(rows[i].id))
         soff = out["sample_offsets"]
         per_game = np.diff(soff)
