@@ -22,6 +22,7 @@ import sqlite3
 import tempfile
 import time
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -154,8 +155,10 @@ class _StreamChecksum:
     def raw(self, arr: np.ndarray) -> None:
         self.h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
 
-    def texts(self, codes: np.ndarray, vocab_bytes: list) -> None:
-        self.h.update(b"".join(vocab_bytes[c] for c in codes.tolist()))
+    def texts(self, codes: np.ndarray, vocab: np.ndarray) -> None:
+        """Each sample's name (``vocab``: the names as a fixed-width ``S`` array): the NUL
+        padding removed, the names follow one another as ``str(item).encode()`` would."""
+        self.h.update(vocab[codes].tobytes().replace(b"\0", b""))
 
     def hexdigest(self) -> str:
         return self.h.hexdigest()
@@ -290,6 +293,7 @@ class _Pass:
         self.failed_ids: set = set()
         self.skipped: list = []  # (game id, why) of games that did not replay
         self.features_buffer = None  # reused by every chunk: fresh pages cost as much as encoding
+        self.hash_pool = None
         self.actual = {s: 0 for s in ("train", "val")}
 
     def _schema(self, widths) -> dict:
@@ -327,11 +331,12 @@ class _Pass:
                   "victory_types": max(map(len, vt_vocab)), "engine_modes": len(emode),
                   "opponent_types": max(map(len, ot_vocab))}
         vocab_np = {k: np.array(v, dtype=f"<U{widths[k]}") for k, v in vocab.items()}
-        vocab_bytes = {k: [s.encode() for s in v] for k, v in vocab.items()}
+        vocab_bytes = {k: np.array([s.encode() for s in v]) for k, v in vocab.items()}  # fixed-width S
         code_of = {k: {s: i for i, s in enumerate(v)} for k, v in vocab.items()}
 
         tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.base.name}.export-", dir=self.base.parent))
         nthreads = int(self.threads) if self.threads and int(self.threads) > 0 else (os.cpu_count() or 1)
+        self.hash_pool = ThreadPoolExecutor(max_workers=1) if nthreads > 1 else None
         schema = self._schema(widths)
         writers = {s: ShardedNpzWriter(tmpdir, s, schema, compress=self.compression, threads=nthreads,
                                        pickle_extras=self.object_arrays) for s in self.splits}
@@ -452,6 +457,8 @@ class _Pass:
                 w.abort()
             raise
         finally:
+            if self.hash_pool is not None:
+                self.hash_pool.shutdown(wait=True)
             shutil.rmtree(tmpdir, ignore_errors=True)
         return result
 
@@ -486,39 +493,58 @@ class _Pass:
             self.failed_ids.add(int(rows[i].id))
         soff = out["sample_offsets"]
         per_game = np.diff(soff)
-        for gi, r in enumerate(rows):
-            if not good[gi] or per_game[gi] == 0:
+        in_train = np.array([train_of[r.id] for r in rows], dtype=bool)
+        game_cols = {  # per-game values, repeated over the game's samples below
+            "num_players": np.array([r.num_players for r in rows], dtype=np.int32),
+            "total_game_moves": np.array([r.move_count for r in rows], dtype=np.int32),
+            "quality_score": np.array([quality_score(r.winner, r.move_count, CONVERTER_SOURCE) for r in rows],
+                                      dtype=np.float32),
+        }
+        game_codes = {
+            "victory_types": np.array([code_of["victory_types"][victory_type(r.reason)] for r in rows], np.uint8),
+            "opponent_types": np.array([code_of["opponent_types"][opponent_type(r.policy, CONVERTER_SOURCE)]
+                                        for r in rows], np.uint8),
+        }
+        for split, want in (("train", True), ("val", False)):
+            gsel = good & (in_train == want) & (per_game > 0)
+            if split not in writers or not gsel.any():
                 continue
-            split = "train" if train_of[r.id] else "val"
-            a, b = int(soff[gi]), int(soff[gi + 1])
-            n = b - a
-            vt, ot = victory_type(r.reason), opponent_type(r.policy, CONVERTER_SOURCE)
-            phase_codes = out["phases"][a:b]
-            type_codes = out["move_types"][a:b]
-            pol = out["policy"][a:b]
+            ssel = np.repeat(gsel, per_game)
+            whole = bool(ssel.all())
+            take = (lambda a: a) if whole else (lambda a: a[ssel])
+            reps = per_game[gsel]
+            n = int(reps.sum())
+            pol = take(out["policy"])
             cols = {
-                "features": out["features"][a:b],
-                "globals": out["globals"][a:b],
-                "values": out["values"][a:b],
-                "values_mp": out["values_mp"][a:b],
-                "num_players": np.full(n, r.num_players, dtype=np.int32),
-                "move_numbers": out["move_numbers"][a:b],
-                "total_game_moves": np.full(n, r.move_count, dtype=np.int32),
+                "features": take(out["features"]),
+                "globals": take(out["globals"]),
+                "values": take(out["values"]),
+                "values_mp": take(out["values_mp"]),
+                "num_players": np.repeat(game_cols["num_players"][gsel], reps),
+                "move_numbers": take(out["move_numbers"]),
+                "total_game_moves": np.repeat(game_cols["total_game_moves"][gsel], reps),
                 "opponent_elo": np.full(n, 1500.0, dtype=np.float32),
                 "generator_elo": np.full(n, 1500.0, dtype=np.float32),
-                "quality_score": np.full(n, quality_score(r.winner, r.move_count, CONVERTER_SOURCE), dtype=np.float32),
+                "quality_score": np.repeat(game_cols["quality_score"][gsel], reps),
             }
-            codes = {"phases": phase_codes, "move_types": type_codes,
-                     "victory_types": np.full(n, code_of["victory_types"][vt], dtype=np.uint8),
+            codes = {"phases": take(out["phases"]), "move_types": take(out["move_types"]),
+                     "victory_types": np.repeat(game_codes["victory_types"][gsel], reps),
                      "engine_modes": np.zeros(n, dtype=np.uint8),
-                     "opponent_types": np.full(n, code_of["opponent_types"][ot], dtype=np.uint8)}
+                     "opponent_types": np.repeat(game_codes["opponent_types"][gsel], reps)}
             cs = sums[split]
-            for k, a_ in cols.items():
-                cs[k].raw(a_)
-            cs["policy_indices"].h.update("".join(str(i) for i in pol.tolist()).encode())
-            cs["policy_values"].h.update(one_str * n)
-            for k, c in codes.items():
-                cs[k].texts(c, vocab_bytes[k])
+
+            def hash_chunk(cs=cs, cols=dict(cols), codes=codes, pol=pol, n=n):
+                for k, a_ in cols.items():
+                    cs[k].raw(a_)
+                cs["policy_indices"].h.update("".join(map(str, pol.tolist())).encode())
+                cs["policy_values"].h.update(one_str * n)
+                for k, c in codes.items():
+                    cs[k].texts(c, vocab_bytes[k])
+
+            # SHA-256 releases the GIL: with more than one thread it runs beside the deflate
+            hashing = self.hash_pool.submit(hash_chunk) if self.hash_pool else None
+            if hashing is None:
+                hash_chunk()
             if self.object_arrays:
                 kept_policy[split].extend(pol.astype(np.int32).tolist())
                 for k, c in codes.items():
@@ -529,13 +555,17 @@ class _Pass:
                 for k, c in codes.items():
                     cols[k] = vocab_np[k][c]
             writers[split].append(cols)
+            if hashing is not None:
+                hashing.result()
             st = stats[split]
-            st["games"] += 1
+            st["games"] += int(gsel.sum())
             st["samples"] += n
             st["max_policy"] = max(st["max_policy"], int(pol.max()))
-            t = completed_at(r.started_at, r.duration_ms) or (r.started_at or r.created_at)
-            if t and (st["newest"] is None or t > st["newest"]):
-                st["newest"] = t
+            for gi in np.flatnonzero(gsel):
+                r = rows[gi]
+                t = completed_at(r.started_at, r.duration_ms) or (r.started_at or r.created_at)
+                if t and (st["newest"] is None or t > st["newest"]):
+                    st["newest"] = t
 
 
 __all__ = ["array_checksum", "export_upstream", "quality_score", "victory_type"]
