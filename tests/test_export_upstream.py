@@ -5,6 +5,7 @@ checksums as upstream computes them, games in upstream's order. No upstream chec
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -161,3 +162,13 @@ def test_cli_and_config_select_the_encoding(golden, tmp_path):
     assert r.returncode == 1 and "--symmetries: not available with --encoding upstream" in r.stderr
     assert "allow_pickle" in cli("--help").stdout
     assert not list(tmp_path.glob("x*.npz"))
+
+
+def test_doc_loader_example_runs(golden, tmp_path):
+    doc = Path(__file__).resolve().parents[1] / "docs" / "upstream_npz.md"
+    m = re.search(r"<!-- upstream-loader-example -->\s*```python\n(.*?)```", doc.read_text(), re.S)
+    assert m, "docs/upstream_npz.md lacks the marked loader example"
+    export(golden, "square8_2p", tmp_path / "d.npz")
+    ns = {"PATH": str(tmp_path / "d.npz")}
+    exec(compile(m.group(1), str(doc), "exec"), ns)
+    assert len(ns["policy"]) == len(ns["x"]) == ns["meta"]["sample_count"] and ns["g"].shape[1] == 20
