@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ringrift import _core
+from ringrift.db import GameDB
+from ringrift.export import ExportError
 from ringrift.export.upstream import array_checksum, export_upstream
 
 from conftest import need
@@ -172,3 +175,15 @@ def test_doc_loader_example_runs(golden, tmp_path):
     ns = {"PATH": str(tmp_path / "d.npz")}
     exec(compile(m.group(1), str(doc), "exec"), ns)
     assert len(ns["policy"]) == len(ns["x"]) == ns["meta"]["sample_count"] and ns["g"].shape[1] == 20
+
+
+def test_games_without_a_winner_are_left_out_with_a_clear_error(tmp_path):
+    db = tmp_path / "capped.db"
+    with GameDB(db) as gdb:  # 30 moves: every random square8 game stops at the cap
+        batch = _core.selfplay_batch("square8", 2, 1, [0, 1], "random", threads=1, max_moves=30)
+        gdb.insert_batch(batch, board="square8", num_players=2, seed=1, policy="random", engine_version="t",
+                         host="t", max_moves=30)
+        gdb.set_parity_status([r[0] for r in gdb.conn.execute("SELECT id FROM games")], "ok")
+    with pytest.raises(ExportError, match="2 qualifying games have no winner"):
+        export_upstream(db, tmp_path / "c.npz")
+    assert not list(tmp_path.glob("c*.npz"))

@@ -221,6 +221,12 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
         except sqlite3.Error as exc:
             raise DBError(f"{path}: reading the games failed: {exc}", path=str(path)) from None
         if not order:
+            scope_where = " AND ".join([f"parity_status IN ({', '.join('?' * len(statuses))})", *scope])
+            no_winner = db.conn.execute(f"SELECT COUNT(*) FROM games WHERE {scope_where} AND winner = 0",
+                                        params).fetchone()[0]
+            if no_winner:
+                raise ExportError(f"{path}: the {no_winner} qualifying games have no winner (stopped at the move cap); "
+                                  f"upstream's encoding drops such games, as upstream's exporter does")
             raise _nothing_to_export(db, path, board, players, include_unchecked, False)
         if len(boards) > 1:
             raise ExportError(f"{path}: the qualifying games are on several boards ({', '.join(sorted(boards))}); "
