@@ -54,7 +54,6 @@ struct Layout {
   int16_t pidx[MAX_CELLS];    // cell -> policy cell index (square y * N + x, hex (y + r) * N + (x + r))
   int16_t nbr[MAX_CELLS][8];  // neighbours in upstream's order, NO_CELL off the board
   uint8_t num_nbr;            // 8 square, 6 hex
-  int16_t cell_of_grid[25 * 25];  // pix -> cell, NO_CELL where the grid point is not a cell
 };
 
 inline void build_layout(const Geometry& g, Layout& L) {
@@ -67,14 +66,12 @@ inline void build_layout(const Geometry& g, Layout& L) {
   L.territory_threshold = g.num_cells / 2 + 1;
   const int N = L.S, D = N - 1;
   L.D = D;
-  for (int i = 0; i < 25 * 25; i++) L.cell_of_grid[i] = NO_CELL;
   const int r = g.hex ? g.radius : 0;
   for (int c = 0; c < g.num_cells; c++) {
     const int x = g.cx[c], y = g.cy[c];
     // square planes are [x][y]; hex planes are [y + r][x + r]
     L.pix[c] = (int16_t)(g.hex ? (y + r) * N + (x + r) : x * N + y);
     L.pidx[c] = (int16_t)(g.hex ? (y + r) * N + (x + r) : y * N + x);
-    L.cell_of_grid[L.pix[c]] = (int16_t)c;
     if (g.hex) {
       L.num_nbr = 6;
       for (int k = 0; k < 6; k++) L.nbr[c][k] = (int16_t)cell_at(g, x + HEX_NBR_ORDER[k][0], y + HEX_NBR_ORDER[k][1]);
