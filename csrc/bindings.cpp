@@ -1188,6 +1188,7 @@ PYBIND11_MODULE(_core, mod) {
 
   // NPZ export: action index space and feature encoding (csrc/export/).
   rr::exportpy::register_export<Game>(mod);
+  { void register_upstream_export(py::module_&); register_upstream_export(mod); }  // bindings_export.cpp: upstream's encoding
   // Batch environment host twin (selfplay/batch_env.h).
   register_env(mod);
 }

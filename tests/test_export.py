@@ -44,9 +44,9 @@ KEYS = {
     "features": np.float32, "globals": np.float32, "values": np.float32, "values_mp": np.float32,
     "policy_indices": np.int32, "policy_values": np.float32, "policy_offsets": np.int64, "movers": np.uint8,
     "phases": np.uint8, "ply": np.int32, "num_players": np.uint8, "game_ids": np.int64, "moves": np.uint8,
-    "board": np.str_, "split": np.str_, "spatial_size": np.int32, "players": np.int32,
-    "action_space_size": np.int64, "format_version": np.int32, "plane_names": np.str_,
-    "global_names": np.str_, "metadata": np.str_,
+    "board": np.str_, "split": np.str_, "spatial_size": np.int32, "meta_players": np.int32,
+    "action_space_size": np.int64, "format_version": np.int32, "meta_plane_names": np.str_,
+    "meta_global_names": np.str_, "metadata": np.str_,
 }
 PER_SAMPLE = ("features", "globals", "values", "values_mp", "policy_indices", "policy_values", "movers", "phases",
               "ply", "num_players", "game_ids", "moves")
@@ -174,13 +174,17 @@ def test_keys_shapes_dtypes_and_plain_load(sq8_export):
         assert d["values_mp"].shape == (N, 4) and d["moves"].shape == (N, 16)
         for k in PER_SAMPLE:
             assert d[k].shape[0] == N, k
+        # every array either has N rows or says by its name that it is not per-sample
+        for k, a in d.items():
+            assert a.ndim == 0 or a.shape[0] == N or k.endswith("_offsets") or k.startswith("meta_"), (k, a.shape)
+        assert int(d["format_version"]) == 2
         assert np.array_equal(d["policy_offsets"], np.arange(N + 1))
         assert np.all(d["policy_values"] == 1)
         assert np.all((d["policy_indices"] >= 0) & (d["policy_indices"] < action_space_size("square8")))
         assert str(d["board"]) == "square8" and int(d["spatial_size"]) == 8
-        assert list(d["players"]) == [2, 3, 4]
+        assert list(d["meta_players"]) == [2, 3, 4]
         assert int(d["action_space_size"]) == action_space_size("square8")
-        assert tuple(d["plane_names"]) == PLANE_NAMES and tuple(d["global_names"]) == GLOBAL_NAMES
+        assert tuple(d["meta_plane_names"]) == PLANE_NAMES and tuple(d["meta_global_names"]) == GLOBAL_NAMES
         meta = json.loads(str(d["metadata"]))
         assert meta["format"] == "ringrift-npz" and meta["split"] == str(d["split"]) and meta["samples"] == N
         # the mask plane marks every cell; the phase one-hot is exact
@@ -227,7 +231,8 @@ def test_values_are_rank_aware(sq8_db, sq8_export, players):
     vm = d["values_mp"][sel]
     assert np.allclose(np.sort(vm[:, :players], axis=1)[:, ::-1], expected)
     assert np.all(vm[:, players:] == 0)
-    assert np.array_equal(d["values"][sel], vm[:, 0])
+    # values_mp is by absolute seat (as upstream's): values is the mover's column
+    assert np.array_equal(d["values"][sel], vm[np.arange(len(vm)), d["movers"][sel].astype(int) - 1])
     for gid in np.unique(d["game_ids"][sel]):
         row = rows[int(gid)]
         final = replay(row, row.move_count)
@@ -236,8 +241,7 @@ def test_values_are_rank_aware(sq8_db, sq8_export, players):
         s = np.flatnonzero(d["game_ids"] == gid)
         for k in s[:: max(1, len(s) // 7)]:
             mover = int(d["movers"][k])
-            seats = [(mover - 1 + j) % players + 1 for j in range(players)]
-            assert np.allclose(d["values_mp"][k, :players], [want[p] for p in seats])
+            assert np.allclose(d["values_mp"][k, :players], [want[p] for p in range(1, players + 1)])
             assert d["values"][k] == pytest.approx(want[mover])
             if mover == row.winner:
                 assert d["values"][k] == 1
@@ -429,6 +433,9 @@ def test_cli_bad_inputs_give_one_line_errors(tmp_path):
     mixed = make_db(tmp_path / "m.db", [("square8", 2, 1, 2), ("hex8", 2, 1, 2)])
     one_line_error(cli("--db", mixed, "--output", tmp_path / "o.npz"), "several boards.*--board")
     one_line_error(cli("--db", mixed, "--output", tmp_path / "o.npz", "--split-ratio", "1.5"), "split ratio")
+    one_line_error(cli("--db", mixed, "--output", tmp_path / "o.npz", "--split-ratio", "0"), "split ratio")
+    one_line_error(cli("--db", mixed, "--board", "square8", "--output", tmp_path / "o.npz", "--object-arrays"),
+                   "only for --encoding upstream")
     r = cli("--db", mixed, "--output", tmp_path / "o.npz", "--players", "7")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.glob("o*.npz"))
@@ -599,3 +606,14 @@ def test_doc_loader_example_runs(sq8_export):
     assert ns["x"].shape[1:] == (NUM_PLANES, 8, 8) and len(ns["x"]) == len(ns["z"])
     assert ns["policy"].shape[1] == action_space_size("square8")
     assert np.all(ns["policy"].sum(axis=1) == 1)
+
+
+def test_split_ratio_one_writes_one_file_with_every_game(sq8_db, tmp_path):
+    (tmp_path / "one_val.npz").write_bytes(b"stale")  # an earlier export's val file goes away
+    r = export_db(sq8_db, tmp_path / "one.npz", split_ratio=1)
+    assert "val" not in r.files and not (tmp_path / "one_val.npz").exists()
+    d = load(tmp_path / "one.npz")
+    with GameDB(sq8_db, create=False, readonly=True) as db:
+        n_games = db.conn.execute("SELECT COUNT(*), SUM(move_count) FROM games WHERE capped = 0").fetchone()
+    assert len(np.unique(d["game_ids"])) == n_games[0] and len(d["values"]) == n_games[1]
+    assert any("val: none" in line for line in r.summary_lines())

@@ -99,7 +99,7 @@ struct ExportJob {
   float* features = nullptr;   // (N, FEAT_PLANES, h, w)
   float* globals = nullptr;    // (N, FEAT_GLOBALS)
   float* values = nullptr;     // (N,)
-  float* values_mp = nullptr;  // (N, 4) by mover-relative slot
+  float* values_mp = nullptr;  // (N, 4) by absolute seat: column p - 1 = seat p
   int32_t* policy = nullptr;   // (N,) canonical action index of the played move
   int32_t* policy_sym = nullptr;  // (N, S) or null: that index in the image of the sample under symmetry t
   uint8_t* movers = nullptr;   // (N,) seat of the player to move
@@ -220,10 +220,9 @@ struct ExportWorker {
       }
       int mover = J.movers[j];
       J.values[j] = (mover >= 1 && mover <= np) ? v[mover] : 0.0f;
+      // by absolute seat, as upstream's values_mp (the same row for every sample of a game)
       float* mp = J.values_mp + (size_t)j * FEAT_SLOTS;
-      for (int q = 0; q < FEAT_SLOTS; q++) mp[q] = 0.0f;
-      if (mover >= 1 && mover <= np)
-        for (int q = 0; q < np; q++) mp[q] = v[(mover - 1 + q) % np + 1];
+      for (int q = 0; q < FEAT_SLOTS; q++) mp[q] = q < np ? v[q + 1] : 0.0f;
     }
   }
 };

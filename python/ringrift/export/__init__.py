@@ -5,7 +5,9 @@
 * the fixed per-board action index space: :func:`encode_action`, :func:`decode_action`,
   :func:`canonical_action`, :func:`legal_action_indices`, :func:`action_space`;
 * the state encoder: :func:`encode_state`, :data:`PLANE_NAMES`, :data:`GLOBAL_NAMES`;
-* board symmetries for augmentation: :mod:`ringrift.export.symmetry`.
+* board symmetries for augmentation: :mod:`ringrift.export.symmetry`;
+* :func:`export_upstream` / ``ringrift-export --encoding upstream``: the same games in upstream's
+  training encoding (``docs/upstream_npz.md``).
 """
 
 from .actions import (
@@ -20,6 +22,7 @@ from .actions import (
 )
 from . import symmetry
 from .exporter import FORMAT_NAME, FORMAT_VERSION, ExportError, ExportResult, export_db, split_games
+from .upstream import export_upstream
 from .features import (
     CLIP,
     GLOBAL_NAMES,
@@ -52,6 +55,7 @@ __all__ = [
     "encode_action",
     "encode_state",
     "export_db",
+    "export_upstream",
     "legal_action_indices",
     "outcome_values",
     "spatial_size",

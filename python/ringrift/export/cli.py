@@ -2,7 +2,8 @@
 
     ringrift-export --db data/games/canonical_square8.db --output data/training/canonical_square8.npz
 
-Writes OUTPUT (train) and OUTPUT_val.npz (validation); see docs/npz_format.md.
+Writes OUTPUT (train) and OUTPUT_val.npz (validation); see docs/npz_format.md. With
+``--encoding upstream`` the samples are in upstream's training encoding (docs/upstream_npz.md).
 """
 
 from __future__ import annotations
@@ -34,8 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: data/training/canonical_<board>.npz)")
     out.add_argument("--output-dir", metavar="DIR", help="write DIR/canonical_<board>.npz and its _val file")
     ap.add_argument("--config", metavar="PATH",
-                    help="pipeline config for export.compression and export.split_ratio "
-                         "(default: config/pipeline_config.yaml when present)")
+                    help="pipeline config for export.compression, export.split_ratio, export.symmetries and "
+                         "export.encoding (default: config/pipeline_config.yaml when present)")
+    ap.add_argument("--encoding", choices=("native", "upstream"),
+                    help="sample layout: native (docs/npz_format.md) or upstream, the default training encoding of "
+                         "upstream's ai-service exporter and trainer (docs/upstream_npz.md); config: export.encoding, "
+                         "default native")
+    ap.add_argument("--object-arrays", action="store_true",
+                    help="(--encoding upstream) write policy_indices/policy_values and the string columns as the "
+                         "numpy object arrays upstream's loaders read, and metadata as a pickled dict. WARNING: "
+                         "such a file needs np.load(..., allow_pickle=True), which can run arbitrary code from an "
+                         "untrusted file. Default: pickle-free flat arrays with *_offsets")
     ap.add_argument("--board", choices=BOARDS, help="export only this board (needed when the DB holds several)")
     ap.add_argument("--players", type=int, choices=(2, 3, 4), help="export only games with this many players")
     ap.add_argument("--include-unchecked", action="store_true",
@@ -51,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also store each sample's policy index under every board symmetry (policy_indices_sym, "
                          "for augmentation; see ringrift.export.symmetry; config: export.symmetries)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
-    ap.add_argument("--split-ratio", type=float, help="fraction of games for training (config: export.split_ratio)")
+    ap.add_argument("--split-ratio", type=float,
+                    help="fraction of games for training, in (0, 1]; 1 writes one file with every sample and no "
+                         "validation file (config: export.split_ratio)")
     ap.add_argument("--compression", action=argparse.BooleanOptionalAction, default=None,
                     help="deflate the archives (config: export.compression)")
     ap.add_argument("--max-samples-per-file", type=int, metavar="N",
@@ -75,6 +87,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..pipeline.config import load_config
     from .exporter import export_db
+    from .upstream import export_upstream
 
     try:
         cfg = load_config(args.config)
@@ -82,12 +95,32 @@ def main(argv=None) -> int:
         split_ratio = ex["split_ratio"] if args.split_ratio is None else args.split_ratio
         compression = ex["compression"] if args.compression is None else args.compression
         with_symmetries = ex["symmetries"] if args.symmetries is None else args.symmetries
+        encoding = ex.get("encoding", "native") if args.encoding is None else args.encoding
         db = Path(args.db)
         if not db.exists():
             raise RingRiftError(f"{db}: no such game database")
         if args.threads < 0:
             raise RingRiftError("--threads must be >= 0")
         progress = None if args.quiet or not sys.stderr.isatty() else _progress
+        if encoding == "upstream":
+            unsupported = [flag for flag, given in (("--include-capped", args.include_capped),
+                                                    ("--drop-forced", args.drop_forced),
+                                                    ("--symmetries", args.symmetries),
+                                                    ("--max-samples-per-file", args.max_samples_per_file))
+                           if given]
+            if unsupported:
+                raise RingRiftError(f"{', '.join(unsupported)}: not available with --encoding upstream "
+                                    f"(upstream's exporter has no such option; see docs/upstream_npz.md)")
+            result = export_upstream(db, args.output, output_dir=args.output_dir, board=args.board,
+                                     players=args.players, include_unchecked=args.include_unchecked,
+                                     verify=args.verify, split_ratio=split_ratio, seed=args.seed,
+                                     compression=compression, chunk_games=args.chunk_games, chunk_mb=args.chunk_mb,
+                                     threads=args.threads, object_arrays=args.object_arrays, progress=progress)
+            for line in result.summary_lines():
+                print(line)
+            return 0
+        if args.object_arrays:
+            raise RingRiftError("--object-arrays is only for --encoding upstream (the native format has no object arrays)")
         result = export_db(db, args.output, output_dir=args.output_dir, board=args.board, players=args.players,
                            include_unchecked=args.include_unchecked, include_capped=args.include_capped,
                            drop_forced=args.drop_forced, verify=args.verify, split_ratio=split_ratio,

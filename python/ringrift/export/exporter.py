@@ -31,7 +31,9 @@ from .symmetry import symmetries
 from .writer import ShardedNpzWriter, final_names, publish, stale_files
 
 FORMAT_NAME = "ringrift-npz"
-FORMAT_VERSION = 1
+#: 2: values_mp by absolute seat (was: by mover-relative slot); the arrays that are not
+#: per-sample are named meta_* (players, plane_names, global_names before); split_ratio 1.
+FORMAT_VERSION = 2
 DEFAULT_CHUNK_MB = 64
 _MOVE_TYPES = tuple(_core.MOVE_TYPES)
 _STATUS_TEXT = {1: "malformed move record", 2: "illegal move", 3: "state hash differs from the record",
@@ -61,6 +63,10 @@ class ExportResult:
         lines = [f"exported {sum(self.games.values())} of {in_db} games ({total} samples) from "
                  f"{self.db} [{self.board}] in {self.seconds:.1f} s ({rate:,.0f} samples/s)"]
         for split in ("train", "val"):
+            if split not in self.files:
+                if split == "val" and "train" in self.files:
+                    lines.append("  val: none (split ratio 1: every game in one file)")
+                continue
             files = self.files.get(split, [])
             names = ", ".join(str(p) for p in files[:3]) + (f", ... ({len(files)} files)" if len(files) > 3 else "")
             lines.append(f"  {split}: {self.games.get(split, 0)} games, {self.samples.get(split, 0)} samples -> {names}")
@@ -79,6 +85,7 @@ _LEFT_OUT = {
                  "--include-unchecked)",
     "failed": "failed parity",
     "capped": "stopped at the move cap (--include-capped exports them as draws)",
+    "no winner": "without a winner (capped; upstream's encoding drops them, as upstream's exporter does)",
 }
 
 
@@ -105,14 +112,16 @@ def split_games(ids: np.ndarray, identities: list[tuple], ratio: float, seed: in
     """Boolean ``is_train`` per game (``ids`` ascending; ``identities`` are
     ``(board, num_players, policy, seed, game_index)``). Games are ordered by a hash of
     ``(seed, identity)`` (ties: id) and the first ``round(ratio * G)`` go to train, clamped so
-    that both sides get a game when there are two or more. A game's side depends only on the
-    seed, its identity and G."""
+    that both sides get a game when there are two or more; ``ratio`` 1 puts every game in
+    train. A game's side depends only on the seed, its identity and G."""
     keys = np.fromiter((_split_key(seed, ident) for ident in identities), dtype=np.uint64, count=len(ids))
     return split_by_keys(np.asarray(ids, dtype=np.int64), keys, ratio)
 
 
 def split_by_keys(ids: np.ndarray, keys: np.ndarray, ratio: float) -> np.ndarray:
     G = len(ids)
+    if ratio >= 1:
+        return np.ones(G, dtype=bool)
     order = np.lexsort((ids, keys))
     n_train = int(round(ratio * G))
     if G >= 2:
@@ -225,8 +234,8 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
         raise ExportError(f"unknown board {board!r} (expected one of {', '.join(BOARDS)})")
     if players is not None and players not in (2, 3, 4):
         raise ExportError(f"players must be 2, 3 or 4, got {players!r}")
-    if not 0 < float(split_ratio) < 1:
-        raise ExportError(f"split ratio must be strictly between 0 and 1, got {split_ratio!r}")
+    if not 0 < float(split_ratio) <= 1:
+        raise ExportError(f"split ratio must be in (0, 1] (1 = one file, no validation split), got {split_ratio!r}")
     if max_samples_per_file is not None and int(max_samples_per_file) < 1:
         raise ExportError(f"max samples per file must be >= 1, got {max_samples_per_file!r}")
     if chunk_games is not None and int(chunk_games) < 1:
@@ -277,8 +286,9 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
         tmpdir = Path(tempfile.mkdtemp(prefix=f".{base.name}.export-", dir=base.parent))
         schema = _schema(board, with_symmetries)
         nthreads = int(threads) if threads and int(threads) > 0 else (os.cpu_count() or 1)
+        splits = ("train",) if float(split_ratio) >= 1 else ("train", "val")  # 1: one file, no val split
         writers = {s: ShardedNpzWriter(tmpdir, s, schema, max_rows=max_samples_per_file, compress=compression,
-                                       threads=nthreads) for s in ("train", "val")}
+                                       threads=nthreads) for s in splits}
         result = ExportResult(board=board, db=str(path), candidates=len(ids),
                               left_out=_left_out(db, board, players, statuses, include_capped))
         games_out = {"train": 0, "val": 0}
@@ -330,7 +340,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                         "action_space_size": action_space_size(board), "num_planes": NUM_PLANES,
                         "num_globals": NUM_GLOBALS, "spatial_size": [H, W], "players": player_counts,
                         "values": "rank-aware: 1 - 2 * rank / (n - 1); winner first, then eliminated rings, "
-                                  "territory, seat; capped games 0",
+                                  "territory, seat; capped games 0; values_mp by absolute seat",
                         "move_types": list(_MOVE_TYPES), "phases": list(_core.PHASES),
                         "symmetries": symmetries(board).n if with_symmetries else 0,
                         "exact_symmetries": list(symmetries(board).exact) if with_symmetries else [],
@@ -340,11 +350,11 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                         "board": np.array(board),
                         "split": np.array(split),
                         "spatial_size": np.int32(H),
-                        "players": np.array(player_counts, dtype=np.int32),
+                        "meta_players": np.array(player_counts, dtype=np.int32),
                         "action_space_size": np.int64(action_space_size(board)),
                         "format_version": np.int32(FORMAT_VERSION),
-                        "plane_names": np.array(PLANE_NAMES),
-                        "global_names": np.array(GLOBAL_NAMES),
+                        "meta_plane_names": np.array(PLANE_NAMES),
+                        "meta_global_names": np.array(GLOBAL_NAMES),
                         "metadata": np.array(json.dumps(meta, sort_keys=True)),
                     }
                 shards = w.finish(extras)
@@ -354,8 +364,9 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                 result.files[split] = names
                 result.samples[split] = w.total_rows
                 result.games[split] = games_out[split]
+            # with split ratio 1 there is no val file: an earlier one is stale too
             stale = stale_files(base, result.files["train"]) + stale_files(base.with_name(base.name + "_val"),
-                                                                          result.files["val"])
+                                                                          result.files.get("val", []))
             publish(moves, stale)
         except BaseException:
             for w in writers.values():
@@ -395,6 +406,8 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
     n = 0
     for split, want in (("train", True), ("val", False)):
         gsel = good & (train_game == want)
+        if split not in writers:
+            continue
         if not gsel.any():
             continue
         games_out[split] += int(gsel.sum())

@@ -161,10 +161,11 @@ class _Zip:
             self.fh.close()
 
 
-def write_npy_member(zf: _Zip, name: str, arr, compress: bool) -> None:
-    """Add one small array as ``name.npy`` (never pickled)."""
+def write_npy_member(zf: _Zip, name: str, arr, compress: bool, allow_pickle: bool = False) -> None:
+    """Add one small array as ``name.npy`` (never pickled unless ``allow_pickle``: object arrays
+    that only an explicit opt-in such as ``ringrift-export --object-arrays`` asks for)."""
     buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
+    np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=allow_pickle)
     zf.add_bytes(name + ".npy", buf.getvalue(), compress)
 
 
@@ -233,12 +234,13 @@ class ShardedNpzWriter:
     """
 
     def __init__(self, tmpdir: Path, tag: str, schema: dict, *, max_rows: int | None = None,
-                 compress: bool = True, threads: int = 1):
+                 compress: bool = True, threads: int = 1, pickle_extras: bool = False):
         self.tmpdir = Path(tmpdir)
         self.tag = tag
         self.schema = {k: (np.dtype(d), tuple(t)) for k, (d, t) in schema.items()}
         self.max_rows = max_rows
         self.compress = bool(compress)
+        self.pickle_extras = bool(pickle_extras)  # object arrays among the extras (opt-in)
         self.pool = ThreadPoolExecutor(max_workers=threads) if compress and threads > 1 else None
         self.shards: list[tuple[_Zip, int]] = []
         self._cols: dict[str, _Column] | None = None
@@ -300,7 +302,7 @@ class ShardedNpzWriter:
         for part, (zf, rows) in enumerate(self.shards):
             zf.resume()
             for name, arr in extras(part, num, rows).items():
-                write_npy_member(zf, name, arr, self.compress)
+                write_npy_member(zf, name, arr, self.compress, allow_pickle=self.pickle_extras)
             zf.finish()
             out.append((zf.path, rows))
         self._shutdown()

@@ -78,8 +78,9 @@ SCHEMA = {
     },
     "export": {
         "compression": (bool, lambda v: True, "true or false"),
-        "split_ratio": ((int, float), lambda v: 0 < v < 1, "a number strictly between 0 and 1"),
+        "split_ratio": ((int, float), lambda v: 0 < v <= 1, "a number in (0, 1] (1 = one file, no validation split)"),
         "symmetries": (bool, lambda v: True, "true or false"),
+        "encoding": (str, lambda v: v in ("native", "upstream"), "native or upstream"),
     },
     "hosts_file": _TEXT,
 }
@@ -97,7 +98,7 @@ DEFAULTS = {
         "keep_worker_dbs": False,
     },
     "parity": {"sample_size": 0, "fail_threshold": 0.0},
-    "export": {"compression": True, "split_ratio": 0.9, "symmetries": False},
+    "export": {"compression": True, "split_ratio": 0.9, "symmetries": False, "encoding": "native"},
     "hosts_file": None,
 }
 

@@ -1,0 +1,577 @@
+"""Game DB -> ``.npz`` in upstream's default training encoding (``docs/upstream_npz.md``).
+
+Upstream (synaptent/RingRift, ``ai-service``) trains from files written by its
+``scripts/export_replay_dataset.py``. This module writes the same arrays from our own game DB:
+the planes, globals, policy index and values come from the C++ encoder
+(``csrc/export/upstream.h``) replaying our move records through our engine; the per-game
+columns (victory type, quality score, ...) are what upstream's exporter derives from the
+replay DB that ``ringrift-db convert --to-replaydb`` writes for the same games.
+
+Games are taken in upstream's order (``games.created_at`` descending, ties by our row id
+descending, i.e. the reverse of the order the converter inserts them) and streamed in chunks,
+so memory stays bounded (``--object-arrays`` excepted: object arrays are built whole).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from array import array
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .. import BOARDS, _core
+from .exporter import (DEFAULT_CHUNK_MB, ExportError, ExportResult, _STATUS_TEXT, _left_out, _nothing_to_export,
+                       _output_base, _scope, _split_key, split_by_keys)
+from .writer import ShardedNpzWriter, final_names, publish, stale_files
+
+#: What upstream's exporter writes into these keys with its default options.
+HISTORY_LENGTH = 3
+FEATURE_VERSION = 2
+EXPORT_VERSION = "2.1"
+POLICY_ENCODING = "board_aware"
+#: ``games.source`` of the games our converter writes (``ringrift.db.replaydb.SOURCE``):
+#: upstream derives ``engine_modes`` from it.
+CONVERTER_SOURCE = "ringrift-gamedb"
+
+_PHASES = tuple(_core.PHASES)
+_MOVE_TYPES = tuple(_core.MOVE_TYPES)
+# Fixed widths of the two per-sample string columns: the longest name of each vocabulary.
+_PHASE_WIDTH = max(len(p) for p in _PHASES)
+_MOVE_TYPE_WIDTH = max(len(t) for t in _MOVE_TYPES)
+_UPSTREAM_KEYS = (  # the 32 keys of upstream's file, in its order
+    "features", "globals", "values", "policy_indices", "policy_values", "board_type", "board_size",
+    "history_length", "feature_version", "policy_encoding", "move_numbers", "total_game_moves", "phases",
+    "victory_types", "engine_modes", "move_types", "opponent_elo", "generator_elo", "quality_score",
+    "opponent_types", "encoder_type", "encoder_version", "in_channels", "policy_size", "max_policy_index",
+    "policies_normalized", "export_version", "values_mp", "num_players", "spatial_size", "metadata",
+    "data_checksums")
+_STRING_COLUMNS = ("phases", "victory_types", "engine_modes", "move_types", "opponent_types")
+
+
+# ---- per-game columns, as upstream's exporter derives them ---------------------------------------
+
+def victory_type(reason: str | None) -> str:
+    """Upstream's victory category of a termination reason (substring rules, first match)."""
+    r = str(reason).lower()
+    if "territory" in r:
+        return "territory"
+    if "elimination" in r or "ring" in r:
+        return "elimination"
+    if "lps" in r or "last_player" in r:
+        return "lps"
+    if "stalemate" in r:
+        return "stalemate"
+    if "timeout" in r:
+        return "timeout"
+    return "other"
+
+
+def engine_mode(source: str) -> str:
+    """Upstream's engine mode of a ``games.source`` value (substring rules)."""
+    s = (source or "").lower()
+    for key, mode in (("gumbel", "gumbel_mcts"), ("mcts", "mcts"), ("policy", "policy_only"),
+                      ("descent", "descent"), ("heuristic", "heuristic"), ("gpu", "heuristic")):
+        if key in s:
+            return mode
+    return "unknown"
+
+
+def opponent_type(policy: str | None, source: str) -> str:
+    """``games.opponent_type`` (our converter writes the game's policy), else upstream's guess
+    from the source."""
+    if policy:
+        return policy
+    s = (source or "").lower()
+    for key, kind in (("random", "random"), ("heuristic", "heuristic"), ("mcts", "mcts"), ("gumbel", "gumbel_mcts"),
+                      ("neural", "neural"), ("nn", "neural")):
+        if key in s:
+            return kind
+    return "unknown"
+
+
+def quality_score(winner, total_moves: int, source: str) -> float:
+    """Upstream's per-game quality score with its default weights: outcome, length (a bell
+    around 80 moves), fixed phase-balance and diversity credits, and source reputation."""
+    outcome = 1.0 if (winner is not None and winner != -1) else 0.3
+    if total_moves < 10:
+        length = 0.0
+    elif total_moves > 200:
+        length = 0.8
+    else:
+        length = 1.0 - (abs(total_moves - 80) / max(80 - 10, 200 - 80)) * 0.5
+    source_score = 0.8 if source else 0.5
+    score = 0.25 * outcome + 0.25 * length + 0.20 * 0.7 + 0.15 * 0.7 + 0.15 * source_score
+    return max(0.0, min(1.0, score))
+
+
+def completed_at(started_at: str | None, duration_ms) -> str | None:
+    """The ``completed_at`` our converter writes: start + duration, UTC, milliseconds."""
+    if not started_at or duration_ms is None:
+        return None
+    try:
+        start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    return (start + timedelta(milliseconds=int(duration_ms))).astimezone(timezone.utc).isoformat(
+        timespec="milliseconds")
+
+
+# ---- upstream's checksums ---------------------------------------------------------------------------
+
+def array_checksum(arr: np.ndarray) -> str:
+    """Upstream's per-array SHA-256 (``app/training/data_quality.py::compute_array_checksum``):
+    the shape text, the dtype text, then the raw bytes, or for object arrays each element's
+    bytes (arrays) or ``str()`` (anything else)."""
+    h = hashlib.sha256()
+    h.update(str(arr.shape).encode())
+    h.update(str(arr.dtype).encode())
+    if arr.dtype == np.object_:
+        for item in arr.flat:
+            h.update(item.tobytes() if isinstance(item, np.ndarray) else str(item).encode())
+    else:
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+class _StreamChecksum:
+    """The same checksum fed chunk by chunk; the final shape must be known up front."""
+
+    def __init__(self, shape: tuple, dtype: str):
+        self.h = hashlib.sha256()
+        self.h.update(str(tuple(shape)).encode())
+        self.h.update(dtype.encode())
+
+    def raw(self, arr: np.ndarray) -> None:
+        self.h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+
+    def texts(self, codes: np.ndarray, vocab: np.ndarray) -> None:
+        """Each sample's name (``vocab``: the names as a fixed-width ``S`` array): the NUL
+        padding removed, the names follow one another as ``str(item).encode()`` would."""
+        self.h.update(vocab[codes].tobytes().replace(b"\0", b""))
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
+# ---- the export -----------------------------------------------------------------------------------------
+
+def export_upstream(db_path, output=None, *, output_dir=None, board: str | None = None, players: int | None = None,
+                    include_unchecked: bool = False, split_ratio: float = 1.0, seed: int = 0,
+                    compression: bool = True, chunk_games: int | None = None, chunk_mb: float = DEFAULT_CHUNK_MB,
+                    threads: int = 0, verify: bool = False, object_arrays: bool = False,
+                    progress=None) -> ExportResult:
+    """Export the validated games of ``db_path`` in upstream's default training encoding.
+
+    One board and one player count per file (upstream's exporter takes both as arguments).
+    ``split_ratio`` 1 writes one file with every sample; below 1 the games are split as in
+    :func:`ringrift.export.export_db` and ``<output>_val.npz`` holds the rest. Games without
+    a winner (stopped at the move cap) are left out, as upstream drops them. By default the
+    file is pickle-free (``docs/upstream_npz.md``); ``object_arrays`` writes the object arrays
+    upstream's own exporter writes (loading them needs ``allow_pickle=True``).
+    """
+    from ..db import GameDB
+    from ..db.errors import DBError
+
+    t0 = time.perf_counter()
+    if board is not None and board not in BOARDS:
+        raise ExportError(f"unknown board {board!r} (expected one of {', '.join(BOARDS)})")
+    if players is not None and players not in (2, 3, 4):
+        raise ExportError(f"players must be 2, 3 or 4, got {players!r}")
+    if not 0 < float(split_ratio) <= 1:
+        raise ExportError(f"split ratio must be in (0, 1], got {split_ratio!r}")
+    if chunk_games is not None and int(chunk_games) < 1:
+        raise ExportError(f"chunk games must be >= 1, got {chunk_games!r}")
+    if not chunk_mb or chunk_mb <= 0:
+        raise ExportError(f"chunk size must be positive, got {chunk_mb!r} MB")
+    path = Path(db_path)
+    if not path.exists():
+        raise ExportError(f"{path}: no such game database")
+    statuses = ("ok", "unchecked") if include_unchecked else ("ok",)
+
+    with GameDB(path, create=False, readonly=True) as db:
+        scope, scope_params = _scope(board, players)
+        where = " WHERE " + " AND ".join([f"parity_status IN ({', '.join('?' * len(statuses))})", *scope,
+                                          "capped = 0", "winner > 0"])
+        params = [*statuses, *scope_params]
+        try:
+            rows = db.conn.execute(
+                f"SELECT id, board, num_players, policy, seed, game_index, move_count, reason FROM games{where} "
+                f"ORDER BY COALESCE(started_at, created_at) DESC, id DESC", params)
+            order, keys, counts = array("q"), array("Q"), array("q")
+            boards, player_set, vtypes, otypes = set(), set(), set(), set()
+            for gid, gboard, gplayers, gpolicy, gseed, gindex, nmoves, reason in rows:
+                order.append(gid)
+                keys.append(_split_key(int(seed), (gboard, gplayers, gpolicy, gseed, gindex)))
+                counts.append(nmoves)
+                boards.add(gboard)
+                player_set.add(int(gplayers))
+                vtypes.add(victory_type(reason))
+                otypes.add(opponent_type(gpolicy, CONVERTER_SOURCE))
+        except sqlite3.Error as exc:
+            raise DBError(f"{path}: reading the games failed: {exc}", path=str(path)) from None
+        if not order:
+            scope_where = " AND ".join([f"parity_status IN ({', '.join('?' * len(statuses))})", *scope])
+            no_winner = db.conn.execute(f"SELECT COUNT(*) FROM games WHERE {scope_where} AND winner = 0",
+                                        params).fetchone()[0]
+            if no_winner:
+                raise ExportError(f"{path}: the {no_winner} qualifying games have no winner (stopped at the move cap); "
+                                  f"upstream's encoding drops such games, as upstream's exporter does")
+            raise _nothing_to_export(db, path, board, players, include_unchecked, False)
+        if len(boards) > 1:
+            raise ExportError(f"{path}: the qualifying games are on several boards ({', '.join(sorted(boards))}); "
+                              f"choose one with --board")
+        if len(player_set) > 1:
+            raise ExportError(f"{path}: the qualifying games have {', '.join(map(str, sorted(player_set)))} players; "
+                              f"upstream's encoding takes one player count per file: choose one with --players")
+        board = boards.pop()
+        num_players = player_set.pop()
+        order_ids = np.frombuffer(order, dtype=np.int64)
+        keys_arr = np.frombuffer(keys, dtype=np.uint64)
+        asc = np.argsort(order_ids, kind="stable")
+        if float(split_ratio) >= 1:
+            is_train = np.ones(len(order_ids), dtype=bool)
+        else:
+            is_train = np.empty(len(order_ids), dtype=bool)
+            is_train[asc] = split_by_keys(order_ids[asc], keys_arr[asc], float(split_ratio))
+        base = _output_base(output) if output is not None else \
+            Path(output_dir if output_dir is not None else "data/training") / f"canonical_{board}"
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExportError(f"cannot create directory {base.parent}: {exc.strerror}") from None
+        if not os.access(base.parent, os.W_OK):
+            raise ExportError(f"directory {base.parent} is not writable")
+        left = _left_out(db, board, players, statuses, False)
+        nowinner = db.conn.execute(
+            "SELECT COUNT(*) FROM games" + " WHERE " + " AND ".join(
+                [f"parity_status IN ({', '.join('?' * len(statuses))})", *_scope(board, num_players)[0],
+                 "capped = 0", "winner = 0"]), [*statuses, *_scope(board, num_players)[1]]).fetchone()[0]
+        nowinner += left.pop("capped", 0)  # capped games have no winner either
+        if nowinner:
+            left["no winner"] = left.get("no winner", 0) + nowinner
+        splits = ("train",) if float(split_ratio) >= 1 else ("train", "val")
+        planned = np.frombuffer(counts, dtype=np.int64)
+        expected = {"train": int(planned[is_train].sum()), "val": int(planned[~is_train].sum())}
+        exclude: set = set()
+        skipped: list = []
+        for attempt in range(3):
+            res = _Pass(db, path, board, num_players, order_ids, planned, vtypes, otypes, is_train, exclude, expected,
+                        splits, base, compression, object_arrays, chunk_games, chunk_mb, threads, verify, progress)
+            result = res.run()
+            skipped += res.skipped
+            if result is not None:
+                break
+            # A game did not replay (or held moves upstream cannot encode): the sample counts
+            # that the checksums' shapes need are known now; run again without those games.
+            exclude |= res.failed_ids
+            expected = res.actual
+        else:  # pragma: no cover - the second pass knows every count
+            raise ExportError(f"{path}: the sample counts changed between two passes over the same games")
+        result.left_out = left
+        result.skipped = skipped
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+class _Pass:
+    """One pass over the games: encode, stream, checksum. ``run`` returns None when a
+    split's sample count differs from ``expected`` (the checksums start with the shape)."""
+
+    def __init__(self, db, path, board, num_players, order_ids, counts, vtypes, otypes, is_train, exclude, expected,
+                 splits, base, compression, object_arrays, chunk_games, chunk_mb, threads, verify, progress):
+        self.db, self.path, self.board, self.num_players = db, path, board, num_players
+        self.order_ids, self.is_train, self.exclude, self.expected = order_ids, is_train, exclude, expected
+        self.splits, self.base, self.compression, self.object_arrays = splits, base, compression, object_arrays
+        self.chunk_games, self.chunk_mb, self.threads, self.verify = chunk_games, chunk_mb, threads, verify
+        self.counts, self.vtypes, self.otypes, self.progress = counts, vtypes, otypes, progress
+        self.layout = _core.upstream.layout(board)
+        self.failed_ids: set = set()
+        self.skipped: list = []  # (game id, why) of games that did not replay
+        self.features_buffer = None  # reused by every chunk: fresh pages cost as much as encoding
+        self.hash_pool = None
+        self.actual = {s: 0 for s in ("train", "val")}
+
+    def _schema(self, widths) -> dict:
+        S, C = self.layout["spatial_size"], self.layout["in_channels"]
+        schema = {
+            "features": (np.float32, (C, S, S)),
+            "globals": (np.float32, (_core.upstream.NUM_GLOBALS,)),
+            "values": (np.float32, ()),
+            "values_mp": (np.float32, (4,)),
+            "num_players": (np.int32, ()),
+            "move_numbers": (np.int32, ()),
+            "total_game_moves": (np.int32, ()),
+            "opponent_elo": (np.float32, ()),
+            "generator_elo": (np.float32, ()),
+            "quality_score": (np.float32, ()),
+        }
+        if not self.object_arrays:
+            schema["policy_indices"] = (np.int32, ())
+            schema["policy_values"] = (np.float32, ())
+            for k in _STRING_COLUMNS:
+                schema[k] = (f"<U{widths[k]}", ())
+        return schema
+
+    def run(self) -> ExportResult | None:
+        from ..db.errors import DBError
+
+        board, L = self.board, self.layout
+        S, C = L["spatial_size"], L["in_channels"]
+        emode = engine_mode(CONVERTER_SOURCE)
+        # string columns: vocabularies and widths known before encoding
+        vt_vocab, ot_vocab = sorted(self.vtypes) or ["other"], sorted(self.otypes) or ["unknown"]
+        vocab = {"phases": list(_PHASES), "move_types": list(_MOVE_TYPES), "victory_types": vt_vocab,
+                 "engine_modes": [emode], "opponent_types": ot_vocab}
+        widths = {"phases": _PHASE_WIDTH, "move_types": _MOVE_TYPE_WIDTH,
+                  "victory_types": max(map(len, vt_vocab)), "engine_modes": len(emode),
+                  "opponent_types": max(map(len, ot_vocab))}
+        vocab_np = {k: np.array(v, dtype=f"<U{widths[k]}") for k, v in vocab.items()}
+        vocab_bytes = {k: np.array([s.encode() for s in v]) for k, v in vocab.items()}  # fixed-width S
+        code_of = {k: {s: i for i, s in enumerate(v)} for k, v in vocab.items()}
+
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.base.name}.export-", dir=self.base.parent))
+        nthreads = int(self.threads) if self.threads and int(self.threads) > 0 else (os.cpu_count() or 1)
+        self.hash_pool = ThreadPoolExecutor(max_workers=1) if nthreads > 1 else None
+        schema = self._schema(widths)
+        writers = {s: ShardedNpzWriter(tmpdir, s, schema, compress=self.compression, threads=nthreads,
+                                       pickle_extras=self.object_arrays) for s in self.splits}
+        # streaming checksums; shapes from the expected sample counts
+        sums: dict = {}
+        for s in self.splits:
+            n = self.expected[s]
+            cs = {k: _StreamChecksum((n,) + tuple(t), str(np.dtype(d))) for k, (d, t) in self._schema(widths).items()
+                  if k not in ("policy_indices", "policy_values") and k not in _STRING_COLUMNS}
+            cs["policy_indices"] = _StreamChecksum((n, 1), "object")
+            cs["policy_values"] = _StreamChecksum((n, 1), "object")
+            for k in _STRING_COLUMNS:
+                cs[k] = _StreamChecksum((n,), "object")
+            sums[s] = cs
+        kept_codes = {s: {k: array("B") for k in _STRING_COLUMNS} for s in self.splits}
+        kept_policy = {s: array("i") for s in self.splits}
+        stats = {s: {"games": 0, "samples": 0, "max_policy": 0, "newest": None} for s in self.splits}
+        result = ExportResult(board=board, db=str(self.path), candidates=len(self.order_ids))
+        one_str = b"1.0"
+        try:
+            bytes_per_sample = 4 * (C * S * S + 40) + 64
+            max_chunk_samples = max(1, int(self.chunk_mb * (1 << 20) / bytes_per_sample))
+            max_chunk_games = int(self.chunk_games) if self.chunk_games else 1 << 30
+            keep = np.array([gid not in self.exclude for gid in self.order_ids.tolist()], dtype=bool)
+            ids = self.order_ids[keep].tolist()
+            nmoves = self.counts[keep].tolist()
+            train_of = dict(zip(self.order_ids.tolist(), self.is_train.tolist()))
+            done = 0
+            start = 0
+            while start < len(ids):
+                chunk_ids, n_samples = [], 0
+                while start < len(ids) and len(chunk_ids) < max_chunk_games and \
+                        (not chunk_ids or n_samples + nmoves[start] <= max_chunk_samples):
+                    chunk_ids.append(ids[start])
+                    n_samples += nmoves[start]
+                    start += 1
+                pos = {gid: i for i, gid in enumerate(chunk_ids)}
+                rows = sorted(self.db.iter_games(ids=chunk_ids), key=lambda r: pos[r.id])
+                self._encode_chunk(rows, train_of, writers, sums, kept_codes, kept_policy, stats, result,
+                                   vocab_bytes, code_of, vocab_np, one_str)
+                done += len(rows)
+                if self.progress:
+                    self.progress(done, len(ids), sum(st["samples"] for st in stats.values()))
+            if self.failed_ids or any(stats[s]["samples"] != self.expected[s] for s in self.splits):
+                for s in self.splits:
+                    self.actual[s] = stats[s]["samples"]
+                for w in writers.values():
+                    w.abort()
+                return None
+
+            created = datetime.now(tz=timezone.utc).isoformat()
+            moves = []
+            for split in self.splits:
+                st, w = stats[split], writers[split]
+                n = st["samples"]
+                meta = {"export_time": created, "newest_game_time": st["newest"], "game_count": st["games"],
+                        "sample_count": n}
+                scalars = {
+                    "board_type": np.asarray(board),
+                    "board_size": np.asarray(int(S)),
+                    "history_length": np.asarray(HISTORY_LENGTH),
+                    "feature_version": np.asarray(FEATURE_VERSION),
+                    "policy_encoding": np.asarray(POLICY_ENCODING),
+                    "encoder_type": np.asarray("hex_v3" if board in ("hex8", "hexagonal") else f"square_v{FEATURE_VERSION}"),
+                    "encoder_version": np.asarray("v3"),
+                    "in_channels": np.asarray(int(C)),
+                    "policy_size": np.asarray(int(L["policy_size"])),
+                    "max_policy_index": np.asarray(int(st["max_policy"])),
+                    "policies_normalized": np.asarray(True),
+                    "export_version": np.asarray(EXPORT_VERSION),
+                    "spatial_size": np.asarray(int(S)),
+                }
+                meta_obj = np.empty((), dtype=object)
+                meta_obj[()] = meta
+                checks = {k: c.hexdigest() for k, c in sums[split].items()}
+                for k, a in scalars.items():
+                    checks[k] = array_checksum(a)
+                checks["metadata"] = array_checksum(meta_obj)
+                checksums = np.asarray(json.dumps(checks, sort_keys=True))
+
+                def extras(part, num, rows, split=split, scalars=scalars, meta=meta, meta_obj=meta_obj,
+                           checksums=checksums, n=n):
+                    out = dict(scalars)
+                    if self.object_arrays:
+                        pol = np.frombuffer(kept_policy[split], dtype=np.int32)
+                        pi = np.empty((n, 1), dtype=object)
+                        pi[:, 0] = pol.tolist()
+                        pv = np.empty((n, 1), dtype=object)
+                        pv[:, 0] = [1.0] * n
+                        out["policy_indices"], out["policy_values"] = pi, pv
+                        for k in _STRING_COLUMNS:
+                            codes = np.frombuffer(kept_codes[split][k], dtype=np.uint8)
+                            out[k] = np.array(vocab[k], dtype=object)[codes] if n else np.empty(0, dtype=object)
+                        out["metadata"] = meta_obj
+                    else:
+                        out["policy_indices_offsets"] = np.arange(n + 1, dtype=np.int64)
+                        out["policy_values_offsets"] = np.arange(n + 1, dtype=np.int64)
+                        out["metadata"] = np.asarray(json.dumps(meta))
+                    out["data_checksums"] = checksums
+                    return out
+
+                shards = w.finish(extras)
+                split_base = self.base if split == "train" else self.base.with_name(self.base.name + "_val")
+                names = final_names(split_base, len(shards))
+                moves += [(tmp, final) for (tmp, _), final in zip(shards, names)]
+                result.files[split] = names
+                result.samples[split] = n
+                result.games[split] = st["games"]
+            stale = stale_files(self.base, result.files["train"]) + stale_files(
+                self.base.with_name(self.base.name + "_val"), result.files.get("val", []))
+            publish(moves, stale)
+        except sqlite3.Error as exc:
+            for w in writers.values():
+                w.abort()
+            raise DBError(f"{self.path}: reading the games failed: {exc}", path=str(self.path)) from None
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        finally:
+            if self.hash_pool is not None:
+                self.hash_pool.shutdown(wait=True)
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        return result
+
+    def _encode_chunk(self, rows, train_of, writers, sums, kept_codes, kept_policy, stats, result, vocab_bytes,
+                      code_of, vocab_np, one_str) -> None:
+        if not rows:
+            return
+        counts = np.array([r.move_count for r in rows], dtype=np.int64)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        moves = np.concatenate([r.moves for r in rows]) if offsets[-1] else np.zeros((0, 16), np.uint8)
+        hashes = np.concatenate([r.hashes for r in rows]) if offsets[-1] else np.zeros(0, np.uint64)
+        nplayers = np.array([r.num_players for r in rows], dtype=np.uint8)
+        winners = np.array([r.winner for r in rows], dtype=np.int64)
+        check = np.array([self.verify or r.parity_status != "ok" for r in rows], dtype=np.uint8)
+        need = int(offsets[-1]) * self.layout["in_channels"] * self.layout["spatial_size"] ** 2
+        if self.features_buffer is None or self.features_buffer.size < need:
+            self.features_buffer = None
+            self.features_buffer = np.empty(need, dtype=np.float32)
+        out = _core.upstream.encode_games(self.board, moves, offsets, nplayers,
+                                          hashes=hashes.astype(np.uint64, copy=False), verify=check,
+                                          expect_over=(winners > 0).astype(np.uint8), threads=self.threads,
+                                          features_buffer=self.features_buffer)
+        status = out["status"]
+        good = (status == 0) & (out["final_winner"].astype(np.int64) == winners)
+        for i in np.flatnonzero(~good):
+            why = _STATUS_TEXT.get(int(status[i]), "") if status[i] else \
+                f"stored winner {winners[i]}, replay {int(out['final_winner'][i])}"
+            if status[i]:
+                why += f" at step {int(out['fail_step'][i])}"
+            self.skipped.append((int(rows[i].id), why))
+            self.failed_ids.add(int(rows[i].id))
+        soff = out["sample_offsets"]
+        per_game = np.diff(soff)
+        in_train = np.array([train_of[r.id] for r in rows], dtype=bool)
+        game_cols = {  # per-game values, repeated over the game's samples below
+            "num_players": np.array([r.num_players for r in rows], dtype=np.int32),
+            "total_game_moves": np.array([r.move_count for r in rows], dtype=np.int32),
+            "quality_score": np.array([quality_score(r.winner, r.move_count, CONVERTER_SOURCE) for r in rows],
+                                      dtype=np.float32),
+        }
+        game_codes = {
+            "victory_types": np.array([code_of["victory_types"][victory_type(r.reason)] for r in rows], np.uint8),
+            "opponent_types": np.array([code_of["opponent_types"][opponent_type(r.policy, CONVERTER_SOURCE)]
+                                        for r in rows], np.uint8),
+        }
+        for split, want in (("train", True), ("val", False)):
+            gsel = good & (in_train == want) & (per_game > 0)
+            if split not in writers or not gsel.any():
+                continue
+            ssel = np.repeat(gsel, per_game)
+            whole = bool(ssel.all())
+            take = (lambda a: a) if whole else (lambda a: a[ssel])
+            reps = per_game[gsel]
+            n = int(reps.sum())
+            pol = take(out["policy"])
+            cols = {
+                "features": take(out["features"]),
+                "globals": take(out["globals"]),
+                "values": take(out["values"]),
+                "values_mp": take(out["values_mp"]),
+                "num_players": np.repeat(game_cols["num_players"][gsel], reps),
+                "move_numbers": take(out["move_numbers"]),
+                "total_game_moves": np.repeat(game_cols["total_game_moves"][gsel], reps),
+                "opponent_elo": np.full(n, 1500.0, dtype=np.float32),
+                "generator_elo": np.full(n, 1500.0, dtype=np.float32),
+                "quality_score": np.repeat(game_cols["quality_score"][gsel], reps),
+            }
+            codes = {"phases": take(out["phases"]), "move_types": take(out["move_types"]),
+                     "victory_types": np.repeat(game_codes["victory_types"][gsel], reps),
+                     "engine_modes": np.zeros(n, dtype=np.uint8),
+                     "opponent_types": np.repeat(game_codes["opponent_types"][gsel], reps)}
+            cs = sums[split]
+
+            def hash_chunk(cs=cs, cols=dict(cols), codes=codes, pol=pol, n=n):
+                for k, a_ in cols.items():
+                    cs[k].raw(a_)
+                cs["policy_indices"].h.update("".join(map(str, pol.tolist())).encode())
+                cs["policy_values"].h.update(one_str * n)
+                for k, c in codes.items():
+                    cs[k].texts(c, vocab_bytes[k])
+
+            # SHA-256 releases the GIL: with more than one thread it runs beside the deflate
+            hashing = self.hash_pool.submit(hash_chunk) if self.hash_pool else None
+            if hashing is None:
+                hash_chunk()
+            if self.object_arrays:
+                kept_policy[split].extend(pol.astype(np.int32).tolist())
+                for k, c in codes.items():
+                    kept_codes[split][k].extend(c.astype(np.uint8).tolist())
+            else:
+                cols["policy_indices"] = pol
+                cols["policy_values"] = np.ones(n, dtype=np.float32)
+                for k, c in codes.items():
+                    cols[k] = vocab_np[k][c]
+            writers[split].append(cols)
+            if hashing is not None:
+                hashing.result()
+            st = stats[split]
+            st["games"] += int(gsel.sum())
+            st["samples"] += n
+            st["max_policy"] = max(st["max_policy"], int(pol.max()))
+            for gi in np.flatnonzero(gsel):
+                r = rows[gi]
+                t = completed_at(r.started_at, r.duration_ms) or (r.started_at or r.created_at)
+                if t and (st["newest"] is None or t > st["newest"]):
+                    st["newest"] = t
+
+
+__all__ = ["array_checksum", "export_upstream", "quality_score", "victory_type"]
