@@ -47,7 +47,7 @@ FULL_GAMES = {"square8": 6000, "hex8": 4000, "square19": 400, "hexagonal": 160}
 QUICK_GAMES = {"square8": 300, "hex8": 200, "square19": 12, "hexagonal": 6}
 # TS games per (board, players): a few CPU-seconds each (the TS engine is ~1000x slower), and warm-up
 # games off the clock so that the JIT's first compilations are not charged to the small boards.
-TS_FULL_GAMES = {"square8": 40, "hex8": 24, "square19": 3, "hexagonal": 2}
+TS_FULL_GAMES = {"square8": 60, "hex8": 40, "square19": 4, "hexagonal": 3}
 TS_QUICK_GAMES = {"square8": 4, "hex8": 3, "square19": 1, "hexagonal": 1}
 TS_WARMUP = {"square8": 2, "hex8": 2, "square19": 0, "hexagonal": 0}
 SLOW_FLAG = 0.90  # a row below 90% of the baseline is flagged
@@ -209,7 +209,7 @@ def markdown(rows, ref: Reference, data) -> str:
         return "-" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:,.1f}" if x >= 10 else f"{x:.2f}")
 
     out = ["| board | TS engine | engine t1 | records t1 | db t1 | db t2 | engine / TS | db t1 / TS | db t2 / TS "
-           "| moves/game ours / TS |", "| --- " * 10 + "|"]
+           "| moves/game ours / TS | db t2 wall games/s |", "| --- " * 11 + "|"]
     for board in BOARDS:
         ts = ref.by_key.get((board, 2))
         e1, r1, d1, d2 = cell(board, "engine", 1), cell(board, "records", 1), cell(board, "db", 1), cell(board, "db", 2)
@@ -219,7 +219,7 @@ def markdown(rows, ref: Reference, data) -> str:
         ratios = [ref.ratio(x) if x else None for x in (e1, d1, d2)]
         mpg = (f"{e1['moves'] / e1['games']:.0f} / {ts['moves'] / ts['games']:.0f}" if e1 and ts else "-")
         out.append(f"| {board} | {num(ts and ts['games_per_cpu_sec'])} | " + " | ".join(num(x) for x in g) + " | "
-                   + " | ".join("-" if x is None else f"{x:,.0f}x" for x in ratios) + f" | {mpg} |")
+                   + " | ".join("-" if x is None else f"{x:,.0f}x" for x in ratios) + f" | {mpg} | {num(d2 and d2['games_per_sec'])} |")
     return "\n".join(out)
 
 
