@@ -269,6 +269,8 @@ def main(argv=None) -> int:
 
     ts_root = ts_root_from(args.ts_root)
     bridge = None
+    if ts_root and "random" not in args.policies:
+        ap.error("the TS engine plays random legal moves: --ts-root needs --policies random")
     if ts_root:
         try:
             check_ts_root(ts_root)
