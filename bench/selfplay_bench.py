@@ -110,14 +110,19 @@ def run_ts_row(bridge, board, players, games, warmup, seed=1) -> dict:
 
 
 class Reference:
-    """TS games per CPU-second by (board, players), and where they come from."""
+    """TS games per CPU-second by (board, players), and where they come from.  ``legacy``: the fixed
+    2-player games/s figures of result files written before the TS rows (wall-clock ratios)."""
 
-    def __init__(self, rows, source: str):
+    def __init__(self, rows, source: str, legacy: dict | None = None):
         self.by_key = {(r["board"], r["players"]): r for r in rows if r.get("games_per_cpu_sec")}
         self.source = source
+        self.legacy = legacy
 
     def ratio(self, r):
         """Our row's games per CPU-second over the TS engine's, for random play only."""
+        if self.legacy is not None:
+            ref = self.legacy.get(r["board"]) if r["players"] == 2 and r["mode"] != "ts" else None
+            return r["games_per_sec"] / ref if ref else None
         ts = self.by_key.get((r["board"], r["players"]))
         if ts is None or r["policy"] != "random" or r["mode"] == "ts" or not r.get("games_per_cpu_sec"):
             return None
@@ -132,7 +137,8 @@ def stored_reference(path=STORED_REFERENCE) -> Reference:
         return Reference([], f"no TS figures: no --ts-root / RINGRIFT_TS_ROOT given, and the stored run "
                              f"{path} cannot be read ({exc.__class__.__name__}); the vs TS column stays empty")
     return Reference(data.get("ts_rows", []), "vs TS column: from the stored figure, not measured in this run: "
-                     + describe_run(path, data) + "; give --ts-root PATH (or RINGRIFT_TS_ROOT) to measure it side by side")
+                     + describe_run(path, data)
+                     + "; give --ts-root PATH (or RINGRIFT_TS_ROOT) to measure it side by side")
 
 
 def describe_run(path, data) -> str:
@@ -151,11 +157,8 @@ def file_reference(path, data) -> Reference:
     if data.get("ts_stored_rows"):
         return Reference(data["ts_stored_rows"], f"{path}: {data.get('ts_source', 'vs TS from stored TS rows')}")
     legacy = data.get("reference_games_per_sec") or {}
-    ref = Reference([], f"{path}: no TS rows; vs TS = wall games/s over the fixed figures {legacy} "
-                        f"(games/s, provenance unrecorded), not per CPU-second")
-    ref.ratio = lambda r: (r["games_per_sec"] / legacy[r["board"]]
-                           if r["players"] == 2 and r["board"] in legacy and r["mode"] != "ts" else None)
-    return ref
+    return Reference([], f"{path}: no TS rows; vs TS = wall games/s over the fixed figures {legacy} "
+                         f"(games/s, provenance unrecorded), not per CPU-second", legacy)
 
 
 def row_key(r) -> tuple:
@@ -197,7 +200,7 @@ def plan(args):
     return rows
 
 
-def markdown(rows, ref: Reference, data) -> str:
+def markdown(rows, ref: Reference) -> str:
     """The README's table: 2 players, random policy, games per CPU-second, ours over the TS engine's."""
     def cell(board, mode, threads):
         for r in rows:
@@ -219,7 +222,8 @@ def markdown(rows, ref: Reference, data) -> str:
         ratios = [ref.ratio(x) if x else None for x in (e1, d1, d2)]
         mpg = (f"{e1['moves'] / e1['games']:.0f} / {ts['moves'] / ts['games']:.0f}" if e1 and ts else "-")
         out.append(f"| {board} | {num(ts and ts['games_per_cpu_sec'])} | " + " | ".join(num(x) for x in g) + " | "
-                   + " | ".join("-" if x is None else f"{x:,.0f}x" for x in ratios) + f" | {mpg} | {num(d2 and d2['games_per_sec'])} |")
+                   + " | ".join("-" if x is None else f"{x:,.0f}x" for x in ratios)
+                   + f" | {mpg} | {num(d2 and d2['games_per_sec'])} |")
     return "\n".join(out)
 
 
@@ -251,7 +255,7 @@ def main(argv=None) -> int:
             ref = file_reference(path, data)
             print(ref.source)
             if args.markdown:
-                print(markdown(data["rows"], ref, data))
+                print(markdown(data["rows"], ref))
                 continue
             # rows without games/s (bench/env_bench.py's env steps) have no place in this table
             file_rows = [r for r in data.get("ts_rows", []) + data["rows"] if "games_per_sec" in r]
