@@ -12,7 +12,18 @@ Modes:
     python bench/selfplay_bench.py --from-json bench/results/baseline.json --plot out.png  # replot
 
 `--compare OLD` prints each row's ratio to the same row of OLD and flags rows more than 10%
-slower. The reference column is the TypeScript engine (single process, 2 players).
+slower.
+
+The "vs TS" column compares games per CPU-second with the TypeScript reference engine playing the
+same kind of games (random legal moves, same board and player count). With `--ts-root PATH` (or
+RINGRIFT_TS_ROOT) the bench plays those games itself, in the same run, through the shipped parity
+bridge (ringrift/parity/ts_bridge/bridge.mjs: the recorder's host layer, a seeded PRNG, one Node
+process whose own CPU time is measured); ours is this process's CPU time (time.process_time, all
+threads). Without a checkout the column comes from the stored run named in STORED_REFERENCE, and
+the bench says so, with that run's machine and date.
+
+    python bench/selfplay_bench.py --ts-root ~/RingRift --json bench/results/side_by_side.json
+    python bench/selfplay_bench.py --from-json bench/results/side_by_side.json --markdown  # README table
 """
 
 from __future__ import annotations
@@ -24,14 +35,21 @@ import platform
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ringrift import BOARDS, POLICIES, _core
 
-REFERENCE_GAMES_PER_SEC = {"square8": 9.2, "hex8": 5.6, "square19": 0.44, "hexagonal": 0.17}
+# The run whose TS rows stand in for the reference when no TS checkout is given.
+STORED_REFERENCE = Path(__file__).resolve().parent / "results" / "side_by_side.json"
 # Games per row, sized for roughly one second per row on one core (quick: a tenth or less).
 FULL_GAMES = {"square8": 6000, "hex8": 4000, "square19": 400, "hexagonal": 160}
 QUICK_GAMES = {"square8": 300, "hex8": 200, "square19": 12, "hexagonal": 6}
+# TS games per (board, players): a few CPU-seconds each (the TS engine is ~1000x slower), and warm-up
+# games off the clock so that the JIT's first compilations are not charged to the small boards.
+TS_FULL_GAMES = {"square8": 60, "hex8": 40, "square19": 4, "hexagonal": 3}
+TS_QUICK_GAMES = {"square8": 4, "hex8": 3, "square19": 1, "hexagonal": 1}
+TS_WARMUP = {"square8": 2, "hex8": 2, "square19": 0, "hexagonal": 0}
 SLOW_FLAG = 0.90  # a row below 90% of the baseline is flagged
 
 
@@ -49,8 +67,17 @@ def machine_info() -> dict:
     return info
 
 
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def per_cpu(games, cpu_seconds):
+    return round(games / cpu_seconds, 3) if cpu_seconds > 0 else None
+
+
 def run_row(board, players, policy, threads, mode, games, seed=1) -> dict:
     record = mode != "engine"
+    c0 = time.process_time()
     t0 = time.perf_counter()
     batch = _core.selfplay_batch(board, players, seed, range(games), policy, threads=threads,
                                  max_moves=100000, record=record)
@@ -62,10 +89,76 @@ def run_row(board, players, policy, threads, mode, games, seed=1) -> dict:
                 db.insert_batch(batch, board=board, num_players=players, seed=seed, policy=policy,
                                 engine_version="bench", host="bench", max_moves=100000)
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     moves = int(batch["total_moves"])
     return {"board": board, "players": players, "policy": policy, "threads": batch["threads"], "mode": mode,
             "games": games, "moves": moves, "seconds": round(seconds, 4),
-            "games_per_sec": round(games / seconds, 2), "moves_per_sec": round(moves / seconds, 1)}
+            "games_per_sec": round(games / seconds, 2), "moves_per_sec": round(moves / seconds, 1),
+            "cpu_seconds": round(cpu, 4), "games_per_cpu_sec": per_cpu(games, cpu)}
+
+
+def run_ts_row(bridge, board, players, games, warmup, seed=1) -> dict:
+    """The same kind of games on the TS engine: random legal moves through the bridge's host layer."""
+    r = bridge.play(board, players, games, seed, warmup=warmup, max_moves=100000)
+    cpu = (r["cpuUser"] + r["cpuSystem"]) / 1e6
+    seconds = r["wallMs"] / 1e3
+    return {"board": board, "players": players, "policy": "random", "threads": 1, "mode": "ts", "games": games,
+            "moves": r["moves"], "completed": r["completed"], "capped": r["capped"], "warmup": warmup,
+            "seconds": round(seconds, 3), "games_per_sec": round(games / seconds, 3) if seconds else None,
+            "moves_per_sec": round(r["moves"] / seconds, 1) if seconds else None,
+            "cpu_seconds": round(cpu, 4), "games_per_cpu_sec": per_cpu(games, cpu)}
+
+
+class Reference:
+    """TS games per CPU-second by (board, players), and where they come from.  ``legacy``: the fixed
+    2-player games/s figures of result files written before the TS rows (wall-clock ratios)."""
+
+    def __init__(self, rows, source: str, legacy: dict | None = None):
+        self.by_key = {(r["board"], r["players"]): r for r in rows if r.get("games_per_cpu_sec")}
+        self.source = source
+        self.legacy = legacy
+
+    def ratio(self, r):
+        """Our row's games per CPU-second over the TS engine's, for random play only."""
+        if self.legacy is not None:
+            ref = self.legacy.get(r["board"]) if r["players"] == 2 and r["mode"] != "ts" else None
+            return r["games_per_sec"] / ref if ref else None
+        ts = self.by_key.get((r["board"], r["players"]))
+        if ts is None or r["policy"] != "random" or r["mode"] == "ts" or not r.get("games_per_cpu_sec"):
+            return None
+        return r["games_per_cpu_sec"] / ts["games_per_cpu_sec"]
+
+
+def stored_reference(path=STORED_REFERENCE) -> Reference:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        return Reference([], f"no TS figures: no --ts-root / RINGRIFT_TS_ROOT given, and the stored run "
+                             f"{path} cannot be read ({exc.__class__.__name__}); the vs TS column stays empty")
+    return Reference(data.get("ts_rows", []), "vs TS column: from the stored figure, not measured in this run: "
+                     + describe_run(path, data)
+                     + "; give --ts-root PATH (or RINGRIFT_TS_ROOT) to measure it side by side")
+
+
+def describe_run(path, data) -> str:
+    m = data.get("machine", {})
+    where = f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores"
+    if m.get("note"):
+        where += f", {m['note']}"
+    return (f"TS games per CPU-second of {Path(path).name} (TS engine random play through the bridge, "
+            f"measured {data.get('date', 'at an unrecorded date')} on {where})")
+
+
+def file_reference(path, data) -> Reference:
+    """A result file's own anchor: its TS rows, or (files from before the TS rows) its fixed figures."""
+    if data.get("ts_rows"):
+        return Reference(data["ts_rows"], f"{path}: vs TS from its own " + describe_run(path, data))
+    if data.get("ts_stored_rows"):
+        return Reference(data["ts_stored_rows"], f"{path}: {data.get('ts_source', 'vs TS from stored TS rows')}")
+    legacy = data.get("reference_games_per_sec") or {}
+    return Reference([], f"{path}: no TS rows; vs TS = wall games/s over the fixed figures {legacy} "
+                         f"(games/s, provenance unrecorded), not per CPU-second", legacy)
 
 
 def row_key(r) -> tuple:
@@ -77,11 +170,17 @@ def row_label(r) -> str:
     return f"b{r['batch']}" if r["mode"] == "gpu" else f"t{r['threads']}"
 
 
-def fmt_row(r, base=None) -> str:
-    ref = REFERENCE_GAMES_PER_SEC.get(r["board"]) if r["players"] == 2 else None
-    ref_s = f"{r['games_per_sec'] / ref:8.0f}x" if ref else f"{'-':>9}"
-    line = (f"{r['board']:<10} {r['players']:>2} {r['policy']:<9} {row_label(r):>8} {r['mode']:<7} "
-            f"{r['games_per_sec']:>10.1f} {r['moves_per_sec']:>11.0f} {ref_s}")
+HEADER = (f"{'board':<10} {'p':>2} {'policy':<9} {'run':>8} {'mode':<7} {'games/s':>10} {'moves/s':>11} "
+          f"{'moves/g':>8} {'games/cpu-s':>12} {'vs TS':>8}")
+
+
+def fmt_row(r, ratio=None, base=None) -> str:
+    ratio_s = f"{ratio:7.0f}x" if ratio else f"{'-':>8}"
+    gpc = r.get("games_per_cpu_sec")
+    gpc_s = f"{gpc:>12.2f}" if gpc else f"{'-':>12}"
+    label = "node" if r["mode"] == "ts" else row_label(r)
+    line = (f"{r['board']:<10} {r['players']:>2} {r['policy']:<9} {label:>8} {r['mode']:<7} "
+            f"{r['games_per_sec']:>10.2f} {r['moves_per_sec']:>11.0f} {r['moves'] / r['games']:>8.1f} {gpc_s} {ratio_s}")
     if base is not None:
         ratio = r["games_per_sec"] / base["games_per_sec"] if base["games_per_sec"] else float("inf")
         line += f" {ratio:6.2f}" + ("  SLOWER" if ratio < SLOW_FLAG else "")
@@ -101,6 +200,33 @@ def plan(args):
     return rows
 
 
+def markdown(rows, ref: Reference) -> str:
+    """The README's table: 2 players, random policy, games per CPU-second, ours over the TS engine's."""
+    def cell(board, mode, threads):
+        for r in rows:
+            if (r["board"], r["players"], r["policy"], r["mode"], r.get("threads")) == (board, 2, "random", mode, threads):
+                return r
+        return None
+
+    def num(x):
+        return "-" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:,.1f}" if x >= 10 else f"{x:.2f}")
+
+    out = ["| board | TS engine | engine t1 | records t1 | db t1 | db t2 | engine / TS | db t1 / TS | db t2 / TS "
+           "| moves/game ours / TS | db t2 wall games/s |", "| --- " * 11 + "|"]
+    for board in BOARDS:
+        ts = ref.by_key.get((board, 2))
+        e1, r1, d1, d2 = cell(board, "engine", 1), cell(board, "records", 1), cell(board, "db", 1), cell(board, "db", 2)
+        if ts is None and e1 is None:
+            continue
+        g = [x and x.get("games_per_cpu_sec") for x in (e1, r1, d1, d2)]
+        ratios = [ref.ratio(x) if x else None for x in (e1, d1, d2)]
+        mpg = (f"{e1['moves'] / e1['games']:.0f} / {ts['moves'] / ts['games']:.0f}" if e1 and ts else "-")
+        out.append(f"| {board} | {num(ts and ts['games_per_cpu_sec'])} | " + " | ".join(num(x) for x in g) + " | "
+                   + " | ".join("-" if x is None else f"{x:,.0f}x" for x in ratios)
+                   + f" | {mpg} | {num(d2 and d2['games_per_sec'])} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke-sized run")
@@ -114,45 +240,112 @@ def main(argv=None) -> int:
     ap.add_argument("--from-json", metavar="JSON", nargs="+",
                     help="do not run: print and plot the rows of result files (e.g. the baseline and a "
                          "bench/gpu_bench.py result together)")
+    ap.add_argument("--markdown", action="store_true", help="with --from-json: print the README's table")
+    ap.add_argument("--ts-root", metavar="PATH", help="a RingRift checkout (npm install done) whose TS engine plays "
+                    "the same games in this run (default: RINGRIFT_TS_ROOT)")
+    ap.add_argument("--ts-games", type=int, metavar="N", help="TS games per board and player count "
+                    f"(default {TS_FULL_GAMES}, quick {TS_QUICK_GAMES})")
+    ap.add_argument("--machine-note", default="", help="recorded with the machine info (e.g. 'shared with 3 jobs')")
     args = ap.parse_args(argv)
     if args.from_json:
         rows = []
         for path in args.from_json:
             with open(path) as f:
-                # rows without games/s (bench/env_bench.py's env steps) have no place in this table
-                rows += [r for r in json.load(f)["rows"] if "games_per_sec" in r]
-        for r in rows:
-            print(fmt_row(r))
+                data = json.load(f)
+            ref = file_reference(path, data)
+            print(ref.source)
+            if args.markdown:
+                print(markdown(data["rows"], ref))
+                continue
+            # rows without games/s (bench/env_bench.py's env steps) have no place in this table
+            file_rows = [r for r in data.get("ts_rows", []) + data["rows"] if "games_per_sec" in r]
+            print(HEADER)
+            for r in file_rows:
+                print(fmt_row(r, ref.ratio(r)))
+            rows += file_rows
         if args.plot:
             plot(rows, args.plot)
         return 0
+    if args.ts_games is not None and args.ts_games < 1:
+        ap.error("--ts-games must be at least 1")
+
+    from ringrift.parity.ts_client import BridgeError, TSBridge, check_ts_root, ts_root_from
+
+    ts_root = ts_root_from(args.ts_root)
+    bridge = None
+    if ts_root and "random" not in args.policies:
+        ap.error("the TS engine plays random legal moves: --ts-root needs --policies random")
+    if ts_root:
+        try:
+            check_ts_root(ts_root)
+            bridge = TSBridge(ts_root, game_timeout=600.0)
+            ready = bridge.start()
+        except BridgeError as exc:
+            print(f"Error: --ts-root: {exc}", file=sys.stderr)
+            return 2
+        ref = Reference([], f"vs TS column: measured in this run: TS engine of {ready.get('tsRoot')} "
+                                 f"(node {ready.get('node')}, one process, random legal moves through the bridge's "
+                                 f"host layer), games per CPU-second on each side")
+    else:
+        ref = stored_reference()
+    try:
+        return run_bench(args, ref, bridge)
+    except BridgeError as exc:
+        print(f"Error: the TS side of the bench failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if bridge is not None:
+            bridge.close()
+
+
+def run_bench(args, ref: Reference, bridge) -> int:
 
     base = {}
     if args.compare:
         with open(args.compare) as f:
             base = {row_key(r): r for r in json.load(f)["rows"]}
     games_for = QUICK_GAMES if args.quick else FULL_GAMES
-    print(f"{'board':<10} {'p':>2} {'policy':<9} {'run':>8} {'mode':<7} {'games/s':>10} {'moves/s':>11} "
-          f"{'vs ref':>9}" + (f" {'ratio':>6}" if base else ""))
-    rows, slower = [], 0
+    ts_games_for = TS_QUICK_GAMES if args.quick else TS_FULL_GAMES
+    print(ref.source)
+    print(HEADER + (f" {'ratio':>6}" if base else ""))
+    rows, ts_rows, slower = [], [], 0
+    load_start = [round(x, 2) for x in os.getloadavg()]
     t0 = time.time()
+    warmed = set()
     for board, players, policy, threads, mode in plan(args):
+        if board not in warmed:
+            # off the clock, like the TS warm-up games: the first call builds the board's tables (~0.1 s)
+            _core.selfplay_batch(board, players, 0, range(2), policy, threads=1, max_moves=100000, record=True)
+            warmed.add(board)
+        if bridge is not None and policy == "random" and (board, players) not in ref.by_key:
+            # the TS games of this board and player count, just before ours (same window of a shared machine)
+            tr = run_ts_row(bridge, board, players, args.ts_games or ts_games_for[board], TS_WARMUP[board])
+            ts_rows.append(tr)
+            ref.by_key[(board, players)] = tr
+            print(fmt_row(tr), flush=True)
         r = run_row(board, players, policy, threads, mode, games_for[board])
         rows.append(r)
         b = base.get(row_key(r))
         if b and r["games_per_sec"] < SLOW_FLAG * b["games_per_sec"]:
             slower += 1
-        print(fmt_row(r, b) if base else fmt_row(r), flush=True)
+        print(fmt_row(r, ref.ratio(r), b), flush=True)
     print(f"{len(rows)} rows in {time.time() - t0:.1f}s" + (f"; {slower} rows >10% slower than {args.compare}"
                                                              if base else ""))
-    result = {"machine": machine_info(), "reference_games_per_sec": REFERENCE_GAMES_PER_SEC,
-              "quick": args.quick, "rows": rows}
+    machine = machine_info()
+    machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]   # other jobs on the machine show up here
+    machine["loadavg_start"] = load_start
+    if args.machine_note:
+        machine["note"] = args.machine_note
+    result = {"machine": machine, "date": utc_now(), "quick": args.quick, "ts_source": ref.source,
+              "ts_rows": ts_rows, "rows": rows}
+    if bridge is None:
+        result["ts_stored_rows"] = list(ref.by_key.values())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
     if args.plot:
-        plot(rows, args.plot)
+        plot(ts_rows + rows, args.plot)
     return 0
 
 
@@ -175,8 +368,9 @@ def plot(rows, path) -> None:
         ax.set_xscale("log")
         ax.set_title(board)
         ax.set_xlabel("games/s")
-        if board in REFERENCE_GAMES_PER_SEC:
-            ax.axvline(REFERENCE_GAMES_PER_SEC[board] * 1000, color="tab:red", ls="--", lw=1, label="1000x ref")
+        ts = [r for r in sel if r["mode"] == "ts" and r["players"] == 2]
+        if ts:
+            ax.axvline(ts[0]["games_per_sec"] * 1000, color="tab:red", ls="--", lw=1, label="1000x TS (2p)")
             ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

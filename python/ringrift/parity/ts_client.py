@@ -218,6 +218,42 @@ class TSBridge:
         self.submit(request)
         return self.receive(timeout)
 
+    def play(self, board: str, num_players: int, games: int, seed: int, *, warmup: int = 0,
+             max_moves: int | None = None, moves: bool = False, timeout: float | None = None) -> dict:
+        """Random play on the TS engine: ``games`` games, each move drawn uniformly from the host
+        layer's legal surface by a PRNG seeded from (``seed``, game index); ``warmup`` more games
+        first, off the clock.  Returns the bridge's ``played`` answer: ``games``, ``moves``,
+        ``completed``, ``capped``, ``cpuUser``/``cpuSystem`` (the Node process's CPU time over the
+        counted games, microseconds), ``wallMs`` and per-game ``results`` (with ``moveList``, the
+        moves as Move JSON, when ``moves``).  ``timeout`` (default: ``game_timeout`` per game)
+        bounds the wait."""
+        if self.proc is None:
+            raise BridgeError("the TS bridge is not running")
+        if self._pending:
+            raise BridgeError("play() needs an idle bridge")
+        rid = next(self._ids)
+        req = {"type": "play", "id": rid, "board": board, "numPlayers": num_players, "games": games, "seed": seed,
+               "warmup": warmup, "moves": bool(moves)}
+        if max_moves is not None:
+            req["maxMoves"] = max_moves
+        self._in.put((json.dumps(req, separators=(",", ":")) + "\n").encode("utf-8"))
+        if timeout is None:
+            timeout = self.game_timeout * (games + warmup)
+        msg = self._next(timeout, f"playing {games} random {board} {num_players}p games (request {rid})")
+        if msg.get("type") == "error" and msg.get("id") == rid:
+            raise BridgeError(f"the TS bridge could not play: {msg.get('error')}")
+        if msg.get("type") != "played" or msg.get("id") != rid:
+            self.kill()
+            hint = " (a bridge older than the 'play' request?)" if msg.get("type") == "error" else ""
+            raise BridgeProtocolError(f"unexpected answer from the TS bridge to play request {rid}{hint}: "
+                                      f"{_short(msg)}")
+        fields = ("games", "moves", "completed", "capped", "cpuUser", "cpuSystem", "wallMs")
+        if any(not isinstance(msg.get(k), int) or msg[k] < 0 for k in fields) or msg["games"] != games \
+                or not isinstance(msg.get("results"), list) or len(msg["results"]) != games:
+            self.kill()
+            raise BridgeProtocolError(f"malformed answer from the TS bridge to play request {rid}: {_short(msg)}")
+        return msg
+
     # -- plumbing -----------------------------------------------------------------------------
     def _next(self, timeout: float, doing: str) -> dict:
         deadline = time.monotonic() + timeout

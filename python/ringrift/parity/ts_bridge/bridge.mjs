@@ -18,6 +18,17 @@
 //   bridge -> {"type":"result","id":ID,"ok":true,"steps":K,"ms":T,"final":{...}}
 //             {"type":"result","id":ID,"ok":false,"steps":K,"step":I|null,"where":W,
 //              "diffs":[[what,expected,got]...],"detail":TEXT,"final":{...},"debug":{...}?}
+//   caller -> {"type":"play","id":ID,"board":B,"numPlayers":N,"games":G,"seed":S,"warmup":W?,
+//              "maxMoves":M?,"moves":BOOL?}
+//   bridge -> {"type":"played","id":ID,"games":G,"moves":TOTAL,"completed":K,"capped":C,
+//              "cpuUser":US,"cpuSystem":US,"wallMs":T,"results":[{"index":I,"moves":K,"status":...,
+//              "winner":...,"hash":...,"moveList":[...]?}...]}
+//     Random play (the bench's reference anchor): G games from the initial state, each move drawn
+//     uniformly from the host layer's legal surface (legalSurface + applyHost, the code path that
+//     replays use) by a PRNG seeded from (S, game index).  W warm-up games (seeds from S + 2^31)
+//     run before the clock starts.  cpuUser/cpuSystem: this process's CPU time over the counted
+//     games (process.cpuUsage, microseconds, all of its threads).  "moves":true lists each game's
+//     moves as Move JSON.  A game still active after M moves (default 100000) counts as capped.
 //   caller -> {"type":"ping"}  bridge -> {"type":"pong"};  caller -> {"type":"quit"}: exit 0.
 //   A request that cannot be read gets {"type":"error","id":ID|null,"error":TEXT}.
 // "where": initial | legal | move | after | result | engine | input.  Phase and player are
@@ -460,6 +471,74 @@ function replay(E, req) {
   return reply;
 }
 
+// ---- seeded random play (the bench's reference anchor) -----------------------------------------
+
+// mulberry32 over a seed mixed from (seed, game index): small, fast and the same on every Node.
+function gameRng(seed, index) {
+  let a = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35)) >>> 0;
+  a = Math.imul(a ^ (a >>> 16), 0x7feb352d) >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function playOne(E, req, seed, index, maxMoves, keepMoves) {
+  const game = newGame(E, req.board, req.numPlayers, req.rulesOptions);
+  const rand = gameRng(seed, index);
+  const played = keepMoves ? [] : null;
+  let n = 0;
+  while (game.state.gameStatus === 'active' && n < maxMoves) {
+    const surface = legalSurface(E, game.state);
+    if (surface.length === 0) throw new Error(`game ${index}: no legal move at move ${n} ` +
+      `(phase ${game.state.currentPhase}, player ${game.state.currentPlayer})`);
+    const move = surface[Math.floor(rand() * surface.length)];
+    applyHost(E, game, move);
+    if (played) played.push(plainMove(move));
+    n++;
+  }
+  const s = game.state;
+  const g = { index, moves: n, status: normStatus(s.gameStatus), winner: s.winner ?? null, reason: game.reason,
+    hash: E.hashGameStateSHA256(s) };
+  if (played) g.moveList = played;
+  return g;
+}
+
+function checkPlayRequest(req) {
+  if (typeof req.board !== 'string') throw new Error("field 'board' must be a string");
+  if (!Number.isInteger(req.numPlayers)) throw new Error("field 'numPlayers' must be an integer");
+  for (const [k, lo, hi] of [['games', 1, 1e6], ['seed', 0, 0xffffffff], ['warmup', 0, 1e4], ['maxMoves', 1, 1e7]]) {
+    if (req[k] == null && k !== 'games' && k !== 'seed') continue;
+    if (!Number.isInteger(req[k]) || req[k] < lo || req[k] > hi) {
+      throw new Error(`field '${k}' must be an integer in ${lo}..${hi}, got ${JSON.stringify(req[k])}`);
+    }
+  }
+}
+
+function randomPlay(E, req) {
+  const reply = { type: 'played', id: req.id ?? null };
+  try {
+    checkPlayRequest(req);
+    const maxMoves = req.maxMoves ?? 100000;
+    for (let i = 0; i < (req.warmup || 0); i++) playOne(E, req, (req.seed + 0x80000000) >>> 0, i, maxMoves, false);
+    const games = [];
+    const t0 = Date.now();
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < req.games; i++) games.push(playOne(E, req, req.seed, i, maxMoves, !!req.moves));
+    const cpu = process.cpuUsage(c0);
+    Object.assign(reply, { games: games.length, moves: games.reduce((a, g) => a + g.moves, 0),
+      completed: games.filter((g) => g.status !== 'active').length,
+      capped: games.filter((g) => g.status === 'active').length,
+      cpuUser: cpu.user, cpuSystem: cpu.system, wallMs: Date.now() - t0, results: games });
+  } catch (e) {
+    return { type: 'error', id: req.id ?? null, error: `random play failed: ${e && e.message || e}` };
+  }
+  return reply;
+}
+
 // ---- main loop ---------------------------------------------------------------------------------
 
 function main() {
@@ -468,7 +547,8 @@ function main() {
     const args = parseArgs(process.argv.slice(2));
     const loaded = loadEngine(args.tsRoot, args.cacheDir);
     E = loaded.engine;
-    send({ type: 'ready', protocol: PROTOCOL, tsRoot: loaded.root, bundle: loaded.how, ms: loaded.ms,
+    send({ type: 'ready', protocol: PROTOCOL, requests: ['game', 'play', 'ping', 'quit'], tsRoot: loaded.root,
+      bundle: loaded.how, ms: loaded.ms,
       node: process.version });
   } catch (e) {
     send({ type: 'fatal', error: String(e && e.message || e) });
@@ -489,6 +569,8 @@ function main() {
       send({ type: 'error', id: null, error: 'request is not a JSON object' });
     } else if (req.type === 'game') {
       send(replay(E, req));
+    } else if (req.type === 'play') {
+      send(randomPlay(E, req));
     } else if (req.type === 'ping') {
       send({ type: 'pong', id: req.id ?? null });
     } else if (req.type === 'quit') {
