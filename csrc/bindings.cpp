@@ -13,6 +13,7 @@
 #include "selfplay/batch_env.h"
 #include "selfplay/layout.h"
 #include "export/encoder.h"
+#include "bindings/checked_args.h"
 #include <pybind11/numpy.h>
 #include <chrono>
 #include <cstring>
@@ -65,11 +66,11 @@ inline const Symmetries& symmetries_of(BoardType b) {
   return *all.y[b];
 }
 
-inline int symmetry_arg(const Symmetries& y, int t) {
-  if (t < 0 || t >= y.n)
-    throw py::value_error("symmetry " + std::to_string(t) + " out of range: this board has " + std::to_string(y.n) +
+inline int symmetry_arg(const Symmetries& y, pyarg::Int t) {
+  if (t.v < 0 || t.v >= y.n)
+    throw py::value_error("symmetry " + pyarg::show(t.v) + " out of range: this board has " + std::to_string(y.n) +
                           " (0 .. " + std::to_string(y.n - 1) + ")");
-  return t;
+  return (int)t.v;
 }
 
 inline std::vector<std::string> plane_names() {
@@ -181,12 +182,13 @@ void register_export(py::module_& parent) {
     return out;
   }, py::arg("game"), py::arg("canonical") = true, "Indices of game.legal_moves(), in that order.");
 
-  m.def("decode_action", [](GameT& game, int64_t index) {
+  m.def("decode_action", [](GameT& game, pyarg::Int index_arg) {
+    const long long index = index_arg.v;
     const Geometry& g = game.geo();
     const ActionSpace& a = action_space_of((BoardType)g.board);
     const State& s = game.st();
     if (index < 0 || index >= a.size())
-      throw py::value_error("action index " + std::to_string(index) + " out of range [0, " + std::to_string(a.size()) + ")");
+      throw py::value_error("action index " + pyarg::show(index) + " out of range [0, " + std::to_string(a.size()) + ")");
     if (s.status != ST_ACTIVE) throw py::value_error("the game is over: no action decodes");
     if (index == a.offset[MT_RESIGN]) return make_move(MT_RESIGN, s.current);
     if (index == a.offset[MT_TIMEOUT]) return make_move(MT_TIMEOUT, s.current);
@@ -221,7 +223,8 @@ void register_export(py::module_& parent) {
                            py::array_t<int64_t, py::array::c_style | py::array::forcecast> game_offsets,
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> num_players,
                            py::object hashes, py::object verify, py::object expect_over, bool drop_forced,
-                           int threads, bool symmetries) {
+                           pyarg::Int threads_arg, bool symmetries) {
+    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
     ExportJob J;
     J.board = board_arg(board);
     if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
@@ -336,7 +339,7 @@ void register_export(py::module_& parent) {
     return out;
   }, py::arg("board"), "The board's symmetries: cell and direction images, plane gather indices, the exact ones.");
 
-  m.def("transform_into", [](GameT& src, GameT& dst, int t) {
+  m.def("transform_into", [](GameT& src, GameT& dst, pyarg::Int t) {
     const Geometry& g = src.geo();
     if (&dst.geo() != &g) throw py::value_error("both games must be on the same board");
     if (&src == &dst) throw py::value_error("the destination must be another game (use a clone)");
@@ -344,10 +347,10 @@ void register_export(py::module_& parent) {
     transform_state(g, y, symmetry_arg(y, t), src.st(), dst.st());
   }, py::arg("src"), py::arg("dst"), py::arg("symmetry"), "dst = the position of src under a board symmetry.");
 
-  m.def("symmetric_action_index", [](GameT& game, const Move& mv, int t) {
+  m.def("symmetric_action_index", [](GameT& game, const Move& mv, pyarg::Int t_arg) {
     const Geometry& g = game.geo();
     const Symmetries& y = symmetries_of((BoardType)g.board);
-    symmetry_arg(y, t);
+    const int t = symmetry_arg(y, t_arg);
     std::vector<Move> legal = game.legal_moves();
     bool on = false;
     for (const Move& x : legal) on = on || same_move(x, mv);
@@ -403,12 +406,12 @@ const char* const PHASE_NAMES[NUM_PHASES] = {"ring_placement",       "movement",
 // A game: one state plus its scratch buffers (heap-held: MoveList is large).
 class Game {
  public:
-  Game(const std::string& board, int num_players, bool swap_rule) {
-    if (num_players < 2 || num_players > MAX_PLAYERS)
-      throw py::value_error("num_players must be 2, 3 or 4, got " + std::to_string(num_players));
+  Game(const std::string& board, pyarg::Int num_players, bool swap_rule) {
+    if (num_players.v < 2 || num_players.v > MAX_PLAYERS)
+      throw py::value_error("num_players must be 2, 3 or 4, got " + pyarg::show(num_players.v));
     g_ = &host_geometry(parse_board(board));
     alloc();
-    init_state(*s_, *g_, num_players, swap_rule);
+    init_state(*s_, *g_, (int)num_players.v, swap_rule);
   }
   Game(const Game& o) : g_(o.g_) {
     alloc();
@@ -428,7 +431,13 @@ class Game {
     return list_->n;
   }
   int apply(const Move& m) { return (int)step_checked(*g_, *s_, m, *sc_, *list_); }
-  void apply_unchecked(const Move& m) { step_unchecked(*g_, *s_, m, *sc_); }
+  // No legality check (the caller knows the move is legal), but never a read outside the state:
+  // a move that cannot be a move of this state at all raises ValueError.
+  void apply_unchecked(const Move& m) {
+    if (!record_sane(*g_, *s_, m))
+      throw py::value_error("the move cannot be applied to this state (wrong player, phase or cells)");
+    step_unchecked(*g_, *s_, m, *sc_);
+  }
 
   std::string fingerprint_str() const {
     std::vector<char> buf(64 * 1024);
@@ -467,8 +476,10 @@ std::vector<int> line_cells(const Geometry& g, int start, int dir, int len) {
 }
 
 // Cells a move refers to beyond from/to/target: line positions, collapsed segment, region.
+// ValueError when the move does not fit the game's board (pyarg::move_on_board).
 py::dict move_cells(Game& game, const Move& m) {
   const Geometry& g = game.geo();
+  pyarg::move_on_board(g, game.st().num_players, m);
   py::dict d;
   int T = line_threshold(g, game.st().num_players);
   if (m.type == MT_PROCESS_LINE || m.type == MT_CHOOSE_LINE_OPTION) {
@@ -496,69 +507,91 @@ std::vector<int> stack_rings(const State& s, int c) {
 
 // Load a position. `stacks`: (cell, rings top-first) in insertion order; `markers` and
 // `collapsed`: (cell, owner), markers in insertion order. `extras` holds the rule fields the
-// reference keeps in its move history (see transient_fields). Validated: bad input raises
-// ValueError naming the field, and the game is left unchanged.
-void load_position(Game& game, const std::string& phase, int current, const std::string& status, int winner,
-                   const std::vector<int>& hand, const std::vector<int>& elim, const std::vector<int>& terr,
-                   const std::vector<std::pair<int, std::vector<int>>>& stacks,
-                   const std::vector<std::pair<int, int>>& markers, const std::vector<std::pair<int, int>>& collapsed,
-                   int must_move, int chain_pos, bool pending_line, const py::dict& extras) {
+// reference keeps in its move history (see transient_fields). Validated: every number is
+// bounded by what the rules can reach (pyarg limits), bad input raises ValueError naming the
+// field, and the game is left unchanged.
+using IntList = std::vector<pyarg::Int>;
+
+void load_position(Game& game, const std::string& phase, pyarg::Int current, const std::string& status,
+                   pyarg::Int winner, const IntList& hand, const IntList& elim, const IntList& terr,
+                   const std::vector<std::pair<pyarg::Int, IntList>>& stacks,
+                   const std::vector<std::pair<pyarg::Int, pyarg::Int>>& markers,
+                   const std::vector<std::pair<pyarg::Int, pyarg::Int>>& collapsed, pyarg::Int must_move,
+                   pyarg::Int chain_pos, bool pending_line, const py::dict& extras) {
+  using pyarg::in_range;
   const Geometry& g = game.geo();
   State& s0 = game.st();
-  int np = s0.num_players;
-  State s;
+  const int np = s0.num_players;
+  std::unique_ptr<State> sp(new State);
+  State& s = *sp;
   init_state(s, g, np, s0.swap_rule);
-  auto check_cell = [&](int c, const char* what) {
-    if (c < 0 || c >= g.num_cells) throw py::value_error(std::string("cell index out of range in ") + what);
+  auto check_cell = [&](pyarg::Int c, const char* what) { return pyarg::cell(g, c, what); };
+  auto check_player = [&](pyarg::Int p, const char* what) {
+    return (int)in_range(p, 1, np, std::string("player out of range in ") + what);
   };
-  auto check_player = [&](int p, const char* what) {
-    if (p < 1 || p > np) throw py::value_error(std::string("player out of range in ") + what);
+  auto opt_cell = [&](pyarg::Int c, const char* what) -> int16_t {
+    if (c.v == -1) return NO_CELL;
+    return (int16_t)check_cell(c, what);
   };
-  auto extra_int = [&](const char* key, int dflt) {
-    return extras.contains(key) ? py::cast<int>(extras[key]) : dflt;
+  // extras: known keys only, integer values, each within what the rules can reach.
+  static const char* const EXTRA_KEYS[] = {"captureOrigin", "pendingTerritoryElimination", "turnHadAction",
+                                           "turnUsedRecovery", "lastActor", "moveCount", "victoryThreshold",
+                                           "territoryMinimum", "p1Moved", "p2MovedNonSwap", "swapDone", "lps"};
+  for (auto item : extras) {
+    std::string k = py::str(item.first);
+    bool known = false;
+    for (const char* e : EXTRA_KEYS) known = known || k == e;
+    if (!known) throw py::value_error("unknown state field ringrift." + k);
+  }
+  auto extra_int = [&](const char* key, long long dflt, long long lo, long long hi) -> int {
+    if (!extras.contains(key)) return (int)dflt;
+    return (int)in_range(pyarg::int_value(extras[key], std::string("ringrift.") + key), lo, hi,
+                         std::string("ringrift.") + key);
   };
   if ((int)hand.size() != np || (int)elim.size() != np || (int)terr.size() != np)
     throw py::value_error("per-player lists must have num_players entries");
   s.phase = (uint8_t)parse_enum(phase, PHASE_NAMES, NUM_PHASES, "phase");
-  check_player(current, "currentPlayer");
-  s.current = (uint8_t)current;
+  s.current = (uint8_t)check_player(current, "currentPlayer");
   if (status == "active") s.status = ST_ACTIVE;
   else if (status == "completed" || status == "finished") s.status = ST_COMPLETED;
   else throw py::value_error("unknown gameStatus '" + status + "'");
-  if (winner < 0 || winner > np) throw py::value_error("winner out of range");
-  s.winner = (uint8_t)winner;
+  s.winner = (uint8_t)in_range(winner, 0, np, "winner");
   int on_board[MAX_PLAYERS + 1] = {0};
+  long long total = 0;
   std::vector<bool> occupied(g.num_cells, false);
   for (auto& st : stacks) {
-    check_cell(st.first, "stacks");
-    if (st.second.empty()) throw py::value_error("empty stack at " + std::string(g.key[st.first]));
-    if (occupied[st.first]) throw py::value_error("two stacks at " + std::string(g.key[st.first]));
-    occupied[st.first] = true;
-    for (int r : st.second) {
-      check_player(r, "stack rings");
-      on_board[r]++;
-    }
+    const int c = check_cell(st.first, "stacks");
+    if (st.second.empty()) throw py::value_error("empty stack at " + std::string(g.key[c]));
+    if (occupied[c]) throw py::value_error("two stacks at " + std::string(g.key[c]));
+    occupied[c] = true;
+    // Bounded before counting: a stack cannot hold more rings than the engine's pool.
+    if ((long long)st.second.size() > MAX_RINGS)
+      throw py::value_error("the stack at " + std::string(g.key[c]) + " holds more than " + std::to_string(MAX_RINGS) +
+                            " rings");
+    for (pyarg::Int r : st.second) on_board[check_player(r, "stack rings")]++;
+    total += (long long)st.second.size();
+    if (total > MAX_RINGS) break;  // reported below
   }
   for (int p = 1; p <= np; p++) {
-    if (hand[p - 1] < 0 || elim[p - 1] < 0 || terr[p - 1] < 0)
-      throw py::value_error("player " + std::to_string(p) + " has a negative ring or territory count");
-    s.hand[p] = (int16_t)hand[p - 1];
-    s.elim[p] = (int16_t)elim[p - 1];
-    s.terr[p] = (int16_t)terr[p - 1];
+    const std::string who = "player " + std::to_string(p);
+    s.hand[p] = (int16_t)in_range(hand[p - 1], 0, MAX_RINGS, who + " ringsInHand");
+    s.elim[p] = (int16_t)in_range(elim[p - 1], 0, MAX_RINGS, who + " eliminatedRings");
+    s.terr[p] = (int16_t)in_range(terr[p - 1], 0, g.num_cells, who + " territorySpaces");
+    total += s.hand[p];
   }
-  int total = 0;
-  for (int p = 1; p <= np; p++) total += on_board[p] + hand[p - 1];
   // The reference does not bound a position's rings by the ring supply (its test vectors exceed
   // it); the engine's ring pool is the only limit.
   if (total > MAX_RINGS)
     throw py::value_error("the position holds " + std::to_string(total) +
-                          " rings in hands and on the board, more than the engine's " + std::to_string(MAX_RINGS));
+                          " or more rings in hands and on the board, more than the engine's " +
+                          std::to_string(MAX_RINGS));
   for (auto& st : stacks) {
     // Push bottom-first so the list ends top-first; hands are already set.
     for (auto it = st.second.rbegin(); it != st.second.rend(); ++it) {
-      int16_t keep = s.hand[*it];
-      stack_push_rings(s, st.first, (uint8_t)*it, 1);
-      s.hand[*it] = keep;
+      const int p = (int)it->v;
+      int16_t keep = s.hand[p];
+      stack_push_rings(s, (int)st.first.v, (uint8_t)p, 1);
+      s.hand[p] = keep;
     }
   }
   // Eliminated rings by colour are not serialized; derive them from conservation.
@@ -567,52 +600,72 @@ void load_position(Game& game, const std::string& phase, int current, const std:
     s.elim_colour[p] = (int16_t)(gone > 0 ? gone : 0);
   }
   for (auto& mk : markers) {
-    check_cell(mk.first, "markers");
-    check_player(mk.second, "markers");
-    if (s.top[mk.first] != NO_CELL || s.marker[mk.first])
-      throw py::value_error("marker shares a cell at " + std::string(g.key[mk.first]));
-    marker_set(s, mk.first, (uint8_t)mk.second);
+    const int c = check_cell(mk.first, "markers");
+    const int p = check_player(mk.second, "markers");
+    if (s.top[c] != NO_CELL || s.marker[c]) throw py::value_error("marker shares a cell at " + std::string(g.key[c]));
+    marker_set(s, c, (uint8_t)p);
   }
   for (auto& cl : collapsed) {
-    check_cell(cl.first, "collapsedSpaces");
-    check_player(cl.second, "collapsedSpaces");
-    if (s.top[cl.first] != NO_CELL || s.marker[cl.first] || s.collapsed[cl.first])
-      throw py::value_error("collapsed space shares a cell at " + std::string(g.key[cl.first]));
-    s.collapsed[cl.first] = (uint8_t)cl.second;
-    s.collapsed_count[cl.second]++;
+    const int c = check_cell(cl.first, "collapsedSpaces");
+    const int p = check_player(cl.second, "collapsedSpaces");
+    if (s.top[c] != NO_CELL || s.marker[c] || s.collapsed[c])
+      throw py::value_error("collapsed space shares a cell at " + std::string(g.key[c]));
+    s.collapsed[c] = (uint8_t)p;
+    s.collapsed_count[p]++;
   }
-  auto opt_cell = [&](int c, const char* what) -> int16_t {
-    if (c < 0) return NO_CELL;
-    check_cell(c, what);
-    return (int16_t)c;
-  };
   s.must_move = opt_cell(must_move, "mustMoveFromStackKey");
   s.chain_pos = opt_cell(chain_pos, "chainCapturePosition");
-  s.capture_origin = opt_cell(extra_int("captureOrigin", -1), "captureOrigin");
+  s.capture_origin = extras.contains("captureOrigin")
+                         ? opt_cell(pyarg::Int{pyarg::int_value(extras["captureOrigin"], "ringrift.captureOrigin")},
+                                    "ringrift.captureOrigin")
+                         : NO_CELL;
   s.pending_line = pending_line;
-  s.pending_territory = extra_int("pendingTerritoryElimination", 0) != 0;
-  s.turn_had_action = extra_int("turnHadAction", 0) != 0;
-  s.turn_used_recovery = extra_int("turnUsedRecovery", 0) != 0;
-  s.last_actor = (uint8_t)extra_int("lastActor", 0);
-  s.move_count = extra_int("moveCount", 0);
-  int vt = extra_int("victoryThreshold", 0), tm = extra_int("territoryMinimum", 0);
+  s.pending_territory = (uint8_t)extra_int("pendingTerritoryElimination", 0, 0, 1);
+  s.turn_had_action = (uint8_t)extra_int("turnHadAction", 0, 0, 1);
+  s.turn_used_recovery = (uint8_t)extra_int("turnUsedRecovery", 0, 0, 1);
+  s.last_actor = (uint8_t)extra_int("lastActor", 0, 0, np);
+  s.move_count = extra_int("moveCount", 0, 0, pyarg::MAX_MOVE_COUNT);
+  int vt = extra_int("victoryThreshold", 0, 0, MAX_RINGS), tm = extra_int("territoryMinimum", 0, 0, g.num_cells);
   if (vt > 0) s.victory_threshold = (int16_t)vt;
   if (tm > 0) s.territory_minimum = (int16_t)tm;
   // Pie rule: a loaded mid-game position has a history; player 1 has moved unless this is move one.
   bool fresh = s.current == 1 && s.phase == PH_RING_PLACEMENT && s.num_stacks == 0 && markers.empty();
-  s.p1_moved = (uint8_t)extra_int("p1Moved", fresh ? 0 : 1);
-  s.p2_moved_non_swap = (uint8_t)extra_int("p2MovedNonSwap", 0);
-  s.swap_done = (uint8_t)extra_int("swapDone", 0);
+  s.p1_moved = (uint8_t)extra_int("p1Moved", fresh ? 0 : 1, 0, 1);
+  s.p2_moved_non_swap = (uint8_t)extra_int("p2MovedNonSwap", 0, 0, 1);
+  s.swap_done = (uint8_t)extra_int("swapDone", 0, 0, 1);
   if (extras.contains("lps")) {
-    py::dict lps = extras["lps"];
-    auto li = [&](const char* k) { return lps.contains(k) ? py::cast<int>(lps[k]) : 0; };
-    s.lps.round_index = (int16_t)li("roundIndex");
-    s.lps.first_player = (uint8_t)li("firstPlayer");
-    s.lps.mask_set = (uint8_t)li("maskSet");
-    s.lps.mask_val = (uint8_t)li("maskValue");
-    s.lps.exclusive_completed = (uint8_t)li("exclusiveCompleted");
-    s.lps.consecutive_player = (uint8_t)li("consecutivePlayer");
-    s.lps.consecutive_rounds = (int16_t)li("consecutiveRounds");
+    py::object lps_obj = extras["lps"];
+    if (!py::isinstance<py::dict>(lps_obj)) throw py::value_error("ringrift.lps must be an object");
+    py::dict lps = lps_obj;
+    static const char* const LPS_KEYS[] = {"roundIndex", "firstPlayer", "maskSet", "maskValue",
+                                           "exclusiveCompleted", "consecutivePlayer", "consecutiveRounds"};
+    for (auto item : lps) {
+      std::string k = py::str(item.first);
+      bool known = false;
+      for (const char* e : LPS_KEYS) known = known || k == e;
+      if (!known) throw py::value_error("unknown state field ringrift.lps." + k);
+    }
+    auto li = [&](const char* k, long long hi) -> int {
+      if (!lps.contains(k)) return 0;
+      const std::string what = std::string("ringrift.lps.") + k;
+      return (int)in_range(pyarg::int_value(lps[k], what), 0, hi, what);
+    };
+    // Actor masks have one bit per seat, bits 1..num_players.
+    const int seat_bits = ((1 << (np + 1)) - 1) & ~1;
+    auto mask = [&](const char* k) -> uint8_t {
+      int v = li(k, seat_bits);
+      if (v & ~seat_bits)
+        throw py::value_error(std::string("ringrift.lps.") + k + ": " + std::to_string(v) +
+                              " has bits outside the seats 1.." + std::to_string(np));
+      return (uint8_t)v;
+    };
+    s.lps.round_index = (int16_t)li("roundIndex", pyarg::MAX_LPS_ROUNDS);
+    s.lps.first_player = (uint8_t)li("firstPlayer", np);
+    s.lps.mask_set = mask("maskSet");
+    s.lps.mask_val = mask("maskValue");
+    s.lps.exclusive_completed = (uint8_t)li("exclusiveCompleted", np);
+    s.lps.consecutive_player = (uint8_t)li("consecutivePlayer", np);
+    s.lps.consecutive_rounds = (int16_t)li("consecutiveRounds", pyarg::MAX_LPS_ROUNDS);
   }
   if (s.phase == PH_GAME_OVER) s.status = ST_COMPLETED;
   if (s.status == ST_ACTIVE) {
@@ -655,19 +708,25 @@ py::dict transient_fields(Game& game) {
   return d;
 }
 
-Move make_py_move(const std::string& type, int player, int from, int to, int target, int count, int line_start,
-                  int line_dir, int line_len, int window, int context, int option) {
-  Move m = make_move((uint8_t)parse_enum(type, MOVE_TYPE_NAMES, NUM_MOVE_TYPES, "move type"), (uint8_t)player);
-  m.from = (int16_t)from;
-  m.to = (int16_t)to;
-  m.target = (int16_t)target;
-  m.count = (uint8_t)count;
-  m.line_start = (int16_t)line_start;
-  m.line_dir = (uint8_t)line_dir;
-  m.line_len = (uint8_t)line_len;
-  m.window = window < 0 ? WINDOW_ALL : (uint8_t)window;
-  m.context = (uint8_t)context;
-  m.option = (uint8_t)option;
+// Move(...) from Python: every field range-checked (pyarg::move_fields) before it is narrowed
+// into the 16-byte record, so no value wraps.
+Move make_py_move(const std::string& type, pyarg::Int player, pyarg::Int from, pyarg::Int to, pyarg::Int target,
+                  pyarg::Int count, pyarg::Int line_start, pyarg::Int line_dir, pyarg::Int line_len, pyarg::Int window,
+                  pyarg::Int context, pyarg::Int option) {
+  using pyarg::in_range;
+  Move m = make_move((uint8_t)parse_enum(type, MOVE_TYPE_NAMES, NUM_MOVE_TYPES, "move type"),
+                     (uint8_t)in_range(player, 1, MAX_PLAYERS, "player"));
+  m.from = (int16_t)in_range(from, -1, MAX_CELLS - 1, "from_cell");
+  m.to = (int16_t)in_range(to, -1, MAX_CELLS - 1, "to");
+  m.target = (int16_t)in_range(target, -1, MAX_CELLS - 1, "target");
+  m.count = (uint8_t)in_range(count, 0, 255, "count");
+  m.line_start = (int16_t)in_range(line_start, -1, MAX_CELLS - 1, "line_start");
+  m.line_dir = (uint8_t)in_range(line_dir, 0, MAX_DIRS - 1, "line_dir");
+  m.line_len = (uint8_t)in_range(line_len, 0, 255, "line_len");
+  m.window = window.v == -1 ? WINDOW_ALL : (uint8_t)in_range(window, -1, WINDOW_ALL - 1, "window");
+  m.context = (uint8_t)in_range(context, 0, pyarg::MOVE_MAX_CONTEXT, "context");
+  m.option = (uint8_t)in_range(option, 0, pyarg::MOVE_MAX_OPTION, "option");
+  pyarg::move_fields(m);
   return m;
 }
 
@@ -696,17 +755,35 @@ std::atomic<bool> g_cancel_selfplay{false};
 // Batched self-play on a pool of native threads, GIL released. Returns flat numpy arrays:
 // per game (index, result, offsets into the per-step arrays) and per step (16-byte move
 // records, hash, phase and player after the move).
-py::dict selfplay_batch(const std::string& board, int num_players, uint64_t seed, std::vector<int64_t> games,
-                        const std::string& policy, int threads, int max_moves, bool record) {
-  if (num_players < 2 || num_players > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
-  if (max_moves < 1) throw py::value_error("max_moves must be >= 1");
+// Arguments shared by the self-play entry points, checked.
+struct SelfplayArgs {
+  int num_players, threads, max_moves;
+  uint64_t seed;
+  std::vector<int64_t> games;
+  SelfplayArgs(pyarg::Int np, py::handle seed_, const py::iterable& games_, pyarg::Int threads_, pyarg::Int max_moves_) {
+    if (np.v < 2 || np.v > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
+    num_players = (int)np.v;
+    seed = pyarg::u64(seed_, "seed");
+    threads = (int)pyarg::in_range(threads_, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
+    max_moves = (int)pyarg::in_range(max_moves_, 1, pyarg::MAX_MOVE_COUNT, "max_moves");
+    for (py::handle h : games_) {
+      long long i = pyarg::int_value(h, "game index");
+      games.push_back((int64_t)pyarg::in_range(i, 0, (long long)1 << 62, "game index"));
+    }
+  }
+};
+
+py::dict selfplay_batch(const std::string& board, pyarg::Int num_players_, py::object seed_, py::iterable games_,
+                        const std::string& policy, pyarg::Int threads_, pyarg::Int max_moves_, bool record) {
+  SelfplayArgs args(num_players_, seed_, games_, threads_, max_moves_);
+  std::vector<int64_t>& games = args.games;
   BatchOptions opt;
   opt.board = parse_board(board);
-  opt.num_players = num_players;
-  opt.seed = seed;
+  opt.num_players = args.num_players;
+  opt.seed = args.seed;
   opt.policy = parse_policy(policy);
-  opt.threads = threads;
-  opt.max_moves = max_moves;
+  opt.threads = args.threads;
+  opt.max_moves = args.max_moves;
   opt.record = record;
   opt.cancel = &g_cancel_selfplay;
   std::vector<GameRecord> out(games.size());
@@ -765,7 +842,7 @@ py::dict selfplay_batch(const std::string& board, int num_players, uint64_t seed
   d["players"] = players;
   d["wall_seconds"] = wall;
   d["total_moves"] = total_moves;
-  d["threads"] = std::min<int>(resolve_threads(threads), (int)std::max<size_t>(G, 1));
+  d["threads"] = std::min<int>(resolve_threads(args.threads), (int)std::max<size_t>(G, 1));
   d["cancelled"] = g_cancel_selfplay.load();
   return d;
 }
@@ -778,6 +855,7 @@ Move move_from_record(py::bytes b) {
   Move m;
   std::memcpy(&m, raw.data(), sizeof(Move));
   if (m.type >= NUM_MOVE_TYPES) throw py::value_error("move record has unknown type " + std::to_string(m.type));
+  pyarg::move_fields(m);
   return m;
 }
 
@@ -827,10 +905,12 @@ py::tuple replay_verify(Game& game, py::array_t<uint8_t, py::array::c_style> mov
 // Host twin of the CUDA kernel: the same play_slot, one slot after another, into the same
 // fixed-capacity buffers. CI compares it with the thread-pool runner; a GPU run compares the
 // kernel's buffers with it.
-py::dict selfplay_slots_host(const std::string& board, int num_players, uint64_t seed, std::vector<int64_t> games,
-                             const std::string& policy, int max_moves) {
-  if (num_players < 2 || num_players > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
-  if (max_moves < 1) throw py::value_error("max_moves must be >= 1");
+py::dict selfplay_slots_host(const std::string& board, pyarg::Int num_players_, py::object seed_,
+                             py::iterable games_, const std::string& policy, pyarg::Int max_moves_) {
+  SelfplayArgs args(num_players_, seed_, games_, pyarg::Int{1}, max_moves_);
+  const int num_players = args.num_players, max_moves = args.max_moves;
+  const uint64_t seed = args.seed;
+  const std::vector<int64_t>& games = args.games;
   const Geometry& g = host_geometry(parse_board(board));
   uint8_t pol = parse_policy(policy);
   py::ssize_t G = (py::ssize_t)games.size(), cap = (py::ssize_t)G * max_moves;
@@ -927,6 +1007,13 @@ void env_parallel(int n, int threads, F fn) {
   for (auto& th : pool) th.join();
 }
 
+// The number of games of a batch, from one of its per-game arrays.
+int env_count(const py::object& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + ": expected a numpy array");
+  return (int)pyarg::in_range((long long)py::reinterpret_borrow<py::array>(obj).size(), 0, INT32_MAX / (long long)sizeof(State),
+                              std::string(name) + " size");
+}
+
 State* env_states(const py::object& states, int n) {
   return (State*)env_array<uint8_t>(states, (py::ssize_t)n * (py::ssize_t)sizeof(State), "states");
 }
@@ -940,11 +1027,11 @@ void register_env(py::module_& mod) {
     const EnvTables& t = env_tables_of(parse_board(board));
     return py::bytes((const char*)&t, sizeof(EnvTables));
   }, py::arg("board"), "Geometry, action space and feature grid of a board as raw bytes (copied to the GPU as is).");
-  mod.def("env_reset_host", [](const std::string& board, py::object states, py::object reset, int num_players,
+  mod.def("env_reset_host", [](const std::string& board, py::object states, py::object reset, pyarg::Int np_arg,
                                py::dict info) {
-    if (num_players < 2 || num_players > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
+    const int num_players = (int)pyarg::in_range(np_arg, 2, MAX_PLAYERS, "num_players");
     const EnvTables& t = env_tables_of(parse_board(board));
-    int n = (int)py::reinterpret_borrow<py::array>(reset).size();
+    int n = env_count(reset, "reset");
     State* s = env_states(states, n);
     const uint8_t* r = env_array<uint8_t>(reset, n, "reset", false);
     EnvInfo o = env_info(info, n);
@@ -953,9 +1040,11 @@ void register_env(py::module_& mod) {
   }, py::arg("board"), py::arg("states"), py::arg("reset"), py::arg("num_players"), py::arg("info"));
   mod.def("env_observe_host", [](const std::string& board, py::object states, py::object only, py::object mask,
                                  py::object actions, py::object planes, py::object globals, py::dict info,
-                                 int threads) {
+                                 pyarg::Int threads_arg) {
+    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
     const EnvTables& t = env_tables_of(parse_board(board));
-    int n = (int)(py::reinterpret_borrow<py::array>(info["done"]).size());
+    if (!info.contains("done")) throw py::key_error("info is missing 'done'");
+    int n = env_count(info["done"], "info['done']");
     State* s = env_states(states, n);
     const uint8_t* sel = env_array<uint8_t>(only, n, "only", false);
     uint8_t* m = env_array<uint8_t>(mask, (py::ssize_t)n * t.space.size(), "mask");
@@ -973,9 +1062,10 @@ void register_env(py::module_& mod) {
   }, py::arg("board"), py::arg("states"), py::arg("only"), py::arg("mask"), py::arg("actions"), py::arg("planes"),
      py::arg("globals"), py::arg("info"), py::arg("threads") = 1);
   mod.def("env_decode_host", [](const std::string& board, py::object states, py::object actions, py::object chosen,
-                                py::object error, int threads) {
+                                py::object error, pyarg::Int threads_arg) {
+    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
     const EnvTables& t = env_tables_of(parse_board(board));
-    int n = (int)py::reinterpret_borrow<py::array>(actions).size();
+    int n = env_count(actions, "actions");
     State* s = env_states(states, n);
     const int32_t* a = env_array<int32_t>(actions, n, "actions", false);
     Move* c = (Move*)env_array<uint8_t>(chosen, (py::ssize_t)n * (py::ssize_t)sizeof(Move), "chosen");
@@ -985,9 +1075,10 @@ void register_env(py::module_& mod) {
   }, py::arg("board"), py::arg("states"), py::arg("actions"), py::arg("chosen"), py::arg("error"),
      py::arg("threads") = 1);
   mod.def("env_apply_host", [](const std::string& board, py::object states, py::object actions, py::object chosen,
-                               py::dict info, int threads) {
+                               py::dict info, pyarg::Int threads_arg) {
+    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
     const EnvTables& t = env_tables_of(parse_board(board));
-    int n = (int)py::reinterpret_borrow<py::array>(actions).size();
+    int n = env_count(actions, "actions");
     State* s = env_states(states, n);
     const int32_t* a = env_array<int32_t>(actions, n, "actions", false);
     const Move* c = (const Move*)env_array<uint8_t>(chosen, (py::ssize_t)n * (py::ssize_t)sizeof(Move), "chosen", false);
@@ -996,7 +1087,8 @@ void register_env(py::module_& mod) {
     env_parallel(n, threads, [&](int b, int e, EnvHostScratch& w) { env_apply_host(t, s, w, a, c, b, e, o); });
   }, py::arg("board"), py::arg("states"), py::arg("actions"), py::arg("chosen"), py::arg("info"),
      py::arg("threads") = 1);
-  mod.def("env_hash_host", [](const std::string& board, py::object states, int n) {
+  mod.def("env_hash_host", [](const std::string& board, py::object states, pyarg::Int n_arg) {
+    const int n = (int)pyarg::in_range(n_arg, 0, INT32_MAX / (long long)sizeof(State), "n");
     const EnvTables& t = env_tables_of(parse_board(board));
     const State* s = env_states(states, n);
     py::array_t<uint64_t> out(n);
@@ -1094,7 +1186,7 @@ PYBIND11_MODULE(_core, mod) {
       });
 
   py::class_<Game>(mod, "Game")
-      .def(py::init<const std::string&, int, bool>(), py::arg("board"), py::arg("num_players"),
+      .def(py::init<const std::string&, pyarg::Int, bool>(), py::arg("board"), py::arg("num_players"),
            py::arg("swap_rule") = false)
       .def(py::init<const Game&>(), py::arg("other"))
       .def_property_readonly("board", [](Game& g) { return std::string(board_name(g.geo().board)); })
@@ -1163,22 +1255,32 @@ PYBIND11_MODULE(_core, mod) {
           if (s.collapsed[c]) out.emplace_back(c, (int)s.collapsed[c]);
         return out;
       }, "Collapsed cells as (cell, owner), in cell order.")
-      .def("move_cells", &move_cells)
+      .def("move_cells", &move_cells, py::arg("move"),
+           "Cells a move names beyond from/to/target (line, collapse, region); ValueError if it does not fit the board.")
       .def("_load", &load_position)
       .def("_transient", &transient_fields)
-      .def("cell_key", [](Game& g, int c) {
-        if (c < 0 || c >= g.geo().num_cells) throw py::index_error("cell out of range");
-        return std::string(g.geo().key[c]);
-      })
-      .def("cell_coords", [](Game& g, int c) {
-        if (c < 0 || c >= g.geo().num_cells) throw py::index_error("cell out of range");
+      .def("_check_move", [](Game& g, const Move& m) { pyarg::move_on_board(g.geo(), g.st().num_players, m); },
+           "ValueError unless the move's cells, line and window fit this game's board.")
+      .def("cell_key", [](Game& g, pyarg::Int c) { return std::string(g.geo().key[pyarg::cell(g.geo(), c, "cell")]); },
+           py::arg("cell"), "The reference's position key of a cell (\"x,y\" or \"x,y,z\"); ValueError off the board.")
+      .def("cell_coords", [](Game& g, pyarg::Int c_arg) {
         const Geometry& geo = g.geo();
+        const int c = pyarg::cell(geo, c_arg, "cell");
         return py::make_tuple((int)geo.cx[c], (int)geo.cy[c], (int)geo.cz[c]);
-      })
-      .def("cell_index", [](Game& g, int x, int y) { return cell_at(g.geo(), x, y); },
-           "Cell index of (x, y), or -1 when off the board.")
-      .def("dir_between", [](Game& g, int a, int b) { return dir_between(g.geo(), a, b); })
-      .def("neighbour", [](Game& g, int c, int d) { return (int)g.geo().nbr[c][d]; });
+      }, py::arg("cell"), "(x, y, z) of a cell (z = 0 on square boards); ValueError off the board.")
+      .def("cell_index", [](Game& g, pyarg::Int x, pyarg::Int y) {
+        // Coordinates far outside any board are simply off it (the grid is at most 25 wide).
+        if (x.v < -64 || x.v > 64 || y.v < -64 || y.v > 64) return -1;
+        return cell_at(g.geo(), (int)x.v, (int)y.v);
+      }, py::arg("x"), py::arg("y"), "Cell index of (x, y), or -1 when off the board.")
+      .def("dir_between", [](Game& g, pyarg::Int a, pyarg::Int b) {
+        const Geometry& geo = g.geo();
+        return dir_between(geo, pyarg::cell(geo, a, "cell a"), pyarg::cell(geo, b, "cell b"));
+      }, py::arg("a"), py::arg("b"), "Direction index of the straight ray from cell a to cell b, or -1.")
+      .def("neighbour", [](Game& g, pyarg::Int c, pyarg::Int d) {
+        const Geometry& geo = g.geo();
+        return (int)geo.nbr[pyarg::cell(geo, c, "cell")][pyarg::dir(geo, d, "direction")];
+      }, py::arg("cell"), py::arg("direction"), "The neighbour of a cell in a movement direction, or -1 off the board.");
 
   // NPZ export: action index space and feature encoding (csrc/export/).
   rr::exportpy::register_export<Game>(mod);
