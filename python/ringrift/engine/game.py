@@ -14,6 +14,15 @@ class Game(_core.Game):
     ``Game("square8", 2)`` starts a game; ``legal_moves()`` lists the reference engine's legal-move
     surface; ``apply(move)`` validates and plays a move (raising :class:`IllegalMoveError` and
     leaving the state untouched when the move is not legal).
+
+    Faithful to the reference, ``legal_moves()`` can list line-mode ``recovery_slide`` moves that
+    the reference's own transition rejects (RULES.md 6.7); ``apply()`` refuses them with
+    ``IllegalMoveError`` whose ``reason`` is "the reference engine rejects this listed move", and
+    the caller picks another move.
+
+    Every argument is checked (docs/engine_api.md lists each function's exceptions): an index
+    out of range raises ValueError, malformed JSON StateParseError / MoveParseError, and a call
+    that raises leaves the game unchanged.
     """
 
     def __init__(self, board: str = "square8", num_players: int = 2, *, swap_rule: bool = False):
