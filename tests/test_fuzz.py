@@ -337,3 +337,46 @@ def test_every_legal_move_fits_its_board(board, num_players):
             assert _core.move_from_record(m.to_record()) == m
         for m in moves[:: max(1, len(moves) // 8)]:  # resolving JSON scans the surface: a sample
             assert engine_move_key(game, move_from_json(game, move_to_json(game, m))) == engine_move_key(game, m)
+
+
+# ---- every field, every wrong JSON type --------------------------------------------------
+
+WRONG_VALUES = [None, True, False, 0, -1, 255, 2**31, 2**64, 1.5, float("inf"), float("nan"), "x", "1", [], [1],
+                {}, {"x": 1}]
+
+
+def set_at(value, path, new):
+    value = deep_copy(value)
+    if not path:
+        return new
+    get(value, path[:-1])[path[-1]] = new
+    return value
+
+
+@pytest.mark.parametrize("board,num_players", CONFIGS)
+def test_every_field_of_real_states_and_moves_with_each_wrong_json_type(board, num_players):
+    """Systematic where the fuzzing above samples: each field of a few real states and moves gets
+    each kind of wrong JSON value in turn."""
+    positions, _ = corpus(board, num_players)
+    for game, moves in positions[:: max(1, len(positions) // 2)]:
+        state = game.to_json()
+        state_paths = paths(state)
+        for path in state_paths[:: max(1, len(state_paths) // 40)]:
+            for wrong in WRONG_VALUES:
+                try:
+                    loaded = Game.from_json(set_at(state, path, wrong))
+                except StateParseError:
+                    continue
+                assert Game.from_json(loaded.to_json()).hash() == loaded.hash()
+        before = snapshot(game)
+        for move in moves[:: max(1, len(moves) // 3)]:
+            move_json = move_to_json(game, move)
+            for path in paths(move_json):
+                for wrong in WRONG_VALUES:
+                    bad = set_at(move_json, path, wrong)
+                    try:
+                        move_key(bad)  # cheap: most wrong values stop here, before the surface scan
+                        move_from_json(game, bad)
+                    except (MoveParseError, IllegalMoveError):
+                        pass
+        assert snapshot(game) == before
