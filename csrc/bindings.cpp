@@ -14,6 +14,7 @@
 #include "selfplay/layout.h"
 #include "export/encoder.h"
 #include "bindings/checked_args.h"
+#include "bindings/state_check.h"
 #include <pybind11/numpy.h>
 #include <chrono>
 #include <cstring>
@@ -1100,12 +1101,19 @@ void register_env(py::module_& mod) {
     std::string b = raw;
     if (b.size() != sizeof(State))
       throw py::value_error("expected " + std::to_string(sizeof(State)) + " bytes of State, got " + std::to_string(b.size()));
-    State s;
-    std::memcpy(&s, b.data(), sizeof(State));
-    if (s.board != game.geo().board || s.num_players < 2 || s.num_players > MAX_PLAYERS)
+    std::unique_ptr<State> s(new State);
+    std::memcpy(s.get(), b.data(), sizeof(State));
+    if (s->board != game.geo().board || s->num_players < 2 || s->num_players > MAX_PLAYERS)
       throw py::value_error("the State bytes are not a game of this board (board or player count out of range)");
-    game.st() = s;
-  }, py::arg("game"), py::arg("state"), "Copy one batch slot's State bytes (same board) into `game`.");
+    const std::string why = pyarg::state_problem(game.geo(), *s);
+    if (!why.empty()) throw py::value_error("the State bytes are not a consistent state: " + why);
+    game.st() = *s;
+  }, py::arg("game"), py::arg("state"),
+     "Copy one batch slot's State bytes (same board) into `game`; ValueError unless they are a consistent state.");
+  mod.def("state_bytes", [](Game& game) { return py::bytes((const char*)&game.st(), sizeof(State)); },
+          py::arg("game"), "The game's State as raw bytes (the layout of a batch slot).");
+  mod.def("state_problem", [](Game& game) { return pyarg::state_problem(game.geo(), game.st()); }, py::arg("game"),
+          "What is structurally wrong with the game's state, or an empty string (a consistency check for tests).");
 }
 
 }  // namespace

@@ -53,6 +53,7 @@ def corpus(board: str, num_players: int) -> tuple:
             seen.add(game.phase)
             kept.append(game.clone())
         game.apply(_core.move_from_record(rec))
+        assert _core.state_problem(game) == "", f"step {i}"  # the consistency check has no false positives
     kept.append(game)
     picked = kept[:: max(1, len(kept) // (2 * SNAPSHOTS))]
     return tuple((g, tuple(g.legal_moves())) for g in picked), tuple(records)
@@ -163,7 +164,8 @@ def test_mutated_states_load_consistently_or_raise_state_parse_error(data):
         loaded = Game.from_json(state)
     except StateParseError:
         return
-    # Accepted: the state is one the engine can play from and write back exactly.
+    # Accepted: the state is consistent, one the engine can play from and write back exactly.
+    assert _core.state_problem(loaded) == ""
     dumped = loaded.to_json()
     again = Game.from_json(dumped)
     assert again.hash() == loaded.hash() and again.to_json() == dumped
@@ -177,7 +179,37 @@ def test_mutated_states_load_consistently_or_raise_state_parse_error(data):
         except IllegalMoveError:
             assert snapshot(loaded) == before
         else:
+            assert _core.state_problem(loaded) == ""
             Game.from_json(loaded.to_json())
+
+
+@fuzz_settings(200)
+@given(data=st.data())
+def test_mutated_state_bytes_load_consistently_or_raise_value_error(data):
+    """load_state_bytes (BatchEnv.game) takes a batch slot's raw State: damaged bytes are refused."""
+    game, _ = data.draw(real_position())
+    raw = bytearray(_core.state_bytes(game))
+    for _ in range(data.draw(st.integers(1, 4))):
+        if data.draw(st.booleans()):  # mostly the header: phase, players, counters, lists' heads
+            i = data.draw(st.integers(0, 120))
+        else:
+            i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.sampled_from([0, 1, 2, 5, 0x7F, 0x80, 0xFF]) | st.integers(0, 255))
+    target = Game(game.board, game.num_players)
+    before = snapshot(target)
+    try:
+        _core.load_state_bytes(target, bytes(raw))
+    except ValueError:
+        assert snapshot(target) == before
+        return
+    assert _core.state_problem(target) == ""
+    moves = target.legal_moves()
+    if target.status == "active" and moves:
+        try:
+            target.apply(data.draw(st.sampled_from(moves)))
+        except IllegalMoveError:
+            pass
+        assert _core.state_problem(target) == ""
 
 
 @fuzz_settings(150)
@@ -332,6 +364,7 @@ def test_every_legal_move_fits_its_board(board, num_players):
     positions, records = corpus(board, num_players)
     assert records, "self-play produced no moves"
     for game, moves in positions:
+        assert _core.state_problem(game) == ""
         for m in moves:
             game._check_move(m)
             assert _core.move_from_record(m.to_record()) == m
