@@ -349,3 +349,28 @@ def test_rejected_apply_leaves_the_state_unchanged():
         with pytest.raises(IllegalMoveError):
             g.apply(move)
     assert snapshot(g) == before
+
+
+def test_legal_moves_can_list_a_recovery_slide_that_apply_refuses():
+    """Documented in the Game docstring, README and docs/engine_api.md (RULES.md 6.7): the
+    reference lists some line-mode recovery slides that its own transition rejects; apply()
+    refuses them with the reference's reason and leaves the state unchanged."""
+    batch = _core.selfplay_batch("hex8", 3, 7, range(40), "random", threads=1, max_moves=600)
+    off = batch["move_offsets"]
+    for gi in range(40):
+        g = Game("hex8", 3)
+        for rec in batch["moves"][off[gi]:off[gi + 1]]:
+            if g.phase == "movement":
+                listed = g.legal_moves()
+                for m in listed:
+                    if m.type == "recovery_slide" and m.context == 1:  # line mode
+                        before = snapshot(g)
+                        try:
+                            g.apply(m)
+                        except IllegalMoveError as exc:
+                            assert exc.reason == "the reference engine rejects this listed move"
+                            assert snapshot(g) == before and g.num_legal_moves() == len(listed)
+                            return
+                        g = Game.from_json(before[2])  # applied: back to the position, keep looking
+            g.apply(_core.move_from_record(bytes(rec)))
+    pytest.fail("no refused recovery slide in 40 hex8 3-player games")
