@@ -26,6 +26,8 @@ class Game(_core.Game):
     """
 
     def __init__(self, board: str = "square8", num_players: int = 2, *, swap_rule: bool = False):
+        """ValueError for an unknown board or a player count other than 2, 3 or 4; TypeError for
+        a board that is not a string or a player count that is not an int."""
         if not isinstance(board, str):
             raise TypeError(f"board must be a string, got {type(board).__name__}")
         if isinstance(num_players, bool) or not isinstance(num_players, int):
@@ -63,7 +65,11 @@ class Game(_core.Game):
             )
 
     def play(self, move_json: dict) -> Move:
-        """Parse a reference Move JSON, check it against the surface, and play it."""
+        """Parse a reference Move JSON, check it against the surface, and play it.
+
+        Raises MoveParseError (malformed JSON) or IllegalMoveError (not legal now); the state is
+        unchanged on either.
+        """
         from .json_io import move_from_json
 
         move = move_from_json(self, move_json)
