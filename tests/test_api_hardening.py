@@ -44,6 +44,7 @@ def test_dir_between_out_of_range_cell():
     Move("choose_line_option", 1, line_start=0, line_len=3, window=100),  # read past the line: garbage memory
     Move("choose_line_option", 1, line_start=0, line_len=9, line_dir=2),  # off the board
     Move("process_line", 1, line_start=63, line_len=4, line_dir=7),
+    Move("process_line", 1, line_start=0, line_len=1, line_dir=2),  # shorter than any line (found by the fuzz test)
     Move("recovery_slide", 1, from_cell=0, to=1, context=1, line_start=60, line_len=8, line_dir=2),
     Move("choose_territory_option", 1),
     Move("place_ring", 1, to=400),

@@ -336,14 +336,27 @@ def test_index_taking_functions_raise_value_error_out_of_range(data):
 def test_constructed_moves_never_crash_the_board_functions(data):
     """Moves built field by field (each field in its own range) against every board function."""
     game, _ = data.draw(real_position())
+    # Mostly values near the board (a cell of it, a short line, a small window) so that the
+    # board checks are passed or just missed, sometimes anywhere in the field's range.
+    cell = st.integers(-1, game.num_cells - 1) | st.integers(-1, 468)
+    small = st.integers(0, 12)
     fields = {
-        "from_cell": data.draw(st.integers(-1, 468)), "to": data.draw(st.integers(-1, 468)),
-        "target": data.draw(st.integers(-1, 468)), "count": data.draw(st.integers(0, 255)),
-        "line_start": data.draw(st.integers(-1, 468)), "line_dir": data.draw(st.integers(0, 7)),
-        "line_len": data.draw(st.integers(0, 255)), "window": data.draw(st.integers(-1, 254)),
+        "from_cell": data.draw(cell), "to": data.draw(cell), "target": data.draw(cell),
+        "count": data.draw(st.integers(0, 4) | st.integers(0, 255)), "line_start": data.draw(cell),
+        "line_dir": data.draw(st.integers(0, 7)), "line_len": data.draw(small | st.integers(0, 255)),
+        "window": data.draw(st.integers(-1, 12) | st.integers(-1, 254)),
         "context": data.draw(st.integers(0, 3)), "option": data.draw(st.integers(0, 4)),
     }
-    move = Move(data.draw(st.sampled_from(_core.MOVE_TYPES)), data.draw(st.integers(1, 4)), **fields)
+    if data.draw(st.booleans()):  # a line that lies on the board, so the window check is what decides
+        start = data.draw(st.integers(0, game.num_cells - 1))
+        d = data.draw(st.integers(0, (6 if game.board in ("hex8", "hexagonal") else 8) - 1))
+        n, c = 1, start
+        while (c := game.neighbour(c, d)) >= 0:
+            n += 1
+        fields.update(line_start=start, line_dir=d, line_len=data.draw(st.integers(1, n)))
+    line_types = ["process_line", "choose_line_option", "recovery_slide", "choose_territory_option"]
+    mtype = data.draw(st.sampled_from(line_types) | st.sampled_from(_core.MOVE_TYPES))
+    move = Move(mtype, data.draw(st.integers(1, game.num_players) | st.integers(1, 4)), **fields)
     assert Move.__eq__(_core.move_from_record(move.to_record()), move)
     before = snapshot(game)
     for call in (lambda: game.move_cells(move), lambda: move_to_json(game, move),

@@ -143,8 +143,11 @@ inline void move_on_board(const Geometry& g, int num_players, const Move& m) {
                             std::to_string(m.line_start) + " along direction " + std::to_string(m.line_dir) +
                             " is not on the " + board_str(g) + " board");
   }
+  const int T = line_threshold(g, num_players);
+  if ((m.type == MT_PROCESS_LINE || m.type == MT_CHOOSE_LINE_OPTION) && m.line_len < T)
+    throw py::value_error("move line_len: a line of this game has at least " + std::to_string(T) + " cells, got " +
+                          std::to_string(m.line_len));
   if (m.type == MT_CHOOSE_LINE_OPTION && m.window != WINDOW_ALL) {
-    const int T = line_threshold(g, num_players);
     if (m.window + T > m.line_len)
       throw py::value_error("move window: " + std::to_string(m.window) + " + line length " + std::to_string(T) +
                             " exceeds the line's " + std::to_string(m.line_len) + " cells");
