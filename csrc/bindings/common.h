@@ -27,7 +27,6 @@ namespace rr {
 namespace exportpy {
 // Per-board tables of the export, built once (shared with the batch environment).
 
-
 inline BoardType board_arg(const std::string& name) {
   int b = board_from_name(name.c_str());
   if (b < 0) throw py::value_error("unknown board '" + name + "' (expected square8, hex8, square19 or hexagonal)");
