@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Build ringrift._core with AddressSanitizer + UBSan in its own venv and build
-# dir, then replay the recorded reference games through it. Fails on a parity
-# failure and on any sanitizer report.
+# dir, replay the recorded reference games through it, then run a short fuzz
+# pass of the engine API (tests/test_fuzz.py and tests/test_api_hardening.py).
+# Fails on a parity failure, a fuzz failure and on any sanitizer report.
 #
 # Usage: bash scripts/sanitize_parity.sh [REPLAY_DIR] [extra ringrift-parity args...]
 #   REPLAY_DIR defaults to ../shared/parity/ts-replays (relative to the repo root).
 #   PYTHON=...  base interpreter for the venv (default: python3)
+#   RINGRIFT_SANITIZE_FUZZ=0  skips the fuzz pass; RINGRIFT_FUZZ_EXAMPLES scales it (default 0.5)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,7 +49,7 @@ if ! "$venv/bin/python" -c "import sys" >/dev/null 2>&1; then
 fi
 vpy="$venv/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-"$vpy" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" numpy pyyaml
+"$vpy" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" numpy pyyaml pytest hypothesis
 
 say "building the sanitized extension in $build_dir"
 "$vpy" -m pip install -q --no-build-isolation --no-deps --ignore-installed \
@@ -76,13 +78,26 @@ if ! ldd "$core_so" | grep -q libasan; then
 fi
 
 # --- run ---------------------------------------------------------------------
+sanitized() {
+  LD_PRELOAD="$libasan:$libubsan" \
+  ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+    "$@"
+}
 say "running ringrift-parity --replays $replays $* under ASan+UBSan (log: $log)"
 set +e
-LD_PRELOAD="$libasan:$libubsan" \
-ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
-UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
-  "$venv/bin/ringrift-parity" --replays "$replays" "$@" 2>&1 | tee "$log"
+sanitized "$venv/bin/ringrift-parity" --replays "$replays" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+fuzz_rc=0
+if [[ "${RINGRIFT_SANITIZE_FUZZ:-1}" != 0 ]]; then
+  # The fuzz pass feeds mutated states, moves, raw records and out-of-range indices to every
+  # loader and index-taking function of the instrumented build (a minute or two at -O1).
+  say "running the engine API fuzz pass under ASan+UBSan (log: $log)"
+  RINGRIFT_FUZZ_EXAMPLES="${RINGRIFT_FUZZ_EXAMPLES:-0.5}" \
+    sanitized "$vpy" -m pytest -q -p no:cacheprovider tests/test_fuzz.py tests/test_api_hardening.py 2>&1 \
+    | tee -a "$log"
+  fuzz_rc=${PIPESTATUS[0]}
+fi
 set -e
 
 report_re='ASan runtime does not come first|ERROR: AddressSanitizer|ERROR: LeakSanitizer|SUMMARY: (Address|UndefinedBehavior)Sanitizer|runtime error: '
@@ -95,4 +110,8 @@ if [[ $rc -ne 0 ]]; then
   say "FAIL: ringrift-parity exited with status $rc"
   exit "$rc"
 fi
-say "OK: parity passed with no sanitizer reports"
+if [[ $fuzz_rc -ne 0 ]]; then
+  say "FAIL: the fuzz pass exited with status $fuzz_rc"
+  exit "$fuzz_rc"
+fi
+say "OK: parity and the fuzz pass passed with no sanitizer reports"

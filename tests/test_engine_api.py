@@ -222,7 +222,7 @@ _P2 = [{"playerNumber": 1, "ringsInHand": 5}, {"playerNumber": 2, "ringsInHand":
     ({"board": {"type": "square8", "stacks": {"0,0": {"rings": "11"}}}, "players": _P2}, "list of player numbers"),
     ({"board": {"type": "square8", "stacks": {"8,0": {"rings": [1]}}}, "players": _P2}, "not on the square8 board"),
     ({"board": {"type": "square8", "stacks": {"a,b": {"rings": [1]}}}, "players": _P2}, "malformed position key"),
-    ({"board": {"type": "square8", "markers": {"0,0": {}}}, "players": _P2}, "missing player"),
+    ({"board": {"type": "square8", "markers": {"0,0": {}}}, "players": _P2}, "owner must be a player number"),
     ({"board": {"type": "square8", "markers": {"0,0": 1}, "stacks": {"0,0": {"rings": [1]}}}, "players": _P2},
      "marker shares a cell at 0,0"),
     ({"board": {"type": "square8", "collapsedSpaces": {"1,1": 1}, "markers": {"1,1": 2}}, "players": _P2},

@@ -3,12 +3,23 @@
 Moves are matched by content, never by ``id``/``timestamp``/``thinkTime``/``moveNumber``:
 :func:`move_key` gives a canonical tuple for a Move JSON, and a JSON move is resolved to the
 engine move of the current legal surface with the same key.
+
+The loaders accept only the JSON types the formats use (see docs/engine_api.md): integers are
+JSON integers (never booleans, floats, NaN or Infinity, never strings), positions are objects
+with integer ``x``/``y`` or ``"x,y"``/``"x,y,z"`` keys, and every number is bounded by what the
+rules can reach. Anything else raises :class:`MoveParseError` / :class:`StateParseError`.
 """
 
 from __future__ import annotations
 
+import re
+
 from .. import _core
 from .errors import IllegalMoveError, MoveParseError, StateParseError
+
+_MAX_PLAYERS = 4
+# A coordinate of the largest board is within [-12, 24]; anything longer than this is off every board.
+_KEY_PART = re.compile(r"-?[0-9]{1,4}")
 
 _CONTEXTS = {0: None, 1: "line", 2: "territory", 3: "recovery"}
 _MODES = {0: None, 1: "line", 2: "fallback", 3: "stack_strike"}
@@ -20,11 +31,22 @@ _NO_PAYLOAD = {
 _KNOWN_TYPES = set(_core.MOVE_TYPES)
 
 
+def _is_int(value) -> bool:
+    """A JSON integer: Python's bool is an int subclass, but JSON true/false are not numbers."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 # ---- positions ----------------------------------------------------------------------------
 
-def _pos_xy(pos, where: str) -> tuple[int, int]:
-    if not isinstance(pos, dict) or not isinstance(pos.get("x"), int) or not isinstance(pos.get("y"), int):
-        raise MoveParseError(f"{where}: expected a position object with integer x and y, got {pos!r}")
+def _pos_xy(pos, where: str, error=MoveParseError) -> tuple[int, int]:
+    if not isinstance(pos, dict) or not _is_int(pos.get("x")) or not _is_int(pos.get("y")) or not (
+            pos.get("z") is None or _is_int(pos["z"])):
+        raise error(f"{where}: expected a position object with integer x and y, got {_short(pos)}")
     return pos["x"], pos["y"]
 
 
@@ -44,13 +66,15 @@ def _pos_json(game, cell: int) -> dict:
 
 
 def _key_cell(game, key: str, where: str) -> int:
-    try:
-        parts = [int(p) for p in key.split(",")]
-    except (AttributeError, ValueError):
-        raise StateParseError(f"{where}: malformed position key {key!r}") from None
-    if len(parts) not in (2, 3):
-        raise StateParseError(f"{where}: malformed position key {key!r}")
-    cell = game.cell_index(parts[0], parts[1])
+    """A position key: "x,y" on square boards, "x,y,z" (z = -x-y) or "x,y" on hex boards."""
+    hexboard = game.board in ("hex8", "hexagonal")
+    parts = key.split(",") if isinstance(key, str) else []
+    if len(parts) not in ((2, 3) if hexboard else (2,)) or not all(_KEY_PART.fullmatch(p) for p in parts):
+        raise StateParseError(f"{where}: malformed position key {_short(key)}")
+    x, y, *z = (int(p) for p in parts)
+    if z and z[0] != -x - y:
+        raise StateParseError(f"{where}: position key {key!r} has z != -x-y")
+    cell = game.cell_index(x, y)
     if cell < 0:
         raise StateParseError(f"{where}: position {key!r} is not on the {game.board} board")
     return cell
@@ -64,21 +88,38 @@ def _xy_list(positions, where: str) -> tuple:
     return tuple(sorted(_pos_xy(p, where) for p in positions))
 
 
+def _opt_str(move: dict, field: str, allowed, where: str):
+    value = move.get(field)
+    if value is not None and (not isinstance(value, str) or value not in allowed):
+        raise MoveParseError(f"{where}.{field}: expected one of {sorted(allowed)}, got {_short(value)}")
+    return value
+
+
 def move_key(move: dict) -> tuple:
-    """Canonical content key of a reference Move JSON (bookkeeping fields ignored)."""
+    """Canonical content key of a reference Move JSON (bookkeeping fields ignored).
+
+    Raises MoveParseError for anything but a Move JSON object of a known type with its fields'
+    JSON types (integer ``player`` 1..4, position objects, lists where lists go).
+    """
     if not isinstance(move, dict):
         raise MoveParseError(f"a move must be a JSON object, got {type(move).__name__}")
     mtype = move.get("type")
-    if mtype not in _KNOWN_TYPES:
-        raise MoveParseError(f"unknown move type {mtype!r}")
+    if not isinstance(mtype, str) or mtype not in _KNOWN_TYPES:
+        raise MoveParseError(f"unknown move type {_short(mtype)}")
     player = move.get("player")
-    if not isinstance(player, int):
-        raise MoveParseError(f"{mtype}: missing or non-integer 'player'")
+    if not _is_int(player):
+        raise MoveParseError(f"{mtype}: missing or non-integer 'player' (got {_short(player)})")
+    if not 1 <= player <= _MAX_PLAYERS:
+        raise MoveParseError(f"{mtype}: player {player} is out of range [1, {_MAX_PLAYERS}]")
     if mtype in _NO_PAYLOAD:
         return (mtype, player)
     if mtype == "place_ring":
-        count = move.get("placementCount", 1) or 1
-        return (mtype, player, _pos_xy(move.get("to"), "place_ring.to"), int(count))
+        count = move.get("placementCount")
+        if count is None:
+            count = 1
+        if not _is_int(count) or not 1 <= count <= 3:
+            raise MoveParseError(f"place_ring.placementCount: expected 1, 2 or 3, got {_short(count)}")
+        return (mtype, player, _pos_xy(move.get("to"), "place_ring.to"), count)
     if mtype == "move_stack":
         return (mtype, player, _pos_xy(move.get("from"), "move_stack.from"), _pos_xy(move.get("to"), "move_stack.to"))
     if mtype in ("overtaking_capture", "continue_capture_segment"):
@@ -86,12 +127,19 @@ def move_key(move: dict) -> tuple:
                 _pos_xy(move.get("captureTarget"), f"{mtype}.captureTarget"), _pos_xy(move.get("to"), f"{mtype}.to"))
     if mtype == "recovery_slide":
         mode = move.get("recoveryMode", move.get("recovery_mode"))
+        if mode is not None and (not isinstance(mode, str) or mode not in ("line", "fallback", "stack_strike")):
+            raise MoveParseError(f"recovery_slide.recoveryMode: expected line, fallback or stack_strike, "
+                                 f"got {_short(mode)}")
         option = move.get("recoveryOption", move.get("option", move.get("recovery_option")))
         if mode != "line":
             option = None
         elif option is None:
             option = 1
-        collapse = move.get("collapsePositions", move.get("collapse_positions")) or []
+        elif not _is_int(option) or option not in (1, 2):
+            raise MoveParseError(f"recovery_slide.option: expected 1 or 2, got {_short(option)}")
+        collapse = move.get("collapsePositions", move.get("collapse_positions"))
+        if collapse is None:
+            collapse = []
         return (mtype, player, _pos_xy(move.get("from"), "recovery_slide.from"),
                 _pos_xy(move.get("to"), "recovery_slide.to"), mode, option,
                 _xy_list(collapse, "recovery_slide.collapsePositions"))
@@ -102,17 +150,22 @@ def move_key(move: dict) -> tuple:
         line = _xy_list(lines[0].get("positions"), f"{mtype}.formedLines[0].positions")
         if mtype == "process_line":
             return (mtype, player, line)
-        collapsed = move.get("collapsedMarkers") or []
+        collapsed = move.get("collapsedMarkers")
+        if collapsed is None:
+            collapsed = []
         return (mtype, player, line, _xy_list(collapsed, "choose_line_option.collapsedMarkers") or line)
     if mtype == "choose_territory_option":
         regions = move.get("disconnectedRegions")
         if not isinstance(regions, list) or not regions or not isinstance(regions[0], dict):
             raise MoveParseError("choose_territory_option: missing disconnectedRegions[0]")
         region = regions[0]
-        return (mtype, player, _xy_list(region.get("spaces"), "choose_territory_option.spaces"),
-                region.get("controllingPlayer"))
+        owner = region.get("controllingPlayer")
+        if owner is not None and (not _is_int(owner) or not 0 <= owner <= _MAX_PLAYERS):
+            raise MoveParseError(f"choose_territory_option.controllingPlayer: expected a player number, "
+                                 f"got {_short(owner)}")
+        return (mtype, player, _xy_list(region.get("spaces"), "choose_territory_option.spaces"), owner)
     if mtype == "eliminate_rings_from_stack":
-        ctx = move.get("eliminationContext") or "territory"
+        ctx = _opt_str(move, "eliminationContext", ("line", "territory", "recovery"), mtype) or "territory"
         return (mtype, player, _pos_xy(move.get("to"), f"{mtype}.to"), ctx)
     if mtype == "forced_elimination":
         return (mtype, player, _pos_xy(move.get("to"), f"{mtype}.to"))
@@ -162,9 +215,16 @@ def engine_move_key(game, move: _core.Move) -> tuple:
 
 
 def move_from_json(game, move: dict) -> _core.Move:
-    """Resolve a reference Move JSON to the engine move of the current surface with equal content."""
+    """Resolve a reference Move JSON to the engine move of the current surface with equal content.
+
+    Raises MoveParseError when the JSON is malformed (see :func:`move_key`), names a seat the game
+    does not have or a position off its board, and IllegalMoveError when it is well formed but not
+    on the current legal surface. The game is never changed.
+    """
     key = move_key(move)
     mtype = key[0]
+    if key[1] > game.num_players:
+        raise MoveParseError(f"{mtype}: player {key[1]} is not a seat of this {game.num_players}-player game")
     if mtype not in _NO_PAYLOAD:
         for field in ("from", "captureTarget", "to"):
             if move.get(field) is not None:  # writers may spell an absent position as null
@@ -200,7 +260,13 @@ def describe_move(game, m: _core.Move) -> str:
 
 
 def move_to_json(game, m: _core.Move) -> dict:
-    """The reference Move JSON of an engine move (the state gives line and region cells)."""
+    """The reference Move JSON of an engine move (the state gives line and region cells).
+
+    Raises ValueError when the move does not fit the game's board (cells, line or window).
+    """
+    if not isinstance(m, _core.Move):
+        raise TypeError(f"move_to_json() takes a ringrift.Move, got {type(m).__name__}")
+    game._check_move(m)
     t = m.type
     out: dict = {"type": t, "player": m.player}
     if t in _NO_PAYLOAD:
@@ -252,14 +318,41 @@ def _opt_key_cell(game, value, where: str) -> int:
     if value is None:
         return -1
     if isinstance(value, dict):
-        x, y = value.get("x"), value.get("y")
-        if not isinstance(x, int) or not isinstance(y, int):
-            raise StateParseError(f"{where}: malformed position {value!r}")
+        x, y = _pos_xy(value, where, StateParseError)
         cell = game.cell_index(x, y)
         if cell < 0:
-            raise StateParseError(f"{where}: position {value!r} is off the board")
+            raise StateParseError(f"{where}: position {_short(value)} is off the board")
         return cell
     return _key_cell(game, value, where)
+
+
+def _state_int(obj: dict, key: str, where: str, default=None) -> int:
+    """A JSON integer field (absent or null gives the default, when there is one)."""
+    value = obj.get(key)
+    if value is None and default is not None:
+        return default
+    if not _is_int(value):
+        raise StateParseError(f"{where}{key}: expected an integer, got {_short(value)}")
+    return value
+
+
+def _state_obj(obj: dict, key: str, where: str) -> dict:
+    """A JSON object field; absent or null is an empty object."""
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise StateParseError(f"{where}{key}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _owner(value, where: str) -> int:
+    """A marker's or collapsed space's owner: a player number, or an object with one."""
+    if isinstance(value, dict):
+        value = value.get("player")
+    if not _is_int(value):
+        raise StateParseError(f"{where}: owner must be a player number, got {_short(value)}")
+    return value
 
 
 _BOOKKEEPING = {"no_placement_action", "no_movement_action", "no_line_action", "no_territory_action",
@@ -272,9 +365,17 @@ def _history_fields(game, state: dict, phase: str, current: int, must: int, chai
     if phase == "capture" and must >= 0:
         extras["captureOrigin"] = must
     history = state.get("moveHistory")
-    if not isinstance(history, list) or not history:
+    if history is None:
         return extras
-    last = history[-1] if isinstance(history[-1], dict) else {}
+    if not isinstance(history, list):
+        raise StateParseError(f"moveHistory: expected a list, got {type(history).__name__}")
+    if not history:
+        return extras
+    for i, mv in enumerate(history):
+        if not isinstance(mv, dict) or not isinstance(mv.get("type"), str) or not _is_int(mv.get("player")):
+            raise StateParseError(f"moveHistory[{i}]: expected a move object with a string type and an "
+                                  f"integer player")
+    last = history[-1]
     last_to = last.get("to")
     if phase == "capture" and "captureOrigin" not in extras and isinstance(last_to, dict):
         extras["captureOrigin"] = _opt_key_cell(game, last_to, "moveHistory[-1].to")
@@ -282,87 +383,98 @@ def _history_fields(game, state: dict, phase: str, current: int, must: int, chai
         extras["chainPosition"] = _opt_key_cell(game, last_to, "moveHistory[-1].to")
     run = []
     for mv in reversed(history):  # the trailing run of the current player's moves: this turn
-        if not isinstance(mv, dict) or mv.get("player") != current:
+        if mv["player"] != current:
             break
         run.append(mv)
-    extras["turnHadAction"] = int(any(m.get("type") not in _BOOKKEEPING for m in run))
-    extras["turnUsedRecovery"] = int(any(m.get("type") == "recovery_slide" for m in run))
+    extras["turnHadAction"] = int(any(m["type"] not in _BOOKKEEPING for m in run))
+    extras["turnUsedRecovery"] = int(any(m["type"] == "recovery_slide" for m in run))
     extras["pendingTerritoryElimination"] = int(
-        phase == "territory_processing" and last.get("type") == "choose_territory_option"
-        and last.get("player") == current)
-    extras["lastActor"] = int(last.get("player") or 0)
+        phase == "territory_processing" and last["type"] == "choose_territory_option"
+        and last["player"] == current)
+    extras["lastActor"] = last["player"]
     extras["moveCount"] = len(history)
     return extras
 
 
 def load_state(game, state: dict) -> None:
-    """Load a reference serialized state into ``game`` (same board and player count)."""
+    """Load a reference serialized state into ``game`` (same board and player count).
+
+    Raises StateParseError (the game unchanged) when a field is missing, has another JSON type
+    than the format's, or holds a value outside what the rules can reach (docs/engine_api.md).
+    """
+    if not isinstance(state, dict):
+        raise StateParseError(f"state must be a JSON object, got {type(state).__name__}")
     try:
-        board = state["board"]
-        players = sorted(state["players"], key=lambda p: p["playerNumber"])
+        board = state.get("board")
+        if not isinstance(board, dict):
+            raise StateParseError(f"board: expected an object, got {type(board).__name__}")
+        players = state.get("players")
+        if not isinstance(players, list) or not all(isinstance(p, dict) for p in players):
+            raise StateParseError("players: expected a list of player objects")
         np_ = game.num_players
         if len(players) != np_:
             raise StateParseError(f"state has {len(players)} players, game has {np_}")
-        hand = [int(p["ringsInHand"]) for p in players]
-        elim = [int(p.get("eliminatedRings", 0)) for p in players]
-        terr = [int(p.get("territorySpaces", 0)) for p in players]
+        numbers = [_state_int(p, "playerNumber", f"players[{i}].") for i, p in enumerate(players)]
+        if sorted(numbers) != list(range(1, np_ + 1)):
+            raise StateParseError(f"players: playerNumber must be 1..{np_}, each once, got {numbers}")
+        players = sorted(players, key=lambda p: p["playerNumber"])
+        hand = [_state_int(p, "ringsInHand", f"players[{i}].") for i, p in enumerate(players)]
+        elim = [_state_int(p, "eliminatedRings", f"players[{i}].", 0) for i, p in enumerate(players)]
+        terr = [_state_int(p, "territorySpaces", f"players[{i}].", 0) for i, p in enumerate(players)]
         stacks = []
-        for key, st in (board.get("stacks") or {}).items():
-            rings = st["rings"] if isinstance(st, dict) else None
-            if not isinstance(rings, list) or not all(isinstance(r, int) for r in rings):
-                raise StateParseError(f"board.stacks[{key!r}]: rings must be a list of player numbers")
+        for key, st in _state_obj(board, "stacks", "board.").items():
+            rings = st.get("rings") if isinstance(st, dict) else None
+            if not isinstance(rings, list) or not all(_is_int(r) for r in rings):
+                raise StateParseError(f"board.stacks[{_short(key)}]: rings must be a list of player numbers")
             stacks.append((_key_cell(game, key, "board.stacks"), rings))
-        markers = []
-        for key, mk in (board.get("markers") or {}).items():
-            owner = mk.get("player") if isinstance(mk, dict) else mk
-            if not isinstance(owner, int):
-                raise StateParseError(f"board.markers[{key!r}]: missing player")
-            markers.append((_key_cell(game, key, "board.markers"), owner))
-        collapsed = []
-        for key, owner in (board.get("collapsedSpaces") or {}).items():
-            if isinstance(owner, dict):
-                owner = owner.get("player")
-            if not isinstance(owner, int):
-                raise StateParseError(f"board.collapsedSpaces[{key!r}]: owner must be a player number")
-            collapsed.append((_key_cell(game, key, "board.collapsedSpaces"), owner))
+        markers = [(_key_cell(game, key, "board.markers"), _owner(mk, f"board.markers[{_short(key)}]"))
+                   for key, mk in _state_obj(board, "markers", "board.").items()]
+        collapsed = [(_key_cell(game, key, "board.collapsedSpaces"), _owner(v, f"board.collapsedSpaces[{_short(key)}]"))
+                     for key, v in _state_obj(board, "collapsedSpaces", "board.").items()]
         phase = state.get("currentPhase", "ring_placement")
-        current = int(state.get("currentPlayer", 1))
+        if not isinstance(phase, str):
+            raise StateParseError(f"currentPhase: expected a string, got {_short(phase)}")
+        current = _state_int(state, "currentPlayer", "", 1)
         status = state.get("gameStatus", "active")
+        if not isinstance(status, str):
+            raise StateParseError(f"gameStatus: expected a string, got {_short(status)}")
         if status == "waiting":
             status = "active"
-        winner = int(state.get("winner") or 0)
+        winner = _state_int(state, "winner", "", 0)
         must = _opt_key_cell(game, state.get("mustMoveFromStackKey"), "mustMoveFromStackKey")
         chain = _opt_key_cell(game, state.get("chainCapturePosition"), "chainCapturePosition")
         extras = _history_fields(game, state, phase, current, must, chain)
-        ours = state.get("ringrift") or {}
-        if not isinstance(ours, dict):
-            raise StateParseError("'ringrift' must be an object")
+        ours = _state_obj(state, "ringrift", "")
         for key, value in ours.items():
             if key == "captureOrigin":
                 extras[key] = _opt_key_cell(game, value, "ringrift.captureOrigin")
             elif key == "lps":
-                if not isinstance(value, dict) or not all(isinstance(v, int) for v in value.values()):
+                if not isinstance(value, dict) or not all(_is_int(v) for v in value.values()):
                     raise StateParseError("ringrift.lps must map names to integers")
                 extras[key] = value
-            elif isinstance(value, (int, bool)):
-                extras[key] = int(value)
+            elif _is_int(value):
+                extras[key] = value
             else:
-                raise StateParseError(f"ringrift.{key} must be an integer")
+                raise StateParseError(f"ringrift.{key} must be an integer, got {_short(value)}")
         if chain < 0 and "chainPosition" in extras:
             chain = extras.pop("chainPosition")
         extras.pop("chainPosition", None)
-        threshold = int(state.get("victoryThreshold") or 0)
-        terr_min = int(state.get("territoryVictoryMinimum") or state.get("territoryVictoryThreshold") or 0)
+        threshold = _state_int(state, "victoryThreshold", "", 0)
+        terr_min = _state_int(state, "territoryVictoryMinimum", "", 0) or _state_int(
+            state, "territoryVictoryThreshold", "", 0)
         extras.setdefault("victoryThreshold", threshold)
         extras.setdefault("territoryMinimum", terr_min)
+        pending_line = state.get("pendingLineRewardElimination")
+        if pending_line is not None and not isinstance(pending_line, bool):
+            raise StateParseError(f"pendingLineRewardElimination: expected true or false, got {_short(pending_line)}")
         game._load(phase, current, status, winner, hand, elim, terr, stacks, markers, collapsed, must, chain,
-                   bool(state.get("pendingLineRewardElimination", False)), extras)
+                   bool(pending_line), extras)
     except StateParseError:
         raise
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise StateParseError(f"malformed state: missing or ill-typed field {exc}") from None
     except ValueError as exc:
         raise StateParseError(f"invalid state: {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:  # a safety net: the checks above should catch all
+        raise StateParseError(f"malformed state: missing or ill-typed field {exc}") from None
 
 
 def dump_state(game) -> dict:

@@ -1,5 +1,5 @@
 // Binding of upstream's training encoding (csrc/export/upstream.h) as ringrift._core.upstream.
-// Kept apart from bindings.cpp: register_upstream_export(mod) is its only entry point.
+// register_upstream_export(mod) is its only entry point (declared in bindings/common.h).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "bindings/checked_args.h"
 #include "export/upstream.h"
 
 namespace py = pybind11;
@@ -47,6 +48,9 @@ const T* optional_array(const py::object& o, py::ssize_t n, const char* what,
 
 }  // namespace
 
+namespace rr {
+namespace bind {
+
 void register_upstream_export(py::module_& parent) {
   py::module_ m = parent.def_submodule(
       "upstream", "Upstream's default training encoding (docs/upstream_npz.md), computed from our engine's states");
@@ -79,8 +83,9 @@ void register_upstream_export(py::module_& parent) {
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> moves,
                            py::array_t<int64_t, py::array::c_style | py::array::forcecast> game_offsets,
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> num_players,
-                           py::object hashes, py::object verify, py::object expect_over, int threads,
+                           py::object hashes, py::object verify, py::object expect_over, pyarg::Int threads_arg,
                            py::object features_buffer) {
+    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
     up::Job J;
     J.board = upstream_board_arg(board);
     const up::Layout& L = layout_of(J.board);
@@ -178,3 +183,6 @@ void register_upstream_export(py::module_& parent) {
      "features_buffer: a float32 array reused for the features when it holds enough elements (the "
      "returned features are then a view of it, valid until the next call that uses it).");
 }
+
+}  // namespace bind
+}  // namespace rr

@@ -1,0 +1,233 @@
+// Shared by the binding files of ringrift._core (csrc/bindings.cpp and csrc/bindings/*.cpp, one
+// per area): the name tables, the argument parsers, the Game object, and the per-board tables
+// of the export that the batch environment reuses. Thin: every rule lives in csrc/engine.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bindings/checked_args.h"
+#include "bindings/state_check.h"
+#include "engine/engine.h"
+#include "export/encoder.h"
+#include "selfplay/batch_env.h"
+#include "selfplay/batch_runner.h"
+#include "selfplay/layout.h"
+#include "selfplay/slot_driver.h"
+
+namespace py = pybind11;
+
+namespace rr {
+namespace exportpy {
+// Per-board tables of the export, built once (shared with the batch environment).
+
+inline BoardType board_arg(const std::string& name) {
+  int b = board_from_name(name.c_str());
+  if (b < 0) throw py::value_error("unknown board '" + name + "' (expected square8, hex8, square19 or hexagonal)");
+  return (BoardType)b;
+}
+
+inline const ActionSpace& action_space_of(BoardType b) {
+  static const struct Spaces {
+    ActionSpace a[NUM_BOARDS];
+    Spaces() {
+      for (int i = 0; i < NUM_BOARDS; i++) build_action_space(host_geometry((BoardType)i), a[i]);
+    }
+  } spaces;
+  return spaces.a[b];
+}
+
+inline const FeatureGrid& feature_grid_of(BoardType b) {
+  static const struct Grids {
+    FeatureGrid f[NUM_BOARDS];
+    Grids() {
+      for (int i = 0; i < NUM_BOARDS; i++) build_feature_grid(host_geometry((BoardType)i), f[i]);
+    }
+  } grids;
+  return grids.f[b];
+}
+
+inline const Symmetries& symmetries_of(BoardType b) {
+  static const struct All {
+    std::unique_ptr<Symmetries> y[NUM_BOARDS];
+    All() {
+      for (int i = 0; i < NUM_BOARDS; i++) {
+        y[i].reset(new Symmetries);
+        build_symmetries(host_geometry((BoardType)i), *y[i]);
+      }
+    }
+  } all;
+  return *all.y[b];
+}
+
+inline int symmetry_arg(const Symmetries& y, pyarg::Int t) {
+  if (t.v < 0 || t.v >= y.n)
+    throw py::value_error("symmetry " + pyarg::show(t.v) + " out of range: this board has " + std::to_string(y.n) +
+                          " (0 .. " + std::to_string(y.n - 1) + ")");
+  return (int)t.v;
+}
+
+inline std::vector<std::string> plane_names() {
+  static const char* per_slot[FEAT_PER_SLOT] = {"stack", "height", "cap", "buried", "marker", "collapsed"};
+  std::vector<std::string> out;
+  for (int k = 0; k < FEAT_SLOTS; k++)
+    for (int i = 0; i < FEAT_PER_SLOT; i++) out.push_back("p" + std::to_string(k) + "_" + per_slot[i]);
+  out.push_back("valid_cell");
+  out.push_back("anchor");
+  return out;
+}
+
+inline std::vector<std::string> global_names() {
+  static const char* phases[NUM_PHASES] = {"ring_placement",  "movement",        "capture",
+                                           "chain_capture",   "line_processing", "territory_processing",
+                                           "forced_elimination", "game_over"};
+  static const char* per_slot[FG_PER_SLOT] = {"present", "alive", "hand", "eliminated", "territory", "on_board"};
+  static const char* flags[NUM_FEAT_FLAGS] = {"pending_line", "pending_territory", "used_recovery", "had_action",
+                                              "swap_offered"};
+  std::vector<std::string> out;
+  for (int i = 0; i < NUM_PHASES; i++) out.push_back(std::string("phase_") + phases[i]);
+  for (int k = 0; k < FEAT_SLOTS; k++)
+    for (int i = 0; i < FG_PER_SLOT; i++) out.push_back("p" + std::to_string(k) + "_" + per_slot[i]);
+  for (int i = 0; i < NUM_FEAT_FLAGS; i++) out.push_back(flags[i]);
+  for (int n = 2; n <= 4; n++) out.push_back("players_" + std::to_string(n));
+  for (int k = 0; k < FEAT_SLOTS; k++) out.push_back("p" + std::to_string(k) + "_lps_rounds");
+  return out;
+}
+
+}  // namespace exportpy
+
+namespace bind {
+
+inline const char* const MOVE_TYPE_NAMES[NUM_MOVE_TYPES] = {
+    "place_ring",         "skip_placement",        "no_placement_action",        "swap_sides",
+    "move_stack",         "overtaking_capture",    "continue_capture_segment",   "skip_capture",
+    "no_movement_action", "recovery_slide",        "skip_recovery",              "process_line",
+    "choose_line_option", "no_line_action",        "choose_territory_option",    "eliminate_rings_from_stack",
+    "skip_territory_processing", "no_territory_action", "forced_elimination",   "resign",
+    "timeout"};
+
+inline const char* const REASON_NAMES[] = {"",
+                                    "ring_elimination",
+                                    "territory_control",
+                                    "last_player_standing",
+                                    "tiebreaker_by_player_number",
+                                    "resignation",
+                                    "timeout"};
+
+inline int parse_enum(const std::string& name, const char* const* names, int n, const char* what) {
+  for (int i = 0; i < n; i++)
+    if (name == names[i]) return i;
+  throw py::value_error(std::string("unknown ") + what + " '" + name + "'");
+}
+
+inline BoardType parse_board(const std::string& name) {
+  int b = board_from_name(name.c_str());
+  if (b < 0)
+    throw py::value_error("unknown board '" + name + "' (expected square8, hex8, square19 or hexagonal)");
+  return (BoardType)b;
+}
+
+inline const char* const PHASE_NAMES[NUM_PHASES] = {"ring_placement",       "movement",
+                                             "capture",              "chain_capture",
+                                             "line_processing",      "territory_processing",
+                                             "forced_elimination",   "game_over"};
+
+// A game: one state plus its scratch buffers (heap-held: MoveList is large).
+class Game {
+ public:
+  Game(const std::string& board, pyarg::Int num_players, bool swap_rule) {
+    if (num_players.v < 2 || num_players.v > MAX_PLAYERS)
+      throw py::value_error("num_players must be 2, 3 or 4, got " + pyarg::show(num_players.v));
+    g_ = &host_geometry(parse_board(board));
+    alloc();
+    init_state(*s_, *g_, (int)num_players.v, swap_rule);
+  }
+  Game(const Game& o) : g_(o.g_) {
+    alloc();
+    *s_ = *o.s_;
+  }
+
+  const Geometry& geo() const { return *g_; }
+  State& st() { return *s_; }
+  const State& st() const { return *s_; }
+
+  std::vector<Move> legal_moves() {
+    legal_moves_into();
+    return std::vector<Move>(list_->m, list_->m + list_->n);
+  }
+  int num_legal_moves() {
+    legal_moves_into();
+    return list_->n;
+  }
+  int apply(const Move& m) { return (int)step_checked(*g_, *s_, m, *sc_, *list_); }
+  // No legality check (the caller knows the move is legal), but never a read outside the state:
+  // a move that cannot be a move of this state at all raises ValueError.
+  void apply_unchecked(const Move& m) {
+    if (!record_sane(*g_, *s_, m))
+      throw py::value_error("the move cannot be applied to this state (wrong player, phase or cells)");
+    step_unchecked(*g_, *s_, m, *sc_);
+  }
+
+  std::string fingerprint_str() const {
+    std::vector<char> buf(64 * 1024);
+    StringSink k{buf.data(), (int)buf.size(), 0};
+    fingerprint(*g_, *s_, k);
+    return std::string(buf.data(), (size_t)std::min(k.len, (int)buf.size() - 1));
+  }
+  std::string hash_str() const {
+    char out[17];
+    snprintf(out, sizeof(out), "%016llx", (unsigned long long)state_hash(*g_, *s_));
+    return out;
+  }
+
+ private:
+  void alloc() {
+    s_ = std::make_unique<State>();
+    sc_ = std::make_unique<Scratch>();
+    list_ = std::make_unique<MoveList>();
+  }
+  void legal_moves_into() {
+    rr::legal_moves(*g_, *s_, *sc_, *list_);
+    if (list_->overflow) throw std::runtime_error("legal move list overflow (MAX_MOVES too small)");
+  }
+  const Geometry* g_;
+  std::unique_ptr<State> s_;
+  std::unique_ptr<Scratch> sc_;
+  std::unique_ptr<MoveList> list_;
+};
+
+inline py::object cell_or_none(int c) { return c == NO_CELL ? py::object(py::none()) : py::object(py::int_(c)); }
+
+// Policy names in Policy order (selfplay/policy.h); Python takes its list from here (_core.POLICIES).
+inline const std::vector<std::string> POLICY_NAMES = {"random", "heuristic"};
+
+inline uint8_t parse_policy(const std::string& policy) {
+  for (size_t i = 0; i < POLICY_NAMES.size(); i++)
+    if (policy == POLICY_NAMES[i]) return (uint8_t)i;
+  std::string names;
+  for (const std::string& n : POLICY_NAMES) names += (names.empty() ? "" : " or ") + n;
+  throw py::value_error("unknown policy '" + policy + "' (expected " + names + ")");
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> a((py::ssize_t)v.size());
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+// One registration function per area; PYBIND11_MODULE (csrc/bindings.cpp) calls them in order.
+void register_engine(py::module_& mod);    // bindings/engine.cpp: Move, Game, JSON helpers, records
+void register_selfplay(py::module_& mod);  // bindings/selfplay.cpp: batched self-play, struct layouts
+void register_export(py::module_& mod);    // bindings/export.cpp: submodule ringrift._core.export
+void register_env(py::module_& mod);       // bindings/env.cpp: batch environment host twin
+void register_upstream_export(py::module_& mod);  // bindings/upstream_export.cpp: submodule ringrift._core.upstream
+
+}  // namespace bind
+}  // namespace rr
