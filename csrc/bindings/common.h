@@ -33,6 +33,58 @@ inline BoardType board_arg(const std::string& name) {
   return (BoardType)b;
 }
 
+template <class T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+// The recorded games both NPZ encoders replay (native and upstream's): move records, per-game
+// offsets into them and player counts, plus optional per-move hashes and per-game flags. Checked
+// once here (the encoders trust every offset); the arrays stay alive as long as this object.
+struct GameBatch {
+  CArray<uint8_t> moves, num_players;
+  CArray<int64_t> offsets;
+  CArray<uint64_t> hashes_keep;
+  CArray<uint8_t> verify_keep, expect_over_keep;
+  py::ssize_t M = 0, G = 0;
+  const uint64_t* hashes = nullptr;
+  const uint8_t* verify = nullptr;
+  const uint8_t* expect_over = nullptr;
+
+  GameBatch(CArray<uint8_t> moves_, CArray<int64_t> offsets_, CArray<uint8_t> num_players_, const py::object& hashes_,
+            const py::object& verify_, const py::object& expect_over_)
+      : moves(std::move(moves_)), num_players(std::move(num_players_)), offsets(std::move(offsets_)) {
+    if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
+      throw py::value_error("moves must have shape (M, 16)");
+    if (offsets.ndim() != 1 || offsets.shape(0) < 1)
+      throw py::value_error("game_offsets must be a one-dimensional array of length G + 1");
+    M = moves.shape(0);
+    G = offsets.shape(0) - 1;
+    if (num_players.ndim() != 1 || num_players.shape(0) != G)
+      throw py::value_error("num_players must have one entry per game");
+    const int64_t* off = offsets.data();
+    for (py::ssize_t i = 0; i < G; i++)
+      if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > M)
+        throw py::value_error("game_offsets must be non-decreasing and within the move array");
+    for (py::ssize_t i = 0; i < G; i++)
+      if (num_players.data()[i] < 2 || num_players.data()[i] > MAX_PLAYERS)
+        throw py::value_error("num_players entries must be 2, 3 or 4");
+    hashes = optional(hashes_, M, "hashes", hashes_keep);
+    verify = optional(verify_, G, "verify", verify_keep);
+    expect_over = optional(expect_over_, G, "expect_over", expect_over_keep);
+  }
+  const Move* move_records() const { return reinterpret_cast<const Move*>(moves.data()); }
+  const int64_t* game_offsets() const { return offsets.data(); }
+
+ private:
+  template <class T>
+  static const T* optional(const py::object& o, py::ssize_t n, const char* what, CArray<T>& keep) {
+    if (o.is_none()) return nullptr;
+    keep = CArray<T>::ensure(o);
+    if (!keep || keep.ndim() != 1 || keep.shape(0) != n)
+      throw py::value_error(std::string(what) + " must be a one-dimensional array of length " + std::to_string(n));
+    return keep.data();
+  }
+};
+
 inline const ActionSpace& action_space_of(BoardType b) {
   static const struct Spaces {
     ActionSpace a[NUM_BOARDS];

@@ -4,15 +4,6 @@
 namespace rr {
 namespace exportpy {
 
-template <class T>
-const T* opt_data(const py::object& o, py::ssize_t n, const char* what, py::array_t<T, py::array::c_style | py::array::forcecast>& keep) {
-  if (o.is_none()) return nullptr;
-  keep = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(o);
-  if (!keep || keep.ndim() != 1 || keep.shape(0) != n)
-    throw py::value_error(std::string(what) + " must be a one-dimensional array of length " + std::to_string(n));
-  return keep.data();
-}
-
 template <class GameT>
 void register_export(py::module_& parent) {
   py::module_ m = parent.def_submodule("export", "NPZ export core: action index space and feature encoding");
@@ -131,29 +122,15 @@ void register_export(py::module_& parent) {
     const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
     ExportJob J;
     J.board = board_arg(board);
-    if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
-      throw py::value_error("moves must have shape (M, 16)");
-    if (game_offsets.ndim() != 1 || game_offsets.shape(0) < 1)
-      throw py::value_error("game_offsets must be a one-dimensional array of length G + 1");
-    const py::ssize_t M = moves.shape(0), G = game_offsets.shape(0) - 1;
-    if (num_players.ndim() != 1 || num_players.shape(0) != G)
-      throw py::value_error("num_players must have one entry per game");
-    const int64_t* off = game_offsets.data();
-    for (py::ssize_t i = 0; i < G; i++)
-      if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > M)
-        throw py::value_error("game_offsets must be non-decreasing and within the move array");
-    for (py::ssize_t i = 0; i < G; i++)
-      if (num_players.data()[i] < 2 || num_players.data()[i] > MAX_PLAYERS)
-        throw py::value_error("num_players entries must be 2, 3 or 4");
-    py::array_t<uint64_t, py::array::c_style | py::array::forcecast> h_keep;
-    py::array_t<uint8_t, py::array::c_style | py::array::forcecast> v_keep, e_keep;
-    J.moves = reinterpret_cast<const Move*>(moves.data());
-    J.game_off = off;
+    const GameBatch in(moves, game_offsets, num_players, hashes, verify, expect_over);
+    const py::ssize_t G = in.G;
+    J.moves = in.move_records();
+    J.game_off = in.game_offsets();
     J.games = G;
-    J.num_players = num_players.data();
-    J.hashes = opt_data<uint64_t>(hashes, M, "hashes", h_keep);
-    J.verify = opt_data<uint8_t>(verify, G, "verify", v_keep);
-    J.expect_over = opt_data<uint8_t>(expect_over, G, "expect_over", e_keep);
+    J.num_players = in.num_players.data();
+    J.hashes = in.hashes;
+    J.verify = in.verify;
+    J.expect_over = in.expect_over;
     J.drop_forced = drop_forced;
     J.threads = threads > 0 ? threads : (int)std::max(1u, std::thread::hardware_concurrency());
     J.plan();

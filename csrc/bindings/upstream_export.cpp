@@ -9,19 +9,13 @@
 #include <string>
 #include <thread>
 
-#include "bindings/checked_args.h"
+#include "bindings/common.h"
 #include "export/upstream.h"
 
 namespace py = pybind11;
 using namespace rr;
 
 namespace {
-
-BoardType upstream_board_arg(const std::string& name) {
-  int b = board_from_name(name.c_str());
-  if (b < 0) throw py::value_error("unknown board '" + name + "' (expected square8, hex8, square19 or hexagonal)");
-  return (BoardType)b;
-}
 
 const up::Layout& layout_of(BoardType b) {
   static const struct All {
@@ -34,16 +28,6 @@ const up::Layout& layout_of(BoardType b) {
     }
   } all;
   return *all.l[b];
-}
-
-template <class T>
-const T* optional_array(const py::object& o, py::ssize_t n, const char* what,
-                        py::array_t<T, py::array::c_style | py::array::forcecast>& keep) {
-  if (o.is_none()) return nullptr;
-  keep = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(o);
-  if (!keep || keep.ndim() != 1 || keep.shape(0) != n)
-    throw py::value_error(std::string(what) + " must be a one-dimensional array of length " + std::to_string(n));
-  return keep.data();
 }
 
 }  // namespace
@@ -59,7 +43,7 @@ void register_upstream_export(py::module_& parent) {
   m.attr("NUM_GLOBALS") = up::GLOBALS;
 
   m.def("layout", [](const std::string& board) {
-    const up::Layout& L = layout_of(upstream_board_arg(board));
+    const up::Layout& L = layout_of(exportpy::board_arg(board));
     py::dict d;
     d["board"] = board;
     d["base_planes"] = L.planes;
@@ -72,7 +56,7 @@ void register_upstream_export(py::module_& parent) {
   }, py::arg("board"), "Shape constants of upstream's encoding of a board.");
 
   m.def("invalid_move_types", [](const std::string& board) {
-    const up::Layout& L = layout_of(upstream_board_arg(board));
+    const up::Layout& L = layout_of(exportpy::board_arg(board));
     py::list out;
     for (int t = 0; t < NUM_MOVE_TYPES; t++)
       if (up::policy_invalid_type(L, (uint8_t)t)) out.append(t);
@@ -87,32 +71,18 @@ void register_upstream_export(py::module_& parent) {
                            py::object features_buffer) {
     const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
     up::Job J;
-    J.board = upstream_board_arg(board);
+    J.board = exportpy::board_arg(board);
     const up::Layout& L = layout_of(J.board);
-    if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
-      throw py::value_error("moves must have shape (M, 16)");
-    if (game_offsets.ndim() != 1 || game_offsets.shape(0) < 1)
-      throw py::value_error("game_offsets must be a one-dimensional array of length G + 1");
-    const py::ssize_t M = moves.shape(0), G = game_offsets.shape(0) - 1;
-    if (num_players.ndim() != 1 || num_players.shape(0) != G)
-      throw py::value_error("num_players must have one entry per game");
-    const int64_t* off = game_offsets.data();
-    if (off[0] != 0) throw py::value_error("game_offsets must start at 0");
-    for (py::ssize_t i = 0; i < G; i++)
-      if (off[i] < 0 || off[i] > off[i + 1] || off[i + 1] > M)
-        throw py::value_error("game_offsets must be non-decreasing and within the move array");
-    for (py::ssize_t i = 0; i < G; i++)
-      if (num_players.data()[i] < 2 || num_players.data()[i] > MAX_PLAYERS)
-        throw py::value_error("num_players entries must be 2, 3 or 4");
-    py::array_t<uint64_t, py::array::c_style | py::array::forcecast> h_keep;
-    py::array_t<uint8_t, py::array::c_style | py::array::forcecast> v_keep, e_keep;
-    J.moves = reinterpret_cast<const Move*>(moves.data());
-    J.game_off = off;
+    const exportpy::GameBatch in(moves, game_offsets, num_players, hashes, verify, expect_over);
+    if (in.game_offsets()[0] != 0) throw py::value_error("game_offsets must start at 0");
+    const py::ssize_t G = in.G;
+    J.moves = in.move_records();
+    J.game_off = in.game_offsets();
     J.games = G;
-    J.num_players = num_players.data();
-    J.hashes = optional_array<uint64_t>(hashes, M, "hashes", h_keep);
-    J.verify = optional_array<uint8_t>(verify, G, "verify", v_keep);
-    J.expect_over = optional_array<uint8_t>(expect_over, G, "expect_over", e_keep);
+    J.num_players = in.num_players.data();
+    J.hashes = in.hashes;
+    J.verify = in.verify;
+    J.expect_over = in.expect_over;
     J.threads = threads > 0 ? threads : (int)std::max(1u, std::thread::hardware_concurrency());
     J.plan(L);
     const py::ssize_t N = (py::ssize_t)J.sample_off[G];
