@@ -29,6 +29,37 @@ RR_HD inline bool is_forced_only(uint8_t t) {
          t == MT_NO_TERRITORY_ACTION;
 }
 
+// Move i of a replayed game whose first move is a: applied checked (legal surface, then the stored
+// hash) when the game is verified, else unchecked. On failure sets status and fail (the step) and
+// returns false. Shared by the native and upstream encoders.
+template <class ScratchT, class ListT>
+inline bool replay_record(const Geometry& g, State& st, const Move& m, ScratchT& sc, ListT& list, bool verify,
+                          const uint64_t* hashes, int64_t i, int64_t a, int8_t& status, int32_t& fail) {
+  if (!verify) {
+    step_unchecked(g, st, m, sc);
+    return true;
+  }
+  if (step_checked(g, st, m, sc, list) != AE_OK) status = EG_ILLEGAL;
+  else if (hashes && state_hash(g, st) != hashes[i]) status = EG_HASH;
+  else return true;
+  fail = (int32_t)(i - a);
+  return false;
+}
+
+// After a replay of moves [a, b) of game gi: an unverified one checks the stored final hash, and
+// every one must end as stored (finished or not).
+inline void replay_finish(const Geometry& g, const State& st, bool verify, const uint64_t* hashes,
+                          const uint8_t* expect_over, int64_t gi, int64_t a, int64_t b, int8_t& status, int32_t& fail) {
+  if (status == EG_OK && b > a && hashes && !verify && state_hash(g, st) != hashes[b - 1]) {
+    status = EG_HASH;
+    fail = (int32_t)(b - 1 - a);
+  }
+  if (status == EG_OK && expect_over && (expect_over[gi] != 0) != (st.status == ST_COMPLETED)) {
+    status = EG_UNFINISHED;
+    fail = (int32_t)(b - a);
+  }
+}
+
 // Cheap structural check that a record can be applied to `s` without reading outside the state
 // (the fast path trusts validated games but never crashes on a damaged record).
 inline bool record_sane(const Geometry& g, const State& s, const Move& m) {
@@ -173,30 +204,9 @@ struct ExportWorker {
         std::memcpy(J.records + (size_t)k * sizeof(Move), &m, sizeof(Move));
         k++;
       }
-      if (verify) {
-        ApplyError e = step_checked(g, st, m, *sc, *list);
-        if (e != AE_OK) {
-          status = EG_ILLEGAL;
-          fail = (int32_t)(i - a);
-          break;
-        }
-        if (J.hashes && state_hash(g, st) != J.hashes[i]) {
-          status = EG_HASH;
-          fail = (int32_t)(i - a);
-          break;
-        }
-      } else {
-        step_unchecked(g, st, m, *sc);
-      }
+      if (!replay_record(g, st, m, *sc, *list, verify, J.hashes, i, a, status, fail)) break;
     }
-    if (status == EG_OK && b > a && J.hashes && !verify && state_hash(g, st) != J.hashes[b - 1]) {
-      status = EG_HASH;
-      fail = (int32_t)(b - 1 - a);
-    }
-    if (status == EG_OK && J.expect_over && (J.expect_over[gi] != 0) != (st.status == ST_COMPLETED)) {
-      status = EG_UNFINISHED;
-      fail = (int32_t)(b - a);
-    }
+    replay_finish(g, st, verify, J.hashes, J.expect_over, gi, a, b, status, fail);
     J.status[gi] = status;
     J.fail_step[gi] = fail;
     J.final_winner[gi] = status == EG_OK ? st.winner : 0;

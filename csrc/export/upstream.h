@@ -499,30 +499,9 @@ struct Worker {
       head = (head + 1) % HISTORY;
       hist[head] = frame_of_state;
       if (have < HISTORY) have++;
-      if (verify) {
-        ApplyError e = step_checked(g, st, m, *sc, *list);
-        if (e != AE_OK) {
-          status = EG_ILLEGAL;
-          fail = (int32_t)(i - a);
-          break;
-        }
-        if (J.hashes && state_hash(g, st) != J.hashes[i]) {
-          status = EG_HASH;
-          fail = (int32_t)(i - a);
-          break;
-        }
-      } else {
-        step_unchecked(g, st, m, *sc);
-      }
+      if (!replay_record(g, st, m, *sc, *list, verify, J.hashes, i, a, status, fail)) break;
     }
-    if (status == EG_OK && b > a && J.hashes && !verify && state_hash(g, st) != J.hashes[b - 1]) {
-      status = EG_HASH;
-      fail = (int32_t)(b - 1 - a);
-    }
-    if (status == EG_OK && J.expect_over && (J.expect_over[gi] != 0) != (st.status == ST_COMPLETED)) {
-      status = EG_UNFINISHED;
-      fail = (int32_t)(b - a);
-    }
+    replay_finish(g, st, verify, J.hashes, J.expect_over, gi, a, b, status, fail);
     J.status[gi] = status;
     J.fail_step[gi] = fail;
     J.final_winner[gi] = status == EG_OK ? st.winner : 0;
