@@ -32,7 +32,8 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body=None, *, token: str | None = TOKEN, raw: bytes | None = None, timeout=10):
+def http(method: str, url: str, body=None, *, token: str | None = TOKEN, raw: bytes | None = None, timeout=10,
+         content_type: str = "application/json"):
     """(status, parsed JSON or None, raw bytes) of one request (stdlib only)."""
     import urllib.error
     import urllib.request
@@ -42,7 +43,7 @@ def http(method: str, url: str, body=None, *, token: str | None = TOKEN, raw: by
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
-        req.add_header("Content-Type", "application/json")
+        req.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             payload = resp.read()
