@@ -195,7 +195,9 @@ def alive_view(node: Node, names) -> bool:
 
 
 def pipeline(*args, cwd: Path, token: str | None = TOKEN, timeout=120, popen=False):
-    env = {k: v for k, v in os.environ.items() if k not in ("RINGRIFT_TS_ROOT", "RINGRIFT_CLUSTER_AUTH_TOKEN")}
+    # (no RINGRIFT_LOG_DIR: the logs go to the default, logs/ under cwd, a temporary folder)
+    env = {k: v for k, v in os.environ.items() if k not in ("RINGRIFT_TS_ROOT", "RINGRIFT_CLUSTER_AUTH_TOKEN",
+                                                             "RINGRIFT_LOG_DIR")}
     if token:
         env["RINGRIFT_CLUSTER_AUTH_TOKEN"] = token
     env["RINGRIFT_P2P_POLL_S"] = "0.2"

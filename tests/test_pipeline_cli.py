@@ -80,10 +80,12 @@ def test_readme_main_command_on_a_fresh_machine(tmp_path):
     work.mkdir()
     exe = shutil.which("ringrift-pipeline")
     cmd = [exe] if exe else [sys.executable, "-m", "ringrift.pipeline"]
+    # the defaults: state under HOME, logs under the working directory (both temporary here)
+    env = {k: v for k, v in os.environ.items() if k != "RINGRIFT_LOG_DIR"}
+    env["HOME"] = str(home)
     r = subprocess.run(cmd + ["run", "canonical_selfplay", "--board", "square8", "--num-games", "1000",
                               "--output-db", "data/games/canonical_square8.db"],
-                       cwd=work, capture_output=True, text=True, timeout=300, env=dict(os.environ, HOME=str(home)),
-                       stdin=subprocess.DEVNULL)
+                       cwd=work, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
     assert "1000 new games (0 already present, target 1000)" in r.stdout
     with GameDB(work / "data/games/canonical_square8.db", create=False) as db:
@@ -97,8 +99,7 @@ def test_readme_main_command_on_a_fresh_machine(tmp_path):
     assert (work / "logs/pipeline_orchestrator.log").exists()
     assert len(list((work / "logs").glob("selfplay_localhost_*.log"))) == 1
     assert not list((home / ".ringrift").glob(".*.tmp"))  # atomic writes leave no temporary file
-    s = subprocess.run(cmd + ["status"], cwd=work, capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, HOME=str(home)))
+    s = subprocess.run(cmd + ["status"], cwd=work, capture_output=True, text=True, timeout=60, env=env)
     assert s.returncode == 0 and "games: 1000/1000 (100%)" in s.stdout and "localhost/1" in s.stdout
 
 

@@ -3,7 +3,7 @@
     ringrift-pipeline run canonical_selfplay --board square8 --num-games 1000 \\
         --output-db data/games/canonical_square8.db
     ringrift-pipeline run parity_validation --db data/games/canonical_square8.db
-    ringrift-pipeline run npz_export --db data/games/canonical_square8.db --output-dir data/npz
+    ringrift-pipeline run npz_export --db data/games/canonical_square8.db --output-dir data/training
     ringrift-pipeline run all --board square8 --num-games 1000 --output-db ... --output-dir ...
     ringrift-pipeline status
     ringrift-pipeline cluster list|health|sync|update
@@ -32,6 +32,7 @@ from .state import PHASES, PipelineState, StateLock, holder_pid, read_state, sta
 LOG_DIR_ENV = "RINGRIFT_LOG_DIR"  # where the pipeline's logs go (default: logs/ under the working directory)
 ORCHESTRATOR_LOG = "pipeline_orchestrator.log"
 TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
+DEFAULT_NPZ_DIR = "data/training"  # ringrift-export's default too
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,12 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex = phases.add_parser("npz_export", help="export a game DB to NPZ training files",
                            description="Export a game DB to NPZ training files with ringrift-export.")
     ex.add_argument("--db", metavar="PATH", required=True, help="game database")
-    ex.add_argument("--output-dir", metavar="DIR", required=True, help="folder for the NPZ files")
+    ex.add_argument("--output-dir", metavar="DIR", default=DEFAULT_NPZ_DIR,
+                    help=f"folder for the NPZ files (default: {DEFAULT_NPZ_DIR}, as ringrift-export)")
     _dry(ex)
     al = phases.add_parser("all", help="canonical_selfplay, parity_validation, npz_export in order",
                            description="canonical_selfplay, then parity_validation and npz_export of its DB.")
     _selfplay_args(al)
-    al.add_argument("--output-dir", metavar="DIR", help="NPZ folder (default: data/npz)")
+    al.add_argument("--output-dir", metavar="DIR", default=DEFAULT_NPZ_DIR,
+                    help=f"NPZ folder (default: {DEFAULT_NPZ_DIR})")
 
     st = sub.add_parser("status", help="progress of the current or last run, per worker",
                         description="Show the pipeline state: phase, progress, each worker's range and games.")
@@ -466,7 +469,7 @@ def cmd_all(ctx: Context) -> int:
     if not export_available():  # fail before hours of self-play, not after
         raise RingRiftError(EXPORT_MISSING)
     spec = _selfplay_spec(ctx.args, ctx.cfg)
-    output_dir = Path(ctx.args.output_dir or "data/npz")
+    output_dir = Path(ctx.args.output_dir)
     key = dict(spec.run_key(), phase="all", output_dir=str(output_dir.resolve()))
     rc = cmd_selfplay(ctx, phases=PHASES, run_key=key)
     if rc:
@@ -632,6 +635,7 @@ def main(argv=None) -> int:
             parser.error("--p2p-leader and --p2p-auth-token need --backend p2p")
         ctx = Context(args, load_config(args.config))
         if args.command == "run":
+            read_state(ctx.state_path)  # an unusable state file fails here, before anything is written
             if args.phase == "canonical_selfplay":
                 rc = cmd_selfplay(ctx)
                 if ctx.dry_run:
