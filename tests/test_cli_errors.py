@@ -194,3 +194,49 @@ def test_npz_output_defaults_to_data_training_everywhere(tmp_path):
     r = run("export", "--db", str(db), "--include-unchecked", "--quiet", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "data/training/canonical_square8.npz").is_file()
+
+
+# ---- export working folders --------------------------------------------------------------
+
+KILLED_EXPORT = """
+import os, signal, sys
+from pathlib import Path
+from ringrift.export.tmpdirs import ExportTmpDir
+work = ExportTmpDir(Path(sys.argv[1]))
+(work.path / "train.00000.features.part").write_bytes(b"x" * 100000)
+print(work.path, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # as a killed export: no clean-up runs
+"""
+
+
+def test_the_next_export_removes_folders_of_killed_exports_only(tmp_path):
+    db = selfplay_db(tmp_path, 4)
+    out = tmp_path / "npz"
+    out.mkdir()
+    r = subprocess.run([PY, "-c", KILLED_EXPORT, str(out / "canonical_square8")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == -9
+    killed = Path(r.stdout.strip())
+    assert killed.is_dir() and killed.name.startswith(".canonical_square8.export-")
+    # a live export's folder (held by this process), and folders without an owner lock: one
+    # fresh (an export between creating it and locking it), one a day old (an older version's)
+    from ringrift.export.tmpdirs import ExportTmpDir
+
+    live = ExportTmpDir(out / "other")
+    fresh = out / ".x.export-fresh"
+    fresh.mkdir()
+    old = out / ".y.export-old"
+    old.mkdir()
+    os.utime(old, (time.time() - 86400, time.time() - 86400))
+    unrelated = out / ".keep"
+    unrelated.mkdir()
+    try:
+        r = run("export", "--db", str(db), "--output-dir", str(out), "--include-unchecked", "--quiet", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert not killed.exists() and not old.exists()
+        assert live.path.is_dir() and fresh.is_dir() and unrelated.is_dir()
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+            "canonical_square8.npz", "canonical_square8_val.npz"]
+    finally:
+        live.cleanup()
+    assert not live.path.exists()

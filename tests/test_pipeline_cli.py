@@ -140,20 +140,20 @@ def test_hosts_file_errors_name_file_line_and_key(tmp_path, body, message):
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text("hosts_file: hosts.yaml\n")
     r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
-    assert r.returncode == 1 and f"{hosts}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and f"{hosts}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_missing_config_files_are_named(tmp_path):
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text("selfplay:\n  seed: 1\nhosts_file: nowhere/hosts.yaml\n")
     r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert r.stderr.strip() == (f"ringrift-pipeline: error: {tmp_path / 'nowhere/hosts.yaml'}: hosts file not found "
                                 f"(named by 'hosts_file' at {cfg}:3)")
     r = pipeline("--config", str(tmp_path / "absent.yaml"), "status", cwd=tmp_path)
     assert r.returncode == 0  # status needs no config
     r = pipeline("--config", str(tmp_path / "absent.yaml"), "cluster", "list", cwd=tmp_path)
-    assert r.returncode == 1 and f"{tmp_path / 'absent.yaml'}: config file not found" in r.stderr
+    assert r.returncode == 2 and f"{tmp_path / 'absent.yaml'}: config file not found" in r.stderr
 
 
 def test_hosts_file_defaults_and_local_paths(tmp_path):
@@ -227,7 +227,7 @@ def test_status_without_state_and_with_a_corrupt_one(tmp_path):
     assert r.returncode == 0 and "nothing has run yet" in r.stdout
     state.write_text("{not json")
     r = pipeline("--state", str(state), "status", cwd=tmp_path)
-    assert r.returncode == 1 and f"{state}:1: the pipeline state is not valid JSON" in r.stderr
+    assert r.returncode == 2 and f"{state}:1: the pipeline state is not valid JSON" in r.stderr
 
 
 def _snapshot(root: Path) -> dict:

@@ -53,3 +53,11 @@ def test_the_pipeline_run_from_the_repository_writes_only_temporary_files(tmp_pa
     assert (tmp_path / "logs" / "pipeline_orchestrator.log").is_file()
     assert len(list((tmp_path / "logs").glob("selfplay_localhost_*.log"))) == 1
     assert footprint_changes(before, footprint(REAL_HOME, REPO_ROOT)) == []
+
+
+def test_ci_runs_the_readme_test_command_verbatim_with_skip_reasons():
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    command = block[1]
+    assert command == "pip install '.[test]' && python -m pytest -q -rs"
+    assert command in (REPO_ROOT / ".ci" / "run").read_text().splitlines()

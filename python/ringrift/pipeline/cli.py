@@ -18,12 +18,13 @@ import datetime
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
-from ..exitcodes import EXIT_OK, UsageError, exit_status
+from ..exitcodes import EXIT_OK, EXIT_USAGE, UsageError, exit_status
 from .config import load_config, load_hosts
 from .progress import Progress
 from .ranges import MAX_INDEX, MAX_SEED, check_range_count
@@ -658,6 +659,11 @@ def main(argv=None) -> int:
             ctx.logger.error(str(exc))
         print(f"ringrift-pipeline: error: {exc}", file=sys.stderr)
         return exit_status(exc)
+    except sqlite3.Error as exc:  # a database damaged where no check of ours looked
+        message = f"a game database is not usable ({exc})"
+        _record_failure(ctx, "failed", message)
+        print(f"ringrift-pipeline: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         message = f"{where}{exc.strerror or exc}"
