@@ -169,6 +169,41 @@ def test_hosts_file_defaults_and_local_paths(tmp_path):
     assert [h.name for h in hc.remote] == ["a", "b"]
 
 
+def test_index_sets_match_python_sets_and_cost_runs_not_indices():
+    import random
+
+    from ringrift.pipeline.ranges import MAX_INDEX, IndexSet
+
+    rng = random.Random(15)
+    for _ in range(1500):
+        a = set(rng.sample(range(70), rng.randint(0, 50)))
+        b = set(rng.sample(range(70), rng.randint(0, 50)))
+        A, B = IndexSet.from_indices(a), IndexSet.from_indices(b)
+        assert (set(A - B), set(A | B), set(A & B), A.count) == (a - b, a | b, a & b, len(a))
+        assert IndexSet.parse(str(A)) == A and list(A) == sorted(a)
+        lo, hi = rng.randint(0, 70), rng.randint(0, 72)
+        assert set(A.within(lo, hi)) == {i for i in a if lo <= i < hi}
+        assert A.covers(lo, hi) == all(i in a for i in range(lo, hi))
+        assert all((i in A) == (i in a) for i in range(-1, 72))
+        size = rng.randint(1, 6)
+        chunks = list(A.chunks(size))
+        assert sum(chunks, []) == sorted(a) and all(0 < len(c) <= size for c in chunks)
+        parts, runs = str(A).split(",") if a else [], []
+        for k in range(0, len(parts), 2):  # parsed slice by slice, as the P2P node does
+            IndexSet.parse_parts(parts[k:k + 2], into=runs)
+        assert IndexSet.from_ordered_runs(runs) == A
+    everything = IndexSet.interval(0, MAX_INDEX + 1)  # all 2**63 indices: one run
+    assert everything.count == 2**63 and str(everything) == f"0-{MAX_INDEX}"
+    hole = everything - IndexSet.parse("5,10-19")
+    assert hole.count == 2**63 - 11 and str(hole) == f"0-4,6-9,20-{MAX_INDEX}" and 7 in hole and 12 not in hole
+    assert next(iter(hole.chunks(3))) == [0, 1, 2]
+    for bad in ("5-2", "-1", "x", "1-", f"0-{MAX_INDEX + 1}"):
+        with pytest.raises(ValueError):
+            IndexSet.parse(bad)
+    with pytest.raises(ValueError, match="ascending"):
+        IndexSet.parse_parts(["5", "3"], into=[])
+
+
 def test_ranges_split_encode_and_deal():
     assert split(10, 4) == [Range(0, 4), Range(4, 8), Range(8, 10)]
     assert split(0, 4) == []

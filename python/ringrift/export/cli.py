@@ -89,7 +89,8 @@ def main(argv=None) -> int:
         if not 0 <= args.threads <= 1024:
             raise UsageError("--threads must be 0..1024")
         if not 0 < split_ratio < 1:
-            raise UsageError(f"--split-ratio must be strictly between 0 and 1, got {split_ratio:g}")
+            raise UsageError(f"split ratio must be strictly between 0 and 1, got {split_ratio:g} (--split-ratio or "
+                             f"the config's export.split_ratio)")
         for flag, value in (("--max-samples-per-file", args.max_samples_per_file), ("--chunk-games", args.chunk_games)):
             if value is not None and value < 1:
                 raise UsageError(f"{flag} must be >= 1")
