@@ -52,7 +52,8 @@ class SelfplayResult:
             f"selfplay {self.board} {self.num_players}p policy={self.policy} seed={self.seed}: "
             f"{self.games} new games ({self.already_present} already present, target {self.target})"
             + (f"; {self.duplicates} played games were stored meanwhile by another run" if self.duplicates else ""),
-            f"  moves: {self.moves} ({self.moves / max(self.games + self.duplicates, 1):.1f} per game), capped: {self.capped}",
+            f"  moves: {self.moves} ({self.moves / max(self.games + self.duplicates, 1):.1f} per game), "
+            f"capped: {self.capped}",
             f"  wins by seat: {seats}",
             f"  reasons: {reasons}",
             f"  time: {self.seconds:.2f}s, {self.games_per_sec:.1f} games/s, "
