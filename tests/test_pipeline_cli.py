@@ -202,6 +202,11 @@ def test_index_sets_match_python_sets_and_cost_runs_not_indices():
             IndexSet.parse(bad)
     with pytest.raises(ValueError, match="ascending"):
         IndexSet.parse_parts(["5", "3"], into=[])
+    # a skip list for the P2P leader keeps its longest runs within the node's limit
+    from ringrift.pipeline.ranges import coarsen
+
+    frag = IndexSet.parse("0,2,4-9,11,20-29")
+    assert coarsen(frag, 2) == IndexSet.parse("4-9,20-29") and coarsen(frag, 5) == frag
 
 
 def test_ranges_split_encode_and_deal():

@@ -30,7 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .. import BOARDS, POLICIES, __version__
-from ..pipeline.ranges import MAX_INDEX, MAX_SEED, IndexSet, check_range_count
+from ..pipeline.ranges import MAX_INDEX, MAX_SEED, MAX_SPEC_RUNS, IndexSet, check_range_count
 from . import PROTOCOL_VERSION, dbtools
 from .auth import bearer_ok
 from .client import NodeClient, NodeError
@@ -49,7 +49,6 @@ MAX_DEPTH = 4  # the deepest body of this API is {"range": [a, b]}: 2
 MAX_CONTAINERS = 1000  # arrays and objects in one body (brackets counted before parsing)
 LONG_SPEC = 4096  # index specs longer than this are parsed in slices, yielding to the loop between them
 SPEC_SLICE = 250  # index runs parsed per slice
-MAX_SPEC_RUNS = 20_000  # index runs in one 'skip' or 'indices' field
 MAX_PEERS = 256
 DEFAULT_MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 10000}
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

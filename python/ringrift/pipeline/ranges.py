@@ -49,6 +49,21 @@ MAX_SEED = 2**63 - 1
 MAX_RANGES = 10_000
 
 
+# Index runs in one index-set field of a P2P request ('skip', 'indices'): the node refuses more.
+MAX_SPEC_RUNS = 20_000
+
+
+def coarsen(indices: "IndexSet", max_runs: int = MAX_SPEC_RUNS) -> "IndexSet":
+    """A subset of `indices` with at most `max_runs` runs: the longest ones. For a skip list,
+    where leaving an index out only means that game is played again (and merged as a
+    duplicate), never that one is lost."""
+    runs = indices.runs
+    if len(runs) <= max_runs:
+        return indices
+    keep = sorted(sorted(runs, key=lambda r: r[0] - r[1])[:max_runs])
+    return IndexSet._of(keep)
+
+
 def check_range_count(total: int, size: int, what: str = "games_per_worker") -> None:
     """ValueError when [0, total) cut into ranges of `size` gives more than MAX_RANGES ranges."""
     if size >= 1 and -(-total // size) > MAX_RANGES:

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ...engine.errors import RingRiftError
-from ..ranges import IndexSet
+from ..ranges import IndexSet, coarsen
 from .base import Backend, BackendUnavailable
 
 TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
@@ -136,6 +136,11 @@ class P2PDriver:
 
         say(self.logger, self.err, msg, level)
 
+    def _skip(self) -> str:
+        """What to tell the leader this side has: the merged indices of the target, in at most
+        MAX_SPEC_RUNS runs (a coarser set only replays some games, which merge as duplicates)."""
+        return str(coarsen(self.present.within(0, self.spec.num_games)))
+
     def _entry(self, start: int) -> dict:
         return self._ranges[start]
 
@@ -177,7 +182,7 @@ class P2PDriver:
                     "policy": spec.policy, "seed": spec.seed, "num_games": spec.num_games,
                     "max_moves": spec.max_moves, "games_per_worker": spec.games_per_worker,
                     "timeout": spec.timeout, "threads": spec.threads if spec.threads is not None
-                    else spec.default_threads, "skip": str(self.present),
+                    else spec.default_threads, "skip": self._skip(),
                     "keep_worker_dbs": spec.keep_worker_dbs}
             if spec.batch_size:
                 body["batch_size"] = spec.batch_size
@@ -239,13 +244,13 @@ class P2PDriver:
                 # Back after a loss (the leader may have restarted): tell it again what is merged
                 # here, so it replays nothing that was delivered.
                 self.say(f"the P2P leader at {self.url} answers again", logging.WARNING)
-                self._start_body["skip"] = str(self.present)
+                self._start_body["skip"] = self._skip()
                 await self._start(client)
                 deadline = None
                 continue
             except NodeError as exc:
                 if exc.status == 404:  # the leader restarted without this run: start it again
-                    self._start_body["skip"] = str(self.present)
+                    self._start_body["skip"] = self._skip()
                     self.seq = 0
                     await self._start(client)
                     continue
