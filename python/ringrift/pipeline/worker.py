@@ -79,10 +79,10 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     yet, committing batch by batch. `progress(done, total)` after every batch. Returns counts.
     device="cuda" plays them with the GPU kernel (the same games, batches sized for the GPU)."""
     from .. import _core
-    from ..selfplay.runner import ENGINE_VERSION
+    from ..selfplay.runner import ENGINE_VERSION, stored_indices
 
     indices = IndexSet.from_indices(indices)
-    have = IndexSet.from_indices(db.existing_indices(board=board, num_players=num_players, seed=seed, policy=policy))
+    have = stored_indices(db, board=board, num_players=num_players, seed=seed, policy=policy)
     todo = indices - have
     total = indices.count
     present = total - todo.count

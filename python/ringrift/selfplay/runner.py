@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from .. import _core
 from .. import __version__
-from ..pipeline.ranges import MAX_INDEX, IndexSet
+from ..pipeline.ranges import MAX_INDEX, IndexSet, index_runs
 
 ENGINE_VERSION = f"ringrift-{__version__}"
 
@@ -61,6 +61,22 @@ class SelfplayResult:
         ]
 
 
+def stored_indices(db, *, board: str, num_players: int, seed: int, policy: str) -> IndexSet:
+    """The game indices of one run that `db` (a GameDB) holds, as index runs, read in index
+    order so that no per-game set is built: memory follows the gaps, not the games."""
+    import sqlite3
+
+    from ..db.errors import DBError
+
+    try:
+        rows = db.conn.execute(
+            "SELECT game_index FROM games WHERE board = ? AND num_players = ? AND policy = ? AND seed = ? "
+            "ORDER BY game_index", (board, int(num_players), policy, int(seed)))
+        return index_runs(rows)
+    except sqlite3.Error as exc:
+        raise DBError(f"{db.path}: reading the stored games failed: {exc}", path=str(db.path)) from None
+
+
 def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: int = 0,
                  policy: str = "random", threads: int = 0, max_moves: int = 2000,
                  batch_size: int | None = None, progress=None, device: str = "cpu") -> SelfplayResult:
@@ -79,7 +95,7 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
         raise ValueError(f"num_games must be 0..{MAX_INDEX + 1}")
     result = SelfplayResult(board, num_players, seed, policy, num_games)
     # The games to play as index runs: memory follows the games the DB holds, not the target.
-    have = IndexSet.from_indices(db.existing_indices(board=board, num_players=num_players, seed=seed, policy=policy))
+    have = stored_indices(db, board=board, num_players=num_players, seed=seed, policy=policy)
     todo = IndexSet.interval(0, num_games) - have
     result.already_present = num_games - todo.count
     if not todo:
