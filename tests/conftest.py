@@ -258,18 +258,37 @@ def pytest_sessionstart(session):
     session.config._ringrift_footprint = footprint(REAL_HOME, REPO_ROOT)
 
 
+def _foreign_state_write(change: str, basetemp: Path | None) -> bool:
+    """Whether a change to the real ~/.ringrift/pipeline_state.json(.lock) was made by a
+    pipeline of some other process on this machine: the state names the run's files, and
+    those of this session's tests lie under its basetemp."""
+    path = Path(change.split(" ", 1)[1])
+    if basetemp is None or path.parent != REAL_HOME / ".ringrift" or not path.name.startswith("pipeline_state"):
+        return False
+    try:
+        run = json.loads((path.parent / "pipeline_state.json").read_text()).get("run") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    named = [Path(v) for k, v in run.items() if k in ("output_db", "db") and isinstance(v, str)]
+    return bool(named) and not any(p.is_relative_to(basetemp) for p in named)
+
+
 def pytest_sessionfinish(session, exitstatus):
     before = getattr(session.config, "_ringrift_footprint", None)
     if before is None:
         return
     changes = footprint_changes(before, footprint(REAL_HOME, REPO_ROOT))
-    if changes:
-        tr = session.config.pluginmanager.get_plugin("terminalreporter")
-        lines = ["the test run wrote outside its temporary folders (tests must use tmp_path):"] + changes[:30]
-        if tr is not None:
-            tr.write_line("\n".join(lines), red=True)
-        else:
-            print("\n".join(lines))
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    basetemp = factory.getbasetemp().resolve() if factory is not None else None
+    foreign = [c for c in changes if _foreign_state_write(c, basetemp)]
+    ours = [c for c in changes if c not in foreign]
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    say = tr.write_line if tr is not None else print
+    if foreign:
+        say("note: another process on this machine changed the real pipeline state during the run "
+            "(its run's files are not this session's): " + "; ".join(foreign))
+    if ours:
+        say("\n".join(["the test run wrote outside its temporary folders (tests must use tmp_path):"] + ours[:30]))
         session.exitstatus = 1
 
 

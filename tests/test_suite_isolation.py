@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,18 @@ def test_ci_runs_the_readme_test_command_verbatim_with_skip_reasons():
     command = block[1]
     assert command == "pip install '.[test]' && python -m pytest -q -rs"
     assert command in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_a_pipeline_state_of_another_process_is_told_apart(tmp_path, monkeypatch):
+    import conftest
+
+    home = tmp_path / "realhome"
+    (home / ".ringrift").mkdir(parents=True)
+    monkeypatch.setattr(conftest, "REAL_HOME", home)
+    state = home / ".ringrift" / "pipeline_state.json"
+    base = tmp_path / "basetemp"
+    state.write_text(json.dumps({"run": {"output_db": "/tmp/pytest-of-someone/pytest-1/x/g.db"}}))
+    assert conftest._foreign_state_write(f"changed {state}", base)
+    state.write_text(json.dumps({"run": {"output_db": str(base / "test_x0" / "g.db")}}))
+    assert not conftest._foreign_state_write(f"changed {state}", base)
+    assert not conftest._foreign_state_write(f"created {home / 'stray.txt'}", base)
