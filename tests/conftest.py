@@ -199,3 +199,106 @@ def expected_fingerprint(game: Game) -> str:
     markers = [f"{game.cell_key(c)}:{p}" for c, p in game.markers()]
     collapsed = [f"{game.cell_key(c)}:{p}" for c, p in game.collapsed()]
     return "#".join([meta, players, "|".join(sorted(stacks)), "|".join(sorted(markers)), "|".join(sorted(collapsed))])
+
+
+# ---- the suite keeps out of the user's home and the repository --------------------------------
+#
+# Every test runs with HOME in its own temporary folder (so ~/.ringrift/pipeline_state.json, the
+# pipeline's default state file, is a temporary one), the pipeline's logs in tmp_path/logs
+# ($RINGRIFT_LOG_DIR; tests that run the pipeline in tmp_path find them where the default would
+# put them) and the TS bridge's bundle cache in one folder per session. Subprocesses inherit it.
+# At the end of the session the real home's ringrift folders and the repository's files are
+# compared with their state at the start: any change fails the run, naming the files.
+
+import os as _os  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_HOME = Path(_os.path.expanduser("~"))
+# What a test run may create in the repository: build and tool caches (all git-ignored).
+REPO_ALLOWED = {".git", "build", "dist", ".pytest_cache", ".hypothesis", "__pycache__"}
+
+
+def footprint(home: Path, repo: Path) -> dict[str, tuple[int, int]]:
+    """{path: (size, mtime_ns)} of what a test run must not touch: the entries directly in
+    `home`, everything under home's .ringrift and .cache/ringrift, and every file of `repo`
+    outside REPO_ALLOWED folders and *.egg-info."""
+    out: dict[str, tuple[int, int]] = {}
+
+    def add(path: Path) -> None:
+        try:
+            st = path.lstat()
+        except OSError:
+            return
+        out[str(path)] = (st.st_size if not path.is_dir() else 0, st.st_mtime_ns)
+
+    if home.is_dir():
+        for entry in home.iterdir():
+            add(entry)
+        for sub in (home / ".ringrift", home / ".cache" / "ringrift"):
+            for dirpath, _dirs, files in _os.walk(sub):
+                for name in files:
+                    add(Path(dirpath) / name)
+    for dirpath, dirs, files in _os.walk(repo):
+        dirs[:] = [d for d in dirs if d not in REPO_ALLOWED and not d.endswith(".egg-info")]
+        add(Path(dirpath))
+        for name in files:
+            add(Path(dirpath) / name)
+    return out
+
+
+def footprint_changes(before: dict, after: dict) -> list[str]:
+    changed = [f"changed {p}" for p in sorted(set(before) & set(after)) if before[p] != after[p]
+               and not Path(p).is_dir()]
+    added = [f"created {p}" for p in sorted(set(after) - set(before))]
+    removed = [f"removed {p}" for p in sorted(set(before) - set(after))]
+    return added + changed + removed
+
+
+def pytest_sessionstart(session):
+    session.config._ringrift_footprint = footprint(REAL_HOME, REPO_ROOT)
+
+
+def _foreign_state_write(change: str, basetemp: Path | None) -> bool:
+    """Whether a change to the real ~/.ringrift/pipeline_state.json(.lock) was made by a
+    pipeline of some other process on this machine: the state names the run's files, and
+    those of this session's tests lie under its basetemp."""
+    path = Path(change.split(" ", 1)[1])
+    if basetemp is None or path.parent != REAL_HOME / ".ringrift" or not path.name.startswith("pipeline_state"):
+        return False
+    try:
+        run = json.loads((path.parent / "pipeline_state.json").read_text()).get("run") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    named = [Path(v) for k, v in run.items() if k in ("output_db", "db") and isinstance(v, str)]
+    return bool(named) and not any(p.is_relative_to(basetemp) for p in named)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_ringrift_footprint", None)
+    if before is None:
+        return
+    changes = footprint_changes(before, footprint(REAL_HOME, REPO_ROOT))
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    basetemp = factory.getbasetemp().resolve() if factory is not None else None
+    foreign = [c for c in changes if _foreign_state_write(c, basetemp)]
+    ours = [c for c in changes if c not in foreign]
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    say = tr.write_line if tr is not None else print
+    if foreign:
+        say("note: another process on this machine changed the real pipeline state during the run "
+            "(its run's files are not this session's): " + "; ".join(foreign))
+    if ours:
+        say("\n".join(["the test run wrote outside its temporary folders (tests must use tmp_path):"] + ours[:30]))
+        session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def _bridge_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ts-bridge-cache")
+
+
+@pytest.fixture(autouse=True)
+def _keep_out_of_home_and_repo(tmp_path, monkeypatch, _bridge_cache):
+    monkeypatch.setenv("HOME", str(tmp_path / ".home"))
+    monkeypatch.setenv("RINGRIFT_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("RINGRIFT_TS_BRIDGE_CACHE", str(_bridge_cache))

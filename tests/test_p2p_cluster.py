@@ -32,7 +32,8 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def http(method: str, url: str, body=None, *, token: str | None = TOKEN, raw: bytes | None = None, timeout=10):
+def http(method: str, url: str, body=None, *, token: str | None = TOKEN, raw: bytes | None = None, timeout=10,
+         content_type: str = "application/json"):
     """(status, parsed JSON or None, raw bytes) of one request (stdlib only)."""
     import urllib.error
     import urllib.request
@@ -42,7 +43,7 @@ def http(method: str, url: str, body=None, *, token: str | None = TOKEN, raw: by
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
-        req.add_header("Content-Type", "application/json")
+        req.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             payload = resp.read()
@@ -194,7 +195,9 @@ def alive_view(node: Node, names) -> bool:
 
 
 def pipeline(*args, cwd: Path, token: str | None = TOKEN, timeout=120, popen=False):
-    env = {k: v for k, v in os.environ.items() if k not in ("RINGRIFT_TS_ROOT", "RINGRIFT_CLUSTER_AUTH_TOKEN")}
+    # (no RINGRIFT_LOG_DIR: the logs go to the default, logs/ under cwd, a temporary folder)
+    env = {k: v for k, v in os.environ.items() if k not in ("RINGRIFT_TS_ROOT", "RINGRIFT_CLUSTER_AUTH_TOKEN",
+                                                             "RINGRIFT_LOG_DIR")}
     if token:
         env["RINGRIFT_CLUSTER_AUTH_TOKEN"] = token
     env["RINGRIFT_P2P_POLL_S"] = "0.2"

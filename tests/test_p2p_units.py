@@ -200,7 +200,7 @@ def test_coordinator_deals_disjoint_ranges_by_capability_and_free_slots(tmp_path
                   "max_moves": 2000, "games_per_worker": 100, "batch_size": None, "threads": 1, "timeout": 60.0,
                   "capability": "cpu"}
         run, created = await coord.start_run(params, list(range(0, 100)) + [150, 151])
-        assert created and run.by_start[0].status == "delivered" and len(run.by_start[100].todo) == 98
+        assert created and run.by_start[0].status == "delivered" and run.by_start[100].todo.count == 98
         await coord.tick(views)
         # 3 free slots of the right build, alive: big (2) and gpu (1); most free slots first
         assert [(u, s["range"]) for u, s in node.sent] == [("u-big", [100, 200]), ("u-gpu", [200, 300]),

@@ -80,10 +80,12 @@ def test_readme_main_command_on_a_fresh_machine(tmp_path):
     work.mkdir()
     exe = shutil.which("ringrift-pipeline")
     cmd = [exe] if exe else [sys.executable, "-m", "ringrift.pipeline"]
+    # the defaults: state under HOME, logs under the working directory (both temporary here)
+    env = {k: v for k, v in os.environ.items() if k != "RINGRIFT_LOG_DIR"}
+    env["HOME"] = str(home)
     r = subprocess.run(cmd + ["run", "canonical_selfplay", "--board", "square8", "--num-games", "1000",
                               "--output-db", "data/games/canonical_square8.db"],
-                       cwd=work, capture_output=True, text=True, timeout=300, env=dict(os.environ, HOME=str(home)),
-                       stdin=subprocess.DEVNULL)
+                       cwd=work, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
     assert "1000 new games (0 already present, target 1000)" in r.stdout
     with GameDB(work / "data/games/canonical_square8.db", create=False) as db:
@@ -97,8 +99,7 @@ def test_readme_main_command_on_a_fresh_machine(tmp_path):
     assert (work / "logs/pipeline_orchestrator.log").exists()
     assert len(list((work / "logs").glob("selfplay_localhost_*.log"))) == 1
     assert not list((home / ".ringrift").glob(".*.tmp"))  # atomic writes leave no temporary file
-    s = subprocess.run(cmd + ["status"], cwd=work, capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, HOME=str(home)))
+    s = subprocess.run(cmd + ["status"], cwd=work, capture_output=True, text=True, timeout=60, env=env)
     assert s.returncode == 0 and "games: 1000/1000 (100%)" in s.stdout and "localhost/1" in s.stdout
 
 
@@ -139,20 +140,20 @@ def test_hosts_file_errors_name_file_line_and_key(tmp_path, body, message):
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text("hosts_file: hosts.yaml\n")
     r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
-    assert r.returncode == 1 and f"{hosts}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and f"{hosts}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_missing_config_files_are_named(tmp_path):
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text("selfplay:\n  seed: 1\nhosts_file: nowhere/hosts.yaml\n")
     r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert r.stderr.strip() == (f"ringrift-pipeline: error: {tmp_path / 'nowhere/hosts.yaml'}: hosts file not found "
                                 f"(named by 'hosts_file' at {cfg}:3)")
     r = pipeline("--config", str(tmp_path / "absent.yaml"), "status", cwd=tmp_path)
     assert r.returncode == 0  # status needs no config
     r = pipeline("--config", str(tmp_path / "absent.yaml"), "cluster", "list", cwd=tmp_path)
-    assert r.returncode == 1 and f"{tmp_path / 'absent.yaml'}: config file not found" in r.stderr
+    assert r.returncode == 2 and f"{tmp_path / 'absent.yaml'}: config file not found" in r.stderr
 
 
 def test_hosts_file_defaults_and_local_paths(tmp_path):
@@ -166,6 +167,46 @@ def test_hosts_file_defaults_and_local_paths(tmp_path):
     assert (b.max_parallel_jobs, b.remote_python, b.ssh_port) == (1, "~/v/bin/python", 22)
     assert local.is_local and local.role == "standby" and not hc.all_local
     assert [h.name for h in hc.remote] == ["a", "b"]
+
+
+def test_index_sets_match_python_sets_and_cost_runs_not_indices():
+    import random
+
+    from ringrift.pipeline.ranges import MAX_INDEX, IndexSet
+
+    rng = random.Random(15)
+    for _ in range(1500):
+        a = set(rng.sample(range(70), rng.randint(0, 50)))
+        b = set(rng.sample(range(70), rng.randint(0, 50)))
+        A, B = IndexSet.from_indices(a), IndexSet.from_indices(b)
+        assert (set(A - B), set(A | B), set(A & B), A.count) == (a - b, a | b, a & b, len(a))
+        assert IndexSet.parse(str(A)) == A and list(A) == sorted(a)
+        lo, hi = rng.randint(0, 70), rng.randint(0, 72)
+        assert set(A.within(lo, hi)) == {i for i in a if lo <= i < hi}
+        assert A.covers(lo, hi) == all(i in a for i in range(lo, hi))
+        assert all((i in A) == (i in a) for i in range(-1, 72))
+        size = rng.randint(1, 6)
+        chunks = list(A.chunks(size))
+        assert sum(chunks, []) == sorted(a) and all(0 < len(c) <= size for c in chunks)
+        parts, runs = str(A).split(",") if a else [], []
+        for k in range(0, len(parts), 2):  # parsed slice by slice, as the P2P node does
+            IndexSet.parse_parts(parts[k:k + 2], into=runs)
+        assert IndexSet.from_ordered_runs(runs) == A
+    everything = IndexSet.interval(0, MAX_INDEX + 1)  # all 2**63 indices: one run
+    assert everything.count == 2**63 and str(everything) == f"0-{MAX_INDEX}"
+    hole = everything - IndexSet.parse("5,10-19")
+    assert hole.count == 2**63 - 11 and str(hole) == f"0-4,6-9,20-{MAX_INDEX}" and 7 in hole and 12 not in hole
+    assert next(iter(hole.chunks(3))) == [0, 1, 2]
+    for bad in ("5-2", "-1", "x", "1-", f"0-{MAX_INDEX + 1}"):
+        with pytest.raises(ValueError):
+            IndexSet.parse(bad)
+    with pytest.raises(ValueError, match="ascending"):
+        IndexSet.parse_parts(["5", "3"], into=[])
+    # a skip list for the P2P leader keeps its longest runs within the node's limit
+    from ringrift.pipeline.ranges import coarsen
+
+    frag = IndexSet.parse("0,2,4-9,11,20-29")
+    assert coarsen(frag, 2) == IndexSet.parse("4-9,20-29") and coarsen(frag, 5) == frag
 
 
 def test_ranges_split_encode_and_deal():
@@ -226,7 +267,7 @@ def test_status_without_state_and_with_a_corrupt_one(tmp_path):
     assert r.returncode == 0 and "nothing has run yet" in r.stdout
     state.write_text("{not json")
     r = pipeline("--state", str(state), "status", cwd=tmp_path)
-    assert r.returncode == 1 and f"{state}:1: the pipeline state is not valid JSON" in r.stderr
+    assert r.returncode == 2 and f"{state}:1: the pipeline state is not valid JSON" in r.stderr
 
 
 def _snapshot(root: Path) -> dict:

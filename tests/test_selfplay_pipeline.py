@@ -173,13 +173,13 @@ def test_config_supplies_defaults_and_bad_config_names_file_line_key(tmp_path):
     bad.write_text("default_board: hex8\nselfplay:\n  num_player: 3\n")
     r = pipeline("--config", str(bad), "run", "canonical_selfplay", "--num-games", "2", "--output-db",
                  str(db_path))
-    assert r.returncode == 1
+    assert r.returncode == 2  # a bad config: usage (docs/cli.md)
     assert f"{bad}:3: unknown key 'selfplay.num_player'" in r.stderr
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("selfplay:\n  max_moves:\n    square8: many\n")
     r = pipeline("--config", str(wrong), "run", "canonical_selfplay", "--num-games", "2", "--output-db",
                  str(db_path))
-    assert r.returncode == 1
+    assert r.returncode == 2  # a bad config: usage (docs/cli.md)
     assert f"{wrong}:3: 'selfplay.max_moves.square8' must be a positive integer" in r.stderr
 
 

@@ -210,7 +210,8 @@ def test_cli_and_config_turn_symmetries_on(tmp_path):
                  "--quiet"]) == 0
     assert "policy_indices_sym" not in load(tmp_path / "d.npz")
     cfg.write_text("export:\n  symmetries: sometimes\n")
-    assert main(["--db", str(db), "--output", str(tmp_path / "e.npz"), "--config", str(cfg), "--quiet"]) == 1
+    # a bad config is unusable input: exit status 2 (docs/cli.md)
+    assert main(["--db", str(db), "--output", str(tmp_path / "e.npz"), "--config", str(cfg), "--quiet"]) == 2
 
 
 def test_doc_symmetry_example_runs(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import BOARDS
 from ..engine.errors import RingRiftError
+from ..exitcodes import UsageError, exit_status
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,9 +99,17 @@ def main(argv=None) -> int:
         encoding = ex.get("encoding", "native") if args.encoding is None else args.encoding
         db = Path(args.db)
         if not db.exists():
-            raise RingRiftError(f"{db}: no such game database")
-        if args.threads < 0:
-            raise RingRiftError("--threads must be >= 0")
+            raise UsageError(f"{db}: no such game database")
+        if not 0 <= args.threads <= 1024:
+            raise UsageError("--threads must be 0..1024")
+        if not 0 < split_ratio < 1:
+            raise UsageError(f"split ratio must be strictly between 0 and 1, got {split_ratio:g} (--split-ratio or "
+                             f"the config's export.split_ratio)")
+        for flag, value in (("--max-samples-per-file", args.max_samples_per_file), ("--chunk-games", args.chunk_games)):
+            if value is not None and value < 1:
+                raise UsageError(f"{flag} must be >= 1")
+        if not 0 < args.chunk_mb <= 1 << 20:
+            raise UsageError("--chunk-mb must be a positive number of MB")
         progress = None if args.quiet or not sys.stderr.isatty() else _progress
         if encoding == "upstream":
             unsupported = [flag for flag, given in (("--include-capped", args.include_capped),
@@ -129,7 +138,7 @@ def main(argv=None) -> int:
                            with_symmetries=with_symmetries, progress=progress)
     except RingRiftError as exc:
         print(f"ringrift-export: error: {exc}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
     except OSError as exc:
         print(f"ringrift-export: error: {exc.filename or ''}{': ' if exc.filename else ''}"
               f"{exc.strerror or exc}; no output file was changed", file=sys.stderr)

@@ -13,9 +13,7 @@ import hashlib
 from array import array
 import json
 import os
-import shutil
 import sqlite3
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +26,7 @@ from ..engine.errors import RingRiftError
 from .actions import action_space_size
 from .features import GLOBAL_NAMES, NUM_GLOBALS, NUM_PLANES, PLANE_NAMES, spatial_size
 from .symmetry import symmetries
+from .tmpdirs import ExportTmpDir
 from .writer import ShardedNpzWriter, final_names, publish, stale_files
 
 FORMAT_NAME = "ringrift-npz"
@@ -283,7 +282,8 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
             raise ExportError(f"cannot create directory {base.parent}: {exc.strerror}") from None
         if not os.access(base.parent, os.W_OK):
             raise ExportError(f"directory {base.parent} is not writable")
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{base.name}.export-", dir=base.parent))
+        work = ExportTmpDir(base)  # also removes the working folders that killed exports left here
+        tmpdir = work.path
         schema = _schema(board, with_symmetries)
         nthreads = int(threads) if threads and int(threads) > 0 else (os.cpu_count() or 1)
         splits = ("train",) if float(split_ratio) >= 1 else ("train", "val")  # 1: one file, no val split
@@ -373,7 +373,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                 w.abort()
             raise
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            work.cleanup()
     result.seconds = time.perf_counter() - t0
     return result
 

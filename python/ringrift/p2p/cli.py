@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import DEFAULT_DISCOVERY_PORT, DEFAULT_PORT, TOKEN_ENV
 from .auth import resolve_token
@@ -88,6 +89,20 @@ def _node_id(arg: str | None, data_dir: Path) -> str:
     return name
 
 
+def _check_url(url: str, flag: str, given: str) -> str:
+    """`url` if it is a usable http(s) base URL (a host, an optional port, no path, query or
+    spaces); ValueError naming the flag otherwise."""
+    try:
+        u = urlsplit(url)
+        port = u.port  # ValueError for a port that is not a number or out of range
+    except ValueError:
+        u, port = None, None
+    if (u is None or not u.hostname or any(c.isspace() for c in url) or u.path not in ("", "/") or u.query
+            or u.fragment or u.username or u.password or (port is not None and not 0 < port < 65536)):
+        raise ValueError(f"{flag} {given!r} is not a node URL like http://host:8770 (or host:8770)")
+    return url
+
+
 def config_from_args(args, environ=None) -> NodeConfig:
     """The node's configuration; ValueError with a message for anything wrong."""
     environ = os.environ if environ is None else environ
@@ -117,10 +132,11 @@ def config_from_args(args, environ=None) -> NodeConfig:
                 continue
             if not u.startswith(("http://", "https://")):
                 u = f"http://{u}"
-            peers.append(u)
+            peers.append(_check_url(u, "--peer", item))
     advertise = (args.advertise or f"http://{url_host(default_advertise_host(bind))}:{args.port}").rstrip("/")
     if not advertise.startswith(("http://", "https://")):
         raise ValueError("--advertise must be an http:// or https:// URL")
+    _check_url(advertise, "--advertise", advertise)
     data_dir = Path(os.path.expanduser(args.data_dir))
     data_dir.mkdir(parents=True, exist_ok=True)
     discovery = not args.no_discovery

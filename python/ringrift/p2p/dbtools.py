@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..db import GameDB
 from ..db.errors import DBError
+from ..pipeline.ranges import IndexSet, index_runs
 
 
 def seal(path: Path) -> dict:
@@ -57,7 +58,7 @@ def check_job_db(path: Path, ident: dict, lo: int, hi: int, engine_version: str)
             raise ValueError(f"holds indices {mn}..{mx} outside [{lo}, {hi})")
 
 
-def merge_into(dst: Path, src: Path, ident: dict, lo: int, hi: int) -> tuple[int, set[int]]:
+def merge_into(dst: Path, src: Path, ident: dict, lo: int, hi: int) -> tuple[int, IndexSet]:
     """Merge `src` into `dst` (one transaction, known identities skipped); returns (games
     added, indices of [lo, hi) that `dst` now holds)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -67,16 +68,18 @@ def merge_into(dst: Path, src: Path, ident: dict, lo: int, hi: int) -> tuple[int
     return added, have
 
 
-def present(db, ident: dict, lo: int, hi: int) -> set[int]:
-    return {i for (i,) in db.conn.execute(
+def present(db, ident: dict, lo: int, hi: int) -> IndexSet:
+    """The indices of [lo, hi) of the run `ident` that `db` holds, as index runs (built here,
+    in the worker thread, so the loop only ever handles runs)."""
+    return index_runs(db.conn.execute(
         "SELECT game_index FROM games WHERE board = ? AND num_players = ? AND policy = ? AND seed = ? "
-        "AND game_index >= ? AND game_index < ?",
-        (ident["board"], ident["num_players"], ident["policy"], ident["seed"], lo, hi))}
+        "AND game_index >= ? AND game_index < ? ORDER BY game_index",
+        (ident["board"], ident["num_players"], ident["policy"], ident["seed"], lo, hi)))
 
 
-def present_in_file(path: Path, ident: dict, lo: int, hi: int) -> set[int]:
+def present_in_file(path: Path, ident: dict, lo: int, hi: int) -> IndexSet:
     if not path.exists():
-        return set()
+        return IndexSet()
     with GameDB(path, create=False) as db:
         return present(db, ident, lo, hi)
 

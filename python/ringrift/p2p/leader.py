@@ -28,10 +28,10 @@ import json
 import logging
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
-from ..pipeline.ranges import Range, decode_indices, encode_indices, split
+from ..pipeline.ranges import IndexSet, Range, iter_split
 from . import dbtools
 from .client import NodeError
 
@@ -40,6 +40,8 @@ log = logging.getLogger("ringrift.p2p")
 MAX_FAILURES = 3
 RANGE_STATUSES = ("queued", "running", "collecting", "collected", "delivered")
 STATUS_RANGE_LIMIT = 1000
+NONE = IndexSet()
+SLICE = 200  # ranges handled between two yields to the event loop
 
 
 def run_id_for(p: dict) -> str:
@@ -50,7 +52,7 @@ def run_id_for(p: dict) -> str:
 
 
 class RangeState:
-    def __init__(self, r: Range, todo: list[int]):
+    def __init__(self, r: Range, todo: IndexSet):
         self.start, self.end = r.start, r.end
         self.todo = todo
         self.status = "queued"
@@ -73,7 +75,7 @@ class RangeState:
 
     def public(self) -> dict:
         return {"start": self.start, "end": self.end, "status": self.status, "node": self.node, "slot": self.slot,
-                "job_id": self.job_id, "done": self.done, "todo": len(self.todo), "dispatches": self.dispatches,
+                "job_id": self.job_id, "done": self.done, "todo": self.todo.count, "dispatches": self.dispatches,
                 "played_by": self.played_by, "error": self.error}
 
 
@@ -92,7 +94,7 @@ class Run:
         self.seq = 0
         self.created = time.time()
         self.locks: dict[int, asyncio.Lock] = {}
-        self.skip_spec = ""
+        self.skips: list[IndexSet] = []  # indices the pipeline holds: the union of these
         self.persist_lock = asyncio.Lock()
 
     def event(self, kind: str, message: str, level=logging.INFO, **fields) -> None:
@@ -109,15 +111,14 @@ class Run:
 
     def counts(self) -> dict:
         out = {s: 0 for s in RANGE_STATUSES}
-        for r in self.ranges:
-            out[r.status] = out.get(r.status, 0) + 1
+        out.update(Counter(r.status for r in self.ranges))
         return out
 
     def summary(self) -> dict:
         return {"run_id": self.run_id, "phase": "canonical_selfplay", "status": self.status, "error": self.error,
                 "target": self.params["num_games"], "ranges": self.counts(),
-                "games_pending": sum(len(r.todo) for r in self.ranges if r.status in ("queued", "running",
-                                                                                        "collecting"))}
+                "games_pending": sum(r.todo.count for r in self.ranges if r.status in ("queued", "running",
+                                                                                          "collecting"))}
 
 
 class Coordinator:
@@ -135,56 +136,68 @@ class Coordinator:
         return self.node.cfg.data_dir / "coordinator"
 
     # -- runs -------------------------------------------------------------------------------
-    async def start_run(self, params: dict, skip: list[int], delivered=()) -> tuple[Run, bool]:
+    async def start_run(self, params: dict, skip: IndexSet, delivered=()) -> tuple[Run, bool]:
         """Start a run (or resume the running one of the same id). `skip`: indices the
         pipeline already holds; `delivered`: starts of ranges it acknowledged (a restore)."""
         async with self.start_lock:
-            return await self._start_run(params, skip, delivered)
+            return await self._start_run(params, IndexSet.from_indices(skip), delivered)
 
-    async def _start_run(self, params: dict, skip: list[int], delivered) -> tuple[Run, bool]:
+    async def _start_run(self, params: dict, skip: IndexSet, delivered) -> tuple[Run, bool]:
+        # Work here is linear in ranges and index runs, never in games (a skip of [0, 3*10**7)
+        # is one run); what is linear in ranges runs in a thread or yields to the loop, so a
+        # request for the largest run never stalls the other requests.
         run_id = run_id_for(params)
         run = self.runs.get(run_id)
-        skip_set = set(skip)
         if run is not None and run.status == "running":
             run.params["keep_worker_dbs"] = params.get("keep_worker_dbs", False)  # this pipeline's config decides
-            run.skip_spec = encode_indices(skip_set | set(decode_indices(run.skip_spec)))
-            for r in run.ranges:
+            run.skips.append(skip)  # their union is formed when the run is persisted, in a thread
+            for k, r in enumerate(run.ranges):
+                if k % SLICE == SLICE - 1:
+                    await asyncio.sleep(0)  # a round may dispatch a queued range meanwhile: it then plays
+                    # games the pipeline has, which its merge skips as duplicates
                 if r.status == "queued":
-                    r.todo = [i for i in r.todo if i not in skip_set]
+                    r.todo = r.todo - skip
                     if not r.todo:
                         r.status = "delivered"
-                elif r.status == "collected" and all(i in skip_set for i in range(r.start, r.end)):
+                elif r.status == "collected" and skip.covers(r.start, r.end):
                     r.status = "delivered"  # the pipeline merged it before it could acknowledge it
                     self._spawn(asyncio.to_thread(dbtools.remove_db, run.range_db(r)))
-            run.event("resumed", f"the pipeline reconnected ({len(skip_set)} games already at the pipeline)")
+            run.event("resumed", f"the pipeline reconnected ({skip.count} games already at the pipeline)")
             self._check_finished(run)
             await self._persist(run)
             return run, False
-        run = Run(run_id, params, self.runs_dir / run_id)
-        run.skip_spec = encode_indices(skip_set)
-        plan = split(params["num_games"], params["games_per_worker"])
-        todo = {r.start: [i for i in range(r.start, r.end) if i not in skip_set] for r in plan}
-        for r in plan:
-            rs = RangeState(r, todo[r.start])
-            run.ranges.append(rs)
-            run.by_start[r.start] = rs
-        # Range DBs left by an earlier life of this run (a coordinator restart): keep their games.
-        have = await asyncio.to_thread(self._existing, run)
-        done = set(delivered)
-        for rs in run.ranges:
-            got = have.get(rs.start, set())
-            rs.todo = [i for i in rs.todo if i not in got]
-            if rs.start in done and not got:
-                rs.todo = []
-            if not rs.todo:
-                rs.status = "collected" if got else "delivered"
+        run = await self._new_run(run_id, params, skip, set(delivered))
         self.runs[run_id] = run
         run.event("started", f"canonical_selfplay {params['board']} {params['players']}p policy={params['policy']} "
-                             f"seed={params['seed']}: {params['num_games']} games in {len(plan)} ranges, "
-                             f"{sum(len(r.todo) for r in run.ranges)} to play")
+                             f"seed={params['seed']}: {params['num_games']} games in {len(run.ranges)} ranges, "
+                             f"{sum(r.todo.count for r in run.ranges)} to play")
         self._check_finished(run)
         await self._persist(run)
         return run, True
+
+    async def _new_run(self, run_id: str, params: dict, skip: IndexSet, delivered: set) -> Run:
+        """A new run's ranges, built in slices between which the loop serves other requests
+        (nothing else sees the run until it is complete)."""
+        run = Run(run_id, params, self.runs_dir / run_id)
+        run.skips = [skip]
+        for k, r in enumerate(iter_split(params["num_games"], params["games_per_worker"])):
+            if k % SLICE == SLICE - 1:
+                await asyncio.sleep(0)
+            rs = RangeState(r, IndexSet.interval(r.start, r.end) - skip)
+            run.ranges.append(rs)
+            run.by_start[r.start] = rs
+        # Range DBs left by an earlier life of this run (a coordinator restart): keep their games.
+        have = await asyncio.to_thread(self._existing, run) if run.dir.is_dir() else {}
+        for k, rs in enumerate(run.ranges):
+            if k % SLICE == SLICE - 1:
+                await asyncio.sleep(0)
+            got = have.get(rs.start, NONE)
+            rs.todo = rs.todo - got
+            if rs.start in delivered and not got:
+                rs.todo = IndexSet()
+            if not rs.todo:
+                rs.status = "collected" if got else "delivered"
+        return run
 
     def _existing(self, run: Run) -> dict:
         out = {}
@@ -192,9 +205,13 @@ class Coordinator:
         if incoming.is_dir():  # downloads cut short by a restart
             for p in incoming.iterdir():
                 p.unlink(missing_ok=True)
-        for rs in run.ranges:
+        try:  # one listing of the run's folder, not one lookup per range
+            names = {e.name for e in os.scandir(run.dir)}
+        except OSError:
+            names = set()
+        for rs in run.ranges if names else ():
             path = run.range_db(rs)
-            if path.exists():
+            if path.name in names:
                 try:
                     out[rs.start] = dbtools.present_in_file(path, run.ident, rs.start, rs.end)
                 except Exception as exc:  # noqa: BLE001  (unusable: start that range afresh)
@@ -204,12 +221,17 @@ class Coordinator:
 
     async def _persist(self, run: Run) -> None:
         async with run.persist_lock:  # one writer per run, the latest state last
-            doc = {"run_id": run.run_id, "params": run.params, "skip": run.skip_spec, "status": run.status,
+            doc = {"run_id": run.run_id, "params": run.params, "skip": list(run.skips), "status": run.status,
                    "delivered": [r.start for r in run.ranges if r.status == "delivered"]}
             await asyncio.to_thread(self._write_doc, run, doc)
 
     @staticmethod
     def _write_doc(run: Run, doc: dict) -> None:
+        # here, in the thread: a fragmented skip has many runs
+        union = IndexSet()
+        for part in doc["skip"]:
+            union = union | part
+        doc = dict(doc, skip=str(union))  # (run.skips grows by one set per reconnect of the pipeline)
         run.dir.mkdir(parents=True, exist_ok=True)
         tmp = run.dir / ".run.json.tmp"
         with open(tmp, "w") as fh:
@@ -236,7 +258,8 @@ class Coordinator:
         for doc in await asyncio.to_thread(read):
             if doc.get("status") == "running" and isinstance(doc.get("params"), dict):
                 try:
-                    run, _ = await self.start_run(doc["params"], decode_indices(doc.get("skip", "")),
+                    skip = await asyncio.to_thread(IndexSet.parse, doc.get("skip", ""))
+                    run, _ = await self.start_run(doc["params"], skip,
                                                   delivered=doc.get("delivered") or [])
                     run.event("restored", "restored after a restart of the coordinator")
                 except Exception as exc:  # noqa: BLE001
@@ -364,7 +387,7 @@ class Coordinator:
         prev = r.node
         r.status, r.node, r.slot, r.job_id, r.done, r.kill_sent = "queued", None, None, None, 0, False
         r.error = why
-        run.event("requeued", f"{why}; range [{r.start}, {r.end}) ({len(r.todo)} games) goes back to the queue",
+        run.event("requeued", f"{why}; range [{r.start}, {r.end}) ({r.todo.count} games) goes back to the queue",
                   logging.WARNING, node=prev, start=r.start, end=r.end)
         if failure and r.failures >= MAX_FAILURES:
             run.status = "failed"
@@ -398,7 +421,7 @@ class Coordinator:
         spec = {"job_id": job_id, "run_id": run.run_id, "owner": self.node.node_id, "board": p["board"],
                 "players": p["players"], "policy": p["policy"], "seed": p["seed"], "max_moves": p["max_moves"],
                 "batch_size": p.get("batch_size"), "threads": p.get("threads") or 0,
-                "device": p.get("device", "cpu"), "indices": encode_indices(r.todo), "range": [r.start, r.end]}
+                "device": p.get("device", "cpu"), "indices": str(r.todo), "range": [r.start, r.end]}
         node_id = r.node
         try:
             job = await self.node.call_start_job(view, spec)
@@ -414,7 +437,7 @@ class Coordinator:
             return
         if r.job_id == job_id:
             r.slot = job.get("slot")
-            run.event("dispatched", f"range [{r.start}, {r.end}) ({len(r.todo)} games) to {node_id} "
+            run.event("dispatched", f"range [{r.start}, {r.end}) ({r.todo.count} games) to {node_id} "
                                     f"(slot {r.slot}, job {job_id})", node=node_id, start=r.start, end=r.end,
                       slot=r.slot)
 
@@ -450,7 +473,7 @@ class Coordinator:
             self.collecting.discard(job_id)
             r.pending -= 1
         if why is None:
-            r.todo = [i for i in r.todo if i not in have]
+            r.todo = r.todo - have
             if added or not current:
                 run.event("collected", f"{added} new games of job {job_id} from {node_id} "
                                        f"({job['status']}{', after its node rejoined' if not current else ''})")
@@ -467,7 +490,7 @@ class Coordinator:
             reason = why or job.get("error") or job["status"]
             self._requeue(run, r, f"node {node_id} failed on range [{r.start}, {r.end}): {reason}", failure=True)
         else:
-            self._requeue(run, r, f"job {job_id} on {node_id} ended {job['status']} with {len(r.todo)} games "
+            self._requeue(run, r, f"job {job_id} on {node_id} ended {job['status']} with {r.todo.count} games "
                                   f"of range [{r.start}, {r.end}) missing", failure=job["status"] == "done")
 
     async def _pull_and_merge(self, run: Run, r: RangeState, node_id: str, job: dict, view: dict):
@@ -478,10 +501,10 @@ class Coordinator:
         if r.status in ("collected", "delivered") and r.job_id != job_id:
             # Its range is complete already: its games are duplicates; nothing to fetch.
             await self._mark_collected(run, node_id, job_id)
-            return 0, set(), None
+            return 0, IndexSet(), None
         if not job.get("games"):
             await self._mark_collected(run, node_id, job_id)
-            return 0, set(), None
+            return 0, IndexSet(), None
         local = node_id == self.node.node_id
         if local:
             src = self.node.jobs.db_path(self.node.jobs.jobs[job_id])
@@ -490,7 +513,7 @@ class Coordinator:
             await self.node.client.download(f"{view['url']}/jobs/{job_id}/db", src, size=job.get("size"),
                                             sha256=job.get("sha256"))
         why = None
-        added, have = 0, set()
+        added, have = 0, IndexSet()
         try:
             async with run.lock(r.start):
                 def work():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .. import BOARDS, POLICIES, __version__
-from ..pipeline.ranges import decode_indices
+from ..pipeline.ranges import MAX_INDEX, MAX_SEED, MAX_SPEC_RUNS, IndexSet, check_range_count
 from . import PROTOCOL_VERSION, dbtools
 from .auth import bearer_ok
 from .client import NodeClient, NodeError
@@ -44,6 +45,10 @@ PHASES = ("canonical_selfplay", "parity_validation", "npz_export")
 CLUSTER_PHASES = ("canonical_selfplay",)
 CAPABILITIES = ("cpu", "gpu")
 MAX_BODY = 1 << 20
+MAX_DEPTH = 4  # the deepest body of this API is {"range": [a, b]}: 2
+MAX_CONTAINERS = 1000  # arrays and objects in one body (brackets counted before parsing)
+LONG_SPEC = 4096  # index specs longer than this are parsed in slices, yielding to the loop between them
+SPEC_SLICE = 250  # index runs parsed per slice
 MAX_PEERS = 256
 DEFAULT_MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 10000}
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -108,19 +113,71 @@ def _only(body: dict, allowed) -> None:
                          f"(known: {', '.join(sorted(allowed))})")
 
 
+def _nesting_ok(value, limit: int) -> bool:
+    """Whether `value` nests at most `limit` arrays/objects deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > limit:
+                return False
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return True
+
+
 async def _body(request: web.Request) -> dict:
+    """The request's JSON object: 415 unless it is sent as JSON, 413 over MAX_BODY bytes, 400
+    for anything that is not a flat enough JSON object (the bodies of this API nest at most
+    MAX_DEPTH deep, so a deeper one is refused before anything walks it)."""
+    if request.content_type != "application/json":
+        raise BadRequest(f"the request body must be JSON (Content-Type: application/json), not "
+                         f"{request.content_type}", 415)
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise BadRequest(f"request body over {MAX_BODY} bytes", 413)
     raw = await request.read()
     if not raw.strip():
         raise BadRequest("empty request body: a JSON object is required")
+    if raw.count(b"[") + raw.count(b"{") > MAX_CONTAINERS:
+        raise BadRequest(f"request body nests more than {MAX_CONTAINERS} arrays and objects")
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise BadRequest(f"request body nests deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON ({exc})") from None
+        raise BadRequest(f"request body is not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    if not _nesting_ok(body, MAX_DEPTH):
+        raise BadRequest(f"request body nests deeper than {MAX_DEPTH} levels")
     return body
+
+
+def _parse_now(text: str, name: str, within: int | None = None) -> IndexSet:
+    try:
+        out = IndexSet.parse(text, max_runs=MAX_SPEC_RUNS)
+    except ValueError as exc:
+        raise BadRequest(f"field {name!r}: {exc}") from None
+    return out if within is None else out.within(0, within)
+
+
+async def _parse_indices(text: str, name: str, within: int | None = None) -> IndexSet:
+    """An index-runs field of a request as an IndexSet, clipped to [0, within) if given. The
+    work is linear in the text; a long text is parsed in slices on the loop, yielding between
+    them (a worker thread would contend for the GIL and stall the loop just the same)."""
+    if len(text) <= LONG_SPEC:
+        return _parse_now(text, name, within)
+    parts = text.split(",")
+    if len(parts) > MAX_SPEC_RUNS:
+        raise BadRequest(f"field {name!r}: more than {MAX_SPEC_RUNS} index runs")
+    runs: list = []
+    for k in range(0, len(parts), SPEC_SLICE):
+        try:
+            IndexSet.parse_parts(parts[k:k + SPEC_SLICE], into=runs)
+        except ValueError as exc:
+            raise BadRequest(f"field {name!r}: {exc}") from None
+        await asyncio.sleep(0)
+    out = IndexSet.from_ordered_runs(runs)
+    return out if within is None else out.within(0, within)
 
 
 class Peer:
@@ -197,6 +254,10 @@ class Node:
                                        on_peer=self._discovered)
             await self.discovery.start()
         self.tasks = [asyncio.create_task(self._lag_monitor()), asyncio.create_task(self._heartbeat())]
+        # Everything loaded so far lives as long as the node: keep it out of the cyclic garbage
+        # collector's full passes, whose time would otherwise grow with it and stall the loop.
+        gc.collect()
+        gc.freeze()
         where = ", ".join(f"{url_host(h)}:{self.cfg.port}" for h in self.cfg.bind)
         disc = (f"UDP discovery on port {self.cfg.discovery_port} to "
                 f"{', '.join(f'{a}:{p}' for a, p in self.cfg.discovery_targets)}" if self.discovery else
@@ -369,9 +430,11 @@ class Node:
     async def call_start_job(self, view: dict, spec: dict) -> dict:
         if view.get("url") in (None, self.cfg.advertise):
             try:
-                job, _ = await self.jobs.start(self._job_spec(spec))
+                job, _ = await self.jobs.start(await self._job_spec_off_loop(spec))
             except LookupError as exc:
                 raise NodeError(self.cfg.advertise, str(exc), 409) from None
+            except BadRequest as exc:
+                raise NodeError(self.cfg.advertise, str(exc), exc.status) from None
             return job
         data = await self.client.post(f"{view['url']}/pipeline/selfplay_worker", spec, timeout=10)
         return data.get("job", {})
@@ -522,8 +585,8 @@ class Node:
             "players": _field(body, "players", int, default=2, check=lambda v: 2 <= v <= 4, what="2, 3 or 4"),
             "policy": _field(body, "policy", str, default="random", check=lambda v: v in POLICIES,
                              what=" or ".join(POLICIES)),
-            "seed": _field(body, "seed", int, default=0, check=lambda v: -(2**63) <= v < 2**63,
-                           what="a 64-bit integer"),
+            "seed": _field(body, "seed", int, default=0, check=lambda v: 0 <= v <= MAX_SEED,
+                           what=f"0..{MAX_SEED}"),
             "max_moves": _field(body, "max_moves", int, default=DEFAULT_MAX_MOVES[board],
                                 check=lambda v: 1 <= v <= 1_000_000, what="1..1000000"),
             "batch_size": _field(body, "batch_size", int, check=lambda v: 1 <= v <= 100_000, what="1..100000"),
@@ -548,21 +611,21 @@ class Node:
                                 what="0..1000000000")
         p["games_per_worker"] = _field(body, "games_per_worker", int, default=1000,
                                        check=lambda v: 1 <= v <= 10**7, what="1..10000000")
-        p["timeout"] = float(_field(body, "timeout", float, default=3600.0, check=lambda v: v > 0,
-                                    what="a positive number of seconds"))
+        p["timeout"] = float(_field(body, "timeout", float, default=3600.0, check=lambda v: 0 < v <= 10**7,
+                                    what="a positive number of seconds, at most 10000000"))
         # GPU games go to nodes that declared the gpu capability, whose workers play on their GPU
         p["capability"] = _field(body, "capability", str, default="gpu" if p["device"] == "cuda" else "cpu",
                                  check=lambda v: v in CAPABILITIES, what=" or ".join(CAPABILITIES))
         if p["device"] == "cuda" and p["capability"] != "gpu":
             raise BadRequest("device cuda needs capability gpu (or leave capability out)")
         p["keep_worker_dbs"] = _field(body, "keep_worker_dbs", bool, default=False)
-        if p["num_games"] // p["games_per_worker"] > 100_000:
-            raise BadRequest("more than 100000 ranges: raise games_per_worker")
-        skip_spec = _field(body, "skip", str, default="", what="index runs like 0-99,150")
         try:
-            skip = decode_indices(skip_spec)
+            check_range_count(p["num_games"], p["games_per_worker"])
         except ValueError as exc:
-            raise BadRequest(f"field 'skip': {exc}") from None
+            raise BadRequest(str(exc)) from None
+        skip_spec = _field(body, "skip", str, default="", what="index runs like 0-99,150")
+        # Indices the pipeline holds beyond the target do not matter: only [0, num_games) is kept.
+        skip = await _parse_indices(skip_spec, "skip", within=p["num_games"])
         if not self.settled():
             raise BadRequest("this node is still finding its peers and electing a leader; retry in a moment", 409,
                              {"retry": True})
@@ -635,7 +698,9 @@ class Node:
         return web.FileResponse(path, headers={"X-Ringrift-Sha256": digest,
                                                "Content-Type": "application/vnd.sqlite3"})
 
-    def _job_spec(self, body: dict) -> dict:
+    def _job_spec(self, body: dict, indices: IndexSet | None = None) -> dict:
+        """The validated job of a /pipeline/selfplay_worker body (`indices`: its 'indices'
+        field parsed already, off the loop)."""
         _only(body, ("job_id", "run_id", "owner", "board", "players", "policy", "seed", "max_moves", "batch_size",
                      "threads", "device", "indices", "start", "count", "range"))
         spec = self._selfplay_params(body)
@@ -652,35 +717,43 @@ class Node:
             text = _field(body, "indices", str, what="index runs like 0-99,150")
             if len(text) > 200_000:
                 raise BadRequest("field 'indices' is too long")
-            try:
-                idx = decode_indices(text)
-            except ValueError as exc:
-                raise BadRequest(f"field 'indices': {exc}") from None
-            if len(idx) > 10_000_000:
-                raise BadRequest("at most 10000000 games per job")
+            idx = indices if indices is not None else _parse_now(text, "indices")
         else:
-            start = _field(body, "start", int, required=True, check=lambda v: v >= 0, what="a non-negative integer")
+            start = _field(body, "start", int, required=True, check=lambda v: 0 <= v <= MAX_INDEX,
+                           what=f"0..{MAX_INDEX}")
             count = _field(body, "count", int, required=True, check=lambda v: 1 <= v <= 10_000_000,
                            what="1..10000000")
-            idx = list(range(start, start + count))
-            text = f"{start}-{start + count - 1}"
+            if start + count > MAX_INDEX + 1:
+                raise BadRequest(f"fields 'start' + 'count' must be at most {MAX_INDEX + 1} (game indices are "
+                                 f"64-bit)")
+            idx = IndexSet.interval(start, start + count)
         if not idx:
             raise BadRequest("no game indices to play")
-        lo, hi = idx[0], idx[-1] + 1
+        if idx.count > 10_000_000:
+            raise BadRequest("at most 10000000 games per job")
+        lo, hi = idx.min, idx.max + 1
         rng = body.get("range")
         if rng is not None:
             if (not isinstance(rng, list) or len(rng) != 2 or any(isinstance(v, bool) or not isinstance(v, int)
                                                                    for v in rng)):
                 raise BadRequest("field 'range' must be [start, end], two integers")
-            if not (rng[0] <= lo and hi <= rng[1]):
+            if not (rng[0] <= lo and hi <= rng[1] <= MAX_INDEX + 1):
                 raise BadRequest(f"field 'range': the indices {lo}..{hi - 1} are not inside [{rng[0]}, {rng[1]})")
             lo, hi = rng
-        spec.update(indices=text, lo=lo, hi=hi, total=len(idx))
+        spec.update(indices=str(idx), lo=lo, hi=hi, total=idx.count)
         return spec
+
+    async def _job_spec_off_loop(self, body: dict) -> dict:
+        """_job_spec with a long 'indices' field parsed in a thread."""
+        text = body.get("indices")
+        parsed = None
+        if isinstance(text, str) and len(text) <= 200_000 and "start" not in body and "count" not in body:
+            parsed = await _parse_indices(text, "indices")
+        return self._job_spec(body, parsed)
 
     async def h_selfplay_worker(self, request):
         body = await _body(request)
-        spec = self._job_spec(body)
+        spec = await self._job_spec_off_loop(body)
         try:
             job, created = await self.jobs.start(spec)
         except LookupError as exc:

@@ -26,8 +26,15 @@ from .harness import run_games
 from .replays import RecordedGame, iter_games
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (plus a pointer to --help), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ringrift-parity",
         description="Replay recorded reference games through our engine and report divergences (--replays), "
                     "or check game databases against the reference TypeScript engine or, without a "
@@ -215,6 +222,8 @@ def main(argv: list[str] | None = None, *, engine=None) -> int:
     """Entry point of ``ringrift-parity``; ``engine`` replaces ``ringrift`` (tests only)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.jobs < 0:
+        parser.error("--jobs must be >= 0 (0: one per CPU)")
     if args.db and args.replays:
         parser.error("give either --replays or --db, not both")
     if args.db:

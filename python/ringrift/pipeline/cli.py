@@ -3,7 +3,7 @@
     ringrift-pipeline run canonical_selfplay --board square8 --num-games 1000 \\
         --output-db data/games/canonical_square8.db
     ringrift-pipeline run parity_validation --db data/games/canonical_square8.db
-    ringrift-pipeline run npz_export --db data/games/canonical_square8.db --output-dir data/npz
+    ringrift-pipeline run npz_export --db data/games/canonical_square8.db --output-dir data/training
     ringrift-pipeline run all --board square8 --num-games 1000 --output-db ... --output-dir ...
     ringrift-pipeline status
     ringrift-pipeline cluster list|health|sync|update
@@ -18,18 +18,22 @@ import datetime
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
+from ..exitcodes import EXIT_OK, EXIT_USAGE, UsageError, exit_status
 from .config import load_config, load_hosts
 from .progress import Progress
+from .ranges import MAX_INDEX, MAX_SEED, check_range_count
 from .state import PHASES, PipelineState, StateLock, holder_pid, read_state, state_path
 
-LOGS_DIR = Path("logs")
+LOG_DIR_ENV = "RINGRIFT_LOG_DIR"  # where the pipeline's logs go (default: logs/ under the working directory)
 ORCHESTRATOR_LOG = "pipeline_orchestrator.log"
 TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
+DEFAULT_NPZ_DIR = "data/training"  # ringrift-export's default too
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex = phases.add_parser("npz_export", help="export a game DB to NPZ training files",
                            description="Export a game DB to NPZ training files with ringrift-export.")
     ex.add_argument("--db", metavar="PATH", required=True, help="game database")
-    ex.add_argument("--output-dir", metavar="DIR", required=True, help="folder for the NPZ files")
+    ex.add_argument("--output-dir", metavar="DIR", default=DEFAULT_NPZ_DIR,
+                    help=f"folder for the NPZ files (default: {DEFAULT_NPZ_DIR}, as ringrift-export)")
     _dry(ex)
     al = phases.add_parser("all", help="canonical_selfplay, parity_validation, npz_export in order",
                            description="canonical_selfplay, then parity_validation and npz_export of its DB.")
     _selfplay_args(al)
-    al.add_argument("--output-dir", metavar="DIR", help="NPZ folder (default: data/npz)")
+    al.add_argument("--output-dir", metavar="DIR", default=DEFAULT_NPZ_DIR,
+                    help=f"NPZ folder (default: {DEFAULT_NPZ_DIR})")
 
     st = sub.add_parser("status", help="progress of the current or last run, per worker",
                         description="Show the pipeline state: phase, progress, each worker's range and games.")
@@ -219,13 +225,19 @@ logging.getLogger("asyncssh").addHandler(logging.NullHandler())
 logging.getLogger("asyncssh").propagate = False
 
 
+def logs_dir() -> Path:
+    """The log folder: $RINGRIFT_LOG_DIR, else logs/ under the working directory."""
+    return Path(os.path.expanduser(os.environ.get(LOG_DIR_ENV) or "logs"))
+
+
 def _setup_logging(logger: logging.Logger) -> list:
     logger.setLevel(logging.INFO)
+    logs = logs_dir()
     try:
-        LOGS_DIR.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(LOGS_DIR / ORCHESTRATOR_LOG)
+        logs.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(logs / ORCHESTRATOR_LOG)
     except OSError as exc:
-        print(f"ringrift-pipeline: warning: cannot write {LOGS_DIR / ORCHESTRATOR_LOG} "
+        print(f"ringrift-pipeline: warning: cannot write {logs / ORCHESTRATOR_LOG} "
               f"({exc.strerror}); logging to stderr only", file=sys.stderr)
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -244,21 +256,23 @@ def _selfplay_spec(args, cfg):
 
     sc = cfg["selfplay"]
     board = args.board or cfg["default_board"]
-    if args.num_games < 0:
-        raise RingRiftError("--num-games must be >= 0")
+    if not 0 <= args.num_games <= MAX_INDEX + 1:
+        raise UsageError(f"--num-games must be 0..{MAX_INDEX + 1} (game indices are 64-bit integers)")
     players = args.players or sc["num_players"]
     seed = sc["seed"] if args.seed is None else args.seed
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be 0..{MAX_SEED}")
     policy = args.policy or sc["policy"]
-    if args.threads is not None and args.threads < 0:
-        raise RingRiftError("--threads must be >= 0")
-    max_moves = args.max_moves or sc["max_moves"][board]
-    if max_moves < 1:
-        raise RingRiftError("--max-moves must be >= 1")
-    gpw = args.games_per_worker or sc["games_per_worker"]
-    if gpw < 1:
-        raise RingRiftError("--games-per-worker must be >= 1")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise RingRiftError("--batch-size must be >= 1")
+    if args.threads is not None and not 0 <= args.threads <= 1024:
+        raise UsageError("--threads must be 0..1024")
+    max_moves = args.max_moves if args.max_moves is not None else sc["max_moves"][board]
+    if not 1 <= max_moves <= 1_000_000:
+        raise UsageError("--max-moves must be 1..1000000")
+    gpw = args.games_per_worker if args.games_per_worker is not None else sc["games_per_worker"]
+    if not 1 <= gpw <= MAX_INDEX:
+        raise UsageError("--games-per-worker must be >= 1")
+    if args.batch_size is not None and not 1 <= args.batch_size <= 100_000:
+        raise UsageError("--batch-size must be 1..100000")
     out = Path(args.output_db or f"data/games/canonical_{board}.db")
     return SelfplaySpec(board=board, players=players, policy=policy, seed=seed, num_games=args.num_games,
                         max_moves=max_moves, output_db=out, games_per_worker=gpw,
@@ -268,8 +282,8 @@ def _selfplay_spec(args, cfg):
 
 
 def _state_note(ctx: Context) -> str:
-    return (f"state: {ctx.state_path}; logs: {LOGS_DIR / ORCHESTRATOR_LOG}, "
-            f"{LOGS_DIR}/selfplay_<host>_<timestamp>.log")
+    return (f"state: {ctx.state_path}; logs: {logs_dir() / ORCHESTRATOR_LOG}, "
+            f"{logs_dir()}/selfplay_<host>_<timestamp>.log")
 
 
 def cmd_selfplay(ctx: Context, *, phases=("canonical_selfplay",), run_key=None) -> int:
@@ -281,7 +295,17 @@ def cmd_selfplay(ctx: Context, *, phases=("canonical_selfplay",), run_key=None) 
     hosts = ctx.hosts
     if hosts.all_local:
         return _selfplay_local(ctx, spec, phases, run_key)
+    check_ranges(spec)
     return _selfplay_hosts(ctx, spec, phases, run_key)
+
+
+def check_ranges(spec) -> None:
+    """A distributed run is cut into at most MAX_RANGES seed ranges (one line error otherwise)."""
+    try:
+        check_range_count(spec.num_games, spec.games_per_worker, "--games-per-worker (config: "
+                                                                 "selfplay.games_per_worker)")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
@@ -289,7 +313,7 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
     from ..db import GameDB
     from ..selfplay import run_selfplay
     from .orchestrator import present_indices
-    from .ranges import encode_indices
+    from .ranges import IndexSet
 
     args = ctx.args
     threads = spec.threads if spec.threads is not None else spec.default_threads
@@ -297,13 +321,15 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
     if ctx.dry_run:
         _would_be_writable(spec.output_db)
         present = present_indices(spec.output_db, spec, create=False)
-        todo = [i for i in range(spec.num_games) if i not in present]
+        todo = IndexSet.interval(0, spec.num_games) - present
         n_threads = threads or _core.hardware_threads()
         print(f"plan: canonical_selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}, "
               f"{spec.num_games} games into {spec.output_db}")
         print(f"  on this machine, in-process, {n_threads} threads (no remote hosts configured{where})")
-        print(f"  {spec.num_games - len(todo)} games already in the output DB; {len(todo)} to play"
-              + (f": indices {encode_indices(todo)}" if todo else ""))
+        runs = todo.runs
+        shown = str(IndexSet(runs[:20])) + (f",... ({len(runs) - 20} more runs)" if len(runs) > 20 else "")
+        print(f"  {spec.num_games - todo.count} games already in the output DB; {todo.count} to play"
+              + (f": indices {shown}" if todo else ""))
         print(f"  writes {spec.output_db}{'' if spec.output_db.exists() else ' (created)'}, committing whole "
               f"batches; no files move")
         print(f"  {_state_note(ctx)}")
@@ -325,7 +351,8 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
     log = ctx.logger
     log.info(f"canonical_selfplay {spec.run_id}: {spec.num_games} games into {spec.output_db}, on this machine")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    host_log = open(LOGS_DIR / f"selfplay_localhost_{stamp}.log", "a", buffering=1) if LOGS_DIR.is_dir() else None
+    logs = logs_dir()
+    host_log = open(logs / f"selfplay_localhost_{stamp}.log", "a", buffering=1) if logs.is_dir() else None
     bar = None if args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
 
     def progress(done, total, rate):
@@ -386,7 +413,7 @@ def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
         print(f"  {_state_note(ctx)}")
         return 0
     st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
-    orch = Orchestrator(spec, handles, st, ctx.logger, LOGS_DIR, progress=bar, err=sys.stderr)
+    orch = Orchestrator(spec, handles, st, ctx.logger, logs_dir(), progress=bar, err=sys.stderr)
     orch.backend = backend
     summary = run_orchestrator(orch)
     if bar:
@@ -443,7 +470,7 @@ def cmd_all(ctx: Context) -> int:
     if not export_available():  # fail before hours of self-play, not after
         raise RingRiftError(EXPORT_MISSING)
     spec = _selfplay_spec(ctx.args, ctx.cfg)
-    output_dir = Path(ctx.args.output_dir or "data/npz")
+    output_dir = Path(ctx.args.output_dir)
     key = dict(spec.run_key(), phase="all", output_dir=str(output_dir.resolve()))
     rc = cmd_selfplay(ctx, phases=PHASES, run_key=key)
     if rc:
@@ -495,7 +522,7 @@ def cmd_status(args) -> int:
     if ranges:
         counts: dict = {}
         for r in ranges:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
+            counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
         print("ranges: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     workers = data.get("workers") or {}
     if workers:
@@ -574,6 +601,17 @@ def _record_failure(ctx: Context | None, status: str, message: str) -> None:
         pass
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush into a closed pipe
+    prints no 'Exception ignored ... BrokenPipeError'."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -598,6 +636,7 @@ def main(argv=None) -> int:
             parser.error("--p2p-leader and --p2p-auth-token need --backend p2p")
         ctx = Context(args, load_config(args.config))
         if args.command == "run":
+            read_state(ctx.state_path)  # an unusable state file fails here, before anything is written
             if args.phase == "canonical_selfplay":
                 rc = cmd_selfplay(ctx)
                 if ctx.dry_run:
@@ -611,12 +650,20 @@ def main(argv=None) -> int:
                 return cmd_all(ctx)
         if args.command == "cluster":
             return cmd_cluster(ctx)
+    except BrokenPipeError:  # output piped into e.g. `head`, which has exited: not an error
+        _quiet_stdout()
+        return EXIT_OK
     except RingRiftError as exc:
         _record_failure(ctx, "failed", str(exc))
         if ctx is not None:
             ctx.logger.error(str(exc))
         print(f"ringrift-pipeline: error: {exc}", file=sys.stderr)
-        return 2 if type(exc).__name__ == "BackendUnavailable" else 1
+        return exit_status(exc)
+    except sqlite3.Error as exc:  # a database damaged where no check of ours looked
+        message = f"a game database is not usable ({exc})"
+        _record_failure(ctx, "failed", message)
+        print(f"ringrift-pipeline: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         message = f"{where}{exc.strerror or exc}"

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..engine.errors import RingRiftError
 from .backends import HostError
-from .ranges import Range, assign, encode_indices, split
+from .ranges import IndexSet, Range, assign, index_runs, split
 from .state import now_iso
 from .worker import parse_event
 
@@ -79,9 +79,9 @@ class SelfplaySpec:
             return self.threads
         return cfg.threads or self.default_threads
 
-    def worker_argv(self, cfg, r: Range, todo: list[int]) -> list[str]:
+    def worker_argv(self, cfg, r: Range, todo: IndexSet) -> list[str]:
         argv = ["worker", "--board", self.board, "--players", str(self.players), "--policy", self.policy,
-                "--seed", str(self.seed), "--indices", encode_indices(todo), "--max-moves", str(self.max_moves),
+                "--seed", str(self.seed), "--indices", str(todo), "--max-moves", str(self.max_moves),
                 "--threads", str(self.threads_for(cfg)), "--parallel-jobs", str(cfg.max_parallel_jobs),
                 "--output-db", self.remote_db(r), "--host-name", cfg.name, "--exit-on-stdin-eof"]
         if self.batch_size:
@@ -112,7 +112,7 @@ def selfplay_hosts(hosts, device: str = "cpu") -> list:
     return workers
 
 
-def present_indices(path: Path, spec: SelfplaySpec, *, create: bool) -> set[int]:
+def present_indices(path: Path, spec: SelfplaySpec, *, create: bool) -> IndexSet:
     """Indices of this run already in the output DB. Refuses a DB whose games of this run come
     from another engine version. With `create` false nothing is created or written: the file is
     read as immutable (no -wal/-shm appear), so a -wal left by a crashed writer is not seen."""
@@ -123,29 +123,35 @@ def present_indices(path: Path, spec: SelfplaySpec, *, create: bool) -> set[int]
 
     def read(con):
         versions = {v for (v,) in con.execute(f"SELECT DISTINCT engine_version FROM games WHERE {where}", params)}
-        return versions, {i for (i,) in con.execute(f"SELECT game_index FROM games WHERE {where}", params)}
+        return versions, index_runs(con.execute(f"SELECT game_index FROM games WHERE {where} ORDER BY game_index",
+                                                params))
+
+    from ..db.errors import DBError
 
     if create:
         from ..db import GameDB
 
-        with GameDB(path) as db:
-            versions, present = read(db.conn)
+        try:
+            with GameDB(path) as db:
+                versions, present = read(db.conn)
+        except sqlite3.Error as exc:  # a page past the header is damaged
+            raise DBError(f"{path}: not a readable game database ({exc})", path=str(path)) from None
     else:
         if not path.exists():
-            return set()
+            return IndexSet()
         if path.is_dir():
-            raise RingRiftError(f"{path}: is a directory, not a game database")
+            raise DBError(f"{path}: is a directory, not a game database", path=str(path))
         try:
             con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
             try:
                 fmt = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
                 if not fmt or fmt[0] != "ringrift-gamedb":
-                    raise RingRiftError(f"{path}: not a ringrift game database")
+                    raise DBError(f"{path}: not a ringrift game database", path=str(path))
                 versions, present = read(con)
             finally:
                 con.close()
         except sqlite3.Error as exc:
-            raise RingRiftError(f"{path}: not a readable game database ({exc})") from None
+            raise DBError(f"{path}: not a readable game database ({exc})", path=str(path)) from None
     if versions - {ENGINE_VERSION}:
         raise RingRiftError(f"{path} holds games of this run from engine {', '.join(sorted(map(str, versions)))}; "
                             f"this is {ENGINE_VERSION}: refusing to mix engine versions in one run "
@@ -153,23 +159,23 @@ def present_indices(path: Path, spec: SelfplaySpec, *, create: bool) -> set[int]
     return present
 
 
-def plan_ranges(spec: SelfplaySpec, hosts, present: set[int]):
-    """[(range, host name, missing indices)] for every range of the run, in order."""
+def plan_ranges(spec: SelfplaySpec, hosts, present: IndexSet):
+    """[(range, host name, missing indices as an IndexSet)] for every range of the run, in order."""
     ranges = split(spec.num_games, spec.games_per_worker)
     owner = assign(ranges, hosts)
-    return [(r, owner[r], [i for i in range(r.start, r.end) if i not in present]) for r in ranges]
+    return [(r, owner[r], IndexSet.interval(r.start, r.end) - present) for r in ranges]
 
 
 def print_plan(spec: SelfplaySpec, handles: dict, plan, out) -> None:
     todo_ranges = [(r, h, t) for r, h, t in plan if t]
-    done = sum(r.count - len(t) for r, _, t in plan)
+    done = sum(r.count - t.count for r, _, t in plan)
     w = out.write
     w(f"plan: canonical_selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}, "
       f"{spec.num_games} games into {spec.output_db}\n")
     hosts = ", ".join(f"{h.name} ({h.cfg.target()}, {h.cfg.max_parallel_jobs} job"
                       f"{'s' if h.cfg.max_parallel_jobs > 1 else ''})" for h in handles.values())
     w(f"  hosts: {hosts}\n")
-    w(f"  {done} games already in the output DB; {sum(len(t) for _, _, t in todo_ranges)} to play in "
+    w(f"  {done} games already in the output DB; {sum(t.count for _, _, t in todo_ranges)} to play in "
       f"{len(todo_ranges)} of {len(plan)} ranges of up to {spec.games_per_worker}\n")
     parts = spec.parts_dir()
     for r, host, todo in plan:
@@ -178,7 +184,7 @@ def print_plan(spec: SelfplaySpec, handles: dict, plan, out) -> None:
             continue
         h = handles[host]
         local = parts / f"{host}_{r.tag}.db"
-        w(f"  {r}  {len(todo)} games on {host}\n")
+        w(f"  {r}  {todo.count} games on {host}\n")
         w(f"    run:   {h.command_line(spec.worker_argv(h.cfg, r, todo))}\n")
         w(f"    pull:  {h.location(spec.remote_db(r))} -> {local}\n")
         w(f"    merge: {local} -> {spec.output_db} (then {local} is deleted)\n")
@@ -262,7 +268,7 @@ class Orchestrator:
         self.logs_dir = logs_dir
         self.progress = progress
         self.err = err
-        self.present: set[int] = set()
+        self.present = IndexSet()
         self.merge_lock = asyncio.Lock()
         self.stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.host_logs: dict = {}
@@ -290,8 +296,8 @@ class Orchestrator:
         raise KeyError(r)
 
     def _update_progress(self) -> None:
-        done = len(self.present) + sum(self.inflight.values())
-        self.state.data["games_completed"] = len(self.present)
+        done = self.present.count + sum(self.inflight.values())
+        self.state.data["games_completed"] = self.present.count
         self.state.data["games_in_flight"] = sum(self.inflight.values())
         self.state.save(throttle=0.5)
         done = min(done, self.spec.num_games)
@@ -306,11 +312,11 @@ class Orchestrator:
         from .worker import build_id
 
         self.present = await asyncio.to_thread(present_indices, spec.output_db, spec, create=True)
-        self.already = len(self.present)
+        self.already = self.present.count
         plan = plan_ranges(spec, [h.cfg for h in self.handles.values()], self.present)
         self.state.data["ranges"] = [{"start": r.start, "end": r.end, "host": h,
                                       "status": "merged" if not t else "queued"} for r, h, t in plan]
-        self.state.data["games_completed"] = len(self.present)
+        self.state.data["games_completed"] = self.present.count
         self.state.save()
         pending = [(r, h) for r, h, t in plan if t]
         self.say(f"canonical_selfplay {spec.run_id}: {self.already}/{spec.num_games} games present, "
@@ -370,8 +376,8 @@ class Orchestrator:
         finally:
             for fh in self.host_logs.values():
                 fh.close()
-        if sched.orphans or len(self.present & set(range(spec.num_games))) < spec.num_games:
-            left = spec.num_games - len(self.present)
+        if sched.orphans or not self.present.covers(0, spec.num_games):
+            left = spec.num_games - self.present.within(0, spec.num_games).count
             raise RingRiftError(f"no healthy host left: {left} games in {len(sched.orphans)} ranges are unfinished; "
                                 f"rerun the same command when a host is back to resume")
         await self._sweep([n for n in healthy if n in sched.alive])
@@ -429,14 +435,14 @@ class Orchestrator:
 
     async def _play(self, h, wname: str, r: Range):
         spec = self.spec
-        todo = [i for i in range(r.start, r.end) if i not in self.present]
+        todo = IndexSet.interval(r.start, r.end) - self.present
         if not todo:
             return
         w = self.state.worker(wname)
         log = self.host_log(h.name)
         argv = spec.worker_argv(h.cfg, r, todo)
-        log.write(f"# {now_iso()} range {r} ({len(todo)} games): {h.command_line(argv)}\n")
-        self.say(f"{h.name}: range {r}, {len(todo)} games")
+        log.write(f"# {now_iso()} range {r} ({todo.count} games): {h.command_line(argv)}\n")
+        self.say(f"{h.name}: range {r}, {todo.count} games")
         proc = await h.start(argv)
         done_event = None
         tail: deque = deque(maxlen=8)
@@ -455,7 +461,7 @@ class Orchestrator:
                     w["pid"] = proc.pid
                 elif kind == "progress":
                     # games of the range played so far (those already present there count too)
-                    w.update(games=int(ev.get("done", 0)), todo=int(ev.get("total", len(todo))))
+                    w.update(games=int(ev.get("done", 0)), todo=int(ev.get("total", todo.count)))
                     self.inflight[wname] = int(ev.get("done", 0))
                     self._update_progress()
                 elif kind == "done":
@@ -486,7 +492,7 @@ class Orchestrator:
             added = await asyncio.to_thread(self._merge, local, r, h.name)
         self.inflight.pop(wname, None)
         self.games_new += added
-        self.present.update(range(r.start, r.end))
+        self.present = self.present | IndexSet.interval(r.start, r.end)
         log.write(f"# {now_iso()} range {r} merged: {added} new games\n")
         self.say(f"{h.name}: range {r} merged, {added} new games")
         self._update_progress()
@@ -520,7 +526,7 @@ class Orchestrator:
                 continue
             for rel in found:
                 r = range_of_db(rel)
-                if r is not None and self.present.issuperset(range(r.start, r.end)):
+                if r is not None and self.present.covers(r.start, r.end):
                     await self._drop_worker_db(h, rel, r)
             await h.remove_dir_if_empty(folder)
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import RingRiftError
+from ..exitcodes import UsageError
 
 _SUMMARY = re.compile(r"^parity: (\d+)/(\d+) games match")
 EXPORT_MISSING = ("the npz_export phase is not installed: this ringrift has no ringrift.export module "
@@ -87,7 +88,7 @@ def run_parity(db: Path, cfg: dict, logger: logging.Logger, out=None) -> int:
     """0 when the checked games match within fail_threshold, else 1."""
     out = out or sys.stdout
     if not db.exists():
-        raise RingRiftError(f"{db}: no such game database")
+        raise UsageError(f"{db}: no such game database")
     if cfg["parity"]["sample_size"]:
         out.write(f"parity_validation: {sample_note(cfg)}\n")
         logger.info(sample_note(cfg))
@@ -112,7 +113,7 @@ def run_export(argv: list[str], db: Path, logger: logging.Logger, out=None) -> i
     if not export_available():
         raise RingRiftError(EXPORT_MISSING)
     if not db.exists():
-        raise RingRiftError(f"{db}: no such game database")
+        raise UsageError(f"{db}: no such game database")
     rc, _ = _stream(argv, logger, out)
     if rc != 0:
         raise RingRiftError(f"npz_export failed (ringrift-export exited with status {rc})")

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..engine.errors import RingRiftError
+from ..exitcodes import UsageError
 
 DEFAULT_STATE = Path("~/.ringrift/pipeline_state.json")
 PHASES = ("canonical_selfplay", "parity_validation", "npz_export")
@@ -109,22 +110,92 @@ def holder_pid(path: Path) -> int | None:
         os.close(fd)
 
 
+MAX_STATE_BYTES = 64 << 20  # far beyond any real state (at most MAX_RANGES ranges)
+
+_OPT_STR = (str, type(None))
+_OPT_INT = (int, type(None))
+# Top-level fields of the state document and the JSON types each may hold.
+_FIELDS = {
+    "current_phase": _OPT_STR, "phase_status": dict, "games_completed": int, "games_target": _OPT_INT,
+    "games_in_flight": int, "started_at": _OPT_STR, "updated_at": _OPT_STR, "resumed": bool, "pid": _OPT_INT,
+    "run": (dict, type(None)), "workers": dict, "ranges": list, "error": _OPT_STR, "backend": dict,
+}
+_WORKER_FIELDS = {"status": _OPT_STR, "games": _OPT_INT, "todo": _OPT_INT, "ranges_done": _OPT_INT,
+                  "error": _OPT_STR, "host": _OPT_STR, "pid": _OPT_INT, "range": (list, type(None))}
+_RANGE_FIELDS = {"start": int, "end": int, "status": str, "host": _OPT_STR}
+
+
+def _type_name(types) -> str:
+    names = {str: "a string", int: "an integer", dict: "an object", list: "an array", bool: "true or false",
+             type(None): "null"}
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join(names[t] for t in types)
+
+
+def _check(path: Path, where: str, value, types) -> None:
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in
+                                           (types if isinstance(types, tuple) else (types,)))
+    if not ok:
+        raise UsageError(f"{path}: the pipeline state's {where} must be {_type_name(types)}, got "
+                         f"{json.dumps(value)[:40]}; delete the file to start afresh")
+
+
+def validate_state(path: Path, data) -> dict:
+    """The state document if every field it has holds the type this module writes; a
+    UsageError naming the file and field otherwise (a hand-edited or foreign file)."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: the pipeline state is not a JSON object; delete the file to start afresh")
+    for key, types in _FIELDS.items():
+        if key in data:
+            _check(path, f"field {key!r}", data[key], types)
+    for phase, status in data.get("phase_status", {}).items():
+        _check(path, f"phase_status[{phase!r}]", status, str)
+    for name, w in data.get("workers", {}).items():
+        _check(path, f"workers[{name!r}]", w, dict)
+        for key, types in _WORKER_FIELDS.items():
+            if key in w:
+                _check(path, f"workers[{name!r}].{key}", w[key], types)
+        rng = w.get("range")
+        if rng is not None and (len(rng) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                         for v in rng)):
+            _check(path, f"workers[{name!r}].range", rng, type(None))
+    for k, r in enumerate(data.get("ranges", [])):
+        _check(path, f"ranges[{k}]", r, dict)
+        for key, types in _RANGE_FIELDS.items():
+            if key in r:
+                _check(path, f"ranges[{k}].{key}", r[key], types)
+    return data
+
+
 def read_state(path: Path) -> dict | None:
-    """The state document, or None when there is none. A corrupt file is an error naming it."""
+    """The state document, or None when there is none. A file that cannot be read, is not
+    UTF-8 JSON or holds fields of the wrong type is a UsageError naming it."""
     try:
-        text = path.read_text()
+        if path.is_dir():
+            raise UsageError(f"{path}: is a directory, not a pipeline state file")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise RingRiftError(f"{path}: cannot read the pipeline state: {exc.strerror}") from None
+        raise UsageError(f"{path}: cannot read the pipeline state: {exc.strerror}") from None
+    if len(raw) > MAX_STATE_BYTES:
+        raise UsageError(f"{path}: the pipeline state is over {MAX_STATE_BYTES >> 20} MiB; not a state file "
+                         f"of this pipeline (delete it to start afresh)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: the pipeline state is not UTF-8 text (byte {exc.start}); delete it to start "
+                         f"afresh") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RingRiftError(f"{path}:{exc.lineno}: the pipeline state is not valid JSON ({exc.msg}); "
-                            f"delete it to start afresh") from None
-    if not isinstance(data, dict):
-        raise RingRiftError(f"{path}: the pipeline state is not a JSON object")
-    return data
+        raise UsageError(f"{path}:{exc.lineno}: the pipeline state is not valid JSON ({exc.msg}); "
+                         f"delete it to start afresh") from None
+    except (RecursionError, ValueError) as exc:  # nested too deeply, a number too long to convert
+        raise UsageError(f"{path}: the pipeline state is not usable JSON ({type(exc).__name__}); delete it to "
+                         f"start afresh") from None
+    return validate_state(path, data)
 
 
 class PipelineState:

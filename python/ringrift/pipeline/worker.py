@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..engine.errors import RingRiftError
-from .ranges import decode_indices
+from .ranges import MAX_INDEX, MAX_SEED, IndexSet
 
 _SKIP_DIRS = {"__pycache__"}
 
@@ -79,12 +79,13 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     yet, committing batch by batch. `progress(done, total)` after every batch. Returns counts.
     device="cuda" plays them with the GPU kernel (the same games, batches sized for the GPU)."""
     from .. import _core
-    from ..selfplay.runner import ENGINE_VERSION
+    from ..selfplay.runner import ENGINE_VERSION, stored_indices
 
-    indices = sorted(set(int(i) for i in indices))
-    have = db.existing_indices(board=board, num_players=num_players, seed=seed, policy=policy)
-    todo = [i for i in indices if i not in have]
-    present = len(indices) - len(todo)
+    indices = IndexSet.from_indices(indices)
+    have = stored_indices(db, board=board, num_players=num_players, seed=seed, policy=policy)
+    todo = indices - have
+    total = indices.count
+    present = total - todo.count
     n_threads = threads if threads > 0 else _core.hardware_threads()
     if device == "cuda":
         from ..gpu import GPU_BATCH, require_gpu, selfplay_batch_gpu
@@ -97,9 +98,8 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     played = moves = 0
     t0 = time.perf_counter()
     if progress:
-        progress(present, len(indices))
-    for k in range(0, len(todo), size):
-        chunk = todo[k:k + size]
+        progress(present, total)
+    for chunk in todo.chunks(size):
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if device == "cuda":
             batch = selfplay_batch_gpu(board, num_players, seed, chunk, policy, max_moves)
@@ -111,8 +111,8 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
         played += len(chunk)
         moves += int(batch["total_moves"])
         if progress:
-            progress(present + played, len(indices))
-    return {"games": played, "present": present, "total": len(indices), "moves": moves,
+            progress(present + played, total)
+    return {"games": played, "present": present, "total": total, "moves": moves,
             "seconds": time.perf_counter() - t0, "engine_version": ENGINE_VERSION}
 
 
@@ -137,7 +137,7 @@ def worker_main(args) -> int:
         _stdin_watchdog()
     if args.indices is not None:
         try:
-            indices = decode_indices(args.indices)
+            indices = IndexSet.parse(args.indices)
         except ValueError as exc:
             raise RingRiftError(f"--indices: {exc}") from None
     else:
@@ -145,7 +145,11 @@ def worker_main(args) -> int:
             raise RingRiftError("give --start and --count, or --indices")
         if args.start < 0 or args.count < 0:
             raise RingRiftError("--start and --count must be >= 0")
-        indices = range(args.start, args.start + args.count)
+        if args.start + args.count > MAX_INDEX + 1:
+            raise RingRiftError(f"--start + --count must be at most {MAX_INDEX + 1} (game indices are 64-bit)")
+        indices = IndexSet.interval(args.start, args.start + args.count)
+    if not 0 <= args.seed <= MAX_SEED:
+        raise RingRiftError(f"--seed must be 0..{MAX_SEED}")
     threads = args.threads
     if threads == 0:
         threads = max(1, _core.hardware_threads() // max(1, args.parallel_jobs))

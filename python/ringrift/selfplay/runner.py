@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 from .. import _core
 from .. import __version__
+from ..pipeline.ranges import MAX_INDEX, IndexSet, index_runs
 
 ENGINE_VERSION = f"ringrift-{__version__}"
 
@@ -32,7 +33,8 @@ class SelfplayResult:
     policy: str
     target: int
     already_present: int = 0
-    games: int = 0
+    games: int = 0  # rows this run added to the DB
+    duplicates: int = 0  # games played here that another run had stored meanwhile
     moves: int = 0
     capped: int = 0
     seconds: float = 0.0
@@ -48,8 +50,10 @@ class SelfplayResult:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items())) or "-"
         return [
             f"selfplay {self.board} {self.num_players}p policy={self.policy} seed={self.seed}: "
-            f"{self.games} new games ({self.already_present} already present, target {self.target})",
-            f"  moves: {self.moves} ({self.moves / max(self.games, 1):.1f} per game), capped: {self.capped}",
+            f"{self.games} new games ({self.already_present} already present, target {self.target})"
+            + (f"; {self.duplicates} played games were stored meanwhile by another run" if self.duplicates else ""),
+            f"  moves: {self.moves} ({self.moves / max(self.games + self.duplicates, 1):.1f} per game), "
+            f"capped: {self.capped}",
             f"  wins by seat: {seats}",
             f"  reasons: {reasons}",
             f"  time: {self.seconds:.2f}s, {self.games_per_sec:.1f} games/s, "
@@ -57,9 +61,20 @@ class SelfplayResult:
         ]
 
 
-def _batches(indices: list[int], size: int):
-    for i in range(0, len(indices), size):
-        yield indices[i:i + size]
+def stored_indices(db, *, board: str, num_players: int, seed: int, policy: str) -> IndexSet:
+    """The game indices of one run that `db` (a GameDB) holds, as index runs, read in index
+    order so that no per-game set is built: memory follows the gaps, not the games."""
+    import sqlite3
+
+    from ..db.errors import DBError
+
+    try:
+        rows = db.conn.execute(
+            "SELECT game_index FROM games WHERE board = ? AND num_players = ? AND policy = ? AND seed = ? "
+            "ORDER BY game_index", (board, int(num_players), policy, int(seed)))
+        return index_runs(rows)
+    except sqlite3.Error as exc:
+        raise DBError(f"{db.path}: reading the stored games failed: {exc}", path=str(db.path)) from None
 
 
 def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: int = 0,
@@ -76,12 +91,13 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
         from ..gpu import require_gpu
 
         require_gpu()
-    if num_games < 0:
-        raise ValueError("num_games must be >= 0")
+    if not 0 <= num_games <= MAX_INDEX + 1:
+        raise ValueError(f"num_games must be 0..{MAX_INDEX + 1}")
     result = SelfplayResult(board, num_players, seed, policy, num_games)
-    have = db.existing_indices(board=board, num_players=num_players, seed=seed, policy=policy)
-    todo = [i for i in range(num_games) if i not in have]
-    result.already_present = num_games - len(todo)
+    # The games to play as index runs: memory follows the games the DB holds, not the target.
+    have = stored_indices(db, board=board, num_players=num_players, seed=seed, policy=policy)
+    todo = IndexSet.interval(0, num_games) - have
+    result.already_present = num_games - todo.count
     if not todo:
         return result
     n_threads = threads if threads > 0 else _core.hardware_threads()
@@ -125,28 +141,32 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
         thread.start()
         return thread
 
-    chunks = list(_batches(todo, size))
+    chunks = todo.chunks(size)  # lazily: one batch of indices plays while the previous one is written
     try:
-        worker = start(chunks[0])
-        for k in range(len(chunks)):
+        worker = start(next(chunks))
+        while worker is not None:
             worker.join()
             if "error" in pending:
                 raise pending.pop("error")
             batch, started = pending.pop("result")
             if batch.get("cancelled"):
                 raise KeyboardInterrupt
-            if k + 1 < len(chunks):
-                worker = start(chunks[k + 1])
-            db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
-                            engine_version=ENGINE_VERSION, host=host, max_moves=max_moves, started_at=started)
-            result.games += len(batch["game_index"])
+            following = next(chunks, None)
+            worker = start(following) if following is not None else None
+            # New games are the rows this run added: another run filling the same DB at the same
+            # time (another state file, another machine) may have stored some of them first.
+            added = db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
+                                    engine_version=ENGINE_VERSION, host=host, max_moves=max_moves,
+                                    started_at=started)
+            result.games += added
+            result.duplicates += len(batch["game_index"]) - added
             result.moves += int(batch["total_moves"])
             result.capped += int(batch["capped"].sum())
             result.wins.update(int(w) for w in batch["winner"] if w)
             result.reasons.update(_core.REASONS[r] for r in batch["reason"] if r)
             result.seconds = time.perf_counter() - t0
             if progress:
-                progress(result.already_present + result.games, num_games, result.games_per_sec)
+                progress(result.already_present + result.games + result.duplicates, num_games, result.games_per_sec)
     except BaseException:
         # Interrupted (Ctrl-C) or failed: stop the batch in flight at its next game boundary and
         # wait for its native threads, so the process never exits under them. Committed

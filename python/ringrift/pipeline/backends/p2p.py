@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ...engine.errors import RingRiftError
+from ..ranges import IndexSet, coarsen
 from .base import Backend, BackendUnavailable
 
 TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
@@ -121,7 +122,7 @@ class P2PDriver:
         self.url = backend.leader
         self.run_id: str | None = None
         self.seq = 0
-        self.present: set[int] = set()
+        self.present = IndexSet()
         self.already = 0
         self.new = 0
         self.by_node: dict = {}
@@ -135,13 +136,18 @@ class P2PDriver:
 
         say(self.logger, self.err, msg, level)
 
+    def _skip(self) -> str:
+        """What to tell the leader this side has: the merged indices of the target, in at most
+        MAX_SPEC_RUNS runs (a coarser set only replays some games, which merge as duplicates)."""
+        return str(coarsen(self.present.within(0, self.spec.num_games)))
+
     def _entry(self, start: int) -> dict:
         return self._ranges[start]
 
     async def run(self) -> dict:
         from ...p2p.client import NodeError
         from ..orchestrator import present_indices
-        from ..ranges import encode_indices, split
+        from ..ranges import split
         from ..worker import build_id
 
         spec = self.spec
@@ -158,13 +164,13 @@ class P2PDriver:
                 raise RingRiftError(f"the P2P leader at {self.url} runs ringrift build {me['build']}, this machine "
                                     f"build {local_build}: install the same build on both")
             self.present = await asyncio.to_thread(present_indices, spec.output_db, spec, create=True)
-            self.already = len(self.present)
+            self.already = self.present.count
             plan = split(spec.num_games, spec.games_per_worker)
             self.state.data["ranges"] = [{"start": r.start, "end": r.end, "host": None,
-                                          "status": "merged" if all(i in self.present for i in range(r.start, r.end))
+                                          "status": "merged" if self.present.covers(r.start, r.end)
                                           else "queued"} for r in plan]
             self._ranges = {e["start"]: e for e in self.state.data["ranges"]}
-            self.state.data["games_completed"] = len(self.present)
+            self.state.data["games_completed"] = self.present.count
             self.state.data["backend"] = {"name": "p2p", "leader": self.url}
             self.state.save()
             todo = sum(1 for e in self.state.data["ranges"] if e["status"] != "merged")
@@ -176,7 +182,7 @@ class P2PDriver:
                     "policy": spec.policy, "seed": spec.seed, "num_games": spec.num_games,
                     "max_moves": spec.max_moves, "games_per_worker": spec.games_per_worker,
                     "timeout": spec.timeout, "threads": spec.threads if spec.threads is not None
-                    else spec.default_threads, "skip": encode_indices(self.present),
+                    else spec.default_threads, "skip": self._skip(),
                     "keep_worker_dbs": spec.keep_worker_dbs}
             if spec.batch_size:
                 body["batch_size"] = spec.batch_size
@@ -227,8 +233,6 @@ class P2PDriver:
         leader restart the run is started again (the leader resumes it)."""
         from ...p2p.client import NodeError
 
-        from ..ranges import encode_indices
-
         deadline = None
         while True:
             tried = f"GET {self.url}/pipeline/status"
@@ -240,13 +244,13 @@ class P2PDriver:
                 # Back after a loss (the leader may have restarted): tell it again what is merged
                 # here, so it replays nothing that was delivered.
                 self.say(f"the P2P leader at {self.url} answers again", logging.WARNING)
-                self._start_body["skip"] = encode_indices(self.present)
+                self._start_body["skip"] = self._skip()
                 await self._start(client)
                 deadline = None
                 continue
             except NodeError as exc:
                 if exc.status == 404:  # the leader restarted without this run: start it again
-                    self._start_body["skip"] = encode_indices(self.present)
+                    self._start_body["skip"] = self._skip()
                     self.seq = 0
                     await self._start(client)
                     continue
@@ -338,13 +342,13 @@ class P2PDriver:
         for e in self.state.data["ranges"]:
             if e["status"] in ("running", "pulling") and e["start"] not in active:
                 e["status"] = "queued"
-        self.state.data["games_completed"] = len(self.present)
+        self.state.data["games_completed"] = self.present.count
         self.state.data["games_in_flight"] = in_flight
         self.state.save(throttle=0.5)
         self._progress(in_flight)
 
     def _progress(self, in_flight: int = 0) -> None:
-        done = min(len(self.present) + in_flight, self.spec.num_games)
+        done = min(self.present.count + in_flight, self.spec.num_games)
         if self.progress and done != self._shown:
             self._shown = done
             elapsed = time.perf_counter() - self.t0
@@ -376,7 +380,7 @@ class P2PDriver:
         except HostError as exc:
             raise RingRiftError(f"the DB of range {rng} from the P2P leader is unusable: {exc.reason}") from None
         self.new += added
-        self.present.update(range(rng.start, rng.end))
+        self.present = self.present | IndexSet.interval(rng.start, rng.end)
         e.update(status="merged", host=node)
         self.by_node[node] = self.by_node.get(node, 0) + 1
         self.nodes.add(node)
@@ -388,7 +392,7 @@ class P2PDriver:
             await client.post(f"{self.url}/pipeline/ack", {"run_id": self.run_id, "start": rng.start}, timeout=15)
         except NodeError as exc:
             self.say(f"could not acknowledge range {rng} to the leader ({exc}); it is merged here", logging.WARNING)
-        self.state.data["games_completed"] = len(self.present)
+        self.state.data["games_completed"] = self.present.count
         self.state.save()
         self._progress()
 
@@ -400,10 +404,11 @@ class P2PDriver:
 
 def selfplay_p2p(ctx, spec, phases, run_key) -> int:
     """`run canonical_selfplay` (and the self-play step of `run all`) with --backend p2p."""
-    from ..cli import LOGS_DIR, _state_note, _would_be_writable, begin_distributed_selfplay
+    from ..cli import _state_note, _would_be_writable, begin_distributed_selfplay, check_ranges, logs_dir
     from ..orchestrator import present_indices, report_selfplay, run_orchestrator
     from ..ranges import split
 
+    check_ranges(spec)
     args = ctx.args
     backend = P2PBackend(leader=args.p2p_leader, auth_token=_token(args))
     if ctx.dry_run:
@@ -411,15 +416,15 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
         present = present_indices(spec.output_db, spec, create=False)
         url, cluster = backend.cluster_status_now()
         plan = split(spec.num_games, spec.games_per_worker)
-        todo = [r for r in plan if any(i not in present for i in range(r.start, r.end))]
+        todo = [r for r in plan if not present.covers(r.start, r.end)]
         print(f"plan: canonical_selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}, "
               f"{spec.num_games} games into {spec.output_db}")
         lead = cluster.get("leader") or {}
         nodes = ", ".join(f"{n['node_id']} ({','.join(n.get('capabilities') or [])}, {n.get('max_jobs')} job slots, "
                           f"{'up' if n.get('alive') else 'DOWN'})" for n in cluster.get("nodes", []))
         print(f"  through the P2P leader {lead.get('node_id')} at {url}; nodes: {nodes}")
-        print(f"  {len(present)} games already in the output DB; "
-              f"{sum(1 for r in todo for i in range(r.start, r.end) if i not in present)} to play in {len(todo)} of "
+        print(f"  {present.count} games already in the output DB; "
+              f"{sum((IndexSet.interval(r.start, r.end) - present).count for r in todo)} to play in {len(todo)} of "
               f"{len(plan)} ranges of up to {spec.games_per_worker}")
         print("  the leader hands each range to a live node with a free job slot; a node that stops answering is "
               "marked down and its range goes to another")
@@ -437,7 +442,7 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
         print(f"  {_state_note(ctx)}")
         return 0
     st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
-    driver = P2PDriver(backend, spec, st, ctx.logger, LOGS_DIR, progress=bar, err=sys.stderr)
+    driver = P2PDriver(backend, spec, st, ctx.logger, logs_dir(), progress=bar, err=sys.stderr)
     summary = run_orchestrator(driver)
     if bar:
         bar.close()

@@ -1,0 +1,242 @@
+"""Bad input to the command-line tools: one line on stderr and the documented exit status
+(docs/cli.md: 0 ok, 1 failure, 2 usage or unusable input), memory and time bounded by the work
+asked for, never by a number in the request. Real subprocesses, real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ringrift.db import GameDB
+from ringrift.pipeline.ranges import MAX_RANGES
+
+PY = sys.executable
+MEMORY_CAP = 3 << 30  # address space of each tool here: the old per-game lists needed 10-24 GB
+
+
+def run(tool: str, *args, cwd: Path, timeout=120, env=None, cap=True) -> subprocess.CompletedProcess:
+    def limit():
+        if cap:
+            resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+    return subprocess.run([PY, "-m", f"ringrift.{tool}", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env, stdin=subprocess.DEVNULL, preexec_fn=limit)
+
+
+def one_line(r: subprocess.CompletedProcess, status: int, text: str) -> None:
+    assert r.returncode == status, (r.returncode, r.stdout[-500:], r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0] and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def selfplay_db(tmp_path: Path, n: int, name="g.db") -> Path:
+    db = tmp_path / name
+    r = run("pipeline", "--state", str(tmp_path / "seed.json"), "run", "canonical_selfplay", "--num-games", str(n),
+            "--output-db", str(db), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    return db
+
+
+# ---- memory and time bounded by the work -------------------------------------------------------
+
+def test_absurd_game_counts_are_refused_or_planned_in_constant_memory(tmp_path):
+    state = str(tmp_path / "s.json")
+    r = run("pipeline", "--state", state, "--dry-run", "run", "canonical_selfplay", "--num-games",
+            "99999999999999999999", cwd=tmp_path, timeout=60)
+    one_line(r, 2, "--num-games must be 0..9223372036854775808")
+    db = selfplay_db(tmp_path, 5)
+    with GameDB(db) as g:  # a hole at 2: the plan lists the missing indices as runs
+        g.conn.execute("DELETE FROM games WHERE game_index = 2")
+        g.conn.commit()
+    t = time.perf_counter()
+    r = run("pipeline", "--state", state, "--dry-run", "run", "canonical_selfplay", "--num-games", str(2**63),
+            "--output-db", str(db), cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"4 games already in the output DB; {2**63 - 4} to play: indices 2,5-{2**63 - 1}" in r.stdout
+    assert time.perf_counter() - t < 30
+    for args, text in [(["--seed", "-1"], "--seed must be 0..9223372036854775807"),
+                       (["--seed", str(2**64)], "--seed must be"),
+                       (["--max-moves", "0"], "--max-moves must be 1..1000000"),
+                       (["--threads", "100000"], "--threads must be 0..1024"),
+                       (["--batch-size", "0"], "--batch-size must be 1..100000")]:
+        r = run("pipeline", "--state", state, "--dry-run", "run", "canonical_selfplay", "--num-games", "5", *args,
+                cwd=tmp_path)
+        one_line(r, 2, text)
+
+
+def test_a_distributed_plan_has_at_most_max_ranges(tmp_path):
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text("hosts:\n  h1:\n    ssh_host: 127.0.0.1\n    role: selfplay\n")
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text("hosts_file: hosts.yaml\n")
+    r = run("pipeline", "--config", str(cfg), "--state", str(tmp_path / "s.json"), "--dry-run", "run",
+            "canonical_selfplay", "--num-games", str(10**15), cwd=tmp_path, timeout=60)
+    one_line(r, 2, f"more than {MAX_RANGES} ranges: raise --games-per-worker")
+    r = run("pipeline", "--config", str(cfg), "--state", str(tmp_path / "s.json"), "--dry-run", "run",
+            "canonical_selfplay", "--num-games", str(10**15), "--games-per-worker", str(10**11), cwd=tmp_path,
+            timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"0 games already in the output DB; {10**15} to play in {MAX_RANGES} of {MAX_RANGES} ranges" in r.stdout
+    assert f"--indices 999900000000000-999999999999999" in r.stdout
+
+
+# ---- the state file -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, text", [
+    (b'{"run": "\xff\xfe"}', "is not UTF-8 text"),
+    (b'{"phase_status": 3}', "field 'phase_status' must be an object, got 3"),
+    (b'{"run": [1, 2]}', "field 'run' must be an object or null"),
+    (b'{"workers": {"h/1": {"range": "0-9"}}}', "workers['h/1'].range must be an array or null"),
+    (b'{"ranges": [{"start": "0"}]}', "ranges[0].start must be an integer"),
+    (b'{"games_target": true}', "field 'games_target' must be an integer or null"),
+    (b"[" * 100000 + b"]" * 100000, "not usable JSON"),
+    (b"{nope", "is not valid JSON"),
+], ids=["non-utf8", "phase_status", "run", "worker-range", "range-start", "bool-target", "deep", "not-json"])
+def test_a_bad_state_file_is_one_line_for_status_and_run(tmp_path, content, text):
+    state = tmp_path / "s.json"
+    state.write_bytes(content)
+    for args in (["status"], ["status", "--json"],
+                 ["run", "canonical_selfplay", "--num-games", "3", "--output-db", str(tmp_path / "g.db"), "--quiet"]):
+        r = run("pipeline", "--state", str(state), *args, cwd=tmp_path)
+        one_line(r, 2, text)
+        assert str(state) in r.stderr
+    assert state.read_bytes() == content  # left as it was, for the user to look at
+    assert not (tmp_path / "g.db").exists()
+
+
+def test_status_json_into_a_closed_pipe_ends_quietly(tmp_path):
+    state = tmp_path / "s.json"
+    state.write_text(json.dumps({"current_phase": "canonical_selfplay", "ranges": [
+        {"start": i, "end": i + 1, "status": "merged", "host": "h"} for i in range(5000)]}))
+    cmd = f"{PY} -m ringrift.pipeline --state {state} status --json | head -c 10"
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == '{\n "curren' and r.stderr == "", r.stderr
+
+
+# ---- game databases -------------------------------------------------------------------------
+
+def test_a_corrupted_output_db_of_the_same_size_is_one_line(tmp_path):
+    db = selfplay_db(tmp_path, 200)
+    raw = bytearray(db.read_bytes())
+    page = int.from_bytes(raw[16:18], "big")
+    for i in range(page, len(raw)):  # every page but the first (schema and header intact)
+        raw[i] = (raw[i] * 7 + 13) & 0xFF
+    db.write_bytes(bytes(raw))
+    state = str(tmp_path / "s.json")
+    for dry in ([], ["--dry-run"]):
+        r = run("pipeline", "--state", state, *dry, "run", "canonical_selfplay", "--num-games", "300",
+                "--output-db", str(db), "--quiet", cwd=tmp_path)
+        one_line(r, 2, f"{db}: not a readable game database")
+    assert db.read_bytes() == bytes(raw)  # nothing written into it
+
+
+def test_a_missing_db_is_status_2_in_every_tool(tmp_path):
+    missing = str(tmp_path / "none.db")
+    state = str(tmp_path / "s.json")
+    for tool, args in [("db", ["info", missing]), ("parity", ["--db", missing]), ("export", ["--db", missing]),
+                       ("pipeline", ["--state", state, "run", "parity_validation", "--db", missing]),
+                       ("pipeline", ["--state", state, "run", "npz_export", "--db", missing])]:
+        r = run(tool, *args, cwd=tmp_path)
+        assert r.returncode == 2, (tool, args, r.stderr)
+        assert "no such game database" in r.stderr.strip().splitlines()[-1], (tool, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+def test_two_runs_on_one_db_count_only_the_games_each_added(tmp_path):
+    """Two orchestrators with different state files fill one DB at once: their new games add up
+    to the target (each counts the rows it inserted, not what its state file expected)."""
+    db = tmp_path / "shared.db"
+    n = 3000
+    procs = [subprocess.Popen([PY, "-m", "ringrift.pipeline", "--state", str(tmp_path / f"s{k}.json"), "run",
+                               "canonical_selfplay", "--num-games", str(n), "--output-db", str(db), "--threads", "1",
+                               "--batch-size", "50", "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL) for k in (1, 2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    new = []
+    for out, _ in outs:
+        line = next(ln for ln in out.splitlines() if " new games (" in ln)
+        new.append(int(line.split(": ", 1)[1].split(" new games")[0]))
+    with GameDB(db, create=False) as g:
+        assert g.count_games() == n
+    assert sum(new) == n, (new, outs)
+
+
+# ---- flags of the other tools ---------------------------------------------------------------
+
+def test_bad_flags_of_parity_and_p2p_are_one_line(tmp_path):
+    one_line(run("parity", "--jobs", "-1", "--db", str(tmp_path / "x.db"), cwd=tmp_path), 2,
+             "--jobs must be >= 0")
+    for peer in ("not a url", "host:99999", "http://", "http://a b:1", "http://h:1/path?q"):
+        r = run("p2p", "--peer", peer, "--data-dir", str(tmp_path / "d"), "--no-discovery", "--port", "0",
+                cwd=tmp_path, timeout=60)
+        one_line(r, 2, "is not a node URL like http://host:8770")
+    (tmp_path / "x.db").touch()
+    one_line(run("export", "--db", str(tmp_path / "x.db"), "--threads", "-1", cwd=tmp_path), 2,
+             "--threads must be 0..1024")
+
+
+def test_npz_output_defaults_to_data_training_everywhere(tmp_path):
+    db = selfplay_db(tmp_path, 3)
+    state = str(tmp_path / "s.json")
+    r = run("pipeline", "--state", state, "--dry-run", "run", "npz_export", "--db", str(db), cwd=tmp_path)
+    assert r.returncode == 0 and "--output-dir data/training" in r.stdout, r.stdout + r.stderr
+    r = run("pipeline", "--state", state, "--dry-run", "run", "all", "--num-games", "3", "--output-db", str(db),
+            cwd=tmp_path)
+    assert r.returncode == 0 and "--output-dir data/training" in r.stdout, r.stdout + r.stderr
+    r = run("export", "--db", str(db), "--include-unchecked", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "data/training/canonical_square8.npz").is_file()
+
+
+# ---- export working folders --------------------------------------------------------------
+
+KILLED_EXPORT = """
+import os, signal, sys
+from pathlib import Path
+from ringrift.export.tmpdirs import ExportTmpDir
+work = ExportTmpDir(Path(sys.argv[1]))
+(work.path / "train.00000.features.part").write_bytes(b"x" * 100000)
+print(work.path, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # as a killed export: no clean-up runs
+"""
+
+
+def test_the_next_export_removes_folders_of_killed_exports_only(tmp_path):
+    db = selfplay_db(tmp_path, 4)
+    out = tmp_path / "npz"
+    out.mkdir()
+    r = subprocess.run([PY, "-c", KILLED_EXPORT, str(out / "canonical_square8")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == -9
+    killed = Path(r.stdout.strip())
+    assert killed.is_dir() and killed.name.startswith(".canonical_square8.export-")
+    # a live export's folder (held by this process), and folders without an owner lock: one
+    # fresh (an export between creating it and locking it), one a day old (an older version's)
+    from ringrift.export.tmpdirs import ExportTmpDir
+
+    live = ExportTmpDir(out / "other")
+    fresh = out / ".x.export-fresh"
+    fresh.mkdir()
+    old = out / ".y.export-old"
+    old.mkdir()
+    os.utime(old, (time.time() - 86400, time.time() - 86400))
+    unrelated = out / ".keep"
+    unrelated.mkdir()
+    try:
+        r = run("export", "--db", str(db), "--output-dir", str(out), "--include-unchecked", "--quiet", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert not killed.exists() and not old.exists()
+        assert live.path.is_dir() and fresh.is_dir() and unrelated.is_dir()
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+            "canonical_square8.npz", "canonical_square8_val.npz"]
+    finally:
+        live.cleanup()
+    assert not live.path.exists()
