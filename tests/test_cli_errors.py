@@ -240,3 +240,12 @@ def test_the_next_export_removes_folders_of_killed_exports_only(tmp_path):
     finally:
         live.cleanup()
     assert not live.path.exists()
+
+
+@pytest.mark.parametrize("tool,args", [("db", ["info"]), ("db", ["convert", "--bogus", "a", "b"]),
+                                       ("export", ["--bogus"]), ("parity", ["--bogus"]),
+                                       ("pipeline", ["run", "canonical_selfplay", "--bogus"]), ("p2p", ["--bogus"])])
+def test_a_bad_flag_is_one_line_and_status_2_in_every_tool(tmp_path, tool, args):
+    r = run(tool, *args, cwd=tmp_path, timeout=60)
+    one_line(r, 2, "error:")
+    assert "(see --help)" in r.stderr

@@ -12,6 +12,8 @@ Every error is one line on stderr, `<tool>: error: <what and where>`.
 
 from __future__ import annotations
 
+import argparse
+
 from .engine.errors import RingRiftError
 
 EXIT_OK = 0
@@ -34,3 +36,12 @@ def exit_status(exc: BaseException) -> int:
     if type(exc).__name__ == "BackendUnavailable":  # a backend the flags cannot use
         return EXIT_USAGE
     return EXIT_FAILED
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (plus a pointer to --help), exit status 2.
+
+    Every command line of the package uses it, so a bad flag reads the same in every tool."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import RingRiftError
+from ..exitcodes import OneLineParser
 from .errors import DBError
 from .store import GameDB
 
@@ -26,7 +27,7 @@ PROG = "ringrift-db"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="RingRift game database tools.")
+    p = OneLineParser(prog=PROG, description="RingRift game database tools.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="summary of a game database (or of an upstream replay DB)")

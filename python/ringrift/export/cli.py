@@ -14,18 +14,11 @@ from pathlib import Path
 
 from .. import BOARDS
 from ..engine.errors import RingRiftError
-from ..exitcodes import UsageError, exit_status
-
-
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line (plus a pointer to --help), exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+from ..exitcodes import OneLineParser, UsageError, exit_status
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="ringrift-export",
+    ap = OneLineParser(prog="ringrift-export",
                  description="Export the validated games of a game DB as training samples (.npz): one sample "
                              "per pre-move state, with board planes, globals, the played move's action index "
                              "and the final outcome. Format: docs/npz_format.md.")

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..exitcodes import OneLineParser
 from . import DEFAULT_DISCOVERY_PORT, DEFAULT_PORT, TOKEN_ENV
 from .auth import resolve_token
 from .discovery import parse_target
@@ -29,13 +30,8 @@ from .node import CAPABILITIES, NODE_ID, Node, NodeConfig
 log = logging.getLogger("ringrift.p2p")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="ringrift-p2p", description="Run a node of the ringrift P2P self-play cluster.")
+    ap = OneLineParser(prog="ringrift-p2p", description="Run a node of the ringrift P2P self-play cluster.")
     ap.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
     ap.add_argument("--data-dir", default="~/.ringrift/p2p", metavar="DIR",

@@ -22,19 +22,13 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from ..exitcodes import OneLineParser
 from .harness import run_games
 from .replays import RecordedGame, iter_games
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line (plus a pointer to --help), exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="ringrift-parity",
         description="Replay recorded reference games through our engine and report divergences (--replays), "
                     "or check game databases against the reference TypeScript engine or, without a "

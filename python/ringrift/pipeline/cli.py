@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
-from ..exitcodes import EXIT_OK, EXIT_USAGE, UsageError, exit_status
+from ..exitcodes import EXIT_OK, EXIT_USAGE, OneLineParser, UsageError, exit_status
 from .config import load_config, load_hosts
 from .progress import Progress
 from .ranges import MAX_INDEX, MAX_SEED, check_range_count
@@ -34,13 +34,6 @@ LOG_DIR_ENV = "RINGRIFT_LOG_DIR"  # where the pipeline's logs go (default: logs/
 ORCHESTRATOR_LOG = "pipeline_orchestrator.log"
 TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
 DEFAULT_NPZ_DIR = "data/training"  # ringrift-export's default too
-
-
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line (plus a pointer to --help), exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _dry(p: argparse.ArgumentParser) -> None:
@@ -70,7 +63,7 @@ def _selfplay_args(sp: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="ringrift-pipeline", description="Run the ringrift training-data pipeline: self-play, "
+    ap = OneLineParser(prog="ringrift-pipeline", description="Run the ringrift training-data pipeline: self-play, "
                  "parity validation and NPZ export, on this machine or across SSH hosts.")
     ap.add_argument("--backend", choices=("ssh", "p2p"), default="ssh",
                     help="how hosts are driven (default: ssh; p2p: through a ringrift-p2p leader, see docs/p2p.md)")
@@ -79,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", metavar="PATH", help="pipeline config (default: config/pipeline_config.yaml)")
     ap.add_argument("--state", metavar="PATH", help="state file (default: ~/.ringrift/pipeline_state.json)")
     ap.add_argument("--dry-run", action="store_true", help="print the exact plan and change nothing")
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="{run,status,cluster}")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=OneLineParser, metavar="{run,status,cluster}")
 
     run = sub.add_parser("run", help="run a phase of the pipeline (or all of them)",
                          description="Run one phase of the pipeline, or all three in order.")
-    phases = run.add_subparsers(dest="phase", required=True, parser_class=_Parser)
+    phases = run.add_subparsers(dest="phase", required=True, parser_class=OneLineParser)
     sp = phases.add_parser("canonical_selfplay", help="self-play games into a game database",
                            description="Self-play games into a game database, here or on the configured hosts; "
                                        "a rerun resumes.")
@@ -111,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cl = sub.add_parser("cluster", help="list, check, sync or update the configured hosts",
                         description="Manage the hosts of the hosts file (config hosts_file).")
-    cs = cl.add_subparsers(dest="cluster_command", required=True, parser_class=_Parser)
+    cs = cl.add_subparsers(dest="cluster_command", required=True, parser_class=OneLineParser)
     c = cs.add_parser("list", help="the configured hosts", description="List the configured hosts.")
     _dry(c)
     c = cs.add_parser("health", help="reachability, ringrift version and build, cores, GPU, disk, load",
