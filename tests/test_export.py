@@ -434,6 +434,8 @@ def test_cli_bad_inputs_give_one_line_errors(tmp_path):
     one_line_error(cli("--db", mixed, "--output", tmp_path / "o.npz"), "several boards.*--board")
     one_line_error(cli("--db", mixed, "--output", tmp_path / "o.npz", "--split-ratio", "1.5"), "split ratio")
     one_line_error(cli("--db", mixed, "--output", tmp_path / "o.npz", "--split-ratio", "0"), "split ratio")
+    r = cli("--db", mixed, "--board", "square8", "--output", tmp_path / "single.npz", "--split-ratio", "1")
+    assert r.returncode == 0 and list(tmp_path.glob("single*.npz")) == [tmp_path / "single.npz"], r.stderr
     one_line_error(cli("--db", mixed, "--board", "square8", "--output", tmp_path / "o.npz", "--object-arrays"),
                    "only for --encoding upstream")
     r = cli("--db", mixed, "--output", tmp_path / "o.npz", "--players", "7")

@@ -95,9 +95,9 @@ def main(argv=None) -> int:
             raise UsageError(f"{db}: no such game database")
         if not 0 <= args.threads <= 1024:
             raise UsageError("--threads must be 0..1024")
-        if not 0 < split_ratio < 1:
-            raise UsageError(f"split ratio must be strictly between 0 and 1, got {split_ratio:g} (--split-ratio or "
-                             f"the config's export.split_ratio)")
+        if not 0 < split_ratio <= 1:
+            raise UsageError(f"split ratio must be in (0, 1] (1 = one file, no validation split), got {split_ratio:g} "
+                             f"(--split-ratio or the config's export.split_ratio)")
         for flag, value in (("--max-samples-per-file", args.max_samples_per_file), ("--chunk-games", args.chunk_games)):
             if value is not None and value < 1:
                 raise UsageError(f"{flag} must be >= 1")
