@@ -426,3 +426,59 @@ def test_every_field_of_real_states_and_moves_with_each_wrong_json_type(board, n
                     except (MoveParseError, IllegalMoveError):
                         pass
         assert snapshot(game) == before
+
+
+# ---- the NPZ encoders: damaged game records ---------------------------------------------------
+
+ENCODERS = {
+    "native": lambda board, moves, off, players, **kw: _core.export.encode_games(board, moves, off, players, **kw),
+    "upstream": lambda board, moves, off, players, **kw: _core.upstream.encode_games(board, moves, off, players, **kw),
+}
+
+
+@fuzz_settings(60)
+@given(data=st.data())
+def test_both_encoders_report_damaged_records_and_bad_arrays_without_crashing(data):
+    """Damaged move records of real games (bytes overwritten, moves dropped or swapped, a game cut
+    short) are reported per game (status != 0) or encoded, never read outside the state; arrays of
+    the wrong shape or content are a ValueError."""
+    import numpy as np
+
+    board, num_players = data.draw(config)
+    records = list(corpus(board, num_players)[1])
+    cut = data.draw(st.integers(1, min(len(records), 120)))
+    rows = bytearray(b"".join(records[:cut]))
+    for _ in range(data.draw(st.integers(0, 4))):
+        rows[data.draw(st.integers(0, len(rows) - 1))] = data.draw(st.integers(0, 255))
+    moves = np.frombuffer(bytes(rows), np.uint8).reshape(-1, 16).copy()
+    if data.draw(st.booleans()) and len(moves) > 2:
+        i = data.draw(st.integers(0, len(moves) - 2))
+        moves[[i, i + 1]] = moves[[i + 1, i]]
+    split = data.draw(st.integers(0, len(moves)))
+    offsets = np.array([0, split, len(moves)], np.int64)
+    players = np.array([num_players, num_players], np.uint8)
+    kw = {}
+    if data.draw(st.booleans()):
+        kw["verify"] = np.array([1, data.draw(st.integers(0, 1))], np.uint8)
+    if data.draw(st.booleans()):
+        kw["hashes"] = np.zeros(len(moves), np.uint64)
+    bad = data.draw(st.sampled_from([None, None, None, "offsets", "players", "hashes", "shape"]))
+    if bad == "offsets":
+        offsets = np.array([0, len(moves) + data.draw(st.integers(1, 5)), len(moves)], np.int64)
+    elif bad == "players":
+        players = np.array([num_players, data.draw(st.sampled_from([0, 1, 5, 255]))], np.uint8)
+    elif bad == "hashes":
+        kw["hashes"] = np.zeros(len(moves) + 1, np.uint64)
+    elif bad == "shape":
+        moves = moves.reshape(-1)[: (len(moves) * 16) // 8 * 8].reshape(-1, 8)
+    for name, encode in ENCODERS.items():
+        try:
+            out = encode(board, moves, offsets, players, **kw)
+        except ValueError:
+            assert bad is not None, name
+            continue
+        assert bad is None, (name, bad)
+        assert len(out["status"]) == 2 and len(out["sample_offsets"]) == 3, name
+        for g in range(2):  # a game that encoded must have replayed every one of its moves
+            if out["status"][g] == 0:
+                assert out["fail_step"][g] == -1, name
