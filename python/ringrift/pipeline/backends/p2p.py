@@ -404,7 +404,7 @@ class P2PDriver:
 
 def selfplay_p2p(ctx, spec, phases, run_key) -> int:
     """`run canonical_selfplay` (and the self-play step of `run all`) with --backend p2p."""
-    from ..cli import _state_note, _would_be_writable, begin_distributed_selfplay, check_ranges, logs_dir
+    from ..api import begin_distributed_selfplay, check_ranges, logs_dir, state_note, would_be_writable
     from ..orchestrator import present_indices, report_selfplay, run_orchestrator
     from ..ranges import split
 
@@ -412,7 +412,7 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
     args = ctx.args
     backend = P2PBackend(leader=args.p2p_leader, auth_token=_token(args))
     if ctx.dry_run:
-        _would_be_writable(spec.output_db)
+        would_be_writable(spec.output_db)
         present = present_indices(spec.output_db, spec, create=False)
         url, cluster = backend.cluster_status_now()
         plan = split(spec.num_games, spec.games_per_worker)
@@ -439,7 +439,7 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
             print("  each job's DB (and its -wal, -shm) is deleted on its node once the leader has merged it into the "
                   "range's DB (selfplay.keep_worker_dbs: false); the leader deletes the range's DB once it is merged "
                   "here")
-        print(f"  {_state_note(ctx)}")
+        print(f"  {state_note(ctx)}")
         return 0
     st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
     driver = P2PDriver(backend, spec, st, ctx.logger, logs_dir(), progress=bar, err=sys.stderr)

@@ -1,0 +1,507 @@
+"""The pipeline's phases as Python functions: what `ringrift-pipeline` calls, and what a notebook
+can call (run_selfplay, run_parity, run_export, run_all). The CLI only parses arguments into a
+Session and prints; every phase's logic lives here and in orchestrator.py / phases.py."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..engine.errors import RingRiftError
+from ..exitcodes import UsageError
+from .config import load_config, load_hosts
+from .progress import Progress
+from .ranges import MAX_INDEX, MAX_SEED, check_range_count
+from .state import PHASES, PipelineState, StateLock, read_state, state_path
+
+LOG_DIR_ENV = "RINGRIFT_LOG_DIR"  # where the pipeline's logs go (default: logs/ under the working directory)
+ORCHESTRATOR_LOG = "pipeline_orchestrator.log"
+TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
+DEFAULT_NPZ_DIR = "data/training"  # ringrift-export's default too
+
+def check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RingRiftError(f"cannot create directory {parent}: {exc.strerror}") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise RingRiftError(f"output database {path} is not writable")
+    if not os.access(parent, os.W_OK):
+        raise RingRiftError(f"directory {parent} is not writable")
+
+
+def would_be_writable(path: Path) -> None:
+    """check_writable without creating anything (for --dry-run)."""
+    probe = path.parent if str(path.parent) else Path(".")
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RingRiftError(f"cannot create directory {path.parent}: {probe} is not a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise RingRiftError(f"output database {path} is not writable")
+
+
+class Context:
+    """What one invocation shares: args, config, hosts, state, logger."""
+
+    def __init__(self, args, cfg):
+        self.args = args
+        self.cfg = cfg
+        self.dry_run = bool(getattr(args, "dry_run", False))
+        self.state_path = state_path(args.state)
+        self.lock: StateLock | None = None
+        self.state: PipelineState | None = None
+        self.logger = _LOGGER
+        self._handlers: list = []
+        self._hosts = None
+
+    @property
+    def hosts(self):
+        if self._hosts is None:
+            self._hosts = load_hosts(self.cfg)
+        return self._hosts
+
+    def start(self) -> None:
+        """Take the state lock and open the orchestrator log (never in a dry run)."""
+        assert not self.dry_run
+        self.lock = StateLock(self.state_path)
+        self.lock.acquire()
+        self._handlers = _setup_logging(self.logger)
+        called = getattr(self.args, "called_as", None) or f"ringrift-pipeline {' '.join(sys.argv[1:])}"
+        self.logger.info(f"pid {os.getpid()}: {called}")
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        for h in self._handlers:
+            h.close()
+            self.logger.removeHandler(h)
+            logging.getLogger("asyncssh").removeHandler(h)
+        self._handlers = []
+
+
+_LOGGER = logging.getLogger("ringrift.pipeline")
+_LOGGER.addHandler(logging.NullHandler())  # nothing reaches stderr unless a run opened its log file
+_LOGGER.propagate = False
+logging.getLogger("asyncssh").addHandler(logging.NullHandler())
+logging.getLogger("asyncssh").propagate = False
+
+
+def logs_dir() -> Path:
+    """The log folder: $RINGRIFT_LOG_DIR, else logs/ under the working directory."""
+    return Path(os.path.expanduser(os.environ.get(LOG_DIR_ENV) or "logs"))
+
+
+def _setup_logging(logger: logging.Logger) -> list:
+    logger.setLevel(logging.INFO)
+    logs = logs_dir()
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(logs / ORCHESTRATOR_LOG)
+    except OSError as exc:
+        print(f"ringrift-pipeline: warning: cannot write {logs / ORCHESTRATOR_LOG} "
+              f"({exc.strerror}); logging to stderr only", file=sys.stderr)
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    ssh_logger = logging.getLogger("asyncssh")
+    ssh_logger.setLevel(logging.WARNING)
+    ssh_logger.propagate = False
+    ssh_logger.addHandler(handler)
+    return [handler]
+
+
+# ---- canonical_selfplay ----------------------------------------------------------------------
+
+def selfplay_spec(args, cfg):
+    from .orchestrator import SelfplaySpec
+
+    sc = cfg["selfplay"]
+    board = args.board or cfg["default_board"]
+    if not 0 <= args.num_games <= MAX_INDEX + 1:
+        raise UsageError(f"--num-games must be 0..{MAX_INDEX + 1} (game indices are 64-bit integers)")
+    players = args.players or sc["num_players"]
+    seed = sc["seed"] if args.seed is None else args.seed
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be 0..{MAX_SEED}")
+    policy = args.policy or sc["policy"]
+    if args.threads is not None and not 0 <= args.threads <= 1024:
+        raise UsageError("--threads must be 0..1024")
+    max_moves = args.max_moves if args.max_moves is not None else sc["max_moves"][board]
+    if not 1 <= max_moves <= 1_000_000:
+        raise UsageError("--max-moves must be 1..1000000")
+    gpw = args.games_per_worker if args.games_per_worker is not None else sc["games_per_worker"]
+    if not 1 <= gpw <= MAX_INDEX:
+        raise UsageError("--games-per-worker must be >= 1")
+    if args.batch_size is not None and not 1 <= args.batch_size <= 100_000:
+        raise UsageError("--batch-size must be 1..100000")
+    out = Path(args.output_db or f"data/games/canonical_{board}.db")
+    return SelfplaySpec(board=board, players=players, policy=policy, seed=seed, num_games=args.num_games,
+                        max_moves=max_moves, output_db=out, games_per_worker=gpw,
+                        timeout=float(sc["timeout_seconds"]), threads=args.threads, default_threads=sc["threads"],
+                        batch_size=args.batch_size, keep_worker_dbs=sc["keep_worker_dbs"],
+                        device=getattr(args, "device", "cpu"))
+
+
+def state_note(ctx: Context) -> str:
+    return (f"state: {ctx.state_path}; logs: {logs_dir() / ORCHESTRATOR_LOG}, "
+            f"{logs_dir()}/selfplay_<host>_<timestamp>.log")
+
+
+def selfplay_phase(ctx: Context, *, phases=("canonical_selfplay",), run_key=None) -> int:
+    spec = selfplay_spec(ctx.args, ctx.cfg)
+    if ctx.args.backend == "p2p":
+        from .backends.p2p import selfplay_p2p
+
+        return selfplay_p2p(ctx, spec, phases, run_key)
+    hosts = ctx.hosts
+    if hosts.all_local:
+        return _selfplay_local(ctx, spec, phases, run_key)
+    check_ranges(spec)
+    return _selfplay_hosts(ctx, spec, phases, run_key)
+
+
+def check_ranges(spec) -> None:
+    """A distributed run is cut into at most MAX_RANGES seed ranges (one line error otherwise)."""
+    try:
+        check_range_count(spec.num_games, spec.games_per_worker, "--games-per-worker (config: "
+                                                                 "selfplay.games_per_worker)")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
+    from .. import _core
+    from ..db import GameDB
+    from ..selfplay import run_selfplay
+    from .orchestrator import present_indices
+    from .ranges import IndexSet
+
+    args = ctx.args
+    threads = spec.threads if spec.threads is not None else spec.default_threads
+    where = f" in {ctx.hosts.path}" if ctx.hosts.path else ""
+    if ctx.dry_run:
+        would_be_writable(spec.output_db)
+        present = present_indices(spec.output_db, spec, create=False)
+        todo = IndexSet.interval(0, spec.num_games) - present
+        n_threads = threads or _core.hardware_threads()
+        print(f"plan: canonical_selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}, "
+              f"{spec.num_games} games into {spec.output_db}")
+        print(f"  on this machine, in-process, {n_threads} threads (no remote hosts configured{where})")
+        runs = todo.runs
+        shown = str(IndexSet(runs[:20])) + (f",... ({len(runs) - 20} more runs)" if len(runs) > 20 else "")
+        print(f"  {spec.num_games - todo.count} games already in the output DB; {todo.count} to play"
+              + (f": indices {shown}" if todo else ""))
+        print(f"  writes {spec.output_db}{'' if spec.output_db.exists() else ' (created)'}, committing whole "
+              f"batches; no files move")
+        print(f"  {state_note(ctx)}")
+        return 0
+    device = getattr(args, "device", "cpu")
+    if device == "cuda":
+        from ..gpu import require_gpu
+
+        require_gpu()  # before any state is written
+    check_writable(spec.output_db)
+    present_indices(spec.output_db, spec, create=True)  # refuses another engine version's games
+    ctx.start()
+    ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
+                                         target=spec.num_games, phases=phases)
+    w = st.worker("localhost/1")
+    w.update(status="running", host="localhost", range=[0, spec.num_games], games=0)
+    st.data["ranges"] = [{"start": 0, "end": spec.num_games, "host": "localhost", "status": "running"}]
+    st.save()
+    log = ctx.logger
+    log.info(f"canonical_selfplay {spec.run_id}: {spec.num_games} games into {spec.output_db}, on this machine")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    logs = logs_dir()
+    host_log = open(logs / f"selfplay_localhost_{stamp}.log", "a", buffering=1) if logs.is_dir() else None
+    bar = None if args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
+
+    def progress(done, total, rate):
+        if bar:
+            bar(done, total, rate)
+        w["games"] = done
+        st.data["games_completed"] = done
+        st.save(throttle=0.5)
+        if host_log:
+            host_log.write(f"{datetime.datetime.now().isoformat(timespec='seconds')} "
+                           f"{done}/{total} games, {rate:.1f} games/s\n")
+
+    try:
+        with GameDB(spec.output_db) as db:
+            result = run_selfplay(db, board=spec.board, num_games=spec.num_games, num_players=spec.players,
+                                  seed=spec.seed, policy=spec.policy, threads=threads, max_moves=spec.max_moves,
+                                  batch_size=spec.batch_size, progress=progress, device=device)
+            if bar:
+                bar.close()
+            total = db.count_games(board=spec.board, num_players=spec.players, seed=spec.seed, policy=spec.policy)
+    finally:
+        if host_log:
+            host_log.close()
+    for line in result.summary_lines():
+        print(line)
+        log.info(line)
+    print(f"  database: {spec.output_db} ({total} games of this run)")
+    w.update(status="done", games=spec.num_games)
+    st.data["ranges"][0]["status"] = "merged"
+    st.data["games_completed"] = min(total, spec.num_games)
+    st.set_phase("canonical_selfplay", "done")
+    return 0
+
+
+def begin_distributed_selfplay(ctx: Context, spec, phases, run_key):
+    """The start shared by the SSH and P2P self-play drivers: a writable output DB, the run's
+    state record and a progress bar (None with --quiet). Returns (state, bar)."""
+    check_writable(spec.output_db)
+    ctx.start()
+    ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
+                                         target=spec.num_games, phases=phases)
+    return st, None if ctx.args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
+
+
+def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
+    from .backends import get_backend
+    from .orchestrator import (Orchestrator, plan_ranges, present_indices, print_plan, report_selfplay,
+                               run_orchestrator, selfplay_hosts)
+
+    args = ctx.args
+    workers = selfplay_hosts(ctx.hosts.hosts, spec.device)
+    backend = get_backend(args.backend)
+    handles = {h.name: backend.handle(h) for h in workers}
+    if ctx.dry_run:
+        would_be_writable(spec.output_db)
+        present = present_indices(spec.output_db, spec, create=False)
+        print_plan(spec, handles, plan_ranges(spec, workers, present), sys.stdout)
+        print(f"  {state_note(ctx)}")
+        return 0
+    st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
+    orch = Orchestrator(spec, handles, st, ctx.logger, logs_dir(), progress=bar, err=sys.stderr)
+    orch.backend = backend
+    summary = run_orchestrator(orch)
+    if bar:
+        bar.close()
+    return report_selfplay(ctx, spec, st, summary, workers=f"{len(handles)} hosts", unit="host")
+
+
+# ---- parity_validation, npz_export, all ------------------------------------------------------
+
+def parity_phase(ctx: Context, db: Path, *, begin=True) -> int:
+    from .phases import parity_argv, printable, run_parity, sample_note
+
+    if ctx.dry_run:
+        print(f"plan: parity_validation: {printable(parity_argv(db, ctx.cfg))} (on this machine; "
+              f"{sample_note(ctx.cfg)}; fail_threshold {ctx.cfg['parity']['fail_threshold']:g})")
+        return 0
+    if begin:
+        ctx.start()
+        ctx.state = PipelineState.begin(ctx.state_path, phase="parity_validation",
+                                        run={"phase": "parity_validation", "db": str(db.resolve())}, target=None,
+                                        phases=("parity_validation",))
+    else:
+        ctx.state.set_phase("parity_validation", "running")
+    rc = run_parity(db, ctx.cfg, ctx.logger)
+    ctx.state.set_phase("parity_validation", "done")
+    return rc
+
+
+def export_phase(ctx: Context, db: Path, output_dir: Path, *, begin=True, board=None, players=None) -> int:
+    from .phases import EXPORT_MISSING, export_argv, export_available, printable, run_export
+
+    if not export_available():
+        raise RingRiftError(EXPORT_MISSING)
+    argv = export_argv(db, output_dir, ctx.cfg, board=board, players=players)
+    if ctx.dry_run:
+        print(f"plan: npz_export: {printable(argv)} (on this machine)")
+        return 0
+    if begin:
+        ctx.start()
+        ctx.state = PipelineState.begin(ctx.state_path, phase="npz_export",
+                                        run={"phase": "npz_export", "db": str(db.resolve()),
+                                             "output_dir": str(output_dir.resolve())},
+                                        target=None, phases=("npz_export",))
+    else:
+        ctx.state.set_phase("npz_export", "running")
+    rc = run_export(db, output_dir, ctx.cfg, ctx.logger, board=board, players=players)
+    ctx.state.set_phase("npz_export", "done")
+    return rc
+
+
+def all_phases(ctx: Context) -> int:
+    from .phases import EXPORT_MISSING, export_available
+
+    if not export_available():  # fail before hours of self-play, not after
+        raise RingRiftError(EXPORT_MISSING)
+    spec = selfplay_spec(ctx.args, ctx.cfg)
+    output_dir = Path(ctx.args.output_dir)
+    key = dict(spec.run_key(), phase="all", output_dir=str(output_dir.resolve()))
+    rc = selfplay_phase(ctx, phases=PHASES, run_key=key)
+    if rc:
+        return rc
+    rc = parity_phase(ctx, spec.output_db, begin=ctx.dry_run)
+    if rc:
+        return rc
+    rc = export_phase(ctx, spec.output_db, output_dir, begin=ctx.dry_run, board=spec.board, players=spec.players)
+    if ctx.dry_run:
+        print("nothing was changed (--dry-run)")
+    return rc
+
+
+def record_failure(ctx: Context | None, status: str, message: str) -> None:
+    if ctx is None or ctx.state is None:
+        return
+    st = ctx.state
+    phase = st.data.get("current_phase")
+    if phase:
+        st.data["phase_status"][phase] = status
+    st.data["error"] = message
+    try:
+        st.save()
+    except RingRiftError:
+        pass
+
+
+# ---- the Python API --------------------------------------------------------------------------
+
+def os_error_message(exc: OSError) -> str:
+    """An OSError as one line: the file it is about, then what went wrong."""
+    where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def open_context(args) -> Context:
+    """Check the backend options and load the config named by `args` (an argparse namespace or
+    the keyword arguments of run_*); an unusable state file fails here, before anything is written."""
+    backend = getattr(args, "backend", "ssh")
+    token = getattr(args, "p2p_auth_token", None) or os.environ.get(TOKEN_ENV)
+    if backend == "p2p":
+        from .backends import get_backend
+
+        get_backend("p2p", p2p_leader=getattr(args, "p2p_leader", None), p2p_auth_token=token)
+    elif backend != "ssh":
+        from .backends import BACKENDS, BackendUnavailable
+
+        raise BackendUnavailable(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+    ctx = Context(args, load_config(getattr(args, "config", None)))
+    read_state(ctx.state_path)
+    return ctx
+
+
+def run_in_context(ctx: Context, phase, *args, **kwargs) -> int:
+    """Run `phase(ctx, ...)`; on failure record it in the state file and the log, then re-raise.
+    The context is closed (state lock released, log closed) either way."""
+    import sqlite3
+
+    try:
+        return phase(ctx, *args, **kwargs)
+    except RingRiftError as exc:
+        record_failure(ctx, "failed", str(exc))
+        ctx.logger.error(str(exc))
+        raise
+    except sqlite3.Error as exc:  # a database damaged where no check of ours looked
+        message = f"a game database is not usable ({exc})"
+        record_failure(ctx, "failed", message)
+        raise UsageError(message) from exc
+    except BrokenPipeError:  # output piped into e.g. `head`, which has exited: not a failure of the run
+        raise
+    except OSError as exc:
+        record_failure(ctx, "failed", os_error_message(exc))
+        raise
+    except KeyboardInterrupt:
+        record_failure(ctx, "interrupted", "interrupted")
+        ctx.logger.warning("interrupted")
+        raise
+    finally:
+        ctx.close()
+
+
+def _namespace(called_as: str, **kwargs) -> argparse.Namespace:
+    return argparse.Namespace(called_as=called_as, **kwargs)
+
+
+def _selfplay_args(num_games, board, output_db, players, seed, policy, threads, max_moves, games_per_worker,
+                   batch_size, device, quiet) -> dict:
+    return dict(num_games=num_games, board=board, output_db=None if output_db is None else str(output_db),
+                players=players, seed=seed, policy=policy, threads=threads, max_moves=max_moves,
+                games_per_worker=games_per_worker, batch_size=batch_size, device=device, quiet=quiet)
+
+
+def _common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run) -> dict:
+    return dict(config=None if config is None else str(config), state=None if state is None else str(state),
+                backend=backend, p2p_leader=p2p_leader, p2p_auth_token=p2p_auth_token, dry_run=dry_run)
+
+
+def selfplay_command(ctx: Context) -> int:
+    """`run canonical_selfplay`: the phase, then the dry run's closing line."""
+    rc = selfplay_phase(ctx)
+    if ctx.dry_run:
+        print("nothing was changed (--dry-run)")
+    return rc
+
+
+def run_selfplay(num_games: int, *, board: str | None = None, output_db=None, players: int | None = None,
+                 seed: int | None = None, policy: str | None = None, threads: int | None = None,
+                 max_moves: int | None = None, games_per_worker: int | None = None, batch_size: int | None = None,
+                 device: str = "cpu", quiet: bool = True, config=None, state=None, backend: str = "ssh",
+                 p2p_leader: str | None = None, p2p_auth_token: str | None = None, dry_run: bool = False) -> int:
+    """Self-play games until the output DB holds `num_games` games of this run (a rerun resumes).
+
+    The same as `ringrift-pipeline run canonical_selfplay`: every argument left None comes from the
+    pipeline config (`config`, default config/pipeline_config.yaml when present); `output_db`
+    defaults to data/games/canonical_<board>.db. With hosts in the config's hosts file the seed
+    ranges are played on them (`backend` "ssh", or "p2p" through `p2p_leader`), else in this
+    process. The run's progress goes to the state file `state` (default
+    ~/.ringrift/pipeline_state.json) and its summary to stdout; `quiet=False` shows a progress bar.
+    Returns 0; raises ringrift.engine.errors.RingRiftError (UsageError for bad arguments) on failure.
+    """
+    args = _namespace("ringrift.pipeline.run_selfplay", command="run", phase="canonical_selfplay",
+                      **_selfplay_args(num_games, board, output_db, players, seed, policy, threads, max_moves,
+                                       games_per_worker, batch_size, device, quiet),
+                      **_common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run))
+    return run_in_context(open_context(args), selfplay_command)
+
+
+def run_parity(db, *, config=None, state=None, dry_run: bool = False) -> int:
+    """Check the games of the game DB `db` by replaying them (`ringrift-pipeline run parity_validation`).
+
+    Without a TypeScript checkout (RINGRIFT_TS_ROOT) our engine replays them against the stored
+    hashes, in this process; with one, ringrift-parity replays them through the TS engine. The
+    config's parity section sets the sample size and the fail threshold; checked games are tagged
+    in the DB (npz_export exports only those). Returns 0 when the failures are within the
+    threshold; raises RingRiftError otherwise.
+    """
+    args = _namespace("ringrift.pipeline.run_parity", command="run", phase="parity_validation", db=str(db),
+                      **_common_args(config, state, "ssh", None, None, dry_run))
+    return run_in_context(open_context(args), parity_phase, Path(db))
+
+
+def run_export(db, output_dir=DEFAULT_NPZ_DIR, *, config=None, state=None, dry_run: bool = False) -> int:
+    """Export the checked games of the game DB `db` as NPZ training files into `output_dir`
+    (`ringrift-pipeline run npz_export`), in this process, with the config's export section
+    (split ratio, compression, symmetries, encoding). Returns 0; raises RingRiftError on failure.
+    """
+    args = _namespace("ringrift.pipeline.run_export", command="run", phase="npz_export", db=str(db),
+                      output_dir=str(output_dir), **_common_args(config, state, "ssh", None, None, dry_run))
+    return run_in_context(open_context(args), export_phase, Path(db), Path(output_dir))
+
+
+def run_all(num_games: int, *, board: str | None = None, output_db=None, output_dir=DEFAULT_NPZ_DIR,
+            players: int | None = None, seed: int | None = None, policy: str | None = None,
+            threads: int | None = None, max_moves: int | None = None, games_per_worker: int | None = None,
+            batch_size: int | None = None, device: str = "cpu", quiet: bool = True, config=None, state=None,
+            backend: str = "ssh", p2p_leader: str | None = None, p2p_auth_token: str | None = None,
+            dry_run: bool = False) -> int:
+    """run_selfplay, then run_parity and run_export of its DB into `output_dir`
+    (`ringrift-pipeline run all`), recorded as one run in the state file. The arguments are those
+    of run_selfplay plus `output_dir`. Returns 0; raises RingRiftError at the first failing phase.
+    """
+    args = _namespace("ringrift.pipeline.run_all", command="run", phase="all", output_dir=str(output_dir),
+                      **_selfplay_args(num_games, board, output_db, players, seed, policy, threads, max_moves,
+                                       games_per_worker, batch_size, device, quiet),
+                      **_common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run))
+    return run_in_context(open_context(args), all_phases)

@@ -1,0 +1,67 @@
+"""Module boundaries: command-line modules sit on top of the package, never under it.
+
+A module named cli.py (and a package's __main__.py, which only starts its CLI) may import
+anything; no other module under python/ringrift may import from a `cli` module, so that every
+feature is reachable from Python without going through argument parsing."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "python" / "ringrift"
+
+
+def _is_cli_module(path: Path) -> bool:
+    return path.name in ("cli.py", "__main__.py")
+
+
+def cli_imports(source: str, module_parts: tuple[str, ...]) -> list[tuple[int, str]]:
+    """(line, imported module) for every import of a `cli` module in `source`, the source of the
+    module whose dotted name is `module_parts` (needed to resolve relative imports)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(module_parts[:-node.level]) if node.level <= len(module_parts) else []
+                target = base + (node.module.split(".") if node.module else [])
+            else:
+                target = node.module.split(".") if node.module else []
+            # `from . import cli` / `from .. import cli` import the cli module by name
+            names = [".".join(target + [alias.name]) for alias in node.names] + [".".join(target)]
+        else:
+            continue
+        found += [(node.lineno, name) for name in names if "cli" in name.split(".")]
+    return found
+
+
+def _module_parts(path: Path) -> tuple[str, ...]:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts
+    # a package's __init__ resolves relative imports against the package itself
+    return parts[:-1] + ("__init__",) if parts[-1] == "__init__" else parts
+
+
+def test_no_module_imports_a_cli_module():
+    modules = sorted(PACKAGE.rglob("*.py"))
+    assert len(modules) > 50, f"found only {len(modules)} modules under {PACKAGE}"
+    bad = []
+    for path in modules:
+        if _is_cli_module(path):
+            continue
+        for line, name in cli_imports(path.read_text(), _module_parts(path)):
+            bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}")
+    assert not bad, "non-CLI modules import from a CLI module:\n" + "\n".join(bad)
+
+
+def test_the_checker_sees_every_form_of_import():
+    parts = ("ringrift", "pipeline", "backends", "p2p")
+    assert cli_imports("from ..cli import main", parts) == [(1, "ringrift.pipeline.cli.main"),
+                                                           (1, "ringrift.pipeline.cli")]
+    assert [n for _, n in cli_imports("from .. import cli", parts)] == ["ringrift.pipeline.cli"]
+    assert [n for _, n in cli_imports("import ringrift.export.cli", parts)] == ["ringrift.export.cli"]
+    assert [n for _, n in cli_imports("def f():\n    from ringrift.parity.cli import run_db", parts)] == \
+        ["ringrift.parity.cli.run_db", "ringrift.parity.cli"]
+    assert cli_imports("from ..api import logs_dir\nimport click\nfrom .clients import x", parts) == []
