@@ -1,6 +1,7 @@
 """The pipeline's phases as Python functions: what `ringrift-pipeline` calls, and what a notebook
-can call (run_selfplay, run_parity, run_export, run_all). The CLI only parses arguments into a
-Session and prints; every phase's logic lives here and in orchestrator.py / phases.py."""
+can call (run_selfplay, run_parity, run_export, run_all). The CLI only parses arguments, calls
+open_context / run_in_context with a phase from here, and prints its errors; every phase's logic
+lives here and in orchestrator.py / phases.py / backends/. Nothing here imports the CLI."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ ORCHESTRATOR_LOG = "pipeline_orchestrator.log"
 TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
 DEFAULT_NPZ_DIR = "data/training"  # ringrift-export's default too
 
+
 def check_writable(path: Path) -> None:
+    """Create the output's folder, or fail with one line when the output cannot be written."""
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
