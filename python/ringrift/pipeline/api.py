@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..p2p import TOKEN_ENV
 from ..engine.errors import RingRiftError
 from ..exitcodes import UsageError
 from .config import load_config, load_hosts
@@ -21,7 +22,6 @@ from .state import PHASES, PipelineState, StateLock, read_state, state_path
 
 LOG_DIR_ENV = "RINGRIFT_LOG_DIR"  # where the pipeline's logs go (default: logs/ under the working directory)
 ORCHESTRATOR_LOG = "pipeline_orchestrator.log"
-TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
 DEFAULT_NPZ_DIR = "data/training"  # ringrift-export's default too
 
 

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ...p2p import TOKEN_ENV
 from ...engine.errors import RingRiftError
 from ..ranges import IndexSet, coarsen
 from .base import Backend, BackendUnavailable
 
-TOKEN_ENV = "RINGRIFT_CLUSTER_AUTH_TOKEN"
 POLL_S = float(os.environ.get("RINGRIFT_P2P_POLL_S", "0.3"))
 RECONNECT_S = float(os.environ.get("RINGRIFT_P2P_RECONNECT_S", "30"))
 
