@@ -297,7 +297,8 @@ def _game_index_for(game_id: str) -> int:
     return int.from_bytes(uuid.uuid5(GAME_ID_NAMESPACE, f"foreign|{game_id}").bytes[:8], "big") >> 1
 
 
-def _completed_at(started_at: str | None, duration_ms: int | None) -> str | None:
+def completed_at(started_at: str | None, duration_ms: int | None) -> str | None:
+    """The ``completed_at`` the converter writes: start + duration, UTC, milliseconds (None if unknown)."""
     if not started_at or duration_ms is None:
         return None
     try:
@@ -429,7 +430,7 @@ def _parity_upstream(status: str) -> str:
 def _write_game(conn: sqlite3.Connection, row: GameRow) -> None:
     gid = game_id_for(row)
     created = row.started_at or row.created_at
-    completed = _completed_at(row.started_at, row.duration_ms)
+    completed = completed_at(row.started_at, row.duration_ms)
     steps, final, snaps = _replay_with_snapshots(row, game_id=gid, created_at=created,
                                                  last_move_at=completed or created)
     status = final.status

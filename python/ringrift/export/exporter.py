@@ -206,6 +206,27 @@ def _nothing_to_export(db, path, board, players, include_unchecked, include_capp
                        f"found {counts}); {hint}")
 
 
+def check_export_args(db_path, board, players, split_ratio, chunk_games, chunk_mb,
+                      max_samples_per_file=None) -> Path:
+    """The arguments both encodings' exports share, checked before anything is read: the DB's path."""
+    if board is not None and board not in BOARDS:
+        raise ExportError(f"unknown board {board!r} (expected one of {', '.join(BOARDS)})")
+    if players is not None and players not in (2, 3, 4):
+        raise ExportError(f"players must be 2, 3 or 4, got {players!r}")
+    if not 0 < float(split_ratio) <= 1:
+        raise ExportError(f"split ratio must be in (0, 1] (1 = one file, no validation split), got {split_ratio!r}")
+    if max_samples_per_file is not None and int(max_samples_per_file) < 1:
+        raise ExportError(f"max samples per file must be >= 1, got {max_samples_per_file!r}")
+    if chunk_games is not None and int(chunk_games) < 1:
+        raise ExportError(f"chunk games must be >= 1, got {chunk_games!r}")
+    if not chunk_mb or chunk_mb <= 0:
+        raise ExportError(f"chunk size must be positive, got {chunk_mb!r} MB")
+    path = Path(db_path)
+    if not path.exists():
+        raise ExportError(f"{path}: no such game database")
+    return path
+
+
 def export_db(db_path, output=None, *, output_dir=None, board: str | None = None, players: int | None = None,
               include_unchecked: bool = False, include_capped: bool = False, drop_forced: bool = False,
               split_ratio: float = 0.9, seed: int = 0, compression: bool = True,
@@ -229,21 +250,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
     from ..db.errors import DBError
 
     t0 = time.perf_counter()
-    if board is not None and board not in BOARDS:
-        raise ExportError(f"unknown board {board!r} (expected one of {', '.join(BOARDS)})")
-    if players is not None and players not in (2, 3, 4):
-        raise ExportError(f"players must be 2, 3 or 4, got {players!r}")
-    if not 0 < float(split_ratio) <= 1:
-        raise ExportError(f"split ratio must be in (0, 1] (1 = one file, no validation split), got {split_ratio!r}")
-    if max_samples_per_file is not None and int(max_samples_per_file) < 1:
-        raise ExportError(f"max samples per file must be >= 1, got {max_samples_per_file!r}")
-    if chunk_games is not None and int(chunk_games) < 1:
-        raise ExportError(f"chunk games must be >= 1, got {chunk_games!r}")
-    if not chunk_mb or chunk_mb <= 0:
-        raise ExportError(f"chunk size must be positive, got {chunk_mb!r} MB")
-    path = Path(db_path)
-    if not path.exists():
-        raise ExportError(f"{path}: no such game database")
+    path = check_export_args(db_path, board, players, split_ratio, chunk_games, chunk_mb, max_samples_per_file)
     if output is not None:
         base = _output_base(output)
     statuses = ("ok", "unchecked") if include_unchecked else ("ok",)

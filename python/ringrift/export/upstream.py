@@ -23,14 +23,15 @@ import tempfile
 import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from .. import BOARDS, _core
+from .. import _core
+from ..db.replaydb import completed_at  # the converter's completed_at: what upstream's exporter reads
 from .exporter import (DEFAULT_CHUNK_MB, ExportError, ExportResult, _STATUS_TEXT, _left_out, _nothing_to_export,
-                       _output_base, _scope, _split_key, split_by_keys)
+                       _output_base, _scope, _split_key, check_export_args, split_by_keys)
 from .writer import ShardedNpzWriter, final_names, publish, stale_files
 
 #: What upstream's exporter writes into these keys with its default options.
@@ -113,20 +114,6 @@ def quality_score(winner, total_moves: int, source: str) -> float:
     return max(0.0, min(1.0, score))
 
 
-def completed_at(started_at: str | None, duration_ms) -> str | None:
-    """The ``completed_at`` our converter writes: start + duration, UTC, milliseconds."""
-    if not started_at or duration_ms is None:
-        return None
-    try:
-        start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
-    return (start + timedelta(milliseconds=int(duration_ms))).astimezone(timezone.utc).isoformat(
-        timespec="milliseconds")
-
-
 # ---- upstream's checksums ---------------------------------------------------------------------------
 
 def array_checksum(arr: np.ndarray) -> str:
@@ -184,19 +171,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
     from ..db.errors import DBError
 
     t0 = time.perf_counter()
-    if board is not None and board not in BOARDS:
-        raise ExportError(f"unknown board {board!r} (expected one of {', '.join(BOARDS)})")
-    if players is not None and players not in (2, 3, 4):
-        raise ExportError(f"players must be 2, 3 or 4, got {players!r}")
-    if not 0 < float(split_ratio) <= 1:
-        raise ExportError(f"split ratio must be in (0, 1], got {split_ratio!r}")
-    if chunk_games is not None and int(chunk_games) < 1:
-        raise ExportError(f"chunk games must be >= 1, got {chunk_games!r}")
-    if not chunk_mb or chunk_mb <= 0:
-        raise ExportError(f"chunk size must be positive, got {chunk_mb!r} MB")
-    path = Path(db_path)
-    if not path.exists():
-        raise ExportError(f"{path}: no such game database")
+    path = check_export_args(db_path, board, players, split_ratio, chunk_games, chunk_mb)
     statuses = ("ok", "unchecked") if include_unchecked else ("ok",)
 
     with GameDB(path, create=False, readonly=True) as db:
