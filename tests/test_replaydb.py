@@ -137,15 +137,19 @@ UPSTREAM_GIT = Path("/work/.mirror/synaptent+RingRift/repo")
 UPSTREAM_COMMIT = "2aa9f89b5d64193fd3252366b362acdc3331ddb8"
 
 
-def _upstream_schema_sql():
+def _upstream_source(path: str) -> str:
+    """One file of upstream's ai-service at UPSTREAM_COMMIT, read from the mirror (skips without it)."""
     if not UPSTREAM_GIT.is_dir() or shutil.which("git") is None:
         pytest.skip("upstream mirror not available")
     try:
-        text = subprocess.run(["git", "--git-dir", str(UPSTREAM_GIT), "show",
-                               f"{UPSTREAM_COMMIT}:ai-service/app/db/game_replay.py"],
+        return subprocess.run(["git", "--git-dir", str(UPSTREAM_GIT), "show", f"{UPSTREAM_COMMIT}:ai-service/{path}"],
                               capture_output=True, text=True, check=True, timeout=30).stdout
     except (subprocess.SubprocessError, OSError):
         pytest.skip("upstream commit not readable")
+
+
+def _upstream_schema_sql():
+    text = _upstream_source("app/db/game_replay.py")
     for node in ast.parse(text).body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SCHEMA_SQL":
             return node.value.value
@@ -454,14 +458,7 @@ def test_cli(converted, tmp_path, capsys):
 
 def _upstream_required_fields() -> dict:
     """Required fields (by alias) of upstream's pydantic models, read from app/models/core.py."""
-    if not UPSTREAM_GIT.is_dir() or shutil.which("git") is None:
-        pytest.skip("upstream mirror not available")
-    try:
-        text = subprocess.run(["git", "--git-dir", str(UPSTREAM_GIT), "show",
-                               f"{UPSTREAM_COMMIT}:ai-service/app/models/core.py"],
-                              capture_output=True, text=True, check=True, timeout=30).stdout
-    except (subprocess.SubprocessError, OSError):
-        pytest.skip("upstream commit not readable")
+    text = _upstream_source("app/models/core.py")
     out = {}
     for node in ast.parse(text).body:
         if not isinstance(node, ast.ClassDef):

@@ -237,18 +237,14 @@ struct ExportWorker {
   }
 };
 
-// Run the job (plan() must have been called and the outputs allocated).
-inline void run_export(ExportJob& J) {
-  const Geometry& g = host_geometry(J.board);
-  ActionSpace as;
-  build_action_space(g, as);
-  FeatureGrid fg;
-  build_feature_grid(g, fg);
-  std::unique_ptr<Symmetries> sym(new Symmetries);
-  build_symmetries(g, *sym);
+// Replays J.games games on min(J.threads, games) threads (inline when one): each thread makes its
+// own worker with make_worker() and takes the next game index until none is left. Shared by the
+// native and upstream encoders.
+template <class Job, class MakeWorker>
+inline void run_games_on_threads(Job& J, MakeWorker make_worker) {
   std::atomic<int64_t> next{0};
   auto work = [&]() {
-    ExportWorker w(g, as, fg, *sym);
+    auto w = make_worker();
     for (int64_t gi = next++; gi < J.games; gi = next++) w.run_game(J, gi);
   };
   int n = J.threads > 0 ? J.threads : 1;
@@ -260,6 +256,18 @@ inline void run_export(ExportJob& J) {
   std::vector<std::thread> pool;
   for (int t = 0; t < n; t++) pool.emplace_back(work);
   for (auto& t : pool) t.join();
+}
+
+// Run the job (plan() must have been called and the outputs allocated).
+inline void run_export(ExportJob& J) {
+  const Geometry& g = host_geometry(J.board);
+  ActionSpace as;
+  build_action_space(g, as);
+  FeatureGrid fg;
+  build_feature_grid(g, fg);
+  std::unique_ptr<Symmetries> sym(new Symmetries);
+  build_symmetries(g, *sym);
+  run_games_on_threads(J, [&]() { return ExportWorker(g, as, fg, *sym); });
 }
 
 }  // namespace rr

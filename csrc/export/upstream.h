@@ -536,20 +536,7 @@ struct Worker {
 
 inline void run(Job& J, const Layout& L) {
   const Geometry& g = host_geometry(J.board);
-  std::atomic<int64_t> next{0};
-  auto work = [&]() {
-    Worker w(g, L);
-    for (int64_t gi = next++; gi < J.games; gi = next++) w.run_game(J, gi);
-  };
-  int n = J.threads > 0 ? J.threads : 1;
-  if (n > J.games) n = (int)(J.games > 0 ? J.games : 1);
-  if (n <= 1) {
-    work();
-    return;
-  }
-  std::vector<std::thread> pool;
-  for (int t = 0; t < n; t++) pool.emplace_back(work);
-  for (auto& t : pool) t.join();
+  run_games_on_threads(J, [&]() { return Worker(g, L); });
 }
 
 }  // namespace up
