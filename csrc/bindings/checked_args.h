@@ -168,6 +168,9 @@ constexpr long long MAX_MOVE_COUNT = 1 << 24;  // moveCount of a loaded state; s
 constexpr long long MAX_LPS_ROUNDS = 1 << 14;  // lps roundIndex / consecutiveRounds (int16 fields)
 constexpr long long MAX_THREADS = 1024;        // native threads one call may start
 
+// The `threads` argument of every batched call: 0 (all cores) .. MAX_THREADS.
+inline int thread_count(Int a) { return (int)in_range(a, 0, MAX_THREADS, "threads (0 = all cores)"); }
+
 // An integer value inside a Python container (a dict entry, a list item): ValueError when it is
 // not an int (bools and floats included) instead of pybind11's "Unable to cast" RuntimeError.
 inline long long int_value(py::handle h, const std::string& what) {

@@ -106,7 +106,7 @@ void register_env(py::module_& mod) {
   mod.def("env_observe_host", [](const std::string& board, py::object states, py::object only, py::object mask,
                                  py::object actions, py::object planes, py::object globals, py::dict info,
                                  pyarg::Int threads_arg) {
-    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
+    const int threads = pyarg::thread_count(threads_arg);
     const EnvTables& t = env_tables_of(parse_board(board));
     if (!info.contains("done")) throw py::key_error("info is missing 'done'");
     int n = env_count(info["done"], "info['done']");
@@ -128,7 +128,7 @@ void register_env(py::module_& mod) {
      py::arg("globals"), py::arg("info"), py::arg("threads") = 1);
   mod.def("env_decode_host", [](const std::string& board, py::object states, py::object actions, py::object chosen,
                                 py::object error, pyarg::Int threads_arg) {
-    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
+    const int threads = pyarg::thread_count(threads_arg);
     const EnvTables& t = env_tables_of(parse_board(board));
     int n = env_count(actions, "actions");
     State* s = env_states(states, n);
@@ -141,7 +141,7 @@ void register_env(py::module_& mod) {
      py::arg("threads") = 1);
   mod.def("env_apply_host", [](const std::string& board, py::object states, py::object actions, py::object chosen,
                                py::dict info, pyarg::Int threads_arg) {
-    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
+    const int threads = pyarg::thread_count(threads_arg);
     const EnvTables& t = env_tables_of(parse_board(board));
     int n = env_count(actions, "actions");
     State* s = env_states(states, n);

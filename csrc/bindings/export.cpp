@@ -119,7 +119,7 @@ void register_export(py::module_& parent) {
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> num_players,
                            py::object hashes, py::object verify, py::object expect_over, bool drop_forced,
                            pyarg::Int threads_arg, bool symmetries) {
-    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
+    const int threads = pyarg::thread_count(threads_arg);
     ExportJob J;
     J.board = board_arg(board);
     const GameBatch in(moves, game_offsets, num_players, hashes, verify, expect_over);

@@ -21,7 +21,7 @@ struct SelfplayArgs {
     if (np.v < 2 || np.v > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
     num_players = (int)np.v;
     seed = pyarg::u64(seed_, "seed");
-    threads = (int)pyarg::in_range(threads_, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
+    threads = pyarg::thread_count(threads_);
     max_moves = (int)pyarg::in_range(max_moves_, 1, pyarg::MAX_MOVE_COUNT, "max_moves");
     for (py::handle h : games_) {
       long long i = pyarg::int_value(h, "game index");

@@ -69,7 +69,7 @@ void register_upstream_export(py::module_& parent) {
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> num_players,
                            py::object hashes, py::object verify, py::object expect_over, pyarg::Int threads_arg,
                            py::object features_buffer) {
-    const int threads = (int)pyarg::in_range(threads_arg, 0, pyarg::MAX_THREADS, "threads (0 = all cores)");
+    const int threads = pyarg::thread_count(threads_arg);
     up::Job J;
     J.board = exportpy::board_arg(board);
     const up::Layout& L = layout_of(J.board);
