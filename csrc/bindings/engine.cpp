@@ -284,32 +284,40 @@ Move move_from_record(py::bytes b) {
   return m;
 }
 
+// Step-hash kinds by name, as the game DB and the self-play batches spell them (fast_hash.h).
+static const char* const HASH_KIND_NAMES[] = {"reference", "fast64", "fast32"};
+
+int hash_kind_arg(const py::object& kind) {
+  if (kind.is_none()) return HASH_AUTO;
+  std::string k = py::cast<std::string>(kind);
+  for (int i = 0; i < 3; i++)
+    if (k == HASH_KIND_NAMES[i]) return i;
+  throw py::value_error("unknown hash kind '" + k + "' (expected reference, fast64, fast32 or None for auto)");
+}
+
 // Replay recorded moves from the initial position, checking each against the legal surface
-// and the recorded hash. Returns (-1, "") when all match, else (step, what differed).
+// and the recorded hash of `kind` (None: whichever kind the first step matches). Returns (-1, "")
+// when all match, else (step, what differed).
 py::tuple replay_verify(Game& game, py::array_t<uint8_t, py::array::c_style> moves,
-                        py::array_t<uint64_t, py::array::c_style> hashes) {
+                        py::array_t<uint64_t, py::array::c_style | py::array::forcecast> hashes,
+                        const py::object& kind_arg) {
   if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
     throw py::value_error("moves must have shape (N, 16)");
   if (hashes.ndim() != 1 || hashes.shape(0) != moves.shape(0))
     throw py::value_error("hashes must have one entry per move");
+  int kind = hash_kind_arg(kind_arg);
   py::ssize_t n = moves.shape(0);
   const uint8_t* mv = moves.data();
   const uint64_t* hs = hashes.data();
   int bad = -1;
   int code = 0;
-  uint64_t got = 0;
   {
     py::gil_scoped_release release;
     for (py::ssize_t i = 0; i < n; i++) {
       Move m;
       std::memcpy(&m, mv + i * sizeof(Move), sizeof(Move));
       code = game.apply(m);
-      if (code) {
-        bad = (int)i;
-        break;
-      }
-      got = state_hash(game.geo(), game.st());
-      if (got != hs[i]) {
+      if (code || !step_hash_matches(game.geo(), game.st(), hs[i], kind)) {
         bad = (int)i;
         break;
       }
@@ -321,10 +329,46 @@ py::tuple replay_verify(Game& game, py::array_t<uint8_t, py::array::c_style> mov
                                    "not in the legal-move list", "the reference engine rejects this listed move"};
     return py::make_tuple(bad, std::string("move rejected: ") + errors[code]);
   }
-  char buf[96];
-  snprintf(buf, sizeof(buf), "hash %016llx, recorded %016llx", (unsigned long long)got,
-           (unsigned long long)hs[bad]);
+  char buf[128];
+  if (kind == HASH_AUTO)
+    snprintf(buf, sizeof(buf), "hash: recorded %016llx is no kind of hash of the replayed state",
+             (unsigned long long)hs[bad]);
+  else
+    snprintf(buf, sizeof(buf), "%s hash %016llx, recorded %016llx", HASH_KIND_NAMES[kind],
+             (unsigned long long)step_hash(game.geo(), game.st(), kind), (unsigned long long)hs[bad]);
   return py::make_tuple(bad, std::string(buf));
+}
+
+// Replay recorded moves from the initial position (each checked against the legal surface) and
+// return the hash of `kind` after every step: the reference hashes of a game whose DB row stores
+// fast step hashes, for parity against the TS engine. Raises ValueError at an illegal move.
+py::array_t<uint64_t> replay_hashes(Game& game, py::array_t<uint8_t, py::array::c_style> moves,
+                                    const std::string& kind_name) {
+  if (moves.ndim() != 2 || moves.shape(1) != (py::ssize_t)sizeof(Move))
+    throw py::value_error("moves must have shape (N, 16)");
+  int kind = hash_kind_arg(py::str(kind_name));
+  py::ssize_t n = moves.shape(0);
+  py::array_t<uint64_t> out(n);
+  uint64_t* o = out.mutable_data();
+  const uint8_t* mv = moves.data();
+  int code = 0;
+  py::ssize_t bad = -1;
+  {
+    py::gil_scoped_release release;
+    for (py::ssize_t i = 0; i < n; i++) {
+      Move m;
+      std::memcpy(&m, mv + i * sizeof(Move), sizeof(Move));
+      code = game.apply(m);
+      if (code) {
+        bad = i;
+        break;
+      }
+      o[i] = step_hash(game.geo(), game.st(), kind);
+    }
+  }
+  if (bad >= 0) throw py::value_error("replay_hashes: move " + std::to_string(bad) + " rejected (apply error " +
+                                      std::to_string(code) + ")");
+  return out;
 }
 
 void register_engine(py::module_& mod) {
@@ -341,8 +385,13 @@ void register_engine(py::module_& mod) {
   mod.attr("MOVE_RECORD_SIZE") = (int)sizeof(Move);
   mod.attr("REASONS") = py::cast(std::vector<std::string>(REASON_NAMES, REASON_NAMES + 7));
   mod.def("move_from_record", &move_from_record, py::arg("record"), "Decode a 16-byte move record.");
+  mod.attr("HASH_KINDS") = py::cast(std::vector<std::string>(HASH_KIND_NAMES, HASH_KIND_NAMES + 3));
   mod.def("replay_verify", &replay_verify, py::arg("game"), py::arg("moves"), py::arg("hashes"),
-          "Apply recorded moves to `game`, checking legality and each hash; returns (step or -1, why).");
+          py::arg("kind") = py::none(),
+          "Apply recorded moves to `game`, checking legality and each hash of `kind` (reference, fast64, "
+          "fast32; None: the kind the first step matches); returns (step or -1, why).");
+  mod.def("replay_hashes", &replay_hashes, py::arg("game"), py::arg("moves"), py::arg("kind") = "reference",
+          "Apply recorded moves to `game` (checked) and return the hash of `kind` after each one.");
 
   py::class_<Move>(mod, "Move")
       .def(py::init(&make_py_move), py::arg("type"), py::arg("player"), py::arg("from_cell") = -1,
@@ -403,6 +452,8 @@ void register_engine(py::module_& mod) {
       .def("_apply_unchecked", &Game::apply_unchecked)
       .def("hash", &Game::hash_str, "The reference state hash (16 hex digits).")
       .def("fingerprint", &Game::fingerprint_str, "The string the reference hashes.")
+      .def("fast_hash", [](Game& g) { return fast_state_hash(g.geo(), g.st()); },
+           "The self-play step hash of the state (fast_hash.h): a 64-bit int.")
       .def("players", [](Game& g) {
         py::list out;
         const State& s = g.st();

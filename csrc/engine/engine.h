@@ -9,4 +9,5 @@
 #include "recovery.h"
 #include "victory.h"
 #include "hash.h"
+#include "fast_hash.h"
 #include "rules.h"

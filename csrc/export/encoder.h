@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/fast_hash.h"
 #include "export/action_space.h"
 #include "export/features.h"
 #include "export/symmetry.h"
@@ -30,17 +31,19 @@ RR_HD inline bool is_forced_only(uint8_t t) {
 }
 
 // Move i of a replayed game whose first move is a: applied checked (legal surface, then the stored
-// hash) when the game is verified, else unchecked. On failure sets status and fail (the step) and
+// hash) when the game is verified, else unchecked. hash_kind starts as HASH_AUTO for each game
+// (stored hashes may be reference or fast step hashes, fast_hash.h) and is settled by the first check. On failure sets status and fail (the step) and
 // returns false. Shared by the native and upstream encoders.
 template <class ScratchT, class ListT>
 inline bool replay_record(const Geometry& g, State& st, const Move& m, ScratchT& sc, ListT& list, bool verify,
-                          const uint64_t* hashes, int64_t i, int64_t a, int8_t& status, int32_t& fail) {
+                          const uint64_t* hashes, int& hash_kind, int64_t i, int64_t a, int8_t& status,
+                          int32_t& fail) {
   if (!verify) {
     step_unchecked(g, st, m, sc);
     return true;
   }
   if (step_checked(g, st, m, sc, list) != AE_OK) status = EG_ILLEGAL;
-  else if (hashes && state_hash(g, st) != hashes[i]) status = EG_HASH;
+  else if (hashes && !step_hash_matches(g, st, hashes[i], hash_kind)) status = EG_HASH;
   else return true;
   fail = (int32_t)(i - a);
   return false;
@@ -48,9 +51,9 @@ inline bool replay_record(const Geometry& g, State& st, const Move& m, ScratchT&
 
 // After a replay of moves [a, b) of game gi: an unverified one checks the stored final hash, and
 // every one must end as stored (finished or not).
-inline void replay_finish(const Geometry& g, const State& st, bool verify, const uint64_t* hashes,
+inline void replay_finish(const Geometry& g, const State& st, bool verify, const uint64_t* hashes, int& hash_kind,
                           const uint8_t* expect_over, int64_t gi, int64_t a, int64_t b, int8_t& status, int32_t& fail) {
-  if (status == EG_OK && b > a && hashes && !verify && state_hash(g, st) != hashes[b - 1]) {
+  if (status == EG_OK && b > a && hashes && !verify && !step_hash_matches(g, st, hashes[b - 1], hash_kind)) {
     status = EG_HASH;
     fail = (int32_t)(b - 1 - a);
   }
@@ -178,6 +181,7 @@ struct ExportWorker {
     const size_t plane_stride = (size_t)FEAT_PLANES * fg.h * fg.w;
     int64_t k = first;
     int8_t status = EG_OK;
+    int hash_kind = HASH_AUTO;  // settled by the game's first hash check
     int32_t fail = -1;
     init_state(st, g, np, false);
     for (int64_t i = a; i < b; i++) {
@@ -204,9 +208,9 @@ struct ExportWorker {
         std::memcpy(J.records + (size_t)k * sizeof(Move), &m, sizeof(Move));
         k++;
       }
-      if (!replay_record(g, st, m, *sc, *list, verify, J.hashes, i, a, status, fail)) break;
+      if (!replay_record(g, st, m, *sc, *list, verify, J.hashes, hash_kind, i, a, status, fail)) break;
     }
-    replay_finish(g, st, verify, J.hashes, J.expect_over, gi, a, b, status, fail);
+    replay_finish(g, st, verify, J.hashes, hash_kind, J.expect_over, gi, a, b, status, fail);
     J.status[gi] = status;
     J.fail_step[gi] = fail;
     J.final_winner[gi] = status == EG_OK ? st.winner : 0;

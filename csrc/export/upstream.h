@@ -457,6 +457,7 @@ struct Worker {
     const size_t row = frame * FRAMES;
     int64_t k = first;
     int8_t status = EG_OK;
+    int hash_kind = HASH_AUTO;  // settled by the game's first hash check
     int32_t fail = -1;
     const float* hist[HISTORY];  // base frames of the previous states, hist[head] the newest
     int have = 0, head = 0, spare = 0;
@@ -499,9 +500,9 @@ struct Worker {
       head = (head + 1) % HISTORY;
       hist[head] = frame_of_state;
       if (have < HISTORY) have++;
-      if (!replay_record(g, st, m, *sc, *list, verify, J.hashes, i, a, status, fail)) break;
+      if (!replay_record(g, st, m, *sc, *list, verify, J.hashes, hash_kind, i, a, status, fail)) break;
     }
-    replay_finish(g, st, verify, J.hashes, J.expect_over, gi, a, b, status, fail);
+    replay_finish(g, st, verify, J.hashes, hash_kind, J.expect_over, gi, a, b, status, fail);
     J.status[gi] = status;
     J.fail_step[gi] = fail;
     J.final_winner[gi] = status == EG_OK ? st.winner : 0;

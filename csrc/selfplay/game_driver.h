@@ -53,7 +53,7 @@ RR_HD inline bool play_game(const Geometry& g, State& s, Scratch& sc, const Pick
     Move m;
     if (!pick(g, s, sc, rng, policy, &m)) return false;
     play_step(g, s, m, sc);
-    rec.step(m, rec.wants_hash() ? state_hash(g, s) : 0, s.phase, s.current);
+    rec.step(m, rec.wants_hash() ? fast_state_hash(g, s) : 0, s.phase, s.current);
   }
   return s.status != ST_ACTIVE;
 }

@@ -1,8 +1,10 @@
 """The game database's schema: version, tables and the fixed-width record formats.
 
 Everything the store writes is defined here so that ``docs/game_db.md`` and the code have a
-single source to agree with.  The schema is versioned by ``meta.schema_version``; a database of
-any other version is refused (there are no migrations yet).
+single source to agree with.  The schema is versioned by ``meta.schema_version``.  Version 2 (this one) packs a game's moves,
+phases and players into one ``steps`` blob and stores a cheap per-step hash; version 1 files
+(16-byte move records and the reference hash per step) are read as they are and migrated to
+version 2 when opened for writing (``store.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 #: Version of the layout below, stored in ``meta`` as ``schema_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Older versions this package still reads (and migrates when it opens them for writing).
+READABLE_VERSIONS = (1, 2)
 
 #: Value of ``meta.format``: tells our files from other SQLite databases.
 FORMAT_NAME = "ringrift-gamedb"
@@ -37,6 +42,13 @@ assert MOVE_RECORD_DTYPE.itemsize == MOVE_RECORD_SIZE
 
 #: Byte layout of the per-step blobs.
 HASH_DTYPE = np.dtype("<u8")
+FAST32_DTYPE = np.dtype("<u4")
+
+#: ``games.hash_kind``: which per-step hash a row stores (indices into ``_core.HASH_KINDS``) and
+#: how many bytes each step's hash takes in the ``hashes`` blob.
+HASH_KIND_REFERENCE, HASH_KIND_FAST64, HASH_KIND_FAST32 = 0, 1, 2
+HASH_KIND_NAMES = ("reference", "fast64", "fast32")
+HASH_WIDTH = {HASH_KIND_REFERENCE: 8, HASH_KIND_FAST64: 8, HASH_KIND_FAST32: 4}
 PHASE_DTYPE = np.dtype("u1")
 PLAYER_DTYPE = np.dtype("u1")
 
@@ -46,22 +58,29 @@ PARITY_STATUSES = ("unchecked", "ok", "failed", "error", "skipped")
 #: Columns of ``games`` that identify a game; a second insert of the same identity is ignored.
 IDENTITY_COLUMNS = ("board", "num_players", "policy", "seed", "game_index")
 
-#: Every column of ``games`` in table order (``id`` first, the four blobs last so that scans
-#: of the scalar columns never touch the blobs' overflow pages).
-GAME_COLUMNS = (
+#: The scalar columns of ``games`` (both versions), ``id`` first.
+SCALAR_COLUMNS = (
     "id", "board", "num_players", "policy", "seed", "game_index",
     "engine_version", "host", "max_moves",
     "winner", "reason", "move_count", "capped",
     "started_at", "duration_ms", "created_at", "parity_status",
-    "moves", "hashes", "phases", "players",
 )
+
+#: Every column of ``games`` in table order (``id`` first, the blobs last so that scans of the
+#: scalar columns never touch the blobs' overflow pages).
+GAME_COLUMNS = SCALAR_COLUMNS + ("hash_kind", "final_hash", "steps", "hashes")
+BLOB_COLUMNS = ("steps", "hashes")
 
 #: The columns a new row is written with (all but ``id``).
 INSERT_COLUMNS = GAME_COLUMNS[1:]
 
-#: Scalar columns (everything but the four blobs).
-SCALAR_COLUMNS = GAME_COLUMNS[:-4]
-BLOB_COLUMNS = GAME_COLUMNS[-4:]
+#: Schema 1's columns: the scalars and four fixed-width blobs (16-byte move records, the
+#: reference hash, the phase and the player after each step).
+V1_GAME_COLUMNS = SCALAR_COLUMNS + ("moves", "hashes", "phases", "players")
+
+#: A game as the library passes it around before packing (``GameDB._insert_rows``): the scalar
+#: columns but ``id``, then the four fixed-width step blobs of schema 1.
+LOGICAL_COLUMNS = V1_GAME_COLUMNS[1:]
 
 #: Columns ``count_games`` and ``iter_games`` may filter on with equality.
 FILTER_COLUMNS = (
@@ -69,13 +88,8 @@ FILTER_COLUMNS = (
     "max_moves", "winner", "reason", "move_count", "capped", "parity_status",
 )
 
-SCHEMA_SQL = f"""
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-
-CREATE TABLE games (
+GAMES_TABLE_SQL = """
+CREATE TABLE {name} (
     id             INTEGER PRIMARY KEY,
     board          TEXT    NOT NULL,
     num_players    INTEGER NOT NULL CHECK (num_players BETWEEN 2 AND 4),
@@ -93,14 +107,22 @@ CREATE TABLE games (
     duration_ms    INTEGER,
     created_at     TEXT    NOT NULL,
     parity_status  TEXT    NOT NULL DEFAULT 'unchecked',
-    moves          BLOB    NOT NULL CHECK (length(moves)   = {MOVE_RECORD_SIZE} * move_count),
-    hashes         BLOB    NOT NULL CHECK (length(hashes)  = 8 * move_count),
-    phases         BLOB    NOT NULL CHECK (length(phases)  = move_count),
-    players        BLOB    NOT NULL CHECK (length(players) = move_count),
+    hash_kind      INTEGER NOT NULL CHECK (hash_kind IN (0, 1, 2)),
+    final_hash     INTEGER,
+    steps          BLOB    NOT NULL CHECK (length(steps) >= 2 * move_count),
+    hashes         BLOB    NOT NULL CHECK (length(hashes) = move_count * (CASE hash_kind WHEN 2 THEN 4 ELSE 8 END)),
     UNIQUE (board, num_players, policy, seed, game_index)
-);
+)"""
 
-CREATE INDEX idx_games_parity ON games (parity_status);
+INDEX_SQL = "CREATE INDEX idx_games_parity ON games (parity_status)"
+
+SCHEMA_SQL = f"""
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+{GAMES_TABLE_SQL.format(name="games")};
+{INDEX_SQL};
 """
 
 TABLES = ("meta", "games")

@@ -7,6 +7,10 @@ See ``docs/game_db.md`` for the schema.  The store is plain :mod:`sqlite3`:
 * a game is identified by ``(board, num_players, policy, seed, game_index)``; inserting a game
   whose identity is already stored does nothing (so re-running a batch, or merging two files
   with overlapping games, is safe);
+* schema 2 packs a game's moves, phases and players into one ``steps`` blob
+  (``_core.pack_steps``) and self-play stores the low 32 bits of the fast step hash per step plus
+  the full 64-bit hash of the final state; schema 1 files are read as they are and migrated in
+  place (one transaction) when opened for writing;
 * every failure of SQLite itself (a file that is not a database, a truncated or corrupt one,
   a constraint violated by a bad batch) is raised as :class:`DBError` naming the file.
 """
@@ -26,16 +30,27 @@ import numpy as np
 from .. import _core
 from .errors import DBError, DBSchemaError
 from .schema import (
+    FAST32_DTYPE,
     FILTER_COLUMNS,
     FORMAT_NAME,
     GAME_COLUMNS,
+    GAMES_TABLE_SQL,
     HASH_DTYPE,
+    HASH_KIND_FAST32,
+    HASH_KIND_FAST64,
+    HASH_KIND_NAMES,
+    HASH_KIND_REFERENCE,
+    HASH_WIDTH,
     IDENTITY_COLUMNS,
+    INDEX_SQL,
     INSERT_COLUMNS,
     MOVE_RECORD_DTYPE,
     MOVE_RECORD_SIZE,
+    READABLE_VERSIONS,
+    SCALAR_COLUMNS,
     SCHEMA_SQL,
     SCHEMA_VERSION,
+    V1_GAME_COLUMNS,
 )
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -53,6 +68,8 @@ _MERGE_SQL = (
     f"SELECT {', '.join(INSERT_COLUMNS)} FROM src.games WHERE 1 ORDER BY id "
     f"ON CONFLICT ({', '.join(IDENTITY_COLUMNS)}) DO NOTHING"
 )
+
+_MIGRATE_CHUNK = 2048      # schema-1 rows repacked per step of a migration
 
 _BATCH_GAME_FIELDS = ("game_index", "move_offsets", "move_count", "winner", "reason", "capped", "seconds")
 _BATCH_STEP_FIELDS = ("moves", "hashes", "phases", "players")
@@ -93,8 +110,11 @@ def _iso(value) -> str | None:
 @dataclass
 class GameRow:
     """One stored game.  ``moves`` (M,16) uint8, ``hashes`` uint64[M], ``phases`` and
-    ``players`` uint8[M] are read-only numpy views of the row's blobs; step ``i`` is the move
-    played, the state hash after it, the phase after it and the player to move after it."""
+    ``players`` uint8[M] are read-only numpy arrays; step ``i`` is the move played, the state
+    hash after it, the phase after it and the player to move after it.  ``hash_kind`` says which
+    hash ``hashes`` holds: ``reference`` (the TS engine's, schema-1 rows and imports), ``fast32``
+    (the low 32 bits of ``Game.fast_hash()``, self-play) or ``fast64``; ``final_hash`` is the full
+    ``fast_hash`` of the final state where stored (else None)."""
 
     id: int
     board: str
@@ -117,6 +137,8 @@ class GameRow:
     hashes: np.ndarray
     phases: np.ndarray
     players: np.ndarray
+    hash_kind: str = "reference"
+    final_hash: int | None = None
 
     @property
     def identity(self) -> tuple:
@@ -128,14 +150,53 @@ class GameRow:
         return self.moves.reshape(-1).view(MOVE_RECORD_DTYPE)
 
     def hash_hex(self, step: int) -> str:
-        """The reference engine's 16-hex-digit form of the hash after ``step``."""
-        return f"{int(self.hashes[step]):016x}"
+        """The stored hash after ``step`` in hex: 16 digits (for ``reference`` rows the reference
+        engine's form), 8 for ``fast32``."""
+        return f"{int(self.hashes[step]):0{2 * HASH_WIDTH[HASH_KIND_NAMES.index(self.hash_kind)]}x}"
+
+    def reference_hashes(self) -> np.ndarray:
+        """The reference (TS engine) hash after every step, uint64[M]: the stored ones for a
+        ``reference`` row, else recomputed by replaying the moves (checked; ValueError at an
+        illegal move)."""
+        if self.hash_kind == "reference":
+            return self.hashes
+        return _core.replay_hashes(_core.Game(self.board, self.num_players), self.moves, "reference")
 
     def phase_names(self) -> list[str]:
         return [_core.PHASES[p] for p in self.phases.tolist()]
 
 
 def _row_from_sql(r: tuple) -> GameRow:
+    """A row of schema 2 (``GAME_COLUMNS``)."""
+    (gid, board, num_players, policy, seed, game_index, engine_version, host, max_moves,
+     winner, reason, move_count, capped, started_at, duration_ms, created_at, parity_status,
+     hash_kind, final_hash, steps, hashes) = r
+    try:
+        moves, phases, players = _core.unpack_steps(steps, move_count)
+    except ValueError as exc:
+        raise ValueError(f"game {gid}: {exc}") from None
+    for a in (moves, phases, players):
+        a.flags.writeable = False
+    hs = np.frombuffer(hashes, dtype=FAST32_DTYPE if hash_kind == HASH_KIND_FAST32 else HASH_DTYPE)
+    return GameRow(
+        id=gid, board=board, num_players=num_players, policy=policy, seed=seed,
+        game_index=game_index, engine_version=engine_version, host=host, max_moves=max_moves,
+        winner=winner, reason=reason, move_count=move_count, capped=bool(capped),
+        started_at=started_at, duration_ms=duration_ms, created_at=created_at,
+        parity_status=parity_status, moves=moves,
+        hashes=hs if hs.dtype == HASH_DTYPE else _readonly(hs.astype(np.uint64)),
+        phases=phases, players=players, hash_kind=HASH_KIND_NAMES[hash_kind],
+        final_hash=None if final_hash is None else final_hash & 0xFFFFFFFFFFFFFFFF,
+    )
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _row_from_sql_v1(r: tuple) -> GameRow:
+    """A row of schema 1 (``V1_GAME_COLUMNS``): fixed-width blobs, reference hashes."""
     (gid, board, num_players, policy, seed, game_index, engine_version, host, max_moves,
      winner, reason, move_count, capped, started_at, duration_ms, created_at, parity_status,
      moves, hashes, phases, players) = r
@@ -150,6 +211,26 @@ def _row_from_sql(r: tuple) -> GameRow:
         phases=np.frombuffer(phases, dtype=np.uint8),
         players=np.frombuffer(players, dtype=np.uint8),
     )
+
+
+def _pack_logical(rows, hash_kind: int) -> list[tuple]:
+    """Rows in ``LOGICAL_COLUMNS`` order (fixed-width step blobs, hashes of ``hash_kind`` as
+    uint64) to rows in ``INSERT_COLUMNS`` order: steps packed, fast64 hashes stored as fast32
+    plus the final hash."""
+    out = []
+    for row in rows:
+        scalars, (mv, hs, ph, pl) = row[:-4], row[-4:]
+        moves = np.frombuffer(mv, dtype=np.uint8).reshape(-1, MOVE_RECORD_SIZE)
+        n = moves.shape[0]
+        blob, _ = _core.pack_steps(moves, np.frombuffer(ph, dtype=np.uint8), np.frombuffer(pl, dtype=np.uint8),
+                                   np.array([0, n], dtype=np.int64))
+        hashes = np.frombuffer(hs, dtype=HASH_DTYPE)
+        if hash_kind == HASH_KIND_FAST64:
+            final = int(hashes[-1].astype(np.int64)) if n else None
+            out.append((*scalars, HASH_KIND_FAST32, final, blob, hashes.astype(FAST32_DTYPE).tobytes()))
+        else:
+            out.append((*scalars, hash_kind, None, blob, bytes(hs)))
+    return out
 
 
 def _check_header(path: Path) -> None:
@@ -294,9 +375,49 @@ class GameDB:
             version = int(found)
         except (TypeError, ValueError):
             version = None
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise DBSchemaError(str(self.path), found, SCHEMA_VERSION)
+        self.version = version
         self.meta = meta
+        if version < SCHEMA_VERSION and not self.readonly:
+            self._migrate_v1()
+
+    def _migrate_v1(self) -> None:
+        """Rewrite a schema-1 file as schema 2 in place, in one transaction (all or nothing):
+        the step blobs are packed, the reference hashes kept (``hash_kind = reference``), the
+        ids and every scalar column unchanged."""
+        conn = self._conn
+        cols = ", ".join(INSERT_COLUMNS)
+        with _immediate_transaction(conn):
+            if conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] != "1":
+                return  # another process migrated it meanwhile
+            conn.execute(GAMES_TABLE_SQL.format(name="games_v2"))
+            last = -1
+            while True:
+                rows = conn.execute(f"SELECT {', '.join(V1_GAME_COLUMNS)} FROM games WHERE id > ? ORDER BY id "
+                                    f"LIMIT {_MIGRATE_CHUNK}", (last,)).fetchall()
+                if not rows:
+                    break
+                packed = _pack_logical([r[1:] for r in rows], HASH_KIND_REFERENCE)
+                conn.executemany(f"INSERT INTO games_v2 (id, {cols}) VALUES ({', '.join('?' * (len(INSERT_COLUMNS) + 1))})",
+                                 [(r[0], *p) for r, p in zip(rows, packed)])
+                last = rows[-1][0]
+            conn.execute("DROP TABLE games")
+            conn.execute("ALTER TABLE games_v2 RENAME TO games")
+            conn.execute(INDEX_SQL)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('migrated_from', '1')")
+        self.version = SCHEMA_VERSION
+        self.meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _columns(self) -> str:
+        return ", ".join(GAME_COLUMNS if self.version >= 2 else V1_GAME_COLUMNS)
+
+    def _row(self, r: tuple) -> GameRow:
+        try:
+            return _row_from_sql(r) if self.version >= 2 else _row_from_sql_v1(r)
+        except ValueError as exc:
+            raise DBError(f"{self.path}: corrupt game row: {exc}", path=str(self.path)) from None
 
     # -- plumbing ------------------------------------------------------------------------
     @property
@@ -340,7 +461,7 @@ class GameDB:
 
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else ("read-only" if self.readonly else "open")
-        return f"<GameDB {str(self.path)!r} v{SCHEMA_VERSION} {state}>"
+        return f"<GameDB {str(self.path)!r} v{getattr(self, 'version', SCHEMA_VERSION)} {state}>"
 
     def _query(self, what: str, sql: str, params: Iterable = ()) -> list[tuple]:
         try:
@@ -376,7 +497,8 @@ class GameDB:
 
         gi, offs, mc = cols["game_index"], cols["move_offsets"], cols["move_count"]
         winner, reason, capped, dur = cols["winner"], cols["reason"], cols["capped"], cols["duration_ms"]
-        mb, hb, pb, plb = cols["moves"], cols["hashes"], cols["phases"], cols["players"]
+        steps, soffs = cols["steps"], cols["step_offsets"]
+        hb, hw, kind, final = cols["hashes"], cols["hash_width"], cols["hash_kind"], cols["final_hash"]
         reasons = _REASON_TEXT
 
         def rows():
@@ -384,11 +506,22 @@ class GameDB:
                 a, b = offs[g], offs[g + 1]
                 yield (board, num_players, policy, seed, gi[g], engine_version, host, max_moves,
                        winner[g], reasons[reason[g]], mc[g], capped[g], started, dur[g], created,
-                       "unchecked", mb[a * 16:b * 16], hb[a * 8:b * 8], pb[a:b], plb[a:b])
+                       "unchecked", kind, final[g], steps[soffs[g]:soffs[g + 1]], hb[a * hw:b * hw])
 
-        return self._insert_rows(rows(), what="insert_batch")
+        return self._insert_packed(rows(), what="insert_batch")
 
-    def _insert_rows(self, rows, *, what: str = "insert") -> int:
+    def _insert_rows(self, rows, *, what: str = "insert", hash_kind: str = "reference") -> int:
+        """Insert games given as ``LOGICAL_COLUMNS`` tuples (fixed-width step blobs, hashes of
+        ``hash_kind`` as uint64) in one transaction, skipping identities already stored; returns
+        the number inserted.  All or nothing."""
+        try:
+            packed = _pack_logical(rows, HASH_KIND_NAMES.index(hash_kind))
+        except ValueError as exc:
+            raise DBError(f"{self.path}: {what}: bad game, nothing of the batch was stored: {exc}",
+                          path=str(self.path)) from None
+        return self._insert_packed(packed, what=what)
+
+    def _insert_packed(self, rows, *, what: str = "insert") -> int:
         """Insert full row tuples (``INSERT_COLUMNS`` order) in one transaction, skipping
         identities already stored; returns the number inserted.  All or nothing."""
         conn = self._writable()
@@ -429,10 +562,12 @@ class GameDB:
         """
         conn = self._writable()
         other = Path(other_path)
-        with GameDB(other, create=False, readonly=True):
-            pass  # validates format and schema version, raising DBError / DBSchemaError
-        if other.resolve() == self.path.resolve():
-            raise DBError(f"{self.path}: cannot merge a database into itself", path=str(self.path))
+        with GameDB(other, create=False, readonly=True) as src:  # validates format and schema version
+            if other.resolve() == self.path.resolve():
+                raise DBError(f"{self.path}: cannot merge a database into itself", path=str(self.path))
+            if src.version < SCHEMA_VERSION:  # an old file: read through the reader, packed here
+                return self._insert_rows(
+                    [_logical(r) for r in src.iter_games()], what=f"merge from {other}")
         try:
             conn.execute("ATTACH DATABASE ? AS src", (f"{other.resolve().as_uri()}?mode=ro",))
         except sqlite3.Error as exc:
@@ -481,7 +616,7 @@ class GameDB:
             ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
             filters["id"] = sorted({int(i) for i in ids})
         where, params = _filters_sql(filters)
-        cols = ", ".join(GAME_COLUMNS)
+        cols = self._columns()
         if sample is not None:
             if int(sample) < 0:
                 raise ValueError(f"sample must be >= 0, got {sample}")
@@ -497,13 +632,13 @@ class GameDB:
         return self._iter_keyset(cols, where, params)
 
     def _iter_ids(self, id_list: list[int]) -> Iterator[GameRow]:
-        cols = ", ".join(GAME_COLUMNS)
+        cols = self._columns()
         for start in range(0, len(id_list), _FETCH_CHUNK):
             chunk = id_list[start:start + _FETCH_CHUNK]
             rows = self._query("iter_games", f"SELECT {cols} FROM games WHERE id IN "
                                f"({', '.join('?' * len(chunk))}) ORDER BY id", chunk)
             for r in rows:
-                yield _row_from_sql(r)
+                yield self._row(r)
 
     def _iter_keyset(self, cols: str, where: str, params: list) -> Iterator[GameRow]:
         last = None
@@ -516,17 +651,17 @@ class GameDB:
                           params + [last])
             rows = self._query("iter_games", sql, p)
             for r in rows:
-                yield _row_from_sql(r)
+                yield self._row(r)
             if len(rows) < _FETCH_CHUNK:
                 return
             last = rows[-1][0]
 
     def get_game(self, game_id: int) -> GameRow:
         """One game by id (KeyError when absent)."""
-        rows = self._query("get_game", f"SELECT {', '.join(GAME_COLUMNS)} FROM games WHERE id = ?", (int(game_id),))
+        rows = self._query("get_game", f"SELECT {self._columns()} FROM games WHERE id = ?", (int(game_id),))
         if not rows:
             raise KeyError(f"{self.path}: no game with id {game_id}")
-        return _row_from_sql(rows[0])
+        return self._row(rows[0])
 
     def summary(self) -> dict:
         """Totals: games, moves, capped, wins by seat, reasons, parity statuses, per board/players."""
@@ -544,7 +679,7 @@ class GameDB:
         ]
         return {
             "path": str(self.path),
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": self.version,
             "games": games,
             "moves": moves,
             "capped": capped,
@@ -596,6 +731,20 @@ def _batch_columns(batch: dict) -> dict:
             raise ValueError(f"{key} has shape {arr.shape}, expected ({M},)")
     if G and (offs[0] < 0 or offs[-1] > M or np.any(np.diff(offs) != mc)):
         raise ValueError("move_offsets do not match move_count and the step arrays")
+    kind = batch.get("hash_kind", "reference")
+    if kind not in HASH_KIND_NAMES:
+        raise ValueError(f"hash_kind {kind!r} is not one of {', '.join(HASH_KIND_NAMES)}")
+    steps, step_offsets = _core.pack_steps(moves, phases, players, offs)
+    if kind == "fast64":  # stored as the low 32 bits per step and the full hash of the final state
+        kind_code, width = HASH_KIND_FAST32, 4
+        last = np.asarray(offs[1:] - 1)
+        final = np.where(mc > 0, hashes[np.maximum(last, 0)] if M else 0, 0).astype(np.uint64).view(np.int64)
+        final = [f if n else None for f, n in zip(final.tolist(), mc.tolist())]
+        hash_bytes = hashes.astype(FAST32_DTYPE).tobytes()
+    else:
+        kind_code, width = HASH_KIND_NAMES.index(kind), 8
+        final = [None] * G
+        hash_bytes = hashes.tobytes()
     seconds = np.asarray(batch["seconds"], dtype=np.float64)
     dur = np.rint(np.nan_to_num(seconds, nan=0.0) * 1000.0).astype(np.int64)
     return {
@@ -607,11 +756,22 @@ def _batch_columns(batch: dict) -> dict:
         "reason": np.asarray(batch["reason"]).astype(np.int64).tolist(),
         "capped": (np.asarray(batch["capped"]) != 0).astype(np.int64).tolist(),
         "duration_ms": dur.tolist(),
-        "moves": moves.tobytes(),
-        "hashes": hashes.tobytes(),
-        "phases": phases.tobytes(),
-        "players": players.tobytes(),
+        "steps": steps,
+        "step_offsets": step_offsets.tolist(),
+        "hashes": hash_bytes,
+        "hash_width": width,
+        "hash_kind": kind_code,
+        "final_hash": final,
     }
+
+
+def _logical(row: GameRow) -> tuple:
+    """A GameRow as a ``LOGICAL_COLUMNS`` tuple (for repacking rows of an older file)."""
+    return (row.board, row.num_players, row.policy, row.seed, row.game_index, row.engine_version, row.host,
+            row.max_moves, row.winner, row.reason, row.move_count, int(row.capped), row.started_at,
+            row.duration_ms, row.created_at, row.parity_status, row.moves.tobytes(),
+            np.ascontiguousarray(row.hashes, dtype=HASH_DTYPE).tobytes(), row.phases.tobytes(),
+            row.players.tobytes())
 
 
 __all__ = ["GameDB", "GameRow", "utc_now"]

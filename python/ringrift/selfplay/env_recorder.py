@@ -93,7 +93,7 @@ class EnvRecorder:
             "winner": to_host(info["winner"])[slots], "reason": to_host(info["reason"])[slots],
             "capped": capped.astype(np.uint8), "seconds": time.monotonic() - self.started[slots],
             "moves": take(self.moves), "hashes": take(self.hashes), "phases": take(self.phases),
-            "players": take(self.players),
+            "players": take(self.players), "hash_kind": "reference",  # env.hashes(): the reference hash
         }
         self.db.insert_batch(batch, board=self.env.board, num_players=self.env.num_players, seed=self.seed,
                              policy=self.policy, engine_version=ENGINE_VERSION, host=self.host,
