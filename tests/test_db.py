@@ -22,7 +22,7 @@ GAMES_COLUMNS = [
     ("host", "TEXT", 0), ("max_moves", "INTEGER", 0), ("winner", "INTEGER", 1), ("reason", "TEXT", 0),
     ("move_count", "INTEGER", 1), ("capped", "INTEGER", 1), ("started_at", "TEXT", 0),
     ("duration_ms", "INTEGER", 0), ("created_at", "TEXT", 1), ("parity_status", "TEXT", 1),
-    ("moves", "BLOB", 1), ("hashes", "BLOB", 1), ("phases", "BLOB", 1), ("players", "BLOB", 1),
+    ("hash_kind", "INTEGER", 1), ("final_hash", "INTEGER", 0), ("steps", "BLOB", 1), ("hashes", "BLOB", 1),
 ]
 
 
@@ -62,7 +62,7 @@ def test_schema_creation(dbpath):
         assert [(r[1], r[2], r[3]) for r in info] == GAMES_COLUMNS
         assert [r[1] for r in info if r[5]] == ["id"]
         meta = dict(con.execute("SELECT key, value FROM meta"))
-        assert meta["schema_version"] == str(SCHEMA_VERSION) == "1"
+        assert meta["schema_version"] == str(SCHEMA_VERSION) == "2"
         assert meta["format"] == "ringrift-gamedb"
         uniques = [r[1] for r in con.execute("PRAGMA index_list(games)") if r[2]]
         cols = [[c[2] for c in con.execute(f"PRAGMA index_info('{name}')")] for name in uniques]
@@ -99,22 +99,29 @@ def test_insert_and_read_round_trip(dbpath, batch):
         assert row.parity_status == "unchecked"
         assert row.moves.shape == (b - a, 16) and row.moves.dtype == np.uint8
         np.testing.assert_array_equal(row.moves, batch["moves"][a:b])
-        np.testing.assert_array_equal(row.hashes, batch["hashes"][a:b])
+        # self-play records the fast step hash; the DB keeps its low 32 bits and the final one whole
+        assert batch["hash_kind"] == "fast64" and row.hash_kind == "fast32"
+        np.testing.assert_array_equal(row.hashes, batch["hashes"][a:b] & 0xFFFFFFFF)
+        assert row.final_hash == int(batch["hashes"][b - 1])
         np.testing.assert_array_equal(row.phases, batch["phases"][a:b])
         np.testing.assert_array_equal(row.players, batch["players"][a:b])
-        assert row.hash_hex(0) == f"{int(batch['hashes'][a]):016x}"
+        assert row.hash_hex(0) == f"{int(batch['hashes'][a]) & 0xFFFFFFFF:08x}"
         rec = row.move_records()
         assert rec["type"][0] == batch["moves"][a, 0]
     # the blobs are the documented byte layouts
     con = sqlite3.connect(dbpath)
     try:
-        mv, hs, ph, pl = con.execute("SELECT moves, hashes, phases, players FROM games WHERE game_index = 0").fetchone()
+        kind, final, steps, hs = con.execute(
+            "SELECT hash_kind, final_hash, steps, hashes FROM games WHERE game_index = 0").fetchone()
     finally:
         con.close()
     a, b = offs[0], offs[1]
-    assert mv == batch["moves"][a:b].tobytes()
-    assert hs == batch["hashes"][a:b].astype("<u8").tobytes()
-    assert ph == batch["phases"][a:b].tobytes() and pl == batch["players"][a:b].tobytes()
+    assert kind == 2 and final == int(batch["hashes"][b - 1].astype(np.int64))
+    assert hs == batch["hashes"][a:b].astype("<u4").tobytes()
+    mv, ph, pl = _core.unpack_steps(steps, b - a)
+    assert mv.tobytes() == batch["moves"][a:b].tobytes()
+    assert ph.tobytes() == batch["phases"][a:b].tobytes() and pl.tobytes() == batch["players"][a:b].tobytes()
+    assert len(steps) < 6 * (b - a)  # packed: 2 to 6 bytes a step, not 18
 
 
 def test_move_records_decode(dbpath):
@@ -128,7 +135,8 @@ def test_move_records_decode(dbpath):
         assert m.to_record() == row.moves[i].tobytes()
         assert row.move_records()[i]["type"] == _core.MOVE_TYPES.index(m.type)
         game.apply(m)
-        assert game.hash() == row.hash_hex(i)
+        assert game.fast_hash() & 0xFFFFFFFF == row.hashes[i]
+        assert game.hash() == f"{int(row.reference_hashes()[i]):016x}"
         assert _core.PHASES[row.phases[i]] == game.phase
         assert row.players[i] == game.current_player
 
@@ -194,15 +202,15 @@ def test_schema_version_mismatch(dbpath):
     with GameDB(dbpath):
         pass
     con = sqlite3.connect(dbpath)
-    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
     con.close()
     with pytest.raises(DBSchemaError) as ei:
         GameDB(dbpath)
     err = ei.value
     assert isinstance(err, DBError) and isinstance(err, ringrift.RingRiftError)
-    assert str(dbpath) in str(err) and "2" in str(err) and "1" in str(err)
-    assert (err.found, err.expected) == ("2", SCHEMA_VERSION)
+    assert str(dbpath) in str(err) and "3" in str(err) and "2" in str(err)
+    assert (err.found, err.expected) == ("3", SCHEMA_VERSION)
 
 
 @pytest.mark.parametrize("content", [
@@ -409,14 +417,16 @@ def test_replay_verify_every_stored_game(dbpath, board, num_players, policy, max
     assert len(rows) == 6
     for row in rows:
         game = ringrift.Game(row.board, row.num_players)
-        assert _core.replay_verify(game, row.moves, row.hashes) == (-1, "")
+        assert _core.replay_verify(game, row.moves, row.hashes, row.hash_kind) == (-1, "")
         assert game.move_count == row.move_count
         assert (game.winner or 0) == row.winner
     # a damaged hash is caught at its step
     row = rows[0]
     hashes = row.hashes.copy()
     hashes[5] ^= 1
-    step, why = _core.replay_verify(ringrift.Game(row.board, row.num_players), row.moves, hashes)
+    step, why = _core.replay_verify(ringrift.Game(row.board, row.num_players), row.moves, hashes, "fast32")
+    assert step == 5 and "fast32" in why
+    step, why = _core.replay_verify(ringrift.Game(row.board, row.num_players), row.moves, hashes)  # auto kind
     assert step == 5 and why
 
 

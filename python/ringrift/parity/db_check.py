@@ -1,5 +1,6 @@
 """Self-verification of a game database: every stored game replays through our engine from the
-initial position, each stored move must be on the legal surface and each stored hash must match,
+initial position, each stored move must be on the legal surface and each stored hash must match
+(of the kind the row stores: the reference hash, or self-play's fast step hash),
 and the stored result must be what the replay ends in. Games are tagged with the outcome
 (``parity_status`` 'ok' / 'failed') so later phases can take only verified games."""
 
@@ -14,7 +15,7 @@ from ..engine.game import Game
 def verify_row(row) -> str | None:
     """None when the stored game replays exactly, else what differed."""
     game = Game(row.board, row.num_players)
-    step, why = _core.replay_verify(game, row.moves, row.hashes)
+    step, why = _core.replay_verify(game, row.moves, row.hashes, getattr(row, "hash_kind", "reference"))
     if step >= 0:
         return f"step {step}: {why}"
     if len(row.phases) and row.phases[-1] != _core.PHASES.index(game.phase):

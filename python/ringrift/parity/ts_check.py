@@ -61,6 +61,8 @@ def build_request(row) -> tuple[dict | None, str | None]:
     game = Game(row.board, row.num_players)
     moves, expect = [], []
     recs, hashes, phases, players = row.moves, row.hashes, row.phases, row.players
+    kind = getattr(row, "hash_kind", "reference")
+    mask = 0xFFFFFFFF if kind == "fast32" else 0xFFFFFFFFFFFFFFFF
     for i in range(row.move_count):
         move = _core.move_from_record(recs[i].tobytes())
         n = game.num_legal_moves()
@@ -70,7 +72,14 @@ def build_request(row) -> tuple[dict | None, str | None]:
         except IllegalMoveError as exc:
             return None, f"step {i}: our engine refuses the stored move ({exc}); run self-verification"
         phase = _core.PHASES[int(phases[i])]
-        expect.append({"h": f"{int(hashes[i]):016x}", "st": expected_status(phase), "ph": phase,
+        if kind == "reference":
+            h = f"{int(hashes[i]):016x}"
+        else:  # the row stores our fast step hash: check it, and send the TS engine the reference hash
+            if game.fast_hash() & mask != int(hashes[i]):
+                return None, (f"step {i}: the stored {kind} hash differs from our replay; "
+                              "run self-verification")
+            h = game.hash()
+        expect.append({"h": h, "st": expected_status(phase), "ph": phase,
                        "p": int(players[i]), "n": n})
     result = {"status": "active" if row.capped else "completed",
               "winner": int(row.winner) or None, "reason": row.reason or None}
