@@ -273,7 +273,7 @@ def test_only_validated_games_unless_asked(tmp_path):
         # damage one unchecked game: a hash in the middle no longer matches its move
         gid, hashes = db.conn.execute("SELECT id, hashes FROM games WHERE id = ?", (ids[9],)).fetchone()
         bad = bytearray(hashes)
-        bad[8 * 3] ^= 1
+        bad[4 * 3] ^= 1  # the 32-bit fast step hash after move 3
         db.conn.execute("UPDATE games SET hashes = ? WHERE id = ?", (bytes(bad), gid))
     r = export_db(db_path, tmp_path / "ok.npz", split_ratio=0.5)
     got = set(load(tmp_path / "ok.npz")["game_ids"].tolist()) | set(load(tmp_path / "ok_val.npz")["game_ids"].tolist())

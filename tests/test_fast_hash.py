@@ -1,0 +1,194 @@
+"""The self-play step hash (csrc/engine/fast_hash.h), the packed step blob of game DB schema 2
+(csrc/export/step_pack.h), and reading / migrating schema-1 game DBs."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+import ringrift
+from ringrift import _core
+from ringrift.db import GameDB
+from ringrift.parity.db_check import verify_row
+
+# Games per board for the collision check: every state of every game, a few seconds in all.
+CORPUS = [("square8", 2, 120), ("square8", 4, 40), ("hex8", 3, 60), ("square19", 2, 4), ("hexagonal", 2, 2)]
+
+
+def _states(board, num_players, games):
+    """(fingerprint, fast hash) of every state after every step of `games` self-play games."""
+    b = _core.selfplay_batch(board, num_players, 5, range(games), "random", threads=1, max_moves=3000)
+    assert b["hash_kind"] == "fast64"
+    out = []
+    offs = b["move_offsets"]
+    for g in range(games):
+        game = ringrift.Game(board, num_players)
+        out.append((game.fingerprint(), game.fast_hash()))
+        for i in range(offs[g], offs[g + 1]):
+            game._apply_unchecked(_core.move_from_record(b["moves"][i].tobytes()))
+            h = game.fast_hash()
+            assert h == int(b["hashes"][i])  # the recorder's hash is the state's
+            out.append((game.fingerprint(), h))
+    return out
+
+
+def _collisions(states, mask=(1 << 64) - 1):
+    """Hash values shared by states with different reference fingerprints."""
+    seen: dict[int, str] = {}
+    bad = []
+    for fp, h in states:
+        key = h & mask
+        if seen.setdefault(key, fp) != fp:
+            bad.append(key)
+    return bad
+
+
+@pytest.mark.parametrize("board,num_players,games", CORPUS)
+def test_fast_hash_has_no_collisions_over_a_corpus(board, num_players, games):
+    states = _states(board, num_players, games)
+    distinct = {fp for fp, _ in states}
+    assert len(distinct) > 1000 or board in ("square19", "hexagonal")
+    assert _collisions(states) == []
+    # the check can fail: a hash cut to 8 bits collides at once
+    assert _collisions(states, mask=0xFF)
+
+
+def test_fast_hash_is_finer_than_the_reference_and_sees_buried_rings():
+    g = ringrift.Game("square8", 2)
+    h0 = g.fast_hash()
+    assert ringrift.Game("square8", 2).fast_hash() == h0 and ringrift.Game("square8", 3).fast_hash() != h0
+    g.apply(g.legal_moves()[0])
+    assert g.fast_hash() != h0
+
+
+def _random_records(n, rng):
+    """Arbitrary 16-byte records (every field random): the packing must be lossless for any."""
+    rec = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    rec[:, 0] %= 32
+    return rec
+
+
+def test_pack_steps_round_trips_any_record():
+    rng = np.random.default_rng(1)
+    moves = _random_records(500, rng)
+    phases = rng.integers(0, 8, 500).astype(np.uint8)
+    players = rng.integers(1, 5, 500).astype(np.uint8)
+    offs = np.array([0, 1, 1, 200, 500], dtype=np.int64)
+    blob, boffs = _core.pack_steps(moves, phases, players, offs)
+    for g in range(4):
+        a, b = offs[g], offs[g + 1]
+        mv, ph, pl = _core.unpack_steps(blob[boffs[g]:boffs[g + 1]], int(b - a))
+        assert mv.tobytes() == moves[a:b].tobytes()
+        assert ph.tobytes() == phases[a:b].tobytes() and pl.tobytes() == players[a:b].tobytes()
+
+
+def test_pack_steps_refuses_what_it_cannot_hold_and_unpack_refuses_damage():
+    moves = np.zeros((3, 16), np.uint8)
+    ok_ph, ok_pl = np.zeros(3, np.uint8), np.ones(3, np.uint8)
+    offs = np.array([0, 3], dtype=np.int64)
+    with pytest.raises(ValueError, match="step 1"):
+        _core.pack_steps(moves, ok_ph, np.array([1, 5, 1], np.uint8), offs)
+    with pytest.raises(ValueError, match="step 2"):
+        _core.pack_steps(moves, np.array([0, 0, 8], np.uint8), ok_pl, offs)
+    b = _core.selfplay_batch("square8", 2, 1, range(1), "random")
+    blob, _ = _core.pack_steps(b["moves"], b["phases"], b["players"], b["move_offsets"])
+    n = int(b["move_count"][0])
+    with pytest.raises(ValueError, match="truncated"):
+        _core.unpack_steps(blob[:-1], n)
+    with pytest.raises(ValueError, match="trailing"):
+        _core.unpack_steps(blob + b"\x00", n)
+    with pytest.raises(ValueError, match="truncated"):
+        _core.unpack_steps(blob, n + 1)
+
+
+# ---- schema 1 files ----------------------------------------------------------------------------
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE games (
+    id INTEGER PRIMARY KEY, board TEXT NOT NULL, num_players INTEGER NOT NULL, policy TEXT NOT NULL,
+    seed INTEGER NOT NULL, game_index INTEGER NOT NULL, engine_version TEXT, host TEXT, max_moves INTEGER,
+    winner INTEGER NOT NULL, reason TEXT, move_count INTEGER NOT NULL, capped INTEGER NOT NULL,
+    started_at TEXT, duration_ms INTEGER, created_at TEXT NOT NULL,
+    parity_status TEXT NOT NULL DEFAULT 'unchecked',
+    moves BLOB NOT NULL CHECK (length(moves) = 16 * move_count),
+    hashes BLOB NOT NULL CHECK (length(hashes) = 8 * move_count),
+    phases BLOB NOT NULL CHECK (length(phases) = move_count),
+    players BLOB NOT NULL CHECK (length(players) = move_count),
+    UNIQUE (board, num_players, policy, seed, game_index));
+CREATE INDEX idx_games_parity ON games (parity_status);
+"""
+
+
+def _write_v1(path, board="square8", num_players=2, games=range(6)):
+    """A schema-1 file as ringrift 0.1 wrote it: 16-byte records and the reference hash per step."""
+    b = _core.selfplay_batch(board, num_players, 9, list(games), "random")
+    con = sqlite3.connect(path)
+    con.executescript(V1_SCHEMA)
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "ringrift-gamedb"), ("schema_version", "1"),
+                                                        ("created_at", "2026-01-01T00:00:00.000+00:00")])
+    offs = b["move_offsets"]
+    for g, gi in enumerate(b["game_index"]):
+        a, e = offs[g], offs[g + 1]
+        ref = _core.replay_hashes(ringrift.Game(board, num_players), b["moves"][a:e], "reference")
+        con.execute("INSERT INTO games (board, num_players, policy, seed, game_index, winner, reason, move_count, "
+                    "capped, created_at, parity_status, moves, hashes, phases, players) "
+                    "VALUES (?, ?, 'random', 9, ?, ?, ?, ?, ?, '2026-01-01', 'ok', ?, ?, ?, ?)",
+                    (board, num_players, int(gi), int(b["winner"][g]), _core.REASONS[b["reason"][g]] or None,
+                     int(e - a), int(b["capped"][g]), b["moves"][a:e].tobytes(), ref.astype("<u8").tobytes(),
+                     b["phases"][a:e].tobytes(), b["players"][a:e].tobytes()))
+    con.commit()
+    con.close()
+    return b
+
+
+def _check_rows(rows, b):
+    offs = b["move_offsets"]
+    assert len(rows) == len(b["game_index"])
+    for g, row in enumerate(rows):
+        a, e = offs[g], offs[g + 1]
+        assert row.hash_kind == "reference" and row.parity_status == "ok"
+        assert row.moves.tobytes() == b["moves"][a:e].tobytes()
+        assert row.phases.tobytes() == b["phases"][a:e].tobytes()
+        assert row.players.tobytes() == b["players"][a:e].tobytes()
+        assert verify_row(row) is None
+        assert row.reference_hashes() is row.hashes
+
+
+def test_schema1_file_reads_as_it_is_and_migrates_when_opened_for_writing(tmp_path):
+    path = tmp_path / "old.db"
+    b = _write_v1(path)
+    with GameDB(path, readonly=True) as db:  # read through version dispatch, the file untouched
+        assert db.version == 1 and db.summary()["schema_version"] == 1
+        rows = list(db.iter_games())
+    _check_rows(rows, b)
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+    con.close()
+    with GameDB(path) as db:  # opened for writing: migrated in place, ids and columns kept
+        assert db.version == 2 and db.meta["migrated_from"] == "1"
+        migrated = list(db.iter_games())
+        assert [r.id for r in migrated] == [r.id for r in rows]
+        _check_rows(migrated, b)
+        np.testing.assert_array_equal(migrated[0].hashes, rows[0].hashes)
+        # new self-play rows go beside the old ones
+        new = _core.selfplay_batch("square8", 2, 9, [100, 101], "random")
+        assert db.insert_batch(new, board="square8", num_players=2, seed=9, policy="random",
+                               engine_version="t", host="h", max_moves=2000) == 2
+        assert {r.hash_kind for r in db.iter_games()} == {"reference", "fast32"}
+        assert all(verify_row(r) is None for r in db.iter_games())
+
+
+def test_merge_from_a_schema1_file(tmp_path):
+    old = tmp_path / "old.db"
+    b = _write_v1(old, board="hex8", num_players=3, games=range(4))
+    dst = tmp_path / "new.db"
+    with GameDB(dst) as db:
+        assert db.merge_from(old) == 4
+        assert db.merge_from(old) == 0
+        _check_rows(list(db.iter_games()), b)
+    con = sqlite3.connect(old)  # the source is read only
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+    con.close()
