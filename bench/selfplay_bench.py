@@ -79,22 +79,31 @@ def run_row(board, players, policy, threads, mode, games, seed=1) -> dict:
     record = mode != "engine"
     c0 = time.process_time()
     t0 = time.perf_counter()
-    batch = _core.selfplay_batch(board, players, seed, range(games), policy, threads=threads,
-                                 max_moves=100000, record=record)
-    if mode == "db":
-        from ringrift.db import GameDB
+    size = None
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = _core.selfplay_batch(board, players, seed, range(games), policy, threads=threads,
+                                     max_moves=100000, record=record)
+        if mode == "db":
+            from ringrift.db import GameDB
 
-        with tempfile.TemporaryDirectory() as tmp:
-            with GameDB(Path(tmp) / "bench.db") as db:
+            path = Path(tmp) / "bench.db"
+            with GameDB(path) as db:
                 db.insert_batch(batch, board=board, num_players=players, seed=seed, policy=policy,
                                 engine_version="bench", host="bench", max_moves=100000)
-    seconds = time.perf_counter() - t0
-    cpu = time.process_time() - c0
+        seconds = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+        if mode == "db":  # off the clock: the file as it rests (VACUUMed, WAL folded in)
+            with GameDB(path) as db:
+                db.conn.execute("VACUUM")
+            size = path.stat().st_size
     moves = int(batch["total_moves"])
-    return {"board": board, "players": players, "policy": policy, "threads": batch["threads"], "mode": mode,
-            "games": games, "moves": moves, "seconds": round(seconds, 4),
-            "games_per_sec": round(games / seconds, 2), "moves_per_sec": round(moves / seconds, 1),
-            "cpu_seconds": round(cpu, 4), "games_per_cpu_sec": per_cpu(games, cpu)}
+    row = {"board": board, "players": players, "policy": policy, "threads": batch["threads"], "mode": mode,
+           "games": games, "moves": moves, "seconds": round(seconds, 4),
+           "games_per_sec": round(games / seconds, 2), "moves_per_sec": round(moves / seconds, 1),
+           "cpu_seconds": round(cpu, 4), "games_per_cpu_sec": per_cpu(games, cpu)}
+    if size is not None:  # the whole file (fixed pages included) per game and per move
+        row.update(db_bytes=size, bytes_per_game=round(size / games, 1), bytes_per_move=round(size / max(moves, 1), 2))
+    return row
 
 
 def run_ts_row(bridge, board, players, games, warmup, seed=1) -> dict:
@@ -181,6 +190,8 @@ def fmt_row(r, ratio=None, base=None) -> str:
     label = "node" if r["mode"] == "ts" else row_label(r)
     line = (f"{r['board']:<10} {r['players']:>2} {r['policy']:<9} {label:>8} {r['mode']:<7} "
             f"{r['games_per_sec']:>10.2f} {r['moves_per_sec']:>11.0f} {r['moves'] / r['games']:>8.1f} {gpc_s} {ratio_s}")
+    if r.get("bytes_per_move") is not None:
+        line += f"  {r['bytes_per_game']:.0f} B/game {r['bytes_per_move']:.2f} B/move"
     if base is not None:
         ratio = r["games_per_sec"] / base["games_per_sec"] if base["games_per_sec"] else float("inf")
         line += f" {ratio:6.2f}" + ("  SLOWER" if ratio < SLOW_FLAG else "")
@@ -331,6 +342,8 @@ def run_bench(args, ref: Reference, bridge) -> int:
         print(fmt_row(r, ref.ratio(r), b), flush=True)
     print(f"{len(rows)} rows in {time.time() - t0:.1f}s" + (f"; {slower} rows >10% slower than {args.compare}"
                                                              if base else ""))
+    for line in db_engine_ratios(rows):
+        print(line)
     machine = machine_info()
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]   # other jobs on the machine show up here
     machine["loadavg_start"] = load_start
@@ -347,6 +360,21 @@ def run_bench(args, ref: Reference, bridge) -> int:
     if args.plot:
         plot(ts_rows + rows, args.plot)
     return 0
+
+
+def db_engine_ratios(rows) -> list[str]:
+    """One line per run that has both an engine and a db row: db games/s over engine games/s (the
+    goal: >= 0.90, the DB path at engine speed)."""
+    by = {row_key(r): r for r in rows}
+    out = []
+    for key, r in by.items():
+        if key[-1] != "db":
+            continue
+        e = by.get(key[:-1] + ("engine",))
+        if e and e["games_per_sec"]:
+            out.append(f"db/engine {r['board']} {r['players']}p {r['policy']} t{r['threads']}: "
+                       f"{r['games_per_sec'] / e['games_per_sec']:.2f}")
+    return out
 
 
 def plot(rows, path) -> None:

@@ -27,17 +27,19 @@ py::tuple pack_steps(CArray<uint8_t> moves, CArray<uint8_t> phases, CArray<uint8
   std::string error;
   {
     py::gil_scoped_release release;
-    out.reserve((size_t)M * 4 + 16);
+    out.resize((size_t)M * steppack::MAX_STEP_BYTES + 1);
     const Move* mv = reinterpret_cast<const Move*>(moves.data());
+    uint8_t* w = out.data();
     try {
       for (py::ssize_t g = 0; g < G; g++) {
-        steppack::pack_game(mv + off[g], phases.data() + off[g], players.data() + off[g], off[g + 1] - off[g], out,
-                            off[g]);
-        blob_off[g + 1] = (int64_t)out.size();
+        w = steppack::pack_game(mv + off[g], phases.data() + off[g], players.data() + off[g], off[g + 1] - off[g], w,
+                                off[g]);
+        blob_off[g + 1] = (int64_t)(w - out.data());
       }
     } catch (const std::invalid_argument& e) {
       error = e.what();
     }
+    out.resize((size_t)blob_off[(size_t)G]);
   }
   if (!error.empty()) throw py::value_error(error);
   py::array_t<int64_t> offs((py::ssize_t)blob_off.size());

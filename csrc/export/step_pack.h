@@ -28,18 +28,21 @@ namespace steppack {
 enum : uint8_t { F_FROM = 1 << 2, F_TO = 1 << 3, F_TARGET = 1 << 4, F_COUNT = 1 << 5, F_LINE = 1 << 6, F_EXTRA = 1 << 7 };
 enum : uint8_t { X_MOVER = 1, X_WINDOW = 2, X_CONTEXT = 4, X_OPTION = 8 };
 
-inline void put_varint(std::vector<uint8_t>& out, uint16_t v) {
+// The most bytes one step can take (2 + three 3-byte cells + count + line 5 + extra 5).
+constexpr size_t MAX_STEP_BYTES = 22;
+
+inline void put_varint(uint8_t*& w, uint16_t v) {
   while (v >= 0x80) {
-    out.push_back((uint8_t)(v | 0x80));
+    *w++ = (uint8_t)(v | 0x80);
     v >>= 7;
   }
-  out.push_back((uint8_t)v);
+  *w++ = (uint8_t)v;
 }
 
-// Appends one game's steps. Throws std::invalid_argument for values the format cannot hold
+// Writes one game's steps at w (room for n * MAX_STEP_BYTES) and returns the end. Throws std::invalid_argument for values the format cannot hold
 // (type >= 32, phase >= 8, player after not 1..4); `step0` numbers the steps in the message.
-inline void pack_game(const Move* moves, const uint8_t* phases, const uint8_t* players, int64_t n,
-                      std::vector<uint8_t>& out, int64_t step0 = 0) {
+inline uint8_t* pack_game(const Move* moves, const uint8_t* phases, const uint8_t* players, int64_t n, uint8_t* w,
+                          int64_t step0 = 0) {
   uint8_t expect_mover = 1;
   for (int64_t i = 0; i < n; i++) {
     const Move& m = moves[i];
@@ -59,26 +62,27 @@ inline void pack_game(const Move* moves, const uint8_t* phases, const uint8_t* p
     if (m.context != 0) extra |= X_CONTEXT;
     if (m.option != 0) extra |= X_OPTION;
     if (extra) flags |= F_EXTRA;
-    out.push_back((uint8_t)(m.type | (phases[i] << 5)));
-    out.push_back(flags);
-    if (flags & F_FROM) put_varint(out, (uint16_t)m.from);
-    if (flags & F_TO) put_varint(out, (uint16_t)m.to);
-    if (flags & F_TARGET) put_varint(out, (uint16_t)m.target);
-    if (flags & F_COUNT) out.push_back(m.count);
+    *w++ = ((uint8_t)(m.type | (phases[i] << 5)));
+    *w++ = (flags);
+    if (flags & F_FROM) put_varint(w, (uint16_t)m.from);
+    if (flags & F_TO) put_varint(w, (uint16_t)m.to);
+    if (flags & F_TARGET) put_varint(w, (uint16_t)m.target);
+    if (flags & F_COUNT) *w++ = (m.count);
     if (flags & F_LINE) {
-      put_varint(out, (uint16_t)m.line_start);
-      out.push_back(m.line_dir);
-      out.push_back(m.line_len);
+      put_varint(w, (uint16_t)m.line_start);
+      *w++ = (m.line_dir);
+      *w++ = (m.line_len);
     }
     if (extra) {
-      out.push_back(extra);
-      if (extra & X_MOVER) out.push_back(m.player);
-      if (extra & X_WINDOW) out.push_back(m.window);
-      if (extra & X_CONTEXT) out.push_back(m.context);
-      if (extra & X_OPTION) out.push_back(m.option);
+      *w++ = (extra);
+      if (extra & X_MOVER) *w++ = (m.player);
+      if (extra & X_WINDOW) *w++ = (m.window);
+      if (extra & X_CONTEXT) *w++ = (m.context);
+      if (extra & X_OPTION) *w++ = (m.option);
     }
     expect_mover = players[i];
   }
+  return w;
 }
 
 struct Reader {
