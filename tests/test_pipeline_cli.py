@@ -305,7 +305,8 @@ def test_worker_plays_an_index_range_resumably_and_exits_when_stdin_closes(tmp_p
     assert sorted(x.game_index for x in rows) == list(range(10, 16)) and {x.host for x in rows} == {"node-7"}
     ref = _core.selfplay_batch("hex8", 3, 2, [12], "random", threads=1)
     row = next(x for x in rows if x.game_index == 12)
-    assert bytes(row.hashes) == ref["hashes"].tobytes()  # the same game as a local run's index 12
+    assert bytes(row.hashes) == (ref["hashes"] & 0xFFFFFFFF).tobytes()  # the same game as a local run's index 12
+    assert row.final_hash == int(ref["hashes"][-1])
     r = subprocess.run(args[:-6] + ["--indices", "8-11", "--threads", "1", "--output-db", str(db)],
                        capture_output=True, text=True, timeout=120)
     done = json.loads(r.stdout.splitlines()[-1])
