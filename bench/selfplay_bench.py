@@ -3,7 +3,9 @@
 Modes:
   engine    play only (the rules core and the policy; no per-step records)
   records   play and keep each game's move records and per-step state hashes (what a DB stores)
-  db        records, written to a fresh SQLite game database (the full canonical_selfplay path)
+  db        the full canonical_selfplay path: the self-play runner (ringrift.selfplay.runner), which
+            writes each batch into a fresh SQLite game database while the next one plays; also
+            reports the file's bytes per game and per move (after VACUUM, off the clock)
 
     python bench/selfplay_bench.py --quick                      # a few seconds, smoke-sized
     python bench/selfplay_bench.py --json bench/results/new.json  # full table
@@ -81,23 +83,28 @@ def run_row(board, players, policy, threads, mode, games, seed=1) -> dict:
     t0 = time.perf_counter()
     size = None
     with tempfile.TemporaryDirectory() as tmp:
-        batch = _core.selfplay_batch(board, players, seed, range(games), policy, threads=threads,
-                                     max_moves=100000, record=record)
         if mode == "db":
+            # The user's path (ringrift-pipeline's canonical_selfplay): the runner plays batch k + 1
+            # on native threads while this thread writes batch k into a fresh database.
             from ringrift.db import GameDB
+            from ringrift.selfplay.runner import run_selfplay
 
             path = Path(tmp) / "bench.db"
             with GameDB(path) as db:
-                db.insert_batch(batch, board=board, num_players=players, seed=seed, policy=policy,
-                                engine_version="bench", host="bench", max_moves=100000)
+                res = run_selfplay(db, board=board, num_games=games, num_players=players, seed=seed, policy=policy,
+                                   threads=threads, max_moves=100000)
+            moves, used = res.moves, min(threads or _core.hardware_threads(), games)
+        else:
+            batch = _core.selfplay_batch(board, players, seed, range(games), policy, threads=threads,
+                                         max_moves=100000, record=record)
+            moves, used = int(batch["total_moves"]), batch["threads"]
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - c0
         if mode == "db":  # off the clock: the file as it rests (VACUUMed, WAL folded in)
             with GameDB(path) as db:
                 db.conn.execute("VACUUM")
             size = path.stat().st_size
-    moves = int(batch["total_moves"])
-    row = {"board": board, "players": players, "policy": policy, "threads": batch["threads"], "mode": mode,
+    row = {"board": board, "players": players, "policy": policy, "threads": used, "mode": mode,
            "games": games, "moves": moves, "seconds": round(seconds, 4),
            "games_per_sec": round(games / seconds, 2), "moves_per_sec": round(moves / seconds, 1),
            "cpu_seconds": round(cpu, 4), "games_per_cpu_sec": per_cpu(games, cpu)}

@@ -64,7 +64,27 @@ py::tuple unpack_steps(const py::bytes& blob, pyarg::Int count_arg) {
   return py::make_tuple(moves, phases, players);
 }
 
+// Cuts a byte buffer at offsets[0..G] into G bytes objects (one list, built without Python slicing).
+py::list split_blob(const py::buffer& data, CArray<int64_t> offsets, pyarg::Int scale_arg) {
+  py::buffer_info info = data.request();
+  const long long scale = pyarg::in_range(scale_arg, 1, 64, "scale");
+  if (offsets.ndim() != 1 || offsets.shape(0) < 1) throw py::value_error("offsets must have length G + 1");
+  const size_t size = (size_t)info.size * (size_t)info.itemsize;
+  const char* base = static_cast<const char*>(info.ptr);
+  const int64_t* off = offsets.data();
+  const py::ssize_t G = offsets.shape(0) - 1;
+  for (py::ssize_t g = 0; g < G; g++)
+    if (off[g] < 0 || off[g] > off[g + 1] || (size_t)(off[g + 1] * scale) > size)
+      throw py::value_error("offsets must be non-decreasing and within the buffer");
+  py::list out(G);
+  for (py::ssize_t g = 0; g < G; g++)
+    out[g] = py::bytes(base + off[g] * scale, (size_t)((off[g + 1] - off[g]) * scale));
+  return out;
+}
+
 void register_db(py::module_& mod) {
+  mod.def("split_blob", &split_blob, py::arg("data"), py::arg("offsets"), py::arg("scale") = 1,
+          "Cut a buffer into bytes objects: data[offsets[g]*scale : offsets[g+1]*scale] for each g.");
   mod.def("pack_steps", &pack_steps, py::arg("moves"), py::arg("phases"), py::arg("players"), py::arg("offsets"),
           "Pack a batch's steps into the game DB's step blobs: returns (blob, blob_offsets).");
   mod.def("unpack_steps", &unpack_steps, py::arg("blob"), py::arg("count"),

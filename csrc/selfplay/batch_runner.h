@@ -83,6 +83,8 @@ inline void run_batch(const BatchOptions& opt, const std::vector<int64_t>& games
       if (opt.record) {
         rec.moves.reserve(256);
         rec.hashes.reserve(256);
+        rec.phases.reserve(256);
+        rec.players.reserve(256);
         VectorRecorder vr{&rec, true};
         finished = play_game(g, *s, *sc, ListPicker{l.get()}, opt.seed, (uint64_t)games[i], opt.num_players,
                              opt.policy, opt.max_moves, vr);

@@ -49,11 +49,19 @@ RR_HD inline bool play_game(const Geometry& g, State& s, Scratch& sc, const Pick
                             uint64_t index, int num_players, uint8_t policy, int max_moves, Recorder& rec) {
   init_state(s, g, num_players, false);
   Rng rng = Rng::for_game(seed, index);
+  uint64_t board = 0;  // the board part of the last step's fast hash (fast_hash.h)
+  bool have_board = false;
   while (s.status == ST_ACTIVE && s.move_count < max_moves) {
     Move m;
     if (!pick(g, s, sc, rng, policy, &m)) return false;
     play_step(g, s, m, sc);
-    rec.step(m, rec.wants_hash() ? fast_state_hash(g, s) : 0, s.phase, s.current);
+    uint64_t h = 0;
+    if (rec.wants_hash()) {
+      if (!have_board || !move_keeps_board(m.type)) board = fast_board_hash(g, s);  // bookkeeping keeps it
+      have_board = true;
+      h = fast_hash_with_board(s, board);
+    }
+    rec.step(m, h, s.phase, s.current);
   }
   return s.status != ST_ACTIVE;
 }

@@ -17,6 +17,7 @@ See ``docs/game_db.md`` for the schema.  The store is plain :mod:`sqlite3`:
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -495,20 +496,15 @@ class GameDB:
         engine_version = None if engine_version is None else str(engine_version)
         host = None if host is None else str(host)
 
-        gi, offs, mc = cols["game_index"], cols["move_offsets"], cols["move_count"]
-        winner, reason, capped, dur = cols["winner"], cols["reason"], cols["capped"], cols["duration_ms"]
-        steps, soffs = cols["steps"], cols["step_offsets"]
-        hb, hw, kind, final = cols["hashes"], cols["hash_width"], cols["hash_kind"], cols["final_hash"]
         reasons = _REASON_TEXT
-
-        def rows():
-            for g in range(G):
-                a, b = offs[g], offs[g + 1]
-                yield (board, num_players, policy, seed, gi[g], engine_version, host, max_moves,
-                       winner[g], reasons[reason[g]], mc[g], capped[g], started, dur[g], created,
-                       "unchecked", kind, final[g], steps[soffs[g]:soffs[g + 1]], hb[a * hw:b * hw])
-
-        return self._insert_packed(rows(), what="insert_batch")
+        one = itertools.repeat
+        # One tuple per game, zipped in C from per-game lists and repeated constants (lazily: a bad
+        # field fails inside the transaction, which then stores nothing).
+        rows = zip(one(board), one(num_players), one(policy), one(seed), cols["game_index"], one(engine_version),
+                   one(host), one(max_moves), cols["winner"], map(reasons.__getitem__, cols["reason"]),
+                   cols["move_count"], cols["capped"], one(started), cols["duration_ms"], one(created),
+                   one("unchecked"), one(cols["hash_kind"]), cols["final_hash"], cols["steps"], cols["hashes"])
+        return self._insert_packed(rows, what="insert_batch")
 
     def _insert_rows(self, rows, *, what: str = "insert", hash_kind: str = "reference") -> int:
         """Insert games given as ``LOGICAL_COLUMNS`` tuples (fixed-width step blobs, hashes of
@@ -736,30 +732,27 @@ def _batch_columns(batch: dict) -> dict:
         raise ValueError(f"hash_kind {kind!r} is not one of {', '.join(HASH_KIND_NAMES)}")
     steps, step_offsets = _core.pack_steps(moves, phases, players, offs)
     if kind == "fast64":  # stored as the low 32 bits per step and the full hash of the final state
-        kind_code, width = HASH_KIND_FAST32, 4
+        kind_code = HASH_KIND_FAST32
         last = np.asarray(offs[1:] - 1)
         final = np.where(mc > 0, hashes[np.maximum(last, 0)] if M else 0, 0).astype(np.uint64).view(np.int64)
         final = [f if n else None for f, n in zip(final.tolist(), mc.tolist())]
-        hash_bytes = hashes.astype(FAST32_DTYPE).tobytes()
+        stored = hashes.astype(FAST32_DTYPE)
     else:
-        kind_code, width = HASH_KIND_NAMES.index(kind), 8
+        kind_code = HASH_KIND_NAMES.index(kind)
         final = [None] * G
-        hash_bytes = hashes.tobytes()
+        stored = hashes
     seconds = np.asarray(batch["seconds"], dtype=np.float64)
     dur = np.rint(np.nan_to_num(seconds, nan=0.0) * 1000.0).astype(np.int64)
     return {
         "G": G,
         "game_index": gi.astype(np.int64).tolist(),
-        "move_offsets": offs.tolist(),
         "move_count": mc.tolist(),
         "winner": np.asarray(batch["winner"]).astype(np.int64).tolist(),
         "reason": np.asarray(batch["reason"]).astype(np.int64).tolist(),
         "capped": (np.asarray(batch["capped"]) != 0).astype(np.int64).tolist(),
         "duration_ms": dur.tolist(),
-        "steps": steps,
-        "step_offsets": step_offsets.tolist(),
-        "hashes": hash_bytes,
-        "hash_width": width,
+        "steps": _core.split_blob(steps, step_offsets),
+        "hashes": _core.split_blob(stored, offs, stored.dtype.itemsize),
         "hash_kind": kind_code,
         "final_hash": final,
     }
