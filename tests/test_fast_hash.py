@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import ringrift
+import ringrift.db
 from ringrift import _core
 from ringrift.db import GameDB
 from ringrift.parity.db_check import verify_row
@@ -196,3 +197,18 @@ def test_merge_from_a_schema1_file(tmp_path):
     con = sqlite3.connect(old)  # the source is read only
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
     con.close()
+
+
+def test_schema1_file_that_cannot_be_packed_is_left_unchanged(tmp_path):
+    path = tmp_path / "odd.db"
+    _write_v1(path, games=range(2))
+    con = sqlite3.connect(path)
+    pl = bytearray(con.execute("SELECT players FROM games WHERE id = 2").fetchone()[0])
+    pl[3] = 9  # no such seat: the packed format has 2 bits for it
+    con.execute("UPDATE games SET players = ? WHERE id = 2", (bytes(pl),))
+    con.commit()
+    con.close()
+    with pytest.raises(ringrift.db.DBError, match="cannot migrate schema 1.*step 3"):
+        GameDB(path)
+    with GameDB(path, readonly=True) as db:  # still schema 1, every row readable
+        assert db.version == 1 and db.count_games() == 2 and db.get_game(2).players[3] == 9

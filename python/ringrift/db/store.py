@@ -48,7 +48,6 @@ from .schema import (
     MOVE_RECORD_DTYPE,
     MOVE_RECORD_SIZE,
     READABLE_VERSIONS,
-    SCALAR_COLUMNS,
     SCHEMA_SQL,
     SCHEMA_VERSION,
     V1_GAME_COLUMNS,
@@ -388,28 +387,38 @@ class GameDB:
         the step blobs are packed, the reference hashes kept (``hash_kind = reference``), the
         ids and every scalar column unchanged."""
         conn = self._conn
-        cols = ", ".join(INSERT_COLUMNS)
-        with _immediate_transaction(conn):
-            if conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] != "1":
-                return  # another process migrated it meanwhile
-            conn.execute(GAMES_TABLE_SQL.format(name="games_v2"))
-            last = -1
-            while True:
-                rows = conn.execute(f"SELECT {', '.join(V1_GAME_COLUMNS)} FROM games WHERE id > ? ORDER BY id "
-                                    f"LIMIT {_MIGRATE_CHUNK}", (last,)).fetchall()
-                if not rows:
-                    break
-                packed = _pack_logical([r[1:] for r in rows], HASH_KIND_REFERENCE)
-                conn.executemany(f"INSERT INTO games_v2 (id, {cols}) VALUES ({', '.join('?' * (len(INSERT_COLUMNS) + 1))})",
-                                 [(r[0], *p) for r, p in zip(rows, packed)])
-                last = rows[-1][0]
-            conn.execute("DROP TABLE games")
-            conn.execute("ALTER TABLE games_v2 RENAME TO games")
-            conn.execute(INDEX_SQL)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('migrated_from', '1')")
+        try:
+            with _immediate_transaction(conn):
+                if conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1":
+                    self._migrate_v1_tables()
+                # else another process migrated it meanwhile
+        except ValueError as exc:  # a row the packed format cannot hold: nothing was changed
+            raise DBError(f"{self.path}: cannot migrate schema 1 to {SCHEMA_VERSION} (the file is unchanged; "
+                          f"open it read-only to read it): {exc}", path=str(self.path)) from None
         self.version = SCHEMA_VERSION
         self.meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _migrate_v1_tables(self) -> None:
+        """The migration's work, inside _migrate_v1's transaction: a schema-2 table filled
+        chunk by chunk from the schema-1 rows, then swapped in."""
+        conn = self._conn
+        cols = ", ".join(INSERT_COLUMNS)
+        conn.execute(GAMES_TABLE_SQL.format(name="games_v2"))
+        last = -1
+        while True:
+            rows = conn.execute(f"SELECT {', '.join(V1_GAME_COLUMNS)} FROM games WHERE id > ? ORDER BY id "
+                                f"LIMIT {_MIGRATE_CHUNK}", (last,)).fetchall()
+            if not rows:
+                break
+            packed = _pack_logical([r[1:] for r in rows], HASH_KIND_REFERENCE)
+            conn.executemany(f"INSERT INTO games_v2 (id, {cols}) VALUES ({', '.join('?' * (len(INSERT_COLUMNS) + 1))})",
+                             [(r[0], *p) for r, p in zip(rows, packed)])
+            last = rows[-1][0]
+        conn.execute("DROP TABLE games")
+        conn.execute("ALTER TABLE games_v2 RENAME TO games")
+        conn.execute(INDEX_SQL)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('migrated_from', '1')")
 
     def _columns(self) -> str:
         return ", ".join(GAME_COLUMNS if self.version >= 2 else V1_GAME_COLUMNS)
