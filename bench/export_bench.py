@@ -133,19 +133,20 @@ def end_to_end(db, compression, threads, encoding="native", deflate=None, label=
             "mb": round(size / 1e6, 1), "bytes_per_sample": round(size / n, 1)}
 
 
-def end_to_end_rows(board, players, batch, thread_counts, upstream=True) -> list[dict]:
+def end_to_end_rows(board, players, batch, thread_counts, upstream=True, stored=True) -> list[dict]:
     """The end-to-end rows, the old path (zlib level 6, one thread) first; ratios against it."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         db = make_db(board, players, batch, Path(tmp))
-        end_to_end(db, True, max(thread_counts), deflate="zlib:1")  # warm-up: page cache, imports
+        end_to_end(db, True, max(thread_counts))  # warm-up: page cache, imports
         old = end_to_end(db, True, 1, deflate="zlib:6", label="export_db old: zlib level 6")
         rows.append(old)
         for t in thread_counts:
             rows.append(end_to_end(db, True, t, label="export_db (deflate, default)"))
         rows.append(end_to_end(db, True, max(thread_counts), deflate="zlib:1",
                                label="export_db before: zlib level 1"))
-        rows.append(end_to_end(db, False, max(thread_counts)))
+        if stored:
+            rows.append(end_to_end(db, False, max(thread_counts)))
         if upstream:
             for compression in (False, True):
                 rows.append(end_to_end(db, compression, max(thread_counts), encoding="upstream"))
@@ -168,6 +169,8 @@ def main(argv=None) -> int:
     ap.add_argument("--end-to-end", action="store_true", help="also time export_db from a game DB")
     ap.add_argument("--e2e-threads", default="1,2", help="export threads of the end-to-end rows (default 1,2)")
     ap.add_argument("--no-upstream", action="store_true", help="leave out the export_upstream rows")
+    ap.add_argument("--no-stored", action="store_true",
+                    help="leave out the stored row (6.9 KB a square8 sample on disk: 18 GB for 20,000 games)")
     ap.add_argument("--encoder-repeats", type=int, default=None,
                     help="passes of the encoder rows (default --repeats; 0 leaves them out)")
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -182,7 +185,8 @@ def main(argv=None) -> int:
         rows += encoder_rows(args, batch, repeats)
     if args.end_to_end:
         threads = [int(t) for t in args.e2e_threads.split(",")]
-        rows += end_to_end_rows(args.board, args.players, batch, threads, upstream=not args.no_upstream)
+        rows += end_to_end_rows(args.board, args.players, batch, threads, upstream=not args.no_upstream,
+                                stored=not args.no_stored)
     print(f"{args.board} {args.players}p, {args.games} random games, chunks of {args.chunk_games} games")
     for r in rows:
         print_row(r)

@@ -10,6 +10,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -112,13 +113,24 @@ def sq8_db(tmp_path_factory) -> Path:
 
 def test_export_is_the_same_for_any_thread_count_and_library(sq8_db, tmp_path, monkeypatch):
     """Several chunks (chunk_games=5), train and validation: threads 1 and 3 write the same
-    members byte for byte (metadata holds the time); the zlib fallback the same arrays."""
+    members byte for byte (metadata holds the time); the zlib fallback the same arrays. With
+    threads, each large piece waits 0.1 s before it is deflated, so that a features buffer
+    reused while a writer still reads it would show."""
     monkeypatch.delenv(deflate.ENV, raising=False)
-    runs = {}
-    for threads in (1, 3):
-        out = tmp_path / f"t{threads}" / "x.npz"
-        export_db(sq8_db, out, threads=threads, chunk_games=5, include_capped=True, seed=3)
-        runs[threads] = out
+    runs = {1: tmp_path / "t1" / "x.npz", 3: tmp_path / "t3" / "x.npz"}
+    export_db(sq8_db, runs[1], threads=1, chunk_games=5, include_capped=True, seed=3)
+    lib = deflate.choose()
+    real = lib.piece_with_crc
+
+    def late(data):
+        if len(data) >= 256 << 10:
+            time.sleep(0.1)
+        return real(data)
+
+    lib.piece_with_crc = late
+    with monkeypatch.context() as m:
+        m.setattr(deflate, "choose", lambda spec=None: lib)
+        export_db(sq8_db, runs[3], threads=3, chunk_games=5, include_capped=True, seed=3)
     for split in ("x.npz", "x_val.npz"):
         a, b = members_raw(runs[1].parent / split), members_raw(runs[3].parent / split)
         assert set(a) == set(b)

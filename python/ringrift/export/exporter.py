@@ -27,7 +27,7 @@ from .actions import action_space_size
 from .features import GLOBAL_NAMES, NUM_GLOBALS, NUM_PLANES, PLANE_NAMES, spatial_size
 from .symmetry import symmetries
 from .tmpdirs import ExportTmpDir
-from .writer import ShardedNpzWriter, final_names, publish, stale_files
+from .writer import ShardedNpzWriter, TurnBuffers, final_names, publish, stale_files
 
 FORMAT_NAME = "ringrift-npz"
 #: 2: values_mp by absolute seat (was: by mover-relative slot); the arrays that are not
@@ -320,12 +320,13 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
             done = samples_done = 0
             chunk: list = []
             chunk_samples = 0
+            buffers = TurnBuffers()
 
             def flush():
                 nonlocal chunk, chunk_samples, samples_done
                 if chunk:
                     n = _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced,
-                                      verify, threads, with_symmetries)
+                                      verify, threads, with_symmetries, buffers)
                     samples_done += n
                 chunk, chunk_samples = [], 0
 
@@ -409,7 +410,7 @@ def _samples_of(gsel: np.ndarray, sample_offsets: np.ndarray, per_game: np.ndarr
 
 
 def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced, verify, threads,
-                  with_symmetries) -> int:
+                  with_symmetries, buffers: TurnBuffers) -> int:
     # train games first, then validation games (each in id order, as they came): each split's
     # samples are then one slice of the encoder's arrays, written without a copy
     chunk = sorted(chunk, key=lambda item: not is_train[item[0]])
@@ -423,9 +424,11 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
     nplayers = np.array([r.num_players for r in rows], dtype=np.uint8)
     winners = np.array([r.winner for r in rows], dtype=np.int64)
     check = np.array([verify or r.parity_status != "ok" for r in rows], dtype=np.uint8)
+    H, W = spatial_size(board)
     out = _core.export.encode_games(board, moves, offsets, nplayers, hashes=hashes.astype(np.uint64, copy=False),
                                     verify=check, expect_over=(winners > 0).astype(np.uint8),
-                                    drop_forced=drop_forced, threads=threads, symmetries=with_symmetries)
+                                    drop_forced=drop_forced, threads=threads, symmetries=with_symmetries,
+                                    features_buffer=buffers.next(int(offsets[-1]) * NUM_PLANES * H * W))
     status = out["status"]
     good = (status == 0) & (out["final_winner"].astype(np.int64) == winners)
     for i in sorted(np.flatnonzero(~good), key=lambda i: rows[i].id):  # in id order, as the games came
@@ -442,6 +445,7 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
         if split not in writers:
             continue
         if not gsel.any():
+            writers[split].drain()  # its pending pieces may be in the buffer the next chunk reuses
             continue
         games_out[split] += int(gsel.sum())
         ssel = _samples_of(gsel, out["sample_offsets"], per_game)

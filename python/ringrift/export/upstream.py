@@ -33,7 +33,7 @@ from ..db.replaydb import completed_at  # the converter's completed_at: what ups
 from .exporter import (DEFAULT_CHUNK_MB, ExportError, ExportResult, _STATUS_TEXT, _left_out, _nothing_to_export,
                        _output_base, _scope, _split_key, check_export_args, deflate_library,
                        split_by_keys)
-from .writer import ShardedNpzWriter, final_names, publish, stale_files
+from .writer import ShardedNpzWriter, TurnBuffers, final_names, publish, stale_files
 
 #: What upstream's exporter writes into these keys with its default options.
 HISTORY_LENGTH = 3
@@ -275,10 +275,7 @@ class _Pass:
         self.layout = _core.upstream.layout(board)
         self.failed_ids: set = set()
         self.skipped: list = []  # (game id, why) of games that did not replay
-        # two features buffers, used by turns: fresh pages cost as much as encoding, and the
-        # writers may still be deflating the previous chunk's features while the next is encoded
-        self.features_buffers = [None, None]
-        self.chunk_index = 0
+        self.features_buffers = TurnBuffers()  # reused by the chunks, two by turns
         self.hash_pool = None
         self.actual = {s: 0 for s in ("train", "val")}
 
@@ -461,12 +458,7 @@ class _Pass:
         winners = np.array([r.winner for r in rows], dtype=np.int64)
         check = np.array([self.verify or r.parity_status != "ok" for r in rows], dtype=np.uint8)
         need = int(offsets[-1]) * self.layout["in_channels"] * self.layout["spatial_size"] ** 2
-        turn = self.chunk_index % 2
-        self.chunk_index += 1
-        buf = self.features_buffers[turn]
-        if buf is None or buf.size < need:
-            self.features_buffers[turn] = None
-            buf = self.features_buffers[turn] = np.empty(need, dtype=np.float32)
+        buf = self.features_buffers.next(need)
         out = _core.upstream.encode_games(self.board, moves, offsets, nplayers,
                                           hashes=hashes.astype(np.uint64, copy=False), verify=check,
                                           expect_over=(winners > 0).astype(np.uint8), threads=self.threads,

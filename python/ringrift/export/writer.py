@@ -326,6 +326,25 @@ class ShardedNpzWriter:
             self.pool = None
 
 
+class TurnBuffers:
+    """Two float32 buffers for the encoders' features, used by turns (one per chunk). Reusing
+    them saves the kernel's zeroing of fresh pages (as costly as the encoding); two, because
+    with threads the writer may still deflate one chunk's features while the next chunk is
+    encoded. A writer that gets no rows from a chunk must :meth:`ShardedNpzWriter.drain`."""
+
+    def __init__(self):
+        self.buffers = [None, None]
+        self.turn = 0
+
+    def next(self, elements: int) -> np.ndarray:
+        t, self.turn = self.turn, self.turn ^ 1
+        buf = self.buffers[t]
+        if buf is None or buf.size < elements:
+            self.buffers[t] = None  # free the old one first
+            buf = self.buffers[t] = np.empty(max(int(elements), 1), dtype=np.float32)
+        return buf
+
+
 def _crc_library():
     """The CRC-32 functions for stored archives: the fastest installed library's."""
     try:
@@ -365,5 +384,5 @@ def publish(moves: list[tuple[Path, Path]], stale: list[Path]) -> None:
             pass
 
 
-__all__ = ["ShardedNpzWriter", "crc32_concat", "final_names", "npy_header", "publish",
+__all__ = ["ShardedNpzWriter", "TurnBuffers", "crc32_concat", "final_names", "npy_header", "publish",
            "stale_files", "write_npy_member"]
