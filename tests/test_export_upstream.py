@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ def load(path, pickle=False) -> dict:
 
 def export(golden, cfg, out, **kw):
     kw.setdefault("split_ratio", 1)
-    return export_upstream(golden / f"{cfg}.games.db", out, include_unchecked=True, threads=1, **kw)
+    kw.setdefault("threads", 1)
+    return export_upstream(golden / f"{cfg}.games.db", out, include_unchecked=True, **kw)
 
 
 def verify_module(golden):
@@ -74,6 +76,43 @@ def test_equal_to_upstreams_export(golden, cfg, tmp_path):
     shutil.copy(golden / f"{cfg}.upstream.games.json", tmp_path / "ours.games.json")
     n, games, _, errors = verify_module(golden).check_file(str(tmp_path / "ours.npz"))
     assert errors == [] and n == len(ours["values"]) and games == meta["game_count"]
+
+
+def test_several_threads_and_small_chunks_still_equal_upstreams_export(golden, tmp_path, monkeypatch):
+    """With threads the writer deflates one chunk while the next is encoded (two features
+    buffers used by turns): one game per chunk, several 4 MiB pieces per game, the golden
+    arrays all the same; split by game, each chunk leaves one writer without rows. Each piece
+    of the features (4 MiB, ten a game) waits 0.2 s before it is deflated, so that a buffer
+    reused too early shows."""
+    from ringrift.export import deflate
+
+    cfg = "square19_2p"
+    export(golden, cfg, tmp_path / "s1.npz", threads=1, split_ratio=0.5, seed=2)  # the reference, no pool
+    lib = deflate.choose()
+    real = lib.piece_with_crc
+
+    def late(data):
+        if len(data) >= 1 << 20:
+            time.sleep(0.2)
+        return real(data)
+
+    lib.piece_with_crc = late
+    monkeypatch.setattr(deflate, "choose", lambda spec=None: lib)
+    export(golden, cfg, tmp_path / "t.npz", threads=3, chunk_games=1)
+    ours, gold = load(tmp_path / "t.npz"), load(golden / f"{cfg}.upstream.npz")
+    for k, want in gold.items():
+        if k not in ("metadata", "data_checksums"):
+            assert np.array_equal(ours[k], want), k
+    export(golden, cfg, tmp_path / "s.npz", threads=3, chunk_games=1, split_ratio=0.5, seed=2)
+    for a, b in (("s.npz", "s1.npz"), ("s_val.npz", "s1_val.npz")):
+        got, want = load(tmp_path / a), load(tmp_path / b)
+        assert len(got["values"]) > 0
+        for k in want:
+            if k not in ("metadata", "data_checksums"):  # both hold the export's time
+                assert np.array_equal(got[k], want[k]), (a, k)
+        sums, want_sums = (json.loads(str(d["data_checksums"])) for d in (got, want))
+        assert {k: v for k, v in sums.items() if k != "metadata"} == \
+            {k: v for k, v in want_sums.items() if k != "metadata"}
 
 
 @pytest.mark.parametrize("cfg", ["square8_2p", "hex8_3p"])

@@ -105,6 +105,24 @@ inline const FeatureGrid& feature_grid_of(BoardType b) {
   return grids.f[b];
 }
 
+// The features array of an encoder's output, shape (N, C, H, W): a view of the caller's float32
+// buffer when one is given and holds enough elements, else a new array. Reusing one buffer
+// across chunks saves the kernel's zeroing of fresh pages, which costs about as much as the
+// encoding itself (the encoders write every element, so the buffer's old contents never show).
+inline py::array_t<float> features_array(const py::object& buffer, py::ssize_t N, py::ssize_t C, py::ssize_t H,
+                                         py::ssize_t W) {
+  if (!buffer.is_none()) {
+    if (!py::isinstance<py::array>(buffer)) throw py::value_error("features_buffer must be a numpy float32 array");
+    py::array buf = buffer.cast<py::array>();
+    if (!buf.dtype().is(py::dtype::of<float>()) || !(buf.flags() & py::array::c_style) || !buf.writeable())
+      throw py::value_error("features_buffer must be a writeable C-contiguous float32 array");
+    if (buf.size() >= N * C * H * W)
+      return py::array_t<float>({N, C, H, W}, {C * H * W * 4, H * W * 4, W * 4, (py::ssize_t)4},
+                                static_cast<float*>(buf.mutable_data()), buf);
+  }
+  return py::array_t<float>({N, C, H, W});
+}
+
 inline const Symmetries& symmetries_of(BoardType b) {
   static const struct All {
     std::unique_ptr<Symmetries> y[NUM_BOARDS];

@@ -118,7 +118,7 @@ void register_export(py::module_& parent) {
                            py::array_t<int64_t, py::array::c_style | py::array::forcecast> game_offsets,
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> num_players,
                            py::object hashes, py::object verify, py::object expect_over, bool drop_forced,
-                           pyarg::Int threads_arg, bool symmetries) {
+                           pyarg::Int threads_arg, bool symmetries, py::object features_buffer) {
     const int threads = pyarg::thread_count(threads_arg);
     ExportJob J;
     J.board = board_arg(board);
@@ -136,7 +136,7 @@ void register_export(py::module_& parent) {
     J.plan();
     const py::ssize_t N = (py::ssize_t)J.sample_off[G];
     const FeatureGrid& f = feature_grid_of(J.board);
-    py::array_t<float> features({N, (py::ssize_t)FEAT_PLANES, (py::ssize_t)f.h, (py::ssize_t)f.w});
+    py::array_t<float> features = features_array(features_buffer, N, FEAT_PLANES, f.h, f.w);
     py::array_t<float> globals({N, (py::ssize_t)FEAT_GLOBALS});
     py::array_t<float> values(N);
     py::array_t<float> values_mp({N, (py::ssize_t)FEAT_SLOTS});
@@ -187,8 +187,11 @@ void register_export(py::module_& parent) {
   }, py::arg("board"), py::arg("moves"), py::arg("game_offsets"), py::arg("num_players"),
      py::arg("hashes") = py::none(), py::arg("verify") = py::none(), py::arg("expect_over") = py::none(),
      py::arg("drop_forced") = false, py::arg("threads") = 1, py::arg("symmetries") = false,
+     py::arg("features_buffer") = py::none(),
      "Replay games from move records and encode one sample per pre-move state (GIL released). With "
-     "symmetries, policy_sym (N, S) holds each sample's policy index under every board symmetry.");
+     "symmetries, policy_sym (N, S) holds each sample's policy index under every board symmetry. "
+     "features_buffer: a float32 array reused for the features when it holds enough elements (the "
+     "returned features are then a view of it, valid until the next call that uses it).");
 
   m.def("symmetries", [](const std::string& board) {
     BoardType b = board_arg(board);

@@ -86,26 +86,9 @@ void register_upstream_export(py::module_& parent) {
     J.threads = threads > 0 ? threads : (int)std::max(1u, std::thread::hardware_concurrency());
     J.plan(L);
     const py::ssize_t N = (py::ssize_t)J.sample_off[G];
-    // Features (14 KB a sample on square8) go into the caller's buffer when one is given and
-    // large enough: reusing it across chunks saves the kernel's zeroing of fresh pages, which
-    // otherwise costs about as much as the encoding itself.
+    // Features (14 KB a sample on square8) go into the caller's buffer when it is large enough.
     const py::ssize_t C = L.planes * up::FRAMES, S = L.S;
-    const py::ssize_t need = N * C * S * S;
-    py::array_t<float> features;
-    bool in_buffer = false;
-    if (!features_buffer.is_none()) {
-      if (!py::isinstance<py::array>(features_buffer))
-        throw py::value_error("features_buffer must be a numpy float32 array");
-      py::array buf = features_buffer.cast<py::array>();
-      if (!buf.dtype().is(py::dtype::of<float>()) || !(buf.flags() & py::array::c_style) || !buf.writeable())
-        throw py::value_error("features_buffer must be a writeable C-contiguous float32 array");
-      if (buf.size() >= need) {
-        features = py::array_t<float>({N, C, S, S}, {C * S * S * 4, S * S * 4, S * 4, (py::ssize_t)4},
-                                      static_cast<float*>(buf.mutable_data()), buf);
-        in_buffer = true;
-      }
-    }
-    if (!in_buffer) features = py::array_t<float>({N, C, S, S});
+    py::array_t<float> features = exportpy::features_array(features_buffer, N, C, S, S);
     py::array_t<float> globals({N, (py::ssize_t)up::GLOBALS});
     py::array_t<float> values(N);
     py::array_t<float> values_mp({N, (py::ssize_t)up::MP_SLOTS});

@@ -27,7 +27,7 @@ from .actions import action_space_size
 from .features import GLOBAL_NAMES, NUM_GLOBALS, NUM_PLANES, PLANE_NAMES, spatial_size
 from .symmetry import symmetries
 from .tmpdirs import ExportTmpDir
-from .writer import ShardedNpzWriter, final_names, publish, stale_files
+from .writer import ShardedNpzWriter, TurnBuffers, final_names, publish, stale_files
 
 FORMAT_NAME = "ringrift-npz"
 #: 2: values_mp by absolute seat (was: by mover-relative slot); the arrays that are not
@@ -227,6 +227,18 @@ def check_export_args(db_path, board, players, split_ratio, chunk_games, chunk_m
     return path
 
 
+def deflate_library(compression: bool):
+    """The deflate library of an export (``ringrift.export.deflate.choose``; None when stored),
+    checked before anything is read: a bad ``RINGRIFT_DEFLATE`` is a one-line ExportError."""
+    if not compression:
+        return None
+    from . import deflate
+    try:
+        return deflate.choose()
+    except (ImportError, ValueError) as exc:
+        raise ExportError(str(exc)) from None
+
+
 def export_db(db_path, output=None, *, output_dir=None, board: str | None = None, players: int | None = None,
               include_unchecked: bool = False, include_capped: bool = False, drop_forced: bool = False,
               split_ratio: float = 0.9, seed: int = 0, compression: bool = True,
@@ -251,6 +263,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
 
     t0 = time.perf_counter()
     path = check_export_args(db_path, board, players, split_ratio, chunk_games, chunk_mb, max_samples_per_file)
+    lib = deflate_library(compression)
     if output is not None:
         base = _output_base(output)
     statuses = ("ok", "unchecked") if include_unchecked else ("ok",)
@@ -295,7 +308,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
         nthreads = int(threads) if threads and int(threads) > 0 else (os.cpu_count() or 1)
         splits = ("train",) if float(split_ratio) >= 1 else ("train", "val")  # 1: one file, no val split
         writers = {s: ShardedNpzWriter(tmpdir, s, schema, max_rows=max_samples_per_file, compress=compression,
-                                       threads=nthreads) for s in splits}
+                                       threads=nthreads, deflate=lib) for s in splits}
         result = ExportResult(board=board, db=str(path), candidates=len(ids),
                               left_out=_left_out(db, board, players, statuses, include_capped))
         games_out = {"train": 0, "val": 0}
@@ -307,12 +320,13 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
             done = samples_done = 0
             chunk: list = []
             chunk_samples = 0
+            buffers = TurnBuffers()
 
             def flush():
                 nonlocal chunk, chunk_samples, samples_done
                 if chunk:
                     n = _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced,
-                                      verify, threads, with_symmetries)
+                                      verify, threads, with_symmetries, buffers)
                     samples_done += n
                 chunk, chunk_samples = [], 0
 
@@ -344,6 +358,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                         "ringrift_version": _version(), "seed": int(seed), "split_ratio": float(split_ratio),
                         "include_unchecked": bool(include_unchecked), "include_capped": bool(include_capped),
                         "drop_forced": bool(drop_forced), "compression": bool(compression),
+                        "deflate": lib.describe() if lib is not None else None,
                         "action_space_size": action_space_size(board), "num_planes": NUM_PLANES,
                         "num_globals": NUM_GLOBALS, "spatial_size": [H, W], "players": player_counts,
                         "values": "rank-aware: 1 - 2 * rank / (n - 1); winner first, then eliminated rings, "
@@ -385,8 +400,20 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
     return result
 
 
+def _samples_of(gsel: np.ndarray, sample_offsets: np.ndarray, per_game: np.ndarray):
+    """The samples of the selected games: a slice when they are one run of games (no copy), else a mask."""
+    picked = np.flatnonzero(gsel)
+    first, last = int(picked[0]), int(picked[-1])
+    if last - first + 1 == len(picked):
+        return slice(int(sample_offsets[first]), int(sample_offsets[last + 1]))
+    return np.repeat(gsel, per_game)
+
+
 def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced, verify, threads,
-                  with_symmetries) -> int:
+                  with_symmetries, buffers: TurnBuffers) -> int:
+    # train games first, then validation games (each in id order, as they came): each split's
+    # samples are then one slice of the encoder's arrays, written without a copy
+    chunk = sorted(chunk, key=lambda item: not is_train[item[0]])
     rows = [r for _, r in chunk]
     pos = np.array([p for p, _ in chunk], dtype=np.int64)
     counts = np.array([r.move_count for r in rows], dtype=np.int64)
@@ -397,12 +424,14 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
     nplayers = np.array([r.num_players for r in rows], dtype=np.uint8)
     winners = np.array([r.winner for r in rows], dtype=np.int64)
     check = np.array([verify or r.parity_status != "ok" for r in rows], dtype=np.uint8)
+    H, W = spatial_size(board)
     out = _core.export.encode_games(board, moves, offsets, nplayers, hashes=hashes.astype(np.uint64, copy=False),
                                     verify=check, expect_over=(winners > 0).astype(np.uint8),
-                                    drop_forced=drop_forced, threads=threads, symmetries=with_symmetries)
+                                    drop_forced=drop_forced, threads=threads, symmetries=with_symmetries,
+                                    features_buffer=buffers.next(int(offsets[-1]) * NUM_PLANES * H * W))
     status = out["status"]
     good = (status == 0) & (out["final_winner"].astype(np.int64) == winners)
-    for i in np.flatnonzero(~good):
+    for i in sorted(np.flatnonzero(~good), key=lambda i: rows[i].id):  # in id order, as the games came
         why = _STATUS_TEXT.get(int(status[i]), "") if status[i] else \
             f"stored winner {winners[i]}, replay {int(out['final_winner'][i])}"
         if status[i]:
@@ -416,12 +445,12 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
         if split not in writers:
             continue
         if not gsel.any():
+            writers[split].drain()  # its pending pieces may be in the buffer the next chunk reuses
             continue
         games_out[split] += int(gsel.sum())
-        ssel = np.repeat(gsel, per_game)
-        N = int(ssel.sum())
-        whole = bool(ssel.all())
-        take = (lambda a: a) if whole else (lambda a: a[ssel])
+        ssel = _samples_of(gsel, out["sample_offsets"], per_game)
+        N = int(per_game[gsel].sum())
+        take = lambda a: a[ssel]  # noqa: E731
         writers[split].append({
             "features": take(out["features"]),
             "globals": take(out["globals"]),
@@ -449,4 +478,4 @@ def _version() -> str:
         return "unknown"
 
 
-__all__ = ["ExportError", "ExportResult", "FORMAT_NAME", "FORMAT_VERSION", "export_db", "split_games"]
+__all__ = ["ExportError", "ExportResult", "FORMAT_NAME", "FORMAT_VERSION", "deflate_library", "export_db", "split_games"]

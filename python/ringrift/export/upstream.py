@@ -31,8 +31,9 @@ import numpy as np
 from .. import _core
 from ..db.replaydb import completed_at  # the converter's completed_at: what upstream's exporter reads
 from .exporter import (DEFAULT_CHUNK_MB, ExportError, ExportResult, _STATUS_TEXT, _left_out, _nothing_to_export,
-                       _output_base, _scope, _split_key, check_export_args, split_by_keys)
-from .writer import ShardedNpzWriter, final_names, publish, stale_files
+                       _output_base, _scope, _split_key, check_export_args, deflate_library,
+                       split_by_keys)
+from .writer import ShardedNpzWriter, TurnBuffers, final_names, publish, stale_files
 
 #: What upstream's exporter writes into these keys with its default options.
 HISTORY_LENGTH = 3
@@ -172,6 +173,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
 
     t0 = time.perf_counter()
     path = check_export_args(db_path, board, players, split_ratio, chunk_games, chunk_mb)
+    deflate_library(compression)  # a bad RINGRIFT_DEFLATE fails here, before anything is read
     statuses = ("ok", "unchecked") if include_unchecked else ("ok",)
 
     with GameDB(path, create=False, readonly=True) as db:
@@ -273,7 +275,7 @@ class _Pass:
         self.layout = _core.upstream.layout(board)
         self.failed_ids: set = set()
         self.skipped: list = []  # (game id, why) of games that did not replay
-        self.features_buffer = None  # reused by every chunk: fresh pages cost as much as encoding
+        self.features_buffers = TurnBuffers()  # reused by the chunks, two by turns
         self.hash_pool = None
         self.actual = {s: 0 for s in ("train", "val")}
 
@@ -456,13 +458,11 @@ class _Pass:
         winners = np.array([r.winner for r in rows], dtype=np.int64)
         check = np.array([self.verify or r.parity_status != "ok" for r in rows], dtype=np.uint8)
         need = int(offsets[-1]) * self.layout["in_channels"] * self.layout["spatial_size"] ** 2
-        if self.features_buffer is None or self.features_buffer.size < need:
-            self.features_buffer = None
-            self.features_buffer = np.empty(need, dtype=np.float32)
+        buf = self.features_buffers.next(need)
         out = _core.upstream.encode_games(self.board, moves, offsets, nplayers,
                                           hashes=hashes.astype(np.uint64, copy=False), verify=check,
                                           expect_over=(winners > 0).astype(np.uint8), threads=self.threads,
-                                          features_buffer=self.features_buffer)
+                                          features_buffer=buf)
         status = out["status"]
         good = (status == 0) & (out["final_winner"].astype(np.int64) == winners)
         for i in np.flatnonzero(~good):
@@ -488,7 +488,11 @@ class _Pass:
         }
         for split, want in (("train", True), ("val", False)):
             gsel = good & (in_train == want) & (per_game > 0)
-            if split not in writers or not gsel.any():
+            if split not in writers:
+                continue
+            if not gsel.any():
+                # no append this time: its pending pieces may be in the buffer the next chunk reuses
+                writers[split].drain()
                 continue
             ssel = np.repeat(gsel, per_game)
             whole = bool(ssel.all())

@@ -1,16 +1,21 @@
 """Streaming ``.npz`` writer: bounded memory, optional sharding, atomic publication.
 
 An ``.npz`` file is a zip archive of ``.npy`` members. Rows are appended chunk by chunk; each
-column streams into its own temporary file, already deflated when compression is on (pieces
-compressed independently, each ended by a sync flush, so they concatenate into one valid
-deflate stream and can be compressed on several threads) and with its CRC-32 kept up to date.
-When a shard is full (``max_rows``) or at the end, the archive is assembled from those files:
-per member a local header, the ``.npy`` header (whose shape is only known now; its CRC is
-combined with the data's) and the column's bytes. The central directory is written last, after
-the small per-archive arrays. ``np.load(path, allow_pickle=False)`` reads the result; nothing
-is pickled.
+column streams into its own temporary file, already deflated when compression is on (pieces of
+at most 4 MiB compressed independently, each ended by a sync flush, so they concatenate into one
+valid deflate stream), with its CRC-32 combined from the pieces'. When a shard is full
+(``max_rows``) or at the end, the archive is assembled from those files: per member a local
+header, the ``.npy`` header (whose shape is only known now; its CRC is combined with the
+data's) and the column's bytes. The central directory is written last, after the small
+per-archive arrays. ``np.load(path, allow_pickle=False)`` reads the result; nothing is pickled.
 
-Memory stays at one chunk plus copy buffers; the temporary files hold the compressed columns.
+With ``threads`` > 1 the pieces are deflated on a thread pool (the deflate libraries release
+the GIL) and :meth:`ShardedNpzWriter.append` returns once the *previous* chunk is written, so
+the caller encodes the next chunk while this one is compressed; pieces are always written in
+order, so the bytes are the same for any number of threads. The deflate library is
+``ringrift.export.deflate``'s choice (ISA-L when installed).
+
+Memory stays at two chunks plus copy buffers; the temporary files hold the compressed columns.
 Everything is built in a temporary directory beside the final files, and the caller renames
 the archives into place only when all of them are complete (:func:`publish`), so a failure
 never leaves a partial file under a final name.
@@ -25,70 +30,17 @@ import shutil
 import struct
 import time
 import zlib
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-#: zlib level: level 1 compresses the mostly-zero planes about as well as the default level 6
-#: at several times the speed.
-COMPRESS_LEVEL = 1
+from . import deflate as _deflate
+from .deflate import crc32_concat
+
 _PIECE = 4 << 20       # bytes per independently deflated piece
 _COPY_BLOCK = 8 << 20
-
-# ---- CRC-32 of a concatenation ------------------------------------------------------------------
-# CRC-32 (reflected, polynomial 0xEDB88320) is linear over GF(2): appending n zero bytes to a
-# message maps the CRC register through a fixed 32x32 bit matrix Z^n, and
-# crc(A + B) = Z^len(B) (crc(A)) xor crc(B). Matrices are stored as 32 column bit masks.
-
-_CRC_POLY = 0xEDB88320
-
-
-def _mat_vec(mat: list, vec: int) -> int:
-    out, i = 0, 0
-    while vec:
-        if vec & 1:
-            out ^= mat[i]
-        vec >>= 1
-        i += 1
-    return out
-
-
-def _mat_mul(a: list, b: list) -> list:
-    return [_mat_vec(a, col) for col in b]
-
-
-def _zero_byte_matrix() -> list:
-    bit = [_CRC_POLY] + [1 << (i - 1) for i in range(1, 32)]  # one zero bit: shift right, feed back
-    m = bit
-    for _ in range(3):  # 8 zero bits
-        m = _mat_mul(m, m)
-    return m
-
-
-_ZERO_BYTE = _zero_byte_matrix()
-
-
-def crc32_concat(crc_a: int, crc_b: int, len_b: int) -> int:
-    """CRC-32 of A + B from crc32(A), crc32(B) and len(B)."""
-    mat, reg = _ZERO_BYTE, crc_a
-    while len_b:
-        if len_b & 1:
-            reg = _mat_vec(mat, reg)
-        len_b >>= 1
-        if len_b:
-            mat = _mat_mul(mat, mat)
-    return reg ^ crc_b
-
-
-# ---- deflate pieces -----------------------------------------------------------------------------
-
-def _deflate_piece(piece) -> bytes:
-    c = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
-    return c.compress(piece) + c.flush(zlib.Z_SYNC_FLUSH)
-
-
-_DEFLATE_END = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # empty final block
 
 
 def npy_header(dtype, shape) -> bytes:
@@ -136,9 +88,10 @@ class _Zip:
         self.fh = open(self.path, "r+b")
         self.fh.seek(0, os.SEEK_END)
 
-    def add_bytes(self, name: str, data: bytes, compress: bool) -> None:
-        payload = zlib.compress(data, COMPRESS_LEVEL, wbits=-15) if compress else data
-        self.begin(name, 8 if compress else 0, zlib.crc32(data), len(data), len(payload))
+    def add_bytes(self, name: str, data: bytes, lib: "_deflate.Deflate | None") -> None:
+        """One member from bytes in memory: deflated with ``lib``, stored when it is None."""
+        payload = lib.whole(data) if lib is not None else data
+        self.begin(name, 8 if lib is not None else 0, zlib.crc32(data), len(data), len(payload))
         self.fh.write(payload)
 
     def finish(self) -> None:
@@ -161,65 +114,95 @@ class _Zip:
             self.fh.close()
 
 
-def write_npy_member(zf: _Zip, name: str, arr, compress: bool, allow_pickle: bool = False) -> None:
-    """Add one small array as ``name.npy`` (never pickled unless ``allow_pickle``: object arrays
-    that only an explicit opt-in such as ``ringrift-export --object-arrays`` asks for)."""
+def write_npy_member(zf: _Zip, name: str, arr, lib: "_deflate.Deflate | None", allow_pickle: bool = False) -> None:
+    """Add one small array as ``name.npy``, deflated with ``lib`` (stored when None); never
+    pickled unless ``allow_pickle``: object arrays that only an explicit opt-in such as
+    ``ringrift-export --object-arrays`` asks for."""
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=allow_pickle)
-    zf.add_bytes(name + ".npy", buf.getvalue(), compress)
+    zf.add_bytes(name + ".npy", buf.getvalue(), lib)
 
 
 # ---- columns and shards ------------------------------------------------------------------------------
 
 class _Column:
-    def __init__(self, path: Path, dtype, tail: tuple, compress: bool, pool):
+    """One column of one shard: its bytes (deflated or not) in a temporary file. Pieces being
+    deflated on the pool wait in ``pending`` (future, uncompressed length) and are written in
+    order by :meth:`drain`."""
+
+    def __init__(self, path: Path, dtype, tail: tuple, lib, crc_lib, pool):
         self.path = path
         self.dtype = np.dtype(dtype)
         self.tail = tuple(tail)
-        self.compress = compress
+        self.lib = lib            # Deflate, or None: stored
+        self.crc_lib = crc_lib    # the CRC-32 functions (the deflate library's: faster than zlib's)
         self.pool = pool
         self.rows = 0
         self.crc = 0
         self.usize = 0
+        self.pending: deque = deque()
         self.fh = open(path, "wb")
 
-    def append(self, arr: np.ndarray) -> None:
+    def append(self, arr: np.ndarray) -> int:
+        """Queue (or write) ``arr``'s rows; returns the number of pieces left pending."""
         arr = np.asarray(arr)
         if arr.dtype != self.dtype or arr.shape[1:] != self.tail:
             raise ValueError(f"{self.path.name}: got {arr.dtype}{arr.shape[1:]}, expected {self.dtype}{self.tail}")
         self.rows += arr.shape[0]
         if not arr.size:
-            return
-        buf = memoryview(np.ascontiguousarray(arr)).cast("B")
-        if self.compress:
-            pieces = [buf[i:i + _PIECE] for i in range(0, len(buf), _PIECE)]
-            out = self.pool.map(_deflate_piece, pieces) if self.pool and len(pieces) > 1 else map(_deflate_piece, pieces)
-            for chunk in out:
-                self.fh.write(chunk)
-        else:
+            return 0
+        buf = memoryview(np.ascontiguousarray(arr)).cast("B")  # the view keeps the array alive while pending
+        if self.lib is None:
             self.fh.write(buf)
-        self.crc = zlib.crc32(buf, self.crc)
-        self.usize += len(buf)
+            self._add_crc(self.crc_lib.crc32(buf), len(buf))
+            return 0
+        pieces = [buf[i:i + _PIECE] for i in range(0, len(buf), _PIECE)]
+        if self.pool is None:
+            for p in pieces:
+                data, crc = self.lib.piece_with_crc(p)
+                self.fh.write(data)
+                self._add_crc(crc, len(p))
+            return 0
+        for p in pieces:
+            self.pending.append((self.pool.submit(self.lib.piece_with_crc, p), len(p)))
+        return len(pieces)
+
+    def _add_crc(self, crc: int, n: int) -> None:
+        self.crc = self.crc_lib.crc32_combine(self.crc, crc, n) if self.usize else crc
+        self.usize += n
+
+    def drain(self, keep: int = 0) -> None:
+        """Write the finished pieces in order until ``keep`` remain pending."""
+        while len(self.pending) > keep:
+            future, n = self.pending[0]
+            data, crc = future.result()
+            self.pending.popleft()
+            self.fh.write(data)
+            self._add_crc(crc, n)
 
     def write_member(self, zf: _Zip, name: str) -> None:
+        self.drain()
         self.fh.close()
         header = npy_header(self.dtype, (self.rows,) + self.tail)
-        crc = crc32_concat(zlib.crc32(header), self.crc, self.usize)
+        crc = self.crc_lib.crc32_combine(zlib.crc32(header), self.crc, self.usize) if self.usize else zlib.crc32(header)
         stored = self.path.stat().st_size
-        if self.compress:
-            head = _deflate_piece(header)
-            zf.begin(name, 8, crc, len(header) + self.usize, len(head) + stored + len(_DEFLATE_END))
+        if self.lib is not None:
+            head = self.lib.piece(header)
+            zf.begin(name, 8, crc, len(header) + self.usize, len(head) + stored + len(_deflate.END))
         else:
             head = header
             zf.begin(name, 0, crc, len(header) + self.usize, len(header) + stored)
         zf.fh.write(head)
         with open(self.path, "rb") as src:
             shutil.copyfileobj(src, zf.fh, _COPY_BLOCK)
-        if self.compress:
-            zf.fh.write(_DEFLATE_END)
+        if self.lib is not None:
+            zf.fh.write(_deflate.END)
         os.unlink(self.path)
 
     def discard(self) -> None:
+        for future, _ in self.pending:
+            future.cancel()
+        self.pending.clear()
         if not self.fh.closed:
             self.fh.close()
 
@@ -228,20 +211,25 @@ class ShardedNpzWriter:
     """Append rows of fixed columns; produce one or more ``.npz`` archives in ``tmpdir``.
 
     ``schema`` maps each column to ``(dtype, trailing shape)``. ``max_rows`` (None = no limit)
-    caps the rows per archive. ``threads`` > 1 deflates pieces of a chunk in parallel.
-    :meth:`finish` adds the small per-archive arrays and returns the archives with their row
-    counts.
+    caps the rows per archive. ``threads`` > 1 deflates pieces on that many threads, overlapped
+    with the caller: the arrays given to :meth:`append` must stay unchanged until the next
+    :meth:`append` (or :meth:`finish`) returns. ``deflate`` is a ``ringrift.export.deflate``
+    library (default: its choice). :meth:`finish` adds the small per-archive arrays and
+    returns the archives with their row counts.
     """
 
     def __init__(self, tmpdir: Path, tag: str, schema: dict, *, max_rows: int | None = None,
-                 compress: bool = True, threads: int = 1, pickle_extras: bool = False):
+                 compress: bool = True, threads: int = 1, pickle_extras: bool = False, deflate=None):
         self.tmpdir = Path(tmpdir)
         self.tag = tag
         self.schema = {k: (np.dtype(d), tuple(t)) for k, (d, t) in schema.items()}
         self.max_rows = max_rows
         self.compress = bool(compress)
         self.pickle_extras = bool(pickle_extras)  # object arrays among the extras (opt-in)
-        self.pool = ThreadPoolExecutor(max_workers=threads) if compress and threads > 1 else None
+        self.lib = (deflate or _deflate.choose()) if self.compress else None
+        self.crc_lib = self.lib or _crc_library()
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="npz-deflate") \
+            if self.compress and threads > 1 else None
         self.shards: list[tuple[_Zip, int]] = []
         self._cols: dict[str, _Column] | None = None
         self._rows = 0
@@ -249,7 +237,8 @@ class ShardedNpzWriter:
 
     def _open_shard(self) -> None:
         k = len(self.shards)
-        self._cols = {key: _Column(self.tmpdir / f"{self.tag}.{k:05d}.{key}.part", d, t, self.compress, self.pool)
+        self._cols = {key: _Column(self.tmpdir / f"{self.tag}.{k:05d}.{key}.part", d, t, self.lib, self.crc_lib,
+                                   self.pool)
                       for key, (d, t) in self.schema.items()}
         self._rows = 0
 
@@ -261,18 +250,29 @@ class ShardedNpzWriter:
             raise ValueError(f"columns have different lengths {sorted(lengths)}")
         n = lengths.pop()
         start = 0
+        fresh: dict = {}
         while start < n:
             if self._cols is None:
                 self._open_shard()
+                fresh = {}
             room = (self.max_rows - self._rows) if self.max_rows else n - start
             take = min(room, n - start)
             for key, arr in columns.items():
-                self._cols[key].append(arr[start:start + take])
+                fresh[key] = fresh.get(key, 0) + self._cols[key].append(arr[start:start + take])
             self._rows += take
             self.total_rows += take
             start += take
             if self.max_rows and self._rows >= self.max_rows:
                 self._close_shard()
+        if self._cols is not None:  # the previous chunk's pieces are written; this chunk's go on
+            for key, col in self._cols.items():
+                col.drain(keep=fresh.get(key, 0))
+
+    def drain(self) -> None:
+        """Write every pending piece: after this the arrays of earlier appends are free to change."""
+        if self._cols is not None:
+            for col in self._cols.values():
+                col.drain()
 
     def _close_shard(self) -> None:
         zf = _Zip(self.tmpdir / f"{self.tag}.{len(self.shards):05d}.npz")
@@ -302,7 +302,7 @@ class ShardedNpzWriter:
         for part, (zf, rows) in enumerate(self.shards):
             zf.resume()
             for name, arr in extras(part, num, rows).items():
-                write_npy_member(zf, name, arr, self.compress, allow_pickle=self.pickle_extras)
+                write_npy_member(zf, name, arr, self.lib, allow_pickle=self.pickle_extras)
             zf.finish()
             out.append((zf.path, rows))
         self._shutdown()
@@ -322,8 +322,35 @@ class ShardedNpzWriter:
 
     def _shutdown(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+class TurnBuffers:
+    """Two float32 buffers for the encoders' features, used by turns (one per chunk). Reusing
+    them saves the kernel's zeroing of fresh pages (as costly as the encoding); two, because
+    with threads the writer may still deflate one chunk's features while the next chunk is
+    encoded. A writer that gets no rows from a chunk must :meth:`ShardedNpzWriter.drain`."""
+
+    def __init__(self):
+        self.buffers = [None, None]
+        self.turn = 0
+
+    def next(self, elements: int) -> np.ndarray:
+        t, self.turn = self.turn, self.turn ^ 1
+        buf = self.buffers[t]
+        if buf is None or buf.size < elements:
+            self.buffers[t] = None  # free the old one first
+            buf = self.buffers[t] = np.empty(max(int(elements), 1), dtype=np.float32)
+        return buf
+
+
+def _crc_library():
+    """The CRC-32 functions for stored archives: the fastest installed library's."""
+    try:
+        return _deflate.choose()
+    except (ImportError, ValueError):  # RINGRIFT_DEFLATE does not matter to stored archives
+        return _deflate.load("zlib")
 
 
 def final_names(base: Path, num_parts: int) -> list[Path]:
@@ -357,5 +384,5 @@ def publish(moves: list[tuple[Path, Path]], stale: list[Path]) -> None:
             pass
 
 
-__all__ = ["COMPRESS_LEVEL", "ShardedNpzWriter", "crc32_concat", "final_names", "npy_header", "publish",
+__all__ = ["ShardedNpzWriter", "TurnBuffers", "crc32_concat", "final_names", "npy_header", "publish",
            "stale_files", "write_npy_member"]
