@@ -216,12 +216,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_HOME = Path(_os.path.expanduser("~"))
 # What a test run may create in the repository: build and tool caches (all git-ignored).
 REPO_ALLOWED = {".git", "build", "dist", ".pytest_cache", ".hypothesis", "__pycache__"}
+# The ground truth beside the repository (recordings, golden files) is read-only to the suite too:
+# a test that opens a golden SQLite file carelessly would leave -wal/-shm files there.
+SHARED_ROOT = REPO_ROOT.parent / "shared"
 
 
-def footprint(home: Path, repo: Path) -> dict[str, tuple[int, int]]:
+def footprint(home: Path, repo: Path, shared: Path | None = None) -> dict[str, tuple[int, int]]:
     """{path: (size, mtime_ns)} of what a test run must not touch: the entries directly in
-    `home`, everything under home's .ringrift and .cache/ringrift, and every file of `repo`
-    outside REPO_ALLOWED folders and *.egg-info."""
+    `home`, everything under home's .ringrift and .cache/ringrift, every file of `repo`
+    outside REPO_ALLOWED folders and *.egg-info, and every file of `shared` (when given)."""
     out: dict[str, tuple[int, int]] = {}
 
     def add(path: Path) -> None:
@@ -243,6 +246,11 @@ def footprint(home: Path, repo: Path) -> dict[str, tuple[int, int]]:
         add(Path(dirpath))
         for name in files:
             add(Path(dirpath) / name)
+    if shared is not None and shared.is_dir():
+        for dirpath, _dirs, files in _os.walk(shared):
+            add(Path(dirpath))
+            for name in files:
+                add(Path(dirpath) / name)
     return out
 
 
@@ -255,7 +263,7 @@ def footprint_changes(before: dict, after: dict) -> list[str]:
 
 
 def pytest_sessionstart(session):
-    session.config._ringrift_footprint = footprint(REAL_HOME, REPO_ROOT)
+    session.config._ringrift_footprint = footprint(REAL_HOME, REPO_ROOT, SHARED_ROOT)
 
 
 def _foreign_state_write(change: str, basetemp: Path | None) -> bool:
@@ -277,7 +285,7 @@ def pytest_sessionfinish(session, exitstatus):
     before = getattr(session.config, "_ringrift_footprint", None)
     if before is None:
         return
-    changes = footprint_changes(before, footprint(REAL_HOME, REPO_ROOT))
+    changes = footprint_changes(before, footprint(REAL_HOME, REPO_ROOT, SHARED_ROOT))
     factory = getattr(session.config, "_tmp_path_factory", None)
     basetemp = factory.getbasetemp().resolve() if factory is not None else None
     foreign = [c for c in changes if _foreign_state_write(c, basetemp)]

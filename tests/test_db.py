@@ -461,3 +461,21 @@ def test_ctrl_c_around_a_commit_stays_a_ctrl_c_and_the_db_says_what_it_holds(tmp
             db._conn = real
         assert not real.in_transaction
         assert db.count_games() == stored
+
+
+def test_readonly_open_in_a_read_only_folder_writes_nothing_beside_the_file(tmp_path):
+    """A WAL-mode game DB on read-only media (the golden files under ../shared) is read without
+    the -wal/-shm files SQLite would otherwise create next to it."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = folder / "games.db"
+    with GameDB(path) as db:
+        assert db.count_games() == 0
+    before = sorted(p.name for p in folder.iterdir())
+    folder.chmod(0o555)
+    try:
+        with GameDB(path, create=False, readonly=True) as db:
+            assert db.count_games() == 0
+        assert sorted(p.name for p in folder.iterdir()) == before
+    finally:
+        folder.chmod(0o755)

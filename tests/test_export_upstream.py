@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from ringrift import _core
+from ringrift.db.store import readonly_uri
 from ringrift.db import GameDB
 from ringrift.export import ExportError
 from ringrift.export.upstream import array_checksum, export_upstream
@@ -118,7 +119,7 @@ def test_several_threads_and_small_chunks_still_equal_upstreams_export(golden, t
 @pytest.mark.parametrize("cfg", ["square8_2p", "hex8_3p"])
 def test_game_order_is_created_at_then_id_descending(golden, cfg):
     """The documented order (docs/upstream_npz.md) gives the sidecar's game sequence."""
-    with sqlite3.connect(f"file:{golden / f'{cfg}.games.db'}?mode=ro", uri=True) as conn:
+    with sqlite3.connect(readonly_uri(golden / f"{cfg}.games.db"), uri=True) as conn:
         ours = conn.execute("SELECT seed, game_index FROM games ORDER BY COALESCE(started_at, created_at) DESC, "
                             "id DESC").fetchall()
     side = json.loads((golden / f"{cfg}.upstream.games.json").read_text())["games"]

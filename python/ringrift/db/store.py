@@ -286,6 +286,25 @@ def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def readonly_uri(path: Path) -> str:
+    """SQLite URI that reads ``path`` without writing anything beside it.
+
+    A WAL-mode file needs a ``-shm`` index even to be read, and SQLite creates it (and an empty
+    ``-wal``) next to the file. In a folder without write permission (a shared, read-only dataset)
+    that either fails for a normal user or, as root, litters the folder, so such files are opened
+    ``immutable``: nothing can be writing to them there.
+    """
+    path = Path(path).resolve()
+    uri = f"{path.as_uri()}?mode=ro"
+    try:
+        folder_writable = bool(path.parent.stat().st_mode & 0o222)
+    except OSError:
+        folder_writable = True
+    if not folder_writable and not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
 class GameDB:
     """A game database file (see ``docs/game_db.md``).
 
@@ -310,7 +329,7 @@ class GameDB:
             if exists:
                 _check_header(self.path)
             if readonly:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                uri = readonly_uri(self.path)
             else:
                 uri = f"{self.path.resolve().as_uri()}?mode=rwc"
             self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
@@ -574,7 +593,7 @@ class GameDB:
                 return self._insert_rows(
                     [_logical(r) for r in src.iter_games()], what=f"merge from {other}")
         try:
-            conn.execute("ATTACH DATABASE ? AS src", (f"{other.resolve().as_uri()}?mode=ro",))
+            conn.execute("ATTACH DATABASE ? AS src", (readonly_uri(other),))
         except sqlite3.Error as exc:
             raise DBError(f"{other}: cannot attach for merging: {exc}", path=str(other)) from None
         try:
