@@ -261,44 +261,44 @@ class RangeScheduler:
         return self.summary()
 
     async def _dispatch(self, queue: deque) -> None:
+        """Keep up to capacity() ranges in flight; hand finished ones to the merger; requeue lost
+        ones. Every wake-up is one event (an attempt or a merge ended), so the cost per range
+        does not grow with the number of ranges in flight."""
         capacity = max(1, self.executor.capacity())
         running: dict = {}  # asyncio task -> range
+        events: asyncio.Queue = asyncio.Queue()  # finished attempts; "merged" after each merge
         merges: asyncio.Queue = asyncio.Queue()
-        merger = asyncio.create_task(self._merger(merges, queue))
+        merger = asyncio.create_task(self._merger(merges, queue, events))
+        merging = 0
         try:
-            while queue or running or self._merging:
+            while True:
                 while queue and len(running) < capacity:
                     r = queue.popleft()
-                    if r.start in self.merged:
-                        continue
                     todo = IndexSet.interval(r.start, r.end) - self.present
-                    if not todo:
+                    if r.start in self.merged or not todo:
                         continue
                     n = self.attempts[r.start] = self.attempts.get(r.start, 0) + 1
                     self._entries[r.start].update(status="running", attempts=n)
                     t = asyncio.create_task(self._attempt(RangeTask(r, todo, n)))
+                    t.add_done_callback(events.put_nowait)
                     running[t] = r
-                if not running:
-                    if merger.done():
-                        merger.result()  # raises what stopped it
-                    await asyncio.sleep(0.01)  # the merger may still requeue a range
+                if not running and not merging:
+                    break
+                ev = await events.get()
+                if isinstance(ev, BaseException):  # the merger stopped the run
+                    raise ev
+                if ev == "merged":
+                    merging -= 1
                     continue
-                done, _ = await asyncio.wait(list(running) + [merger], return_when=asyncio.FIRST_COMPLETED)
-                if merger in done:
-                    merger.result()
-                for t in done:
-                    if t is merger:
-                        continue
-                    r = running.pop(t)
-                    self.in_flight_games.pop(r.start, None)
-                    try:
-                        result = t.result()
-                    except RangeLost as exc:
-                        self._lost(r, exc, queue)
-                        continue
-                    self._merging += 1
-                    merges.put_nowait((r, result))
-            await merges.join()
+                r = running.pop(ev)
+                self.in_flight_games.pop(r.start, None)
+                try:
+                    result = ev.result()
+                except RangeLost as exc:
+                    self._lost(r, exc, queue)
+                    continue
+                merging += 1
+                merges.put_nowait((r, result))
         except BaseException:
             for t in running:
                 t.cancel()
@@ -310,8 +310,6 @@ class RangeScheduler:
         finally:
             merger.cancel()
             await asyncio.gather(merger, return_exceptions=True)
-
-    _merging = 0
 
     async def _attempt(self, task: RangeTask) -> RangeResult:
         if not self.timeout:
@@ -337,17 +335,19 @@ class RangeScheduler:
         queue.append(r)
         self.say(f"range {r} lost on {exc.worker} ({exc.reason}); re-dispatched (attempt {n + 1})",
                  logging.WARNING)
-        self._save()
+        self._save(throttle=0.5)
 
-    async def _merger(self, merges: asyncio.Queue, queue: deque) -> None:
-        """Merge finished ranges one at a time, in a thread, as they arrive."""
+    async def _merger(self, merges: asyncio.Queue, queue: deque, events: asyncio.Queue) -> None:
+        """Merge finished ranges one at a time, in a thread, as they arrive; tell the dispatch
+        loop after each ("merged", or the exception that must stop the run)."""
         while True:
             r, result = await merges.get()
             try:
                 await self._merge_one(r, result, queue)
-            finally:
-                self._merging -= 1
-                merges.task_done()
+            except Exception as exc:  # RingRiftError (another engine version, max attempts), DBError, ...
+                events.put_nowait(exc)
+                return
+            events.put_nowait("merged")
 
     async def _merge_one(self, r: Range, result: RangeResult, queue: deque) -> None:
         if r.start in self.merged:
