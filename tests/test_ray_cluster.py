@@ -57,22 +57,22 @@ class LoopbackRay:
         (root / "home").mkdir()
         self.env = dict(os.environ, HOME=str(root / "home"), TMPDIR=str(root / "tmp"), RAY_TMPDIR=str(root),
                         RAY_USAGE_STATS_ENABLED="0",
-                        # a killed node is declared dead after ~2 s, not Ray's default ~15 s
-                        RAY_health_check_period_ms="500", RAY_health_check_failure_threshold="3",
-                        RAY_health_check_initial_delay_ms="0")
+                        # a killed node is declared dead after ~5 s, not Ray's default ~15 s
+                        RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="5",
+                        RAY_raylet_start_wait_time_s="150")
         self.env.pop("RAY_ADDRESS", None)
 
     def start_nodes(self, n: int, head: bool = False) -> None:
-        """Start `n` nodes at once (the head alone), each `ray start` in a session of its own."""
+        """Start `n` nodes (the head alone), each `ray start` in a session of its own."""
         argv = [str(BIN / "ray"), "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
                 "--object-store-memory", str(100 << 20), "--disable-usage-stats", "--temp-dir", str(self.root)]
         argv += (["--head", "--port", str(self.port), "--include-dashboard", "false"] if head
                  else ["--address", self.address])
-        procs = [subprocess.Popen(argv, env=self.env, start_new_session=True, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True) for _ in range(n)]
-        self.groups += [p.pid for p in procs]
-        for p in procs:
-            out, _ = p.communicate(timeout=120)
+        for _ in range(n):  # one after the other: on a loaded box parallel starts time out
+            p = subprocess.Popen(argv, env=self.env, start_new_session=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+            self.groups.append(p.pid)
+            out, _ = p.communicate(timeout=180)
             assert p.returncode == 0, out[-2000:]
 
     def stop(self) -> list[str]:
