@@ -202,3 +202,18 @@ def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch, caps
                               state=tmp_path / "st.json")
     rc = main(["--backend", "ray", "cluster", "health"])
     assert rc != 0 and "pip install 'ringrift[ray]'" in capsys.readouterr().err
+
+
+def test_a_ray_address_that_does_not_answer_fails_in_one_line(tmp_path, capsys):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'ringrift[ray]')")
+    from ringrift.pipeline.cli import main
+
+    port = _free_port()  # nothing listens there now
+    for addr, says in ((f"127.0.0.1:{port}", "cannot connect to the Ray cluster at"),
+                       (f"ray://127.0.0.1:{port}", "cannot connect to the Ray cluster at"),
+                       ("nonsense", "is not auto, HOST:PORT or ray://HOST:PORT")):
+        t0 = time.monotonic()
+        assert main(["--backend", "ray", "--ray-address", addr, "cluster", "list"]) != 0
+        err = capsys.readouterr().err
+        assert says in err and err.strip().count("\n") == 0, err
+        assert time.monotonic() - t0 < 30

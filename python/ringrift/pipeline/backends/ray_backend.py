@@ -46,11 +46,33 @@ def ray_address(arg: str | None) -> str:
     return arg or os.environ.get(ADDRESS_ENV) or "auto"
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """For HOST:PORT and ray://HOST:PORT, a TCP connect first: ray.init retries an address that
+    does not answer for minutes, this fails in one line."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address == "auto" or address.startswith("local"):
+        return
+    try:
+        u = urlsplit(address if "://" in address else f"gcs://{address}")
+        host, port = u.hostname, u.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise RingRiftError(f"--ray-address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise RingRiftError(f"cannot connect to the Ray cluster at {address!r}: {exc.strerror or exc}") from None
+
+
 def connect(address: str):
     """ray.init against an existing cluster (never starts one); returns (ray, connected_here)."""
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
+    check_reachable(address)
     try:
         ray.init(address=address, namespace="ringrift", log_to_driver=False, logging_level="WARNING",
                  configure_logging=True)
