@@ -102,9 +102,9 @@ def ray_cluster(tmp_path_factory):
         assert not left, "Ray processes left behind:\n" + "\n".join(left)
 
 
-def _pipeline(cluster, *args, **popen):
+def _pipeline(cluster, *args, env_extra=None, **popen):
     argv = [str(BIN / "ringrift-pipeline"), "--backend", "ray", "--ray-address", cluster.address, *args]
-    env = dict(os.environ, RAY_TMPDIR=str(cluster.root), TMPDIR=str(cluster.root / "tmp"))
+    env = dict(os.environ, RAY_TMPDIR=str(cluster.root), TMPDIR=str(cluster.root / "tmp"), **(env_extra or {}))
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
@@ -153,8 +153,9 @@ def test_ray_run_survives_a_killed_driver_and_a_killed_node(ray_cluster, tmp_pat
     first.wait(30)
     assert seen["games_completed"] < GAMES
 
-    # 2. The rerun resumes; a worker node is killed while it plays.
-    second = _pipeline(c, *run)
+    # 2. The rerun resumes; a worker node is killed while it plays. Every range DB comes back in
+    # chunks of 256 KiB read by tasks pinned to its node (the path of DBs over 64 MiB).
+    second = _pipeline(c, *run, env_extra={"RINGRIFT_RAY_INLINE_BYTES": "0", "RINGRIFT_RAY_CHUNK_BYTES": "262144"})
     resumed = _wait_state(state, second, lambda d: d.get("pid") == second.pid and d.get("ranges"), "the rerun")
     have = resumed["games_completed"]
     _wait_state(state, second, lambda d: d.get("games_completed", 0) >= have + 1500, "the rerun to progress")
@@ -178,6 +179,9 @@ def test_ray_run_survives_a_killed_driver_and_a_killed_node(ray_cluster, tmp_pat
     nodes = {n: w for n, w in final["workers"].items() if w.get("ranges_done")}
     assert len(nodes) >= 2 and sum(w["games_merged"] for w in nodes.values()) == GAMES - have, final["workers"]
     assert f"({have} already present, target {GAMES})" in out and f"{GAMES - have} new games" in out, out
+
+    log = (tmp_path / "logs" / "pipeline_orchestrator.log").read_text()
+    assert log.count(" chunks\n") >= (GAMES - have) // PER_RANGE - 5, log[-3000:]  # the chunked path ran
 
     parity = subprocess.run([str(BIN / "ringrift-parity"), "--db", str(db), "--sample", "0"], capture_output=True,
                             text=True, timeout=300)

@@ -19,6 +19,7 @@ and its token file or RAY_AUTH_TOKEN) is reached exactly as `ray` itself reaches
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 
@@ -30,6 +31,8 @@ INSTALL_HINT = "the ray backend needs Ray: pip install 'ringrift[ray]'"
 ADDRESS_ENV = "RAY_ADDRESS"
 INLINE_BYTES = 64 << 20  # range DBs up to this size come back as one object
 CHUNK_BYTES = 16 << 20  # larger ones in chunks of this size
+INLINE_ENV = "RINGRIFT_RAY_INLINE_BYTES"  # overrides INLINE_BYTES (0: every DB in chunks)
+CHUNK_ENV = "RINGRIFT_RAY_CHUNK_BYTES"  # overrides CHUNK_BYTES
 MAX_RETRIES = 3  # Ray's own retries of a task whose worker or node died
 
 
@@ -158,13 +161,13 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, spec, address: str | None = None, *, max_retries: int = MAX_RETRIES,
-                 inline_bytes: int | None = None, chunk_bytes: int = CHUNK_BYTES):
+                 inline_bytes: int | None = None, chunk_bytes: int | None = None):
         self.ray = import_ray()
         self.spec = spec
         self.address = ray_address(address)
         self.max_retries = max_retries
-        self.inline_bytes = INLINE_BYTES if inline_bytes is None else inline_bytes
-        self.chunk_bytes = chunk_bytes
+        self.inline_bytes = _size_env(INLINE_ENV, INLINE_BYTES, 0) if inline_bytes is None else inline_bytes
+        self.chunk_bytes = _size_env(CHUNK_ENV, CHUNK_BYTES, 1) if chunk_bytes is None else chunk_bytes
         self.threads = max(1, spec.threads if spec.threads else (spec.default_threads or 1))
         self.connected_here = False
         self._capacity = 1
@@ -240,6 +243,9 @@ class RayExecutor(Executor):
         except self.ray.exceptions.RayError as exc:
             raise RangeLost(out["node"], f"range {r}: its DB could not be read back from the node: "
                                          f"{_first_line(exc)}") from None
+        chunks = sum(-(-size // self.chunk_bytes) for size in out["sizes"].values())
+        logging.getLogger("ringrift.pipeline").info(
+            f"{out['node']}: range {r}: DB of {sum(out['sizes'].values())} bytes read back in {chunks} chunks")
         try:
             await self._remove.options(**pin).remote(out["folder"])
         except self.ray.exceptions.RayError:
@@ -249,6 +255,19 @@ class RayExecutor(Executor):
         if self.connected_here:
             await asyncio.to_thread(self.ray.shutdown)
             self.connected_here = False
+
+
+def _size_env(name: str, default: int, least: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not least <= value <= 1 << 40:
+        raise RingRiftError(f"${name}={raw!r}: expected a byte count {least}..{1 << 40}")
+    return value
 
 
 def _first_line(exc) -> str:
