@@ -513,6 +513,9 @@ def cluster_command(ctx: Context) -> int:
             print("nothing was changed (--dry-run)")
             return 0
         return cluster_ray(sub, getattr(ctx.args, "ray_address", None), sys.stdout)
+    if ctx.args.backend == "local":
+        raise UsageError("--backend local plays on this machine: it has no cluster (cluster commands take "
+                         "--backend ssh, p2p or ray)")
     if ctx.args.backend == "p2p":
         from .backends.p2p import cluster_p2p
 
