@@ -48,8 +48,8 @@ def test_help_on_every_level(argv, capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: ringrift-pipeline")
     if not argv:
-        for opt in ("--backend {ssh,p2p}", "--p2p-leader URL", "--p2p-auth-token TOKEN", "--config PATH",
-                    "--state PATH", "--dry-run", "{run,status,cluster}"):
+        for opt in ("--backend {ssh,p2p,ray,local}", "--ray-address ADDR", "--p2p-leader URL",
+                    "--p2p-auth-token TOKEN", "--config PATH", "--state PATH", "--dry-run", "{run,status,cluster}"):
             assert opt in out
     if argv == ["run", "npz_export"]:
         assert "--db PATH" in out and "--output-dir DIR" in out

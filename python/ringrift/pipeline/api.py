@@ -159,6 +159,9 @@ def state_note(ctx: Context) -> str:
 
 def selfplay_phase(ctx: Context, *, phases=("canonical_selfplay",), run_key=None) -> int:
     spec = selfplay_spec(ctx.args, ctx.cfg)
+    if ctx.args.backend in SCHEDULED_BACKENDS:
+        check_ranges(spec)
+        return _selfplay_scheduled(ctx, spec, phases, run_key)
     if ctx.args.backend == "p2p":
         from .backends.p2p import selfplay_p2p
 
@@ -268,6 +271,63 @@ def begin_distributed_selfplay(ctx: Context, spec, phases, run_key):
     return st, None if ctx.args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
 
 
+SCHEDULED_BACKENDS = ("ray", "local")  # executors driven by scheduler.RangeScheduler
+
+
+def executor_for(ctx: Context, spec):
+    """The executor of --backend ray|local for `spec`."""
+    if ctx.args.backend == "ray":
+        from .backends.ray_backend import RayExecutor
+
+        return RayExecutor(spec, getattr(ctx.args, "ray_address", None))
+    from .backends.pool import LocalPoolExecutor
+
+    return LocalPoolExecutor(spec)
+
+
+def _selfplay_scheduled(ctx: Context, spec, phases, run_key) -> int:
+    """canonical_selfplay through the scheduler and one executor (ray, local)."""
+    from .orchestrator import present_indices, report_selfplay
+    from .ranges import split
+    from .scheduler import GameDBSink, RangeScheduler, run_scheduler
+
+    backend = ctx.args.backend
+    if ctx.dry_run:
+        would_be_writable(spec.output_db)
+        present = present_indices(spec.output_db, spec, create=False)
+        ranges = split(spec.num_games, spec.games_per_worker)
+        todo = [r for r in ranges if not present.covers(r.start, r.end)]
+        print(f"plan: canonical_selfplay {spec.board} {spec.players}p policy={spec.policy} seed={spec.seed}, "
+              f"{spec.num_games} games into {spec.output_db}")
+        if backend == "ray":
+            from .backends.ray_backend import ray_address
+
+            where = f"the Ray cluster at {ray_address(getattr(ctx.args, 'ray_address', None))!r}"
+            each = ("num_gpus=1" if spec.device == "cuda" else f"num_cpus={max(1, spec.threads or spec.default_threads or 1)}")
+            print(f"  executor: ray, one task per range ({each}) on {where}; each range DB comes back through "
+                  f"the object store and is merged as it arrives")
+        else:
+            print("  executor: local, a thread pool in this process; each range into its own part DB, merged as "
+                  "it finishes")
+        print(f"  {spec.num_games - present.within(0, spec.num_games).count} games to play in {len(todo)} of "
+              f"{len(ranges)} ranges of up to {spec.games_per_worker}; part DBs in {spec.parts_dir()}")
+        print(f"  {state_note(ctx)}")
+        return 0
+    if spec.device == "cuda" and backend == "local":
+        from ..gpu import require_gpu
+
+        require_gpu()
+    executor = executor_for(ctx, spec)
+    check_writable(spec.output_db)
+    st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
+    sched = RangeScheduler(spec, executor, GameDBSink(spec), st, ctx.logger, progress=bar, err=sys.stderr)
+    summary = run_scheduler(sched)
+    if bar:
+        bar.close()
+    workers = f"the {backend} executor ({len(summary['by_host'])} node{'s' if len(summary['by_host']) != 1 else ''})"
+    return report_selfplay(ctx, spec, st, summary, workers=workers, unit="node")
+
+
 def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
     from .backends import get_backend
     from .orchestrator import (Orchestrator, plan_ranges, present_indices, print_plan, report_selfplay,
@@ -369,6 +429,130 @@ def record_failure(ctx: Context | None, status: str, message: str) -> None:
         pass
 
 
+# ---- status ----------------------------------------------------------------------------------
+
+def show_status(state=None, *, as_json: bool = False) -> int:
+    """Print the pipeline state `state` (default ~/.ringrift/pipeline_state.json): phase,
+    progress, every range's status and every worker's (node's, host's) progress."""
+    import json
+
+    from .state import holder_pid
+
+    path = state_path(None if state is None else str(state))
+    data = read_state(path)
+    if data is None:
+        print(f"no pipeline state at {path}: nothing has run yet (or it ran with another --state)")
+        return 0
+    if as_json:
+        print(json.dumps(data, indent=1))
+        return 0
+    pid = holder_pid(path)
+    if pid:
+        live = f"an orchestrator is running (pid {pid})" if pid > 0 else "an orchestrator is running"
+    else:
+        live = "no orchestrator is running"
+        if any(v == "running" for v in data.get("phase_status", {}).values()):
+            live += "; the last run stopped before finishing (rerun the same command to resume)"
+    print(f"state: {path} ({live})" + (f"; executor: {data['executor']}" if data.get("executor") else ""))
+    run = data.get("run") or {}
+    phase = data.get("current_phase")
+    print(f"phase: {phase} ({data.get('phase_status', {}).get(phase, '?')}), started {data.get('started_at')}, "
+          f"updated {data.get('updated_at')}")
+    if data.get("phase_status"):
+        print("phases: " + ", ".join(f"{p} {s}" for p, s in data["phase_status"].items()))
+    if "board" in run:
+        print(f"run: {run['board']} {run.get('players')}p policy={run.get('policy')} seed={run.get('seed')} -> "
+              f"{run.get('output_db')}")
+    target = data.get("games_target")
+    if target:
+        done = data.get("games_completed", 0)
+        flight = data.get("games_in_flight", 0)
+        extra = f", {flight} more in flight" if flight else ""
+        print(f"games: {done}/{target} ({100.0 * done / target:.0f}%) stored{extra}")
+    ranges = data.get("ranges") or []
+    if ranges:
+        counts: dict = {}
+        for r in ranges:
+            counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
+        print("ranges: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    workers = data.get("workers") or {}
+    if workers:
+        rows = [("worker", "status", "range", "games", "ranges done", "games merged", "note")]
+        for name, w in sorted(workers.items()):
+            rng = w.get("range")
+            rng_s = f"[{rng[0]}, {rng[1]})" if rng else "-"
+            todo = w.get("todo")
+            games = f"{w.get('games', 0)}/{todo}" if todo else str(w.get("games", 0))
+            rows.append((name, str(w.get("status")), rng_s, games, str(w.get("ranges_done", "-")),
+                         str(w.get("games_merged", "-")), (w.get("error") or "")[:100]))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    if data.get("error"):
+        print(f"last error: {data['error']}")
+    return 0
+
+
+# ---- cluster ---------------------------------------------------------------------------------
+
+def cluster_command(ctx: Context) -> int:
+    """`cluster list|health|sync|update` (ctx.args.cluster_command) for the backend of ctx.args."""
+    from . import cluster
+    from .backends import get_backend
+
+    if ctx.args.backend == "ray":
+        from .backends.ray_backend import cluster_ray, ray_address
+
+        sub = ctx.args.cluster_command
+        if sub not in ("list", "health"):
+            raise UsageError(f"cluster {sub} is for the hosts file (--backend ssh); a Ray cluster gets this "
+                             f"package with its image or pip (see docs/scaling.md)")
+        if ctx.dry_run:
+            print(f"plan: list the nodes of the Ray cluster at {ray_address(getattr(ctx.args, 'ray_address', None))!r}"
+                  + (" and run a task on each for this package's version and build" if sub == "health" else ""))
+            print("nothing was changed (--dry-run)")
+            return 0
+        return cluster_ray(sub, getattr(ctx.args, "ray_address", None), sys.stdout)
+    if ctx.args.backend == "local":
+        raise UsageError("--backend local plays on this machine: it has no cluster (cluster commands take "
+                         "--backend ssh, p2p or ray)")
+    if ctx.args.backend == "p2p":
+        from .backends.p2p import cluster_p2p
+
+        return cluster_p2p(ctx)
+    hosts = ctx.hosts
+    sub = ctx.args.cluster_command
+    if sub == "list":
+        return cluster.cmd_list(hosts, sys.stdout)
+    entries = hosts.hosts or [cluster.local_entry()]
+    backend = get_backend(ctx.args.backend)
+    handles = [backend.handle(h) for h in entries]
+    if sub == "health":
+        if ctx.dry_run:
+            print("plan: probe every host (reachability, ringrift version and build, cores, GPU, disk, load):")
+            for h in handles:
+                print(f"  {h.name}: {h.command_line(['probe', '--work-dir', '.'])}")
+            print("nothing was changed (--dry-run)")
+            return 0
+        return cluster.cmd_health(handles, sys.stdout)
+    if sub == "sync":
+        out = Path(ctx.args.output_db)
+        if ctx.dry_run:
+            print(f"plan: pull every runs/*/*.db under each host's work_dir and merge it into {out}:")
+            for h in handles:
+                print(f"  {h.location('runs/*/*.db')} -> {out.parent / f'.{out.name}.parts'} -> {out}")
+            print("nothing was changed (--dry-run)")
+            return 0
+        check_writable(out)
+        ctx.start()
+        return cluster.cmd_sync(handles, out, ctx.logger, sys.stdout, sys.stderr)
+    if sub == "update":
+        if not ctx.dry_run:
+            ctx.start()
+        return cluster.cmd_update(handles, ctx.logger, sys.stdout, dry_run=ctx.dry_run)
+    return 2
+
+
 # ---- the Python API --------------------------------------------------------------------------
 
 def os_error_message(exc: OSError) -> str:
@@ -386,7 +570,11 @@ def open_context(args) -> Context:
         from .backends import get_backend
 
         get_backend("p2p", p2p_leader=getattr(args, "p2p_leader", None), p2p_auth_token=token)
-    elif backend != "ssh":
+    elif backend == "ray":
+        from .backends.ray_backend import import_ray
+
+        import_ray()  # one line saying how to install it, before anything is written
+    elif backend not in ("ssh", "local"):
         from .backends import BACKENDS, BackendUnavailable
 
         raise BackendUnavailable(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
@@ -434,9 +622,10 @@ def _selfplay_args(num_games, board, output_db, players, seed, policy, threads, 
                 games_per_worker=games_per_worker, batch_size=batch_size, device=device, quiet=quiet)
 
 
-def _common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run) -> dict:
+def _common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run, ray_address=None) -> dict:
     return dict(config=None if config is None else str(config), state=None if state is None else str(state),
-                backend=backend, p2p_leader=p2p_leader, p2p_auth_token=p2p_auth_token, dry_run=dry_run)
+                backend=backend, p2p_leader=p2p_leader, p2p_auth_token=p2p_auth_token, dry_run=dry_run,
+                ray_address=ray_address)
 
 
 def selfplay_command(ctx: Context) -> int:
@@ -451,21 +640,24 @@ def run_selfplay(num_games: int, *, board: str | None = None, output_db=None, pl
                  seed: int | None = None, policy: str | None = None, threads: int | None = None,
                  max_moves: int | None = None, games_per_worker: int | None = None, batch_size: int | None = None,
                  device: str = "cpu", quiet: bool = True, config=None, state=None, backend: str = "ssh",
-                 p2p_leader: str | None = None, p2p_auth_token: str | None = None, dry_run: bool = False) -> int:
+                 p2p_leader: str | None = None, p2p_auth_token: str | None = None, ray_address: str | None = None,
+                 dry_run: bool = False) -> int:
     """Self-play games until the output DB holds `num_games` games of this run (a rerun resumes).
 
     The same as `ringrift-pipeline run canonical_selfplay`: every argument left None comes from the
     pipeline config (`config`, default config/pipeline_config.yaml when present); `output_db`
     defaults to data/games/canonical_<board>.db. With hosts in the config's hosts file the seed
     ranges are played on them (`backend` "ssh", or "p2p" through `p2p_leader`), else in this
-    process. The run's progress goes to the state file `state` (default
+    process. `backend="ray"` plays every seed range as a task on the Ray cluster at `ray_address`
+    (auto, HOST:PORT, ray://HOST:10001; default $RAY_ADDRESS, else auto); `backend="local"` on a
+    thread pool here, each range merged as it finishes. The run's progress goes to the state file `state` (default
     ~/.ringrift/pipeline_state.json) and its summary to stdout; `quiet=False` shows a progress bar.
     Returns 0; raises ringrift.engine.errors.RingRiftError (UsageError for bad arguments) on failure.
     """
     args = _namespace("ringrift.pipeline.run_selfplay", command="run", phase="canonical_selfplay",
                       **_selfplay_args(num_games, board, output_db, players, seed, policy, threads, max_moves,
                                        games_per_worker, batch_size, device, quiet),
-                      **_common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run))
+                      **_common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run, ray_address))
     return run_in_context(open_context(args), selfplay_command)
 
 
@@ -498,7 +690,7 @@ def run_all(num_games: int, *, board: str | None = None, output_db=None, output_
             threads: int | None = None, max_moves: int | None = None, games_per_worker: int | None = None,
             batch_size: int | None = None, device: str = "cpu", quiet: bool = True, config=None, state=None,
             backend: str = "ssh", p2p_leader: str | None = None, p2p_auth_token: str | None = None,
-            dry_run: bool = False) -> int:
+            ray_address: str | None = None, dry_run: bool = False) -> int:
     """run_selfplay, then run_parity and run_export of its DB into `output_dir`
     (`ringrift-pipeline run all`), recorded as one run in the state file. The arguments are those
     of run_selfplay plus `output_dir`. Returns 0; raises RingRiftError at the first failing phase.
@@ -506,5 +698,5 @@ def run_all(num_games: int, *, board: str | None = None, output_db=None, output_
     args = _namespace("ringrift.pipeline.run_all", command="run", phase="all", output_dir=str(output_dir),
                       **_selfplay_args(num_games, board, output_db, players, seed, policy, threads, max_moves,
                                        games_per_worker, batch_size, device, quiet),
-                      **_common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run))
+                      **_common_args(config, state, backend, p2p_leader, p2p_auth_token, dry_run, ray_address))
     return run_in_context(open_context(args), all_phases)

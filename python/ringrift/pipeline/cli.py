@@ -14,7 +14,6 @@ With no hosts configured (or only `localhost`) every phase runs on this machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import sys
@@ -23,10 +22,9 @@ from pathlib import Path
 from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
 from ..exitcodes import EXIT_OK, EXIT_USAGE, OneLineParser, exit_status
-from .api import (DEFAULT_NPZ_DIR, TOKEN_ENV, Context, all_phases, check_writable, export_phase, open_context,
-                  os_error_message, parity_phase, record_failure, run_in_context, selfplay_command)
+from .api import (DEFAULT_NPZ_DIR, TOKEN_ENV, Context, all_phases, cluster_command, export_phase, open_context,
+                  os_error_message, parity_phase, record_failure, run_in_context, selfplay_command, show_status)
 from .config import load_config
-from .state import holder_pid, read_state, state_path
 
 
 def _dry(p: argparse.ArgumentParser) -> None:
@@ -58,8 +56,12 @@ def _selfplay_args(sp: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="ringrift-pipeline", description="Run the ringrift training-data pipeline: self-play, "
                  "parity validation and NPZ export, on this machine or across SSH hosts.")
-    ap.add_argument("--backend", choices=("ssh", "p2p"), default="ssh",
-                    help="how hosts are driven (default: ssh; p2p: through a ringrift-p2p leader, see docs/p2p.md)")
+    ap.add_argument("--backend", choices=("ssh", "p2p", "ray", "local"), default="ssh",
+                    help="where seed ranges run (default: ssh, the hosts file; p2p: through a ringrift-p2p leader, "
+                         "see docs/p2p.md; ray: as tasks on a Ray cluster, see docs/scaling.md; local: a thread "
+                         "pool here)")
+    ap.add_argument("--ray-address", metavar="ADDR", help="Ray cluster of --backend ray: auto, HOST:PORT or "
+                                                          "ray://HOST:10001 (default: $RAY_ADDRESS, else auto)")
     ap.add_argument("--p2p-leader", metavar="URL", help="leader node of the p2p backend")
     ap.add_argument("--p2p-auth-token", metavar="TOKEN", help=f"p2p cluster token (default: ${TOKEN_ENV})")
     ap.add_argument("--config", metavar="PATH", help="pipeline config (default: config/pipeline_config.yaml)")
@@ -142,107 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-# ---- status ----------------------------------------------------------------------------------
-
-def cmd_status(args) -> int:
-    path = state_path(args.state)
-    data = read_state(path)
-    if data is None:
-        print(f"no pipeline state at {path}: nothing has run yet (or it ran with another --state)")
-        return 0
-    if args.json:
-        print(json.dumps(data, indent=1))
-        return 0
-    pid = holder_pid(path)
-    if pid:
-        live = f"an orchestrator is running (pid {pid})" if pid > 0 else "an orchestrator is running"
-    else:
-        live = "no orchestrator is running"
-        if any(v == "running" for v in data.get("phase_status", {}).values()):
-            live += "; the last run stopped before finishing (rerun the same command to resume)"
-    print(f"state: {path} ({live})")
-    run = data.get("run") or {}
-    phase = data.get("current_phase")
-    print(f"phase: {phase} ({data.get('phase_status', {}).get(phase, '?')}), started {data.get('started_at')}, "
-          f"updated {data.get('updated_at')}")
-    if data.get("phase_status"):
-        print("phases: " + ", ".join(f"{p} {s}" for p, s in data["phase_status"].items()))
-    if "board" in run:
-        print(f"run: {run['board']} {run.get('players')}p policy={run.get('policy')} seed={run.get('seed')} -> "
-              f"{run.get('output_db')}")
-    target = data.get("games_target")
-    if target:
-        done = data.get("games_completed", 0)
-        flight = data.get("games_in_flight", 0)
-        extra = f", {flight} more in flight" if flight else ""
-        print(f"games: {done}/{target} ({100.0 * done / target:.0f}%) stored{extra}")
-    ranges = data.get("ranges") or []
-    if ranges:
-        counts: dict = {}
-        for r in ranges:
-            counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
-        print("ranges: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    workers = data.get("workers") or {}
-    if workers:
-        rows = [("worker", "status", "range", "games", "ranges done", "note")]
-        for name, w in sorted(workers.items()):
-            rng = w.get("range")
-            rng_s = f"[{rng[0]}, {rng[1]})" if rng else "-"
-            todo = w.get("todo")
-            games = f"{w.get('games', 0)}/{todo}" if todo else str(w.get("games", 0))
-            rows.append((name, str(w.get("status")), rng_s, games, str(w.get("ranges_done", "-")),
-                         (w.get("error") or "")[:100]))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for r in rows:
-            print("  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
-    if data.get("error"):
-        print(f"last error: {data['error']}")
-    return 0
-
-
-# ---- cluster ---------------------------------------------------------------------------------
-
-def cmd_cluster(ctx: Context) -> int:
-    from . import cluster
-    from .backends import get_backend
-
-    if ctx.args.backend == "p2p":
-        from .backends.p2p import cluster_p2p
-
-        return cluster_p2p(ctx)
-    hosts = ctx.hosts
-    sub = ctx.args.cluster_command
-    if sub == "list":
-        return cluster.cmd_list(hosts, sys.stdout)
-    entries = hosts.hosts or [cluster.local_entry()]
-    backend = get_backend(ctx.args.backend)
-    handles = [backend.handle(h) for h in entries]
-    if sub == "health":
-        if ctx.dry_run:
-            print("plan: probe every host (reachability, ringrift version and build, cores, GPU, disk, load):")
-            for h in handles:
-                print(f"  {h.name}: {h.command_line(['probe', '--work-dir', '.'])}")
-            print("nothing was changed (--dry-run)")
-            return 0
-        return cluster.cmd_health(handles, sys.stdout)
-    if sub == "sync":
-        out = Path(ctx.args.output_db)
-        if ctx.dry_run:
-            print(f"plan: pull every runs/*/*.db under each host's work_dir and merge it into {out}:")
-            for h in handles:
-                print(f"  {h.location('runs/*/*.db')} -> {out.parent / f'.{out.name}.parts'} -> {out}")
-            print("nothing was changed (--dry-run)")
-            return 0
-        check_writable(out)
-        ctx.start()
-        return cluster.cmd_sync(handles, out, ctx.logger, sys.stdout, sys.stderr)
-    if sub == "update":
-        if not ctx.dry_run:
-            ctx.start()
-        return cluster.cmd_update(handles, ctx.logger, sys.stdout, dry_run=ctx.dry_run)
-    return 2
-
-
 # ---- main ------------------------------------------------------------------------------------
 
 def _quiet_stdout() -> None:
@@ -270,7 +171,7 @@ def main(argv=None) -> int:
 
             return probe_main(args)
         if args.command == "status":
-            return cmd_status(args)
+            return show_status(args.state, as_json=args.json)
         token = args.p2p_auth_token or os.environ.get(TOKEN_ENV)
         if args.backend == "p2p":
             from .backends import get_backend
@@ -278,6 +179,8 @@ def main(argv=None) -> int:
             get_backend("p2p", p2p_leader=args.p2p_leader, p2p_auth_token=token)
         elif args.p2p_leader or args.p2p_auth_token:
             parser.error("--p2p-leader and --p2p-auth-token need --backend p2p")
+        if args.ray_address and args.backend != "ray":
+            parser.error("--ray-address needs --backend ray")
         if args.command == "run":
             run = open_context(args)  # run_in_context records a failure in the state file and closes it
             if args.phase == "canonical_selfplay":
@@ -290,7 +193,7 @@ def main(argv=None) -> int:
                 return run_in_context(run, all_phases)
         if args.command == "cluster":
             ctx = Context(args, load_config(args.config))
-            return cmd_cluster(ctx)
+            return cluster_command(ctx)
     except BrokenPipeError:  # output piped into e.g. `head`, which has exited: not an error
         _quiet_stdout()
         return EXIT_OK

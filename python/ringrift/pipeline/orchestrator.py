@@ -531,39 +531,16 @@ class Orchestrator:
             await h.remove_dir_if_empty(folder)
 
     def _merge(self, part: Path, r: Range, host: str) -> int:
-        from ..db import GameDB
-        from ..db.errors import DBError
-        from ..selfplay.runner import ENGINE_VERSION
+        """The scheduler's checked merge (scheduler.merge_range_db), a failed check as the
+        host's failure; the pulled DB is deleted once merged."""
+        from .scheduler import RangeLost, merge_range_db
 
-        spec = self.spec
         try:
-            with GameDB(part, create=False) as p:  # a read-write open folds a pulled -wal in
-                groups = p.conn.execute(
-                    "SELECT board, num_players, policy, seed, engine_version, MIN(game_index), MAX(game_index), "
-                    "COUNT(*) FROM games GROUP BY board, num_players, policy, seed, engine_version").fetchall()
-        except DBError as exc:
-            raise HostError(host, f"the DB pulled for range {r} is unusable: {exc}") from None
-        for board, players, policy, seed, version, lo, hi, _n in groups:
-            if (board, players, policy, seed) != (spec.board, spec.players, spec.policy, spec.seed):
-                raise HostError(host, f"the DB of range {r} holds games of another run "
-                                      f"({board} {players}p {policy} seed {seed})")
-            if version != ENGINE_VERSION:
-                raise RingRiftError(f"{host}: range {r} was played by engine {version}, this machine runs "
-                                    f"{ENGINE_VERSION}: refusing to merge mixed engine versions "
-                                    f"(run: ringrift-pipeline cluster update)")
-            if lo < r.start or hi >= r.end:
-                raise HostError(host, f"the DB of range {r} holds indices {lo}..{hi} outside the range")
-        with GameDB(spec.output_db) as db:
-            added = db.merge_from(part)
-            have = {i for (i,) in db.conn.execute(
-                "SELECT game_index FROM games WHERE board = ? AND num_players = ? AND policy = ? AND seed = ? "
-                "AND game_index >= ? AND game_index < ?",
-                (spec.board, spec.players, spec.policy, spec.seed, r.start, r.end))}
+            added = merge_range_db(self.spec, part, r, host)
+        except RangeLost as exc:
+            raise HostError(host, exc.reason) from None
         for suffix in ("", "-wal", "-shm"):
             Path(f"{part}{suffix}").unlink(missing_ok=True)
-        missing = r.count - len(have)
-        if missing:
-            raise HostError(host, f"its DB for range {r} lacks {missing} games after the worker finished")
         return added
 
 

@@ -234,7 +234,24 @@ class IndexSet:
 
     # -- set algebra (linear in runs) --------------------------------------------------------
     def __or__(self, other: "IndexSet") -> "IndexSet":
+        if len(self._runs) == 1 and len(other._runs) > 1:
+            self, other = other, self
+        if len(other._runs) == 1 and self._runs:
+            return self._with_run(*other._runs[0])  # a finished range joining the present ones
         return IndexSet(self._runs + other._runs)
+
+    def _with_run(self, a: int, b: int) -> "IndexSet":
+        """self | [a, b): a bisection and list slices, not a pass over every run."""
+        runs = self._runs
+        lo = hi = bisect.bisect_left(runs, (a, a))
+        if lo > 0 and runs[lo - 1][1] >= a:
+            lo -= 1
+            a = runs[lo][0]
+            b = max(b, runs[lo][1])
+        while hi < len(runs) and runs[hi][0] <= b:
+            b = max(b, runs[hi][1])
+            hi += 1
+        return IndexSet._of(runs[:lo] + [(a, b)] + runs[hi:])
 
     def _first_after(self, start: int) -> int:
         """The position of the first run that ends after `start`."""

@@ -250,9 +250,12 @@ class PipelineState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
+            # json.dumps without indent runs in C: a state of 10,000 ranges and 1,000 workers is
+            # written in milliseconds, not the ~0.2 s of the pure-Python indenting encoder
+            # (`ringrift-pipeline status --json` prints it indented).
+            text = json.dumps(self.data, separators=(",", ":"))
             with open(tmp, "w") as fh:
-                json.dump(self.data, fh, indent=1, sort_keys=False)
-                fh.write("\n")
+                fh.write(text + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
