@@ -48,6 +48,7 @@ RR_HD inline int marker_run(const Geometry& g, const State& s, int c, int dir, u
 // All maximal runs of player p's markers with length >= min_len, in detection order.
 RR_HD inline void find_lines(const Geometry& g, const State& s, uint8_t p, int min_len, LineList& out) {
   out.n = 0;
+  if (s.marker_count[p] < min_len) return;  // too few markers for any run of min_len
   uint8_t seen[MAX_CELLS];  // bit a: cell already belongs to a run found along axis a
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) seen[c] = 0;
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) {
@@ -69,6 +70,7 @@ RR_HD inline void find_lines(const Geometry& g, const State& s, uint8_t p, int m
 }
 
 RR_HD inline bool has_line(const Geometry& g, const State& s, uint8_t p, int min_len) {
+  if (s.marker_count[p] < min_len) return false;
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) {
     if (s.marker[c] != p) continue;
     for (int a = 0; a < g.num_line_axes; a++)

@@ -131,6 +131,36 @@ RR_HD inline bool placement_valid(const Geometry& g, const State& s, uint8_t p, 
   return stack_can_act(g, s, c, h, cap);
 }
 
+// The ring counts k (bit k, k = 1..3) that are valid placements on the EMPTY cell c for a mover
+// with `allowance` (> 0): the same answers as placement_valid(g, s, p, c, k, allowance) for each
+// k, from one walk per direction instead of one stack_can_act per count. A fresh stack of k
+// rings has height k and cap k, so on ray d with a free run of length L (empty or marker cells)
+// k moves simply when L >= k, and captures the stack at distance L + 1 (cap t) when k >= t and
+// there is a landing at distance >= k: M >= 1 free cells beyond, with L + 1 + M >= k. Counts
+// never exceed 3, so no walk needs to look more than 3 cells ahead or 2 beyond a target.
+RR_HD inline unsigned empty_cell_placement_counts(const Geometry& g, const State& s, int c, int allowance) {
+  unsigned want = allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
+  unsigned ok = 0;
+  for (int d = 0; d < g.num_dirs; d++) {
+    int x = g.nbr[c][d];
+    int L = 0;
+    while (x != NO_CELL && L < 3 && !cell_blocks(s, x)) {
+      L++;
+      x = g.nbr[x][d];
+    }
+    ok |= (2u << L) - 2u;  // k = 1..L move simply
+    if (L < 3 && x != NO_CELL && !s.collapsed[x]) {
+      int t = s.cap[x];
+      int M = 0;
+      for (int y = g.nbr[x][d]; y != NO_CELL && M < 2 && !cell_blocks(s, y); y = g.nbr[y][d]) M++;
+      if (M >= 1)
+        for (int k = t < 1 ? 1 : t; k <= 3 && k <= L + 1 + M; k++) ok |= 1u << k;
+    }
+    if ((ok & want) == want) break;
+  }
+  return ok & want;
+}
+
 RR_HD inline bool player_has_placement(const Geometry& g, const State& s, uint8_t p) {
   int allowance = placement_allowance(s, p);
   if (s.hand[p] <= 0 || allowance <= 0) return false;

@@ -65,16 +65,22 @@ RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8
   }
   int allowance = placement_allowance(s, p);
   bool any = false;
-  for (int c = 0; c < g.num_cells; c++) {
-    if (!placement_valid(g, s, p, c, 1, allowance)) continue;
-    any = true;
-    int max_count = s.top[c] == NO_CELL ? 3 : 1;
-    for (int k = 1; k <= max_count; k++) {
-      if (k > 1 && !placement_valid(g, s, p, c, k, allowance)) continue;
-      Move m = make_move(MT_PLACE_RING, p);
+  if (allowance > 0) {
+    Move m = make_move(MT_PLACE_RING, p);
+    for (int c = 0; c < g.num_cells; c++) {
+      if (s.collapsed[c] || s.marker[c]) continue;
+      // Counts 2 and 3 are listed only where one ring is valid (and only on empty cells).
+      unsigned counts;
+      if (s.top[c] == NO_CELL) counts = empty_cell_placement_counts(g, s, c, allowance);
+      else counts = placement_valid(g, s, p, c, 1, allowance) ? 2u : 0u;
+      if (!(counts & 2u)) continue;
+      any = true;
       m.to = (int16_t)c;
-      m.count = (uint8_t)k;
-      ml_push(out, m);
+      for (int k = 1; k <= 3; k++) {
+        if (!(counts & (1u << k))) continue;
+        m.count = (uint8_t)k;
+        ml_push(out, m);
+      }
     }
   }
   bool skip = skip_placement_eligible(g, s, p);
@@ -114,9 +120,13 @@ RR_HD inline void gen_line_surface(const Geometry& g, const State& s, uint8_t p,
     push_line_eliminations(s, p, out);
     return;
   }
-  int T = line_threshold(g, s.num_players);
-  find_lines(g, s, p, orchestrator_min(g, s.num_players), sc.lines);
+  int T = line_threshold(g, s.num_players), orch = orchestrator_min(g, s.num_players);
+  // One detection pass at the lower threshold T: a run is found at the same point of the scan
+  // whatever the threshold, so the orchestrator lines (>= orch >= T) are the runs of this list
+  // with len >= orch, in the same order.
+  find_lines(g, s, p, T, sc.lines);
   for (int i = 0; i < sc.lines.n; i++) {
+    if (sc.lines.l[i].len < orch) continue;
     Move m = make_move(MT_PROCESS_LINE, p);
     m.line_start = sc.lines.l[i].start;
     m.line_dir = sc.lines.l[i].dir;
@@ -124,7 +134,6 @@ RR_HD inline void gen_line_surface(const Geometry& g, const State& s, uint8_t p,
     m.to = m.line_start;
     ml_push(out, m);
   }
-  find_lines(g, s, p, T, sc.lines);
   for (int i = 0; i < sc.lines.n; i++) {
     const Line& l = sc.lines.l[i];
     Move m = make_move(MT_CHOOSE_LINE_OPTION, p);
