@@ -99,21 +99,29 @@ RR_HD inline void bb_flood_n(const Geometry& g, BB& comp, const BB& allowed) {
           changed |= v;
         }
       } else if (off > 0) {
-        for (int i = NW - 1; i >= 0; i--) {
-          uint64_t v = (comp.w[i] & tsrc.w[i]) << off;
-          if (i > 0) v |= (comp.w[i - 1] & tsrc.w[i - 1]) >> (64 - off);
-          v &= allowed.w[i] & ~comp.w[i];
-          comp.w[i] |= v;
-          changed |= v;
+        for (uint64_t grew = 1; grew;) {  // step along d while the component grows
+          grew = 0;
+          for (int i = NW - 1; i >= 0; i--) {
+            uint64_t v = (comp.w[i] & tsrc.w[i]) << off;
+            if (i > 0) v |= (comp.w[i - 1] & tsrc.w[i - 1]) >> (64 - off);
+            v &= allowed.w[i] & ~comp.w[i];
+            comp.w[i] |= v;
+            grew |= v;
+          }
+          changed |= grew;
         }
       } else {
         int k = -off;
-        for (int i = 0; i < NW; i++) {
-          uint64_t v = (comp.w[i] & tsrc.w[i]) >> k;
-          if (i + 1 < NW) v |= (comp.w[i + 1] & tsrc.w[i + 1]) << (64 - k);
-          v &= allowed.w[i] & ~comp.w[i];
-          comp.w[i] |= v;
-          changed |= v;
+        for (uint64_t grew = 1; grew;) {
+          grew = 0;
+          for (int i = 0; i < NW; i++) {
+            uint64_t v = (comp.w[i] & tsrc.w[i]) >> k;
+            if (i + 1 < NW) v |= (comp.w[i + 1] & tsrc.w[i + 1]) << (64 - k);
+            v &= allowed.w[i] & ~comp.w[i];
+            comp.w[i] |= v;
+            grew |= v;
+          }
+          changed |= grew;
         }
       }
     }
