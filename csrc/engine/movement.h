@@ -161,6 +161,57 @@ RR_HD inline unsigned empty_cell_placement_counts(const Geometry& g, const State
   return ok & want;
 }
 
+// Where a fresh stack of k = 1, 2, 3 rings could move simply: simple[k] holds the cells whose
+// free run (empty or marker cells before an edge, a collapsed cell or a stack) is at least k
+// long in some direction, for all cells at once: run >= 1 means the neighbour is free, and
+// run >= k + 1 means the neighbour is free with run >= k the same way. A cell in simple[k] is
+// a valid k-ring placement if it is empty (capture options only add counts; the per-cell walk
+// of empty_cell_placement_counts settles the cells these masks leave open).
+struct PlacementMasks {
+  BB simple[4];
+};
+
+template <int NW>
+RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& s, PlacementMasks& pm) {
+  BB blocked;
+  for (int i = 0; i < NW; i++) blocked.w[i] = 0;
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(blocked, g.cell_bit[c]);
+  int n_collapsed = 0;
+  for (int p = 0; p <= MAX_PLAYERS; p++) n_collapsed += s.collapsed_count[p];
+  if (n_collapsed > 0)
+    for (int c = 0; c < g.num_cells; c++)
+      if (s.collapsed[c]) bb_set(blocked, g.cell_bit[c]);
+  BB free_cells;
+  for (int i = 0; i < NW; i++) {
+    free_cells.w[i] = g.bb_board.w[i] & ~blocked.w[i];
+    pm.simple[1].w[i] = pm.simple[2].w[i] = pm.simple[3].w[i] = 0;
+  }
+  for (int d = 0; d < g.num_dirs; d++) {
+    const BB& m = g.bb_msrc[d];
+    int off = g.bb_moff[d];
+    BB r1, r2, r3, t;
+    bb_pull_n<NW>(r1, free_cells, m, off);
+    bb_pull_n<NW>(t, r1, m, off);
+    for (int i = 0; i < NW; i++) r2.w[i] = r1.w[i] & t.w[i];
+    bb_pull_n<NW>(t, r2, m, off);
+    for (int i = 0; i < NW; i++) {
+      r3.w[i] = r1.w[i] & t.w[i];
+      pm.simple[1].w[i] |= r1.w[i];
+      pm.simple[2].w[i] |= r2.w[i];
+      pm.simple[3].w[i] |= r3.w[i];
+    }
+  }
+}
+
+RR_HD inline void placement_masks(const Geometry& g, const State& s, PlacementMasks& pm) {
+  switch (g.bb_words) {
+    case 1: placement_masks_n<1>(g, s, pm); break;
+    case 2: placement_masks_n<2>(g, s, pm); break;
+    case 6: placement_masks_n<6>(g, s, pm); break;
+    default: placement_masks_n<BB_WORDS>(g, s, pm); break;
+  }
+}
+
 RR_HD inline bool player_has_placement(const Geometry& g, const State& s, uint8_t p) {
   int allowance = placement_allowance(s, p);
   if (s.hand[p] <= 0 || allowance <= 0) return false;

@@ -67,12 +67,22 @@ RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8
   bool any = false;
   if (allowance > 0) {
     Move m = make_move(MT_PLACE_RING, p);
+    unsigned want = allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
+    PlacementMasks pm;
+    placement_masks(g, s, pm);
     for (int c = 0; c < g.num_cells; c++) {
       if (s.collapsed[c] || s.marker[c]) continue;
       // Counts 2 and 3 are listed only where one ring is valid (and only on empty cells).
       unsigned counts;
-      if (s.top[c] == NO_CELL) counts = empty_cell_placement_counts(g, s, c, allowance);
-      else counts = placement_valid(g, s, p, c, 1, allowance) ? 2u : 0u;
+      if (s.top[c] == NO_CELL) {
+        int bit = g.cell_bit[c];
+        counts = (bb_test(pm.simple[1], bit) ? 2u : 0u) | (bb_test(pm.simple[2], bit) ? 4u : 0u) |
+                 (bb_test(pm.simple[3], bit) ? 8u : 0u);
+        if ((counts & want) != want) counts = empty_cell_placement_counts(g, s, c, allowance);
+        else counts = want;
+      } else {
+        counts = placement_valid(g, s, p, c, 1, allowance) ? 2u : 0u;
+      }
       if (!(counts & 2u)) continue;
       any = true;
       m.to = (int16_t)c;
