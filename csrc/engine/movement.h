@@ -161,54 +161,63 @@ RR_HD inline unsigned empty_cell_placement_counts(const Geometry& g, const State
   return ok & want;
 }
 
-// Where a fresh stack of k = 1, 2, 3 rings could move simply: simple[k] holds the cells whose
-// free run (empty or marker cells before an edge, a collapsed cell or a stack) is at least k
-// long in some direction, for all cells at once: run >= 1 means the neighbour is free, and
-// run >= k + 1 means the neighbour is free with run >= k the same way. A cell in simple[k] is
-// a valid k-ring placement if it is empty (capture options only add counts; the per-cell walk
-// of empty_cell_placement_counts settles the cells these masks leave open).
+// The placement surface's cells for a mover whose allowance gives the counts `want` (bit k for
+// k rings): `full` holds the empty cells where every wanted count is valid through a simple
+// move, `open` the other cells that need a closer look (empty cells whose simple moves do not
+// settle every count, where captures may add some, and cells with a stack). Bits ascend in
+// cell enumeration order on every board, so walking the set bits visits cells in that order.
+//
+// Simple moves for all cells at once: a fresh stack of k rings moves simply from an empty cell
+// when its free run (empty or marker cells before an edge, a collapsed cell or a stack) is at
+// least k long in some direction; run >= 1 means the neighbour is free, and run >= k + 1 that
+// the neighbour is free with run >= k the same way.
 struct PlacementMasks {
-  BB simple[4];
+  BB full;
+  BB open;
 };
 
 template <int NW>
-RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& s, PlacementMasks& pm) {
-  BB blocked;
-  for (int i = 0; i < NW; i++) blocked.w[i] = 0;
-  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(blocked, g.cell_bit[c]);
-  int n_collapsed = 0;
-  for (int p = 0; p <= MAX_PLAYERS; p++) n_collapsed += s.collapsed_count[p];
-  if (n_collapsed > 0)
-    for (int c = 0; c < g.num_cells; c++)
-      if (s.collapsed[c]) bb_set(blocked, g.cell_bit[c]);
-  BB free_cells;
+RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& s, unsigned want, PlacementMasks& pm) {
+  BB stacks, markers, collapsed;
+  collapsed_bits_n<NW>(g, s, collapsed);
+  for (int i = 0; i < NW; i++) stacks.w[i] = markers.w[i] = 0;
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(stacks, g.cell_bit[c]);
+  for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) bb_set(markers, g.cell_bit[c]);
+  BB free_cells, simple[4];
   for (int i = 0; i < NW; i++) {
-    free_cells.w[i] = g.bb_board.w[i] & ~blocked.w[i];
-    pm.simple[1].w[i] = pm.simple[2].w[i] = pm.simple[3].w[i] = 0;
+    free_cells.w[i] = g.bb_board.w[i] & ~stacks.w[i] & ~collapsed.w[i];
+    simple[1].w[i] = simple[2].w[i] = simple[3].w[i] = 0;
   }
   for (int d = 0; d < g.num_dirs; d++) {
     const BB& m = g.bb_msrc[d];
     int off = g.bb_moff[d];
-    BB r1, r2, r3, t;
+    BB r1, r2, t;
     bb_pull_n<NW>(r1, free_cells, m, off);
     bb_pull_n<NW>(t, r1, m, off);
     for (int i = 0; i < NW; i++) r2.w[i] = r1.w[i] & t.w[i];
     bb_pull_n<NW>(t, r2, m, off);
     for (int i = 0; i < NW; i++) {
-      r3.w[i] = r1.w[i] & t.w[i];
-      pm.simple[1].w[i] |= r1.w[i];
-      pm.simple[2].w[i] |= r2.w[i];
-      pm.simple[3].w[i] |= r3.w[i];
+      simple[1].w[i] |= r1.w[i];
+      simple[2].w[i] |= r2.w[i];
+      simple[3].w[i] |= r1.w[i] & t.w[i];
     }
+  }
+  for (int i = 0; i < NW; i++) {
+    uint64_t empty = free_cells.w[i] & ~markers.w[i];
+    uint64_t all = empty;
+    for (int k = 1; k <= 3; k++)
+      if (want & (1u << k)) all &= simple[k].w[i];
+    pm.full.w[i] = all;
+    pm.open.w[i] = (empty & ~all) | stacks.w[i];
   }
 }
 
-RR_HD inline void placement_masks(const Geometry& g, const State& s, PlacementMasks& pm) {
+RR_HD inline void placement_masks(const Geometry& g, const State& s, unsigned want, PlacementMasks& pm) {
   switch (g.bb_words) {
-    case 1: placement_masks_n<1>(g, s, pm); break;
-    case 2: placement_masks_n<2>(g, s, pm); break;
-    case 6: placement_masks_n<6>(g, s, pm); break;
-    default: placement_masks_n<BB_WORDS>(g, s, pm); break;
+    case 1: placement_masks_n<1>(g, s, want, pm); break;
+    case 2: placement_masks_n<2>(g, s, want, pm); break;
+    case 6: placement_masks_n<6>(g, s, want, pm); break;
+    default: placement_masks_n<BB_WORDS>(g, s, want, pm); break;
   }
 }
 

@@ -69,27 +69,24 @@ RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8
     Move m = make_move(MT_PLACE_RING, p);
     unsigned want = allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
     PlacementMasks pm;
-    placement_masks(g, s, pm);
-    for (int c = 0; c < g.num_cells; c++) {
-      if (s.collapsed[c] || s.marker[c]) continue;
-      // Counts 2 and 3 are listed only where one ring is valid (and only on empty cells).
-      unsigned counts;
-      if (s.top[c] == NO_CELL) {
-        int bit = g.cell_bit[c];
-        counts = (bb_test(pm.simple[1], bit) ? 2u : 0u) | (bb_test(pm.simple[2], bit) ? 4u : 0u) |
-                 (bb_test(pm.simple[3], bit) ? 8u : 0u);
-        if ((counts & want) != want) counts = empty_cell_placement_counts(g, s, c, allowance);
-        else counts = want;
-      } else {
-        counts = placement_valid(g, s, p, c, 1, allowance) ? 2u : 0u;
-      }
-      if (!(counts & 2u)) continue;
-      any = true;
-      m.to = (int16_t)c;
-      for (int k = 1; k <= 3; k++) {
-        if (!(counts & (1u << k))) continue;
-        m.count = (uint8_t)k;
-        ml_push(out, m);
+    placement_masks(g, s, want, pm);
+    for (int i = 0; i < g.bb_words; i++) {
+      for (uint64_t cand = pm.full.w[i] | pm.open.w[i]; cand; cand &= cand - 1) {
+        int bit = i * 64 + ctz64(cand);
+        int c = g.bit_cell[bit];
+        // Counts 2 and 3 are listed only where one ring is valid (and only on empty cells).
+        unsigned counts;
+        if ((pm.full.w[i] >> (bit & 63)) & 1) counts = want;
+        else if (s.top[c] == NO_CELL) counts = empty_cell_placement_counts(g, s, c, allowance);
+        else counts = placement_valid(g, s, p, c, 1, allowance) ? 2u : 0u;
+        if (!(counts & 2u)) continue;
+        any = true;
+        m.to = (int16_t)c;
+        for (int k = 1; k <= 3; k++) {
+          if (!(counts & (1u << k))) continue;
+          m.count = (uint8_t)k;
+          ml_push(out, m);
+        }
       }
     }
   }

@@ -261,6 +261,20 @@ RR_HD inline void cell_collapse(State& s, int c, uint8_t p) {
 
 RR_HD inline bool player_has_any_rings(const State& s, int p) { return s.hand[p] > 0 || s.board_rings[p] > 0; }
 
+// Collapsed cells as a bitboard (empty when nothing has collapsed). Branch-free per cell: which
+// cells are collapsed is unpredictable, and a mispredicted branch costs more than the OR.
+template <int NW>
+RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
+  for (int i = 0; i < NW; i++) out.w[i] = 0;
+  int n = 0;
+  for (int p = 0; p <= MAX_PLAYERS; p++) n += s.collapsed_count[p];
+  if (n == 0) return;
+  for (int c = 0; c < g.num_cells; c++) {
+    int bit = g.cell_bit[c];
+    out.w[bit >> 6] |= (uint64_t)(s.collapsed[c] != 0) << (bit & 63);
+  }
+}
+
 // ---- initial state ---------------------------------------------------------------------------
 
 RR_HD inline void init_state(State& s, const Geometry& g, int num_players, bool swap_rule) {

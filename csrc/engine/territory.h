@@ -169,7 +169,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
   // Masks: collapsed cells, markers per colour, stacks per controller, mover-buried stacks.
   BB collapsed, markers[MAX_PLAYERS + 1], ctrl[MAX_PLAYERS + 1], buried;
   for (int i = 0; i < NW; i++) {
-    collapsed.w[i] = buried.w[i] = 0;
+    buried.w[i] = 0;
     for (int p = 0; p <= MAX_PLAYERS; p++) markers[p].w[i] = ctrl[p].w[i] = 0;
   }
   uint8_t colours[MAX_PLAYERS];
@@ -192,11 +192,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
     }
   }
   if (stop_at_payable && rec && buried_total == 0) return false;
-  int n_collapsed = 0;
-  for (int p = 0; p <= MAX_PLAYERS; p++) n_collapsed += s.collapsed_count[p];
-  if (n_collapsed > 0)
-    for (int c = 0; c < g.num_cells; c++)
-      if (s.collapsed[c]) bb_set(collapsed, g.cell_bit[c]);
+  collapsed_bits_n<NW>(g, s, collapsed);
   for (int k = 0; k <= n_colours; k++) {
     int pass = k < n_colours ? colours[k] : 0;
     BB allowed, remaining;
