@@ -129,6 +129,42 @@ RR_HD inline void bb_flood_n(const Geometry& g, BB& comp, const BB& allowed) {
   }
 }
 
+// One-word boards (square8): the same component by a doubling fill per direction. pro[d][k]
+// holds the cells a fill may enter by jumping 2^k cells along d (every cell of the jump
+// allowed and entered from its on-board neighbour), so steps of 1, 2 and 4 cover a straight
+// run of up to 7 cells, the longest an 8-wide grid has, with no data-dependent branch.
+struct Flood1 {
+  uint64_t pro[4][3];
+  int off[4];
+};
+
+RR_HD inline uint64_t shift1(uint64_t x, int off) { return off > 0 ? x << off : x >> -off; }
+
+RR_HD inline void flood1_init(const Geometry& g, uint64_t allowed, Flood1& f) {
+  for (int d = 0; d < 4; d++) {
+    int off = g.bb_toff[d];
+    f.off[d] = off;
+    uint64_t p0 = allowed & shift1(g.bb_tsrc[d].w[0], off);
+    uint64_t p1 = p0 & shift1(p0, off);
+    f.pro[d][0] = p0;
+    f.pro[d][1] = p1;
+    f.pro[d][2] = p1 & shift1(p1, 2 * off);
+  }
+}
+
+RR_HD inline uint64_t flood1(const Flood1& f, uint64_t comp) {
+  for (;;) {
+    uint64_t before = comp;
+    for (int d = 0; d < 4; d++) {
+      int off = f.off[d];
+      comp |= f.pro[d][0] & shift1(comp, off);
+      comp |= f.pro[d][1] & shift1(comp, 2 * off);
+      comp |= f.pro[d][2] & shift1(comp, 4 * off);
+    }
+    if (comp == before) return comp;
+  }
+}
+
 template <int NW>
 RR_HD inline bool bb_meets(const BB& a, const BB& b) {
   uint64_t x = 0;
@@ -203,6 +239,8 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
       allowed.w[i] = g.bb_board.w[i] & ~wall;
       remaining.w[i] = allowed.w[i];
     }
+    Flood1 f1;
+    bool have_f1 = false;
     for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining)) {
       BB comp;
       if (walls == 0) {
@@ -210,7 +248,15 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
       } else {
         for (int i = 0; i < NW; i++) comp.w[i] = 0;
         bb_set(comp, bit);
-        bb_flood_n<NW, ND>(g, comp, allowed);
+        if (NW == 1 && ND == 4) {
+          if (!have_f1) {
+            flood1_init(g, allowed.w[0], f1);
+            have_f1 = true;
+          }
+          comp.w[0] = flood1(f1, comp.w[0]);
+        } else {
+          bb_flood_n<NW, ND>(g, comp, allowed);
+        }
       }
       for (int i = 0; i < NW; i++) remaining.w[i] &= ~comp.w[i];
       unsigned colours_inside = 0;
