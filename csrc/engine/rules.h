@@ -57,6 +57,21 @@ RR_HD inline bool swap_offered(const State& s) {
 
 // ---- the surface ---------------------------------------------------------------------------
 
+// The counts (bit k for k rings) listed at the candidate cell c (grid bit `bit`) of a
+// placement surface: counts 2 and 3 only where one ring is valid, and only on empty cells.
+RR_HD inline unsigned placement_cell_counts(const Geometry& g, const State& s, uint8_t p, const PlacementMasks& pm,
+                                            unsigned want, int allowance, int bit, int c) {
+  if ((pm.full.w[bit >> 6] >> (bit & 63)) & 1) return want;
+  unsigned counts;
+  if (s.top[c] == NO_CELL) counts = empty_cell_placement_counts(g, s, c, allowance);
+  else counts = placement_valid(g, s, p, c, 1, allowance) ? 2u : 0u;
+  return (counts & 2u) ? counts : 0u;
+}
+
+RR_HD inline unsigned placement_want(int allowance) {
+  return allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
+}
+
 template <class Out>
 RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8_t p, Out& out) {
   if (s.hand[p] <= 0) {
@@ -67,19 +82,15 @@ RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8
   bool any = false;
   if (allowance > 0) {
     Move m = make_move(MT_PLACE_RING, p);
-    unsigned want = allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
+    unsigned want = placement_want(allowance);
     PlacementMasks pm;
     placement_masks(g, s, want, pm);
     for (int i = 0; i < g.bb_words; i++) {
       for (uint64_t cand = pm.full.w[i] | pm.open.w[i]; cand; cand &= cand - 1) {
         int bit = i * 64 + ctz64(cand);
         int c = g.bit_cell[bit];
-        // Counts 2 and 3 are listed only where one ring is valid (and only on empty cells).
-        unsigned counts;
-        if ((pm.full.w[i] >> (bit & 63)) & 1) counts = want;
-        else if (s.top[c] == NO_CELL) counts = empty_cell_placement_counts(g, s, c, allowance);
-        else counts = placement_valid(g, s, p, c, 1, allowance) ? 2u : 0u;
-        if (!(counts & 2u)) continue;
+        unsigned counts = placement_cell_counts(g, s, p, pm, want, allowance, bit, c);
+        if (!counts) continue;
         any = true;
         m.to = (int16_t)c;
         for (int k = 1; k <= 3; k++) {
@@ -227,6 +238,74 @@ RR_HD inline void legal_moves(const Geometry& g, State& s, Scratch& sc, Out& out
       break;
     default: break;
   }
+}
+
+// The ring-placement surface (legal_moves in PH_RING_PLACEMENT, swap included) by size and
+// index, without listing it: the random policy needs only the size and the move it draws, and
+// the placement surface is the longest one a game lists (up to three moves per cell). Same
+// moves in the same order as legal_moves. Usable when the mover has rings in hand and a
+// positive allowance (placement_indexable); the other placement surfaces are one or two moves.
+struct PlacementIndex {
+  PlacementMasks pm;
+  unsigned want;
+  int allowance;
+  int n_place;  // place_ring moves
+  int n;        // the whole surface
+  bool skip;    // skip_placement follows the place_ring moves (else no_placement_action if none)
+  bool swap;    // swap_sides comes last
+};
+
+RR_HD inline bool placement_indexable(const State& s) {
+  if (s.status != ST_ACTIVE || s.phase != PH_RING_PLACEMENT) return false;
+  uint8_t p = s.current;
+  return s.hand[p] > 0 && placement_allowance(s, p) > 0;
+}
+
+RR_HD inline void placement_index(const Geometry& g, const State& s, PlacementIndex& pi) {
+  uint8_t p = s.current;
+  pi.allowance = placement_allowance(s, p);
+  pi.want = placement_want(pi.allowance);
+  placement_masks(g, s, pi.want, pi.pm);
+  int per_full = popcount64(pi.want);
+  int n = 0;
+  for (int i = 0; i < g.bb_words; i++) {
+    n += per_full * popcount64(pi.pm.full.w[i]);
+    for (uint64_t open = pi.pm.open.w[i]; open; open &= open - 1) {
+      int bit = i * 64 + ctz64(open);
+      n += popcount64(placement_cell_counts(g, s, p, pi.pm, pi.want, pi.allowance, bit, g.bit_cell[bit]));
+    }
+  }
+  pi.n_place = n;
+  pi.skip = skip_placement_eligible(g, s, p);
+  pi.swap = swap_offered(s);
+  pi.n = n + ((pi.skip || n == 0) ? 1 : 0) + (pi.swap ? 1 : 0);
+}
+
+// Move number i (0 <= i < pi.n) of the surface placement_index described.
+RR_HD inline Move placement_move_at(const Geometry& g, const State& s, const PlacementIndex& pi, int i) {
+  uint8_t p = s.current;
+  if (i < pi.n_place) {
+    for (int w = 0; w < g.bb_words; w++) {
+      for (uint64_t cand = pi.pm.full.w[w] | pi.pm.open.w[w]; cand; cand &= cand - 1) {
+        int bit = w * 64 + ctz64(cand);
+        int c = g.bit_cell[bit];
+        unsigned counts = placement_cell_counts(g, s, p, pi.pm, pi.want, pi.allowance, bit, c);
+        int here = popcount64(counts);
+        if (i >= here) {
+          i -= here;
+          continue;
+        }
+        Move m = make_move(MT_PLACE_RING, p);
+        m.to = (int16_t)c;
+        for (int k = 1; k <= 3; k++)
+          if ((counts & (1u << k)) && i-- == 0) m.count = (uint8_t)k;
+        return m;
+      }
+    }
+  }
+  i -= pi.n_place;
+  if (i == 0 && (pi.skip || pi.n_place == 0)) return make_move(pi.skip ? MT_SKIP_PLACEMENT : MT_NO_PLACEMENT_ACTION, p);
+  return make_move(MT_SWAP_SIDES, p);
 }
 
 // ---- the transition function -------------------------------------------------------------
