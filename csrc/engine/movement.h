@@ -161,23 +161,26 @@ RR_HD inline unsigned empty_cell_placement_counts(const Geometry& g, const State
   return ok & want;
 }
 
-// The placement surface's cells for a mover whose allowance gives the counts `want` (bit k for
-// k rings): `full` holds the empty cells where every wanted count is valid through a simple
-// move, `open` the other cells that need a closer look (empty cells whose simple moves do not
-// settle every count, where captures may add some, and cells with a stack). Bits ascend in
-// cell enumeration order on every board, so walking the set bits visits cells in that order.
+// The place_ring moves of a surface as bitboards: at[k] holds the cells where a k-ring
+// placement is listed (at[2] and at[3] lie inside at[1]: more rings are listed only where one
+// ring is valid, and only on empty cells). The surface lists them cell by cell in enumeration
+// order, counts ascending, and grid bits ascend in cell enumeration order on every board, so
+// the bits give both the list and any move's index in it.
 //
-// Simple moves for all cells at once: a fresh stack of k rings moves simply from an empty cell
+// Simple moves settle most cells for all cells at once: a fresh stack of height h moves simply
 // when its free run (empty or marker cells before an edge, a collapsed cell or a stack) is at
-// least k long in some direction; run >= 1 means the neighbour is free, and run >= k + 1 that
-// the neighbour is free with run >= k the same way.
+// least h long in some direction; run >= 1 means the neighbour is free, and run >= k + 1 that
+// the neighbour is free with run >= k the same way. Cells these runs do not settle (an empty
+// cell where only a capture could make a count valid, a stack taller than 2) get the per-cell
+// test.
 struct PlacementMasks {
-  BB full;
-  BB open;
+  BB at[4];
 };
 
 template <int NW>
-RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& s, unsigned want, PlacementMasks& pm) {
+RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& s, uint8_t p, int allowance,
+                                                PlacementMasks& pm) {
+  unsigned want = allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
   BB stacks, markers, collapsed;
   collapsed_bits_n<NW>(g, s, collapsed);
   for (int i = 0; i < NW; i++) stacks.w[i] = markers.w[i] = 0;
@@ -207,17 +210,30 @@ RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& 
     uint64_t all = empty;
     for (int k = 1; k <= 3; k++)
       if (want & (1u << k)) all &= simple[k].w[i];
-    pm.full.w[i] = all;
-    pm.open.w[i] = (empty & ~all) | stacks.w[i];
+    for (int k = 1; k <= 3; k++) pm.at[k].w[i] = (want & (1u << k)) ? all : 0;
+    // Empty cells that simple moves leave unsettled.
+    for (uint64_t open = empty & ~all; open; open &= open - 1) {
+      int bit = i * 64 + ctz64(open);
+      unsigned counts = empty_cell_placement_counts(g, s, g.bit_cell[bit], allowance);
+      if (!(counts & 2u)) continue;
+      for (int k = 1; k <= 3; k++) pm.at[k].w[i] |= (uint64_t)((counts >> k) & 1u) << (bit & 63);
+    }
+  }
+  // Stacks: one ring on top makes height h + 1.
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
+    int h = s.height[c] + 1, bit = g.cell_bit[c];
+    bool ok = (h <= 3 && bb_test(simple[h], bit)) || placement_valid(g, s, p, c, 1, allowance);
+    pm.at[1].w[bit >> 6] |= (uint64_t)ok << (bit & 63);
   }
 }
 
-RR_HD inline void placement_masks(const Geometry& g, const State& s, unsigned want, PlacementMasks& pm) {
+// The place_ring moves of mover p with allowance > 0 (and rings in hand).
+RR_HD inline void placement_masks(const Geometry& g, const State& s, uint8_t p, int allowance, PlacementMasks& pm) {
   switch (g.bb_words) {
-    case 1: placement_masks_n<1>(g, s, want, pm); break;
-    case 2: placement_masks_n<2>(g, s, want, pm); break;
-    case 6: placement_masks_n<6>(g, s, want, pm); break;
-    default: placement_masks_n<BB_WORDS>(g, s, want, pm); break;
+    case 1: placement_masks_n<1>(g, s, p, allowance, pm); break;
+    case 2: placement_masks_n<2>(g, s, p, allowance, pm); break;
+    case 6: placement_masks_n<6>(g, s, p, allowance, pm); break;
+    default: placement_masks_n<BB_WORDS>(g, s, p, allowance, pm); break;
   }
 }
 

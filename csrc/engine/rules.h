@@ -57,21 +57,6 @@ RR_HD inline bool swap_offered(const State& s) {
 
 // ---- the surface ---------------------------------------------------------------------------
 
-// The counts (bit k for k rings) listed at the candidate cell c (grid bit `bit`) of a
-// placement surface: counts 2 and 3 only where one ring is valid, and only on empty cells.
-RR_HD inline unsigned placement_cell_counts(const Geometry& g, const State& s, uint8_t p, const PlacementMasks& pm,
-                                            unsigned want, int allowance, int bit, int c) {
-  if ((pm.full.w[bit >> 6] >> (bit & 63)) & 1) return want;
-  unsigned counts;
-  if (s.top[c] == NO_CELL) counts = empty_cell_placement_counts(g, s, c, allowance);
-  else counts = placement_valid(g, s, p, c, 1, allowance) ? 2u : 0u;
-  return (counts & 2u) ? counts : 0u;
-}
-
-RR_HD inline unsigned placement_want(int allowance) {
-  return allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
-}
-
 template <class Out>
 RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8_t p, Out& out) {
   if (s.hand[p] <= 0) {
@@ -82,20 +67,21 @@ RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8
   bool any = false;
   if (allowance > 0) {
     Move m = make_move(MT_PLACE_RING, p);
-    unsigned want = placement_want(allowance);
     PlacementMasks pm;
-    placement_masks(g, s, want, pm);
+    placement_masks(g, s, p, allowance, pm);
     for (int i = 0; i < g.bb_words; i++) {
-      for (uint64_t cand = pm.full.w[i] | pm.open.w[i]; cand; cand &= cand - 1) {
-        int bit = i * 64 + ctz64(cand);
-        int c = g.bit_cell[bit];
-        unsigned counts = placement_cell_counts(g, s, p, pm, want, allowance, bit, c);
-        if (!counts) continue;
+      for (uint64_t cells = pm.at[1].w[i]; cells; cells &= cells - 1) {
+        int b = ctz64(cells);
         any = true;
-        m.to = (int16_t)c;
-        for (int k = 1; k <= 3; k++) {
-          if (!(counts & (1u << k))) continue;
-          m.count = (uint8_t)k;
+        m.to = g.bit_cell[i * 64 + b];
+        m.count = 1;
+        ml_push(out, m);
+        if ((pm.at[2].w[i] >> b) & 1) {
+          m.count = 2;
+          ml_push(out, m);
+        }
+        if ((pm.at[3].w[i] >> b) & 1) {
+          m.count = 3;
           ml_push(out, m);
         }
       }
@@ -247,8 +233,6 @@ RR_HD inline void legal_moves(const Geometry& g, State& s, Scratch& sc, Out& out
 // positive allowance (placement_indexable); the other placement surfaces are one or two moves.
 struct PlacementIndex {
   PlacementMasks pm;
-  unsigned want;
-  int allowance;
   int n_place;  // place_ring moves
   int n;        // the whole surface
   bool skip;    // skip_placement follows the place_ring moves (else no_placement_action if none)
@@ -263,18 +247,10 @@ RR_HD inline bool placement_indexable(const State& s) {
 
 RR_HD inline void placement_index(const Geometry& g, const State& s, PlacementIndex& pi) {
   uint8_t p = s.current;
-  pi.allowance = placement_allowance(s, p);
-  pi.want = placement_want(pi.allowance);
-  placement_masks(g, s, pi.want, pi.pm);
-  int per_full = popcount64(pi.want);
+  placement_masks(g, s, p, placement_allowance(s, p), pi.pm);
   int n = 0;
-  for (int i = 0; i < g.bb_words; i++) {
-    n += per_full * popcount64(pi.pm.full.w[i]);
-    for (uint64_t open = pi.pm.open.w[i]; open; open &= open - 1) {
-      int bit = i * 64 + ctz64(open);
-      n += popcount64(placement_cell_counts(g, s, p, pi.pm, pi.want, pi.allowance, bit, g.bit_cell[bit]));
-    }
-  }
+  for (int i = 0; i < g.bb_words; i++)
+    n += popcount64(pi.pm.at[1].w[i]) + popcount64(pi.pm.at[2].w[i]) + popcount64(pi.pm.at[3].w[i]);
   pi.n_place = n;
   pi.skip = skip_placement_eligible(g, s, p);
   pi.swap = swap_offered(s);
@@ -285,20 +261,24 @@ RR_HD inline void placement_index(const Geometry& g, const State& s, PlacementIn
 RR_HD inline Move placement_move_at(const Geometry& g, const State& s, const PlacementIndex& pi, int i) {
   uint8_t p = s.current;
   if (i < pi.n_place) {
+    const BB* at = pi.pm.at;
     for (int w = 0; w < g.bb_words; w++) {
-      for (uint64_t cand = pi.pm.full.w[w] | pi.pm.open.w[w]; cand; cand &= cand - 1) {
-        int bit = w * 64 + ctz64(cand);
-        int c = g.bit_cell[bit];
-        unsigned counts = placement_cell_counts(g, s, p, pi.pm, pi.want, pi.allowance, bit, c);
-        int here = popcount64(counts);
+      int in_word = popcount64(at[1].w[w]) + popcount64(at[2].w[w]) + popcount64(at[3].w[w]);
+      if (i >= in_word) {
+        i -= in_word;
+        continue;
+      }
+      for (uint64_t cells = at[1].w[w]; cells; cells &= cells - 1) {
+        int b = ctz64(cells);
+        int two = (int)((at[2].w[w] >> b) & 1), three = (int)((at[3].w[w] >> b) & 1);
+        int here = 1 + two + three;
         if (i >= here) {
           i -= here;
           continue;
         }
         Move m = make_move(MT_PLACE_RING, p);
-        m.to = (int16_t)c;
-        for (int k = 1; k <= 3; k++)
-          if ((counts & (1u << k)) && i-- == 0) m.count = (uint8_t)k;
+        m.to = g.bit_cell[w * 64 + b];
+        m.count = (uint8_t)(i == 0 ? 1 : (i == 1 && two) ? 2 : 3);
         return m;
       }
     }
