@@ -4,12 +4,14 @@
 // two builds of the engine can be compared for identical play as well as for cost.
 //
 //   g++ -O3 -std=c++17 -I csrc bench/engine_profile.cpp -o /tmp/engine_profile
-//   /tmp/engine_profile square8 2 200 [seed] [policy: 0 random, 1 heuristic]
+//   /tmp/engine_profile square8 2 200 [seed] [policy: 0 random, 1 heuristic] [picker: list, stream]
+// (stream: the GPU kernel's list-free picker, run on the host; it must give the same digest)
 //   valgrind --tool=callgrind /tmp/engine_profile square8 2 20
 #include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 
 #include "selfplay/game_driver.h"
 
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
   long games = std::atol(argv[3]);
   uint64_t seed = argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 1;
   uint8_t policy = argc > 5 ? (uint8_t)std::atoi(argv[5]) : rr::POLICY_RANDOM;
+  bool stream = argc > 6 && std::string(argv[6]) == "stream";
   const rr::Geometry& g = rr::host_geometry((rr::BoardType)board);
   auto s = std::make_unique<rr::State>();
   auto sc = std::make_unique<rr::Scratch>();
@@ -58,7 +61,8 @@ int main(int argc, char** argv) {
   int capped = 0;
   std::clock_t t0 = std::clock();  // CPU time: the box is shared, so wall time is noisy
   for (long i = 0; i < games; i++) {
-    bool done = rr::play_game(g, *s, *sc, pick, seed, (uint64_t)i, players, policy, 100000, rec);
+    bool done = stream ? rr::play_game(g, *s, *sc, rr::StreamPicker{}, seed, (uint64_t)i, players, policy, 100000, rec)
+                       : rr::play_game(g, *s, *sc, pick, seed, (uint64_t)i, players, policy, 100000, rec);
     if (!done) capped++;
     moves += s->move_count;
     rec.mix(rr::state_hash(g, *s));
