@@ -186,23 +186,33 @@ RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& 
   for (int i = 0; i < NW; i++) stacks.w[i] = markers.w[i] = 0;
   for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(stacks, g.cell_bit[c]);
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) bb_set(markers, g.cell_bit[c]);
-  BB free_cells, simple[4];
+  // simple[h]: cells with a free run of at least h in some direction, h = 1..RUN_MAX (runs up
+  // to 3 settle fresh stacks, longer ones the stacks that a ring on top makes taller).
+  constexpr int RUN_MAX = 7;
+  BB free_cells, simple[RUN_MAX + 1];
   for (int i = 0; i < NW; i++) {
     free_cells.w[i] = g.bb_board.w[i] & ~stacks.w[i] & ~collapsed.w[i];
-    simple[1].w[i] = simple[2].w[i] = simple[3].w[i] = 0;
+    for (int k = 1; k <= RUN_MAX; k++) simple[k].w[i] = 0;
   }
+  bool tall = false;  // any stack of height >= 3 (one more ring makes it taller than 3)
+  for (int c = s.s_head; c != NO_CELL && !tall; c = s.s_next[c]) tall = s.height[c] >= 3;
+  int kmax = tall ? RUN_MAX : 3;
   for (int d = 0; d < g.num_dirs; d++) {
     const BB& m = g.bb_msrc[d];
     int off = g.bb_moff[d];
-    BB r1, r2, t;
+    BB r1, r, t;
     bb_pull_n<NW>(r1, free_cells, m, off);
-    bb_pull_n<NW>(t, r1, m, off);
-    for (int i = 0; i < NW; i++) r2.w[i] = r1.w[i] & t.w[i];
-    bb_pull_n<NW>(t, r2, m, off);
-    for (int i = 0; i < NW; i++) {
-      simple[1].w[i] |= r1.w[i];
-      simple[2].w[i] |= r2.w[i];
-      simple[3].w[i] |= r1.w[i] & t.w[i];
+    r = r1;
+    for (int i = 0; i < NW; i++) simple[1].w[i] |= r1.w[i];
+    for (int k = 2; k <= kmax; k++) {
+      bb_pull_n<NW>(t, r, m, off);  // run >= k: neighbour free, and its run >= k - 1
+      uint64_t any = 0;
+      for (int i = 0; i < NW; i++) {
+        r.w[i] = r1.w[i] & t.w[i];
+        simple[k].w[i] |= r.w[i];
+        any |= r.w[i];
+      }
+      if (!any) break;
     }
   }
   for (int i = 0; i < NW; i++) {
@@ -222,7 +232,7 @@ RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& 
   // Stacks: one ring on top makes height h + 1.
   for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
     int h = s.height[c] + 1, bit = g.cell_bit[c];
-    bool ok = (h <= 3 && bb_test(simple[h], bit)) || placement_valid(g, s, p, c, 1, allowance);
+    bool ok = (h <= kmax && bb_test(simple[h], bit)) || placement_valid(g, s, p, c, 1, allowance);
     pm.at[1].w[bit >> 6] |= (uint64_t)ok << (bit & 63);
   }
 }
