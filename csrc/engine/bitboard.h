@@ -67,4 +67,47 @@ RR_HD inline void bb_or_shifted(BB& dst, const BB& src, int off, int nw) {
   }
 }
 
+// dst = (src & mask) shifted towards higher bits by off (off > 0) or lower bits by -off, over
+// NW words (|off| < 64): the cells of src that have a neighbour at offset off (mask), moved
+// onto that neighbour.
+template <int NW>
+RR_HD inline void bb_step_n(BB& dst, const BB& src, const BB& mask, int off) {
+  if (off > 0) {
+    for (int i = NW - 1; i >= 0; i--) {
+      uint64_t v = (src.w[i] & mask.w[i]) << off;
+      if (i > 0) v |= (src.w[i - 1] & mask.w[i - 1]) >> (64 - off);
+      dst.w[i] = v;
+    }
+  } else {
+    int k = -off;
+    for (int i = 0; i < NW; i++) {
+      uint64_t v = (src.w[i] & mask.w[i]) >> k;
+      if (i + 1 < NW) v |= (src.w[i + 1] & mask.w[i + 1]) << (64 - k);
+      dst.w[i] = v;
+    }
+  }
+}
+
+// dst = cells c (with an on-board neighbour at offset off, per mask) whose neighbour c + off
+// is in src: the same shift backwards, masked after it.
+template <int NW>
+RR_HD inline void bb_pull_n(BB& dst, const BB& src, const BB& mask, int off) {
+  if (off > 0) {
+    for (int i = 0; i < NW; i++) {
+      uint64_t v = src.w[i] >> off;
+      if (i + 1 < NW) v |= src.w[i + 1] << (64 - off);
+      dst.w[i] = v & mask.w[i];
+    }
+  } else {
+    int k = -off;
+    for (int i = NW - 1; i >= 0; i--) {
+      uint64_t v = src.w[i] << k;
+      if (i > 0) v |= src.w[i - 1] >> (64 - k);
+      dst.w[i] = v & mask.w[i];
+    }
+  }
+}
+
+RR_HD inline bool bb_test(const BB& b, int bit) { return (b.w[bit >> 6] >> (bit & 63)) & 1; }
+
 }  // namespace rr

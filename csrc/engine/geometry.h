@@ -38,6 +38,8 @@ struct Geometry {
   BB bb_board;
   BB bb_tsrc[6];     // cells whose territory neighbour in direction d is on the board
   int16_t bb_toff[6];  // bit offset of territory direction d
+  BB bb_msrc[MAX_DIRS];      // cells whose movement neighbour in direction d is on the board
+  int16_t bb_moff[MAX_DIRS];  // bit offset of movement direction d
   char key[MAX_CELLS][16];           // "x,y" or "x,y,z", NUL-terminated
   uint8_t key_len[MAX_CELLS];
 };

@@ -112,6 +112,11 @@ inline void build_geometry(Geometry& g, BoardType board) {
       g.bb_toff[d] = (int16_t)(g.cell_bit[nb] - g.cell_bit[c]);  // the same for every cell
     }
   }
+  for (int d = 0; d < g.num_dirs; d++) {
+    g.bb_moff[d] = (int16_t)(g.dvx[d] * g.grid_w + g.dvy[d]);
+    for (int c = 0; c < n; c++)
+      if (g.nbr[c][d] != NO_CELL) bb_set(g.bb_msrc[d], g.cell_bit[c]);
+  }
   if (g.hex) {
     g.num_line_axes = 3; g.line_axes[0] = 0; g.line_axes[1] = 5; g.line_axes[2] = 4;
     g.num_rec_axes = 3; g.rec_axes[0] = 0; g.rec_axes[1] = 5; g.rec_axes[2] = 4;

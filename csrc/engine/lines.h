@@ -45,9 +45,46 @@ RR_HD inline int marker_run(const Geometry& g, const State& s, int c, int dir, u
   return len;
 }
 
+// Could player p have a run of at least min_len markers along a line axis? Exact for runs
+// (cells holding a run of min_len are those where the marker mask survives min_len - 1 pulls
+// along the axis), and cheap enough to run before every line scan: most positions have no line.
+template <int NW>
+RR_HD RR_DEVICE_NOINLINE bool any_run_n(const Geometry& g, const State& s, uint8_t p, int min_len) {
+  BB mk;
+  for (int i = 0; i < NW; i++) mk.w[i] = 0;
+  for (int c = s.m_head; c != NO_CELL; c = s.m_next[c])
+    mk.w[g.cell_bit[c] >> 6] |= (uint64_t)(s.marker[c] == p) << (g.cell_bit[c] & 63);
+  for (int a = 0; a < g.num_line_axes; a++) {
+    int d = g.line_axes[a];
+    BB run = mk, t;
+    uint64_t any = 1;
+    for (int k = 1; k < min_len && any; k++) {
+      bb_pull_n<NW>(t, run, g.bb_msrc[d], g.bb_moff[d]);
+      any = 0;
+      for (int i = 0; i < NW; i++) {
+        run.w[i] &= t.w[i];
+        any |= run.w[i];
+      }
+    }
+    if (any) return true;
+  }
+  return false;
+}
+
+RR_HD inline bool any_run(const Geometry& g, const State& s, uint8_t p, int min_len) {
+  if (s.marker_count[p] < min_len) return false;
+  switch (g.bb_words) {
+    case 1: return any_run_n<1>(g, s, p, min_len);
+    case 2: return any_run_n<2>(g, s, p, min_len);
+    case 6: return any_run_n<6>(g, s, p, min_len);
+    default: return any_run_n<BB_WORDS>(g, s, p, min_len);
+  }
+}
+
 // All maximal runs of player p's markers with length >= min_len, in detection order.
 RR_HD inline void find_lines(const Geometry& g, const State& s, uint8_t p, int min_len, LineList& out) {
   out.n = 0;
+  if (!any_run(g, s, p, min_len)) return;
   uint8_t seen[MAX_CELLS];  // bit a: cell already belongs to a run found along axis a
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) seen[c] = 0;
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) {
@@ -69,6 +106,7 @@ RR_HD inline void find_lines(const Geometry& g, const State& s, uint8_t p, int m
 }
 
 RR_HD inline bool has_line(const Geometry& g, const State& s, uint8_t p, int min_len) {
+  if (!any_run(g, s, p, min_len)) return false;
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) {
     if (s.marker[c] != p) continue;
     for (int a = 0; a < g.num_line_axes; a++)

@@ -131,6 +131,122 @@ RR_HD inline bool placement_valid(const Geometry& g, const State& s, uint8_t p, 
   return stack_can_act(g, s, c, h, cap);
 }
 
+// The ring counts k (bit k, k = 1..3) that are valid placements on the EMPTY cell c for a mover
+// with `allowance` (> 0): the same answers as placement_valid(g, s, p, c, k, allowance) for each
+// k, from one walk per direction instead of one stack_can_act per count. A fresh stack of k
+// rings has height k and cap k, so on ray d with a free run of length L (empty or marker cells)
+// k moves simply when L >= k, and captures the stack at distance L + 1 (cap t) when k >= t and
+// there is a landing at distance >= k: M >= 1 free cells beyond, with L + 1 + M >= k. Counts
+// never exceed 3, so no walk needs to look more than 3 cells ahead or 2 beyond a target.
+RR_HD inline unsigned empty_cell_placement_counts(const Geometry& g, const State& s, int c, int allowance) {
+  unsigned want = allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
+  unsigned ok = 0;
+  for (int d = 0; d < g.num_dirs; d++) {
+    int x = g.nbr[c][d];
+    int L = 0;
+    while (x != NO_CELL && L < 3 && !cell_blocks(s, x)) {
+      L++;
+      x = g.nbr[x][d];
+    }
+    ok |= (2u << L) - 2u;  // k = 1..L move simply
+    if (L < 3 && x != NO_CELL && !s.collapsed[x]) {
+      int t = s.cap[x];
+      int M = 0;
+      for (int y = g.nbr[x][d]; y != NO_CELL && M < 2 && !cell_blocks(s, y); y = g.nbr[y][d]) M++;
+      if (M >= 1)
+        for (int k = t < 1 ? 1 : t; k <= 3 && k <= L + 1 + M; k++) ok |= 1u << k;
+    }
+    if ((ok & want) == want) break;
+  }
+  return ok & want;
+}
+
+// The place_ring moves of a surface as bitboards: at[k] holds the cells where a k-ring
+// placement is listed (at[2] and at[3] lie inside at[1]: more rings are listed only where one
+// ring is valid, and only on empty cells). The surface lists them cell by cell in enumeration
+// order, counts ascending, and grid bits ascend in cell enumeration order on every board, so
+// the bits give both the list and any move's index in it.
+//
+// Simple moves settle most cells for all cells at once: a fresh stack of height h moves simply
+// when its free run (empty or marker cells before an edge, a collapsed cell or a stack) is at
+// least h long in some direction; run >= 1 means the neighbour is free, and run >= k + 1 that
+// the neighbour is free with run >= k the same way. Cells these runs do not settle (an empty
+// cell where only a capture could make a count valid, a stack taller than 2) get the per-cell
+// test.
+struct PlacementMasks {
+  BB at[4];
+};
+
+template <int NW>
+RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& s, uint8_t p, int allowance,
+                                                PlacementMasks& pm) {
+  unsigned want = allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
+  BB stacks, markers, collapsed;
+  collapsed_bits_n<NW>(g, s, collapsed);
+  for (int i = 0; i < NW; i++) stacks.w[i] = markers.w[i] = 0;
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(stacks, g.cell_bit[c]);
+  for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) bb_set(markers, g.cell_bit[c]);
+  // simple[h]: cells with a free run of at least h in some direction, h = 1..RUN_MAX (runs up
+  // to 3 settle fresh stacks, longer ones the stacks that a ring on top makes taller).
+  constexpr int RUN_MAX = 7;
+  BB free_cells, simple[RUN_MAX + 1];
+  for (int i = 0; i < NW; i++) {
+    free_cells.w[i] = g.bb_board.w[i] & ~stacks.w[i] & ~collapsed.w[i];
+    for (int k = 1; k <= RUN_MAX; k++) simple[k].w[i] = 0;
+  }
+  bool tall = false;  // any stack of height >= 3 (one more ring makes it taller than 3)
+  for (int c = s.s_head; c != NO_CELL && !tall; c = s.s_next[c]) tall = s.height[c] >= 3;
+  int kmax = tall ? RUN_MAX : 3;
+  for (int d = 0; d < g.num_dirs; d++) {
+    const BB& m = g.bb_msrc[d];
+    int off = g.bb_moff[d];
+    BB r1, r, t;
+    bb_pull_n<NW>(r1, free_cells, m, off);
+    r = r1;
+    for (int i = 0; i < NW; i++) simple[1].w[i] |= r1.w[i];
+    for (int k = 2; k <= kmax; k++) {
+      bb_pull_n<NW>(t, r, m, off);  // run >= k: neighbour free, and its run >= k - 1
+      uint64_t any = 0;
+      for (int i = 0; i < NW; i++) {
+        r.w[i] = r1.w[i] & t.w[i];
+        simple[k].w[i] |= r.w[i];
+        any |= r.w[i];
+      }
+      if (!any) break;
+    }
+  }
+  for (int i = 0; i < NW; i++) {
+    uint64_t empty = free_cells.w[i] & ~markers.w[i];
+    uint64_t all = empty;
+    for (int k = 1; k <= 3; k++)
+      if (want & (1u << k)) all &= simple[k].w[i];
+    for (int k = 1; k <= 3; k++) pm.at[k].w[i] = (want & (1u << k)) ? all : 0;
+    // Empty cells that simple moves leave unsettled.
+    for (uint64_t open = empty & ~all; open; open &= open - 1) {
+      int bit = i * 64 + ctz64(open);
+      unsigned counts = empty_cell_placement_counts(g, s, g.bit_cell[bit], allowance);
+      if (!(counts & 2u)) continue;
+      for (int k = 1; k <= 3; k++) pm.at[k].w[i] |= (uint64_t)((counts >> k) & 1u) << (bit & 63);
+    }
+  }
+  // Stacks: one ring on top makes height h + 1.
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
+    int h = s.height[c] + 1, bit = g.cell_bit[c];
+    bool ok = (h <= kmax && bb_test(simple[h], bit)) || placement_valid(g, s, p, c, 1, allowance);
+    pm.at[1].w[bit >> 6] |= (uint64_t)ok << (bit & 63);
+  }
+}
+
+// The place_ring moves of mover p with allowance > 0 (and rings in hand).
+RR_HD inline void placement_masks(const Geometry& g, const State& s, uint8_t p, int allowance, PlacementMasks& pm) {
+  switch (g.bb_words) {
+    case 1: placement_masks_n<1>(g, s, p, allowance, pm); break;
+    case 2: placement_masks_n<2>(g, s, p, allowance, pm); break;
+    case 6: placement_masks_n<6>(g, s, p, allowance, pm); break;
+    default: placement_masks_n<BB_WORDS>(g, s, p, allowance, pm); break;
+  }
+}
+
 RR_HD inline bool player_has_placement(const Geometry& g, const State& s, uint8_t p) {
   int allowance = placement_allowance(s, p);
   if (s.hand[p] <= 0 || allowance <= 0) return false;

@@ -65,16 +65,26 @@ RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8
   }
   int allowance = placement_allowance(s, p);
   bool any = false;
-  for (int c = 0; c < g.num_cells; c++) {
-    if (!placement_valid(g, s, p, c, 1, allowance)) continue;
-    any = true;
-    int max_count = s.top[c] == NO_CELL ? 3 : 1;
-    for (int k = 1; k <= max_count; k++) {
-      if (k > 1 && !placement_valid(g, s, p, c, k, allowance)) continue;
-      Move m = make_move(MT_PLACE_RING, p);
-      m.to = (int16_t)c;
-      m.count = (uint8_t)k;
-      ml_push(out, m);
+  if (allowance > 0) {
+    Move m = make_move(MT_PLACE_RING, p);
+    PlacementMasks pm;
+    placement_masks(g, s, p, allowance, pm);
+    for (int i = 0; i < g.bb_words; i++) {
+      for (uint64_t cells = pm.at[1].w[i]; cells; cells &= cells - 1) {
+        int b = ctz64(cells);
+        any = true;
+        m.to = g.bit_cell[i * 64 + b];
+        m.count = 1;
+        ml_push(out, m);
+        if ((pm.at[2].w[i] >> b) & 1) {
+          m.count = 2;
+          ml_push(out, m);
+        }
+        if ((pm.at[3].w[i] >> b) & 1) {
+          m.count = 3;
+          ml_push(out, m);
+        }
+      }
     }
   }
   bool skip = skip_placement_eligible(g, s, p);
@@ -114,9 +124,13 @@ RR_HD inline void gen_line_surface(const Geometry& g, const State& s, uint8_t p,
     push_line_eliminations(s, p, out);
     return;
   }
-  int T = line_threshold(g, s.num_players);
-  find_lines(g, s, p, orchestrator_min(g, s.num_players), sc.lines);
+  int T = line_threshold(g, s.num_players), orch = orchestrator_min(g, s.num_players);
+  // One detection pass at the lower threshold T: a run is found at the same point of the scan
+  // whatever the threshold, so the orchestrator lines (>= orch >= T) are the runs of this list
+  // with len >= orch, in the same order.
+  find_lines(g, s, p, T, sc.lines);
   for (int i = 0; i < sc.lines.n; i++) {
+    if (sc.lines.l[i].len < orch) continue;
     Move m = make_move(MT_PROCESS_LINE, p);
     m.line_start = sc.lines.l[i].start;
     m.line_dir = sc.lines.l[i].dir;
@@ -124,7 +138,6 @@ RR_HD inline void gen_line_surface(const Geometry& g, const State& s, uint8_t p,
     m.to = m.line_start;
     ml_push(out, m);
   }
-  find_lines(g, s, p, T, sc.lines);
   for (int i = 0; i < sc.lines.n; i++) {
     const Line& l = sc.lines.l[i];
     Move m = make_move(MT_CHOOSE_LINE_OPTION, p);
@@ -211,6 +224,68 @@ RR_HD inline void legal_moves(const Geometry& g, State& s, Scratch& sc, Out& out
       break;
     default: break;
   }
+}
+
+// The ring-placement surface (legal_moves in PH_RING_PLACEMENT, swap included) by size and
+// index, without listing it: the random policy needs only the size and the move it draws, and
+// the placement surface is the longest one a game lists (up to three moves per cell). Same
+// moves in the same order as legal_moves. Usable when the mover has rings in hand and a
+// positive allowance (placement_indexable); the other placement surfaces are one or two moves.
+struct PlacementIndex {
+  PlacementMasks pm;
+  int n_place;  // place_ring moves
+  int n;        // the whole surface
+  bool skip;    // skip_placement follows the place_ring moves (else no_placement_action if none)
+  bool swap;    // swap_sides comes last
+};
+
+RR_HD inline bool placement_indexable(const State& s) {
+  if (s.status != ST_ACTIVE || s.phase != PH_RING_PLACEMENT) return false;
+  uint8_t p = s.current;
+  return s.hand[p] > 0 && placement_allowance(s, p) > 0;
+}
+
+RR_HD inline void placement_index(const Geometry& g, const State& s, PlacementIndex& pi) {
+  uint8_t p = s.current;
+  placement_masks(g, s, p, placement_allowance(s, p), pi.pm);
+  int n = 0;
+  for (int i = 0; i < g.bb_words; i++)
+    n += popcount64(pi.pm.at[1].w[i]) + popcount64(pi.pm.at[2].w[i]) + popcount64(pi.pm.at[3].w[i]);
+  pi.n_place = n;
+  pi.skip = skip_placement_eligible(g, s, p);
+  pi.swap = swap_offered(s);
+  pi.n = n + ((pi.skip || n == 0) ? 1 : 0) + (pi.swap ? 1 : 0);
+}
+
+// Move number i (0 <= i < pi.n) of the surface placement_index described.
+RR_HD inline Move placement_move_at(const Geometry& g, const State& s, const PlacementIndex& pi, int i) {
+  uint8_t p = s.current;
+  if (i < pi.n_place) {
+    const BB* at = pi.pm.at;
+    for (int w = 0; w < g.bb_words; w++) {
+      int in_word = popcount64(at[1].w[w]) + popcount64(at[2].w[w]) + popcount64(at[3].w[w]);
+      if (i >= in_word) {
+        i -= in_word;
+        continue;
+      }
+      for (uint64_t cells = at[1].w[w]; cells; cells &= cells - 1) {
+        int b = ctz64(cells);
+        int two = (int)((at[2].w[w] >> b) & 1), three = (int)((at[3].w[w] >> b) & 1);
+        int here = 1 + two + three;
+        if (i >= here) {
+          i -= here;
+          continue;
+        }
+        Move m = make_move(MT_PLACE_RING, p);
+        m.to = g.bit_cell[w * 64 + b];
+        m.count = (uint8_t)(i == 0 ? 1 : (i == 1 && two) ? 2 : 3);
+        return m;
+      }
+    }
+  }
+  i -= pi.n_place;
+  if (i == 0 && (pi.skip || pi.n_place == 0)) return make_move(pi.skip ? MT_SKIP_PLACEMENT : MT_NO_PLACEMENT_ACTION, p);
+  return make_move(MT_SWAP_SIDES, p);
 }
 
 // ---- the transition function -------------------------------------------------------------

@@ -261,6 +261,35 @@ RR_HD inline void cell_collapse(State& s, int c, uint8_t p) {
 
 RR_HD inline bool player_has_any_rings(const State& s, int p) { return s.hand[p] > 0 || s.board_rings[p] > 0; }
 
+// Collapsed cells as a bitboard (empty when nothing has collapsed). Branch-free per cell: which
+// cells are collapsed is unpredictable, and a mispredicted branch costs more than the OR.
+template <int NW>
+RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
+  for (int i = 0; i < NW; i++) out.w[i] = 0;
+  int n = 0;
+  for (int p = 0; p <= MAX_PLAYERS; p++) n += s.collapsed_count[p];
+  if (n == 0) return;
+  int c = 0;
+  if (!g.hex) {
+    // Square boards number cells in grid bit order (cell_bit[c] == c): pack 8 cells at a time.
+    // The three folds OR each byte's bits into its bit 0 (bits from the next byte only reach
+    // bits 4-7, which the mask drops); the multiply gathers bit 0 of each byte into the top byte.
+    for (; c + 8 <= g.num_cells; c += 8) {
+      uint64_t v = 0;
+      for (int j = 0; j < 8; j++) v |= (uint64_t)s.collapsed[c + j] << (8 * j);
+      uint64_t t = v | (v >> 4);
+      t |= t >> 2;
+      t |= t >> 1;
+      t &= 0x0101010101010101ull;
+      out.w[c >> 6] |= ((t * 0x0102040810204080ull) >> 56) << (c & 63);
+    }
+  }
+  for (; c < g.num_cells; c++) {
+    int bit = g.cell_bit[c];
+    out.w[bit >> 6] |= (uint64_t)(s.collapsed[c] != 0) << (bit & 63);
+  }
+}
+
 // ---- initial state ---------------------------------------------------------------------------
 
 RR_HD inline void init_state(State& s, const Geometry& g, int num_players, bool swap_rule) {

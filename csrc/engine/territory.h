@@ -61,51 +61,152 @@ RR_HD inline int popcount8(unsigned v) {
   return n;
 }
 
-// Word-parallel flood fill of `seed` within `allowed` using territory adjacency.
-RR_HD inline void bb_flood(const Geometry& g, BB& comp, const BB& allowed) {
-  int nw = g.bb_words;
-  BB frontier = comp;
+RR_HD inline int count_buried_stacks(const State& s, uint8_t p);
+
+// The region scan below is written once over NW, the number of 64-bit words a board's
+// bitboards use (g.bb_words), and instantiated per board size: with NW known at compile time
+// the word loops unroll and the masks stay in registers (square8 is one word), instead of
+// looping over and clearing the 10 words the largest board needs on every call.
+
+// Grow comp (which holds the seed) to its whole component within `allowed`, by territory
+// adjacency. Each sweep steps once per direction and folds the growth in at once, so a later
+// direction of the same sweep already spreads the cells an earlier one added (fewer sweeps
+// than growing every direction from the same frontier). Along the direction whose bit offset
+// is +1 (one step along a grid column) a sweep fills whole runs at once by carry propagation:
+// adding the seeds to the run mask A carries each seed through the rest of its run of A and
+// into the first cell after it, so ((A + S) ^ A) holds every cell from a seed to one past its
+// run's end. A holds the allowed cells that have a neighbour that way, so a run stops at the
+// board edge. Only the fixed point is used, and it is the component, however it is reached.
+// ND is the number of territory directions (0: read g.num_tdirs).
+template <int NW, int ND>
+RR_HD inline void bb_flood_n(const Geometry& g, BB& comp, const BB& allowed) {
+  const int nd = ND ? ND : g.num_tdirs;
   for (;;) {
-    BB grown;
-    bb_zero(grown, nw);
-    for (int d = 0; d < g.num_tdirs; d++) {
-      BB src;
-      for (int i = 0; i < nw; i++) src.w[i] = frontier.w[i] & g.bb_tsrc[d].w[i];
-      bb_or_shifted(grown, src, g.bb_toff[d], nw);
+    uint64_t changed = 0;
+    for (int d = 0; d < nd; d++) {
+      int off = g.bb_toff[d];
+      const BB& tsrc = g.bb_tsrc[d];
+      if (off == 1) {
+        uint64_t carry = 0;
+        for (int i = 0; i < NW; i++) {
+          uint64_t a = allowed.w[i] & tsrc.w[i];
+          uint64_t t = a + (comp.w[i] & tsrc.w[i]);
+          uint64_t c1 = t < a;
+          uint64_t sum = t + carry;
+          carry = c1 | (uint64_t)(sum < t);
+          uint64_t v = (sum ^ a) & allowed.w[i] & ~comp.w[i];
+          comp.w[i] |= v;
+          changed |= v;
+        }
+      } else if (off > 0) {
+        for (uint64_t grew = 1; grew;) {  // step along d while the component grows
+          grew = 0;
+          for (int i = NW - 1; i >= 0; i--) {
+            uint64_t v = (comp.w[i] & tsrc.w[i]) << off;
+            if (i > 0) v |= (comp.w[i - 1] & tsrc.w[i - 1]) >> (64 - off);
+            v &= allowed.w[i] & ~comp.w[i];
+            comp.w[i] |= v;
+            grew |= v;
+          }
+          changed |= grew;
+        }
+      } else {
+        int k = -off;
+        for (uint64_t grew = 1; grew;) {
+          grew = 0;
+          for (int i = 0; i < NW; i++) {
+            uint64_t v = (comp.w[i] & tsrc.w[i]) >> k;
+            if (i + 1 < NW) v |= (comp.w[i + 1] & tsrc.w[i + 1]) << (64 - k);
+            v &= allowed.w[i] & ~comp.w[i];
+            comp.w[i] |= v;
+            grew |= v;
+          }
+          changed |= grew;
+        }
+      }
     }
-    bool any = false;
-    for (int i = 0; i < nw; i++) {
-      frontier.w[i] = grown.w[i] & allowed.w[i] & ~comp.w[i];
-      comp.w[i] |= frontier.w[i];
-      any |= frontier.w[i] != 0;
-    }
-    if (!any) return;
+    if (!changed) return;
   }
 }
 
-RR_HD inline int count_buried_stacks(const State& s, uint8_t p);
+// One-word boards (square8): the same component by a doubling fill per direction. pro[d][k]
+// holds the cells a fill may enter by jumping 2^k cells along d (every cell of the jump
+// allowed and entered from its on-board neighbour), so steps of 1, 2 and 4 cover a straight
+// run of up to 7 cells, the longest an 8-wide grid has, with no data-dependent branch.
+struct Flood1 {
+  uint64_t pro[4][3];
+  int off[4];
+};
+
+RR_HD inline uint64_t shift1(uint64_t x, int off) { return off > 0 ? x << off : x >> -off; }
+
+RR_HD inline void flood1_init(const Geometry& g, uint64_t allowed, Flood1& f) {
+  for (int d = 0; d < 4; d++) {
+    int off = g.bb_toff[d];
+    f.off[d] = off;
+    uint64_t p0 = allowed & shift1(g.bb_tsrc[d].w[0], off);
+    uint64_t p1 = p0 & shift1(p0, off);
+    f.pro[d][0] = p0;
+    f.pro[d][1] = p1;
+    f.pro[d][2] = p1 & shift1(p1, 2 * off);
+  }
+}
+
+RR_HD inline uint64_t flood1(const Flood1& f, uint64_t comp) {
+  for (;;) {
+    uint64_t before = comp;
+    for (int d = 0; d < 4; d++) {
+      int off = f.off[d];
+      comp |= f.pro[d][0] & shift1(comp, off);
+      comp |= f.pro[d][1] & shift1(comp, 2 * off);
+      comp |= f.pro[d][2] & shift1(comp, 4 * off);
+    }
+    if (comp == before) return comp;
+  }
+}
+
+template <int NW>
+RR_HD inline bool bb_meets(const BB& a, const BB& b) {
+  uint64_t x = 0;
+  for (int i = 0; i < NW; i++) x |= a.w[i] & b.w[i];
+  return x != 0;
+}
+
+template <int NW>
+RR_HD inline int bb_count_n(const BB& a, const BB& b) {
+  int n = 0;
+  for (int i = 0; i < NW; i++) n += popcount64(a.w[i] & b.w[i]);
+  return n;
+}
+
+template <int NW>
+RR_HD inline int bb_lowest_n(const BB& b) {
+  for (int i = 0; i < NW; i++)
+    if (b.w[i]) return i * 64 + ctz64(b.w[i]);
+  return -1;
+}
 
 // Detect every region the reference lists, with per-region counts for player `mover`: one
 // pass per marker colour in order of first appearance, then the collapsed-only pass (0);
 // components are seeded in cell enumeration order. With stop_at_payable, stop at the first
 // region the mover can pay for and return true.
-RR_HD inline bool scan_regions(const Geometry& g, const State& s, uint8_t mover, RegionScan& out,
-                               bool stop_at_payable = false) {
+template <int NW, int ND>
+RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, uint8_t mover, RegionScan& out,
+                                             bool stop_at_payable) {
   out.n = 0;
   unsigned active = 0;
   for (int p = 1; p <= s.num_players; p++)
     if (s.board_rings[p] > 0) active |= 1u << p;
   if (!active) return false;
   int n_active = popcount8(active);
-  int nw = g.bb_words;
   bool rec = s.turn_used_recovery != 0;
+  // Nothing can be paid for without a stack to pay with (outside the region, so anywhere).
+  if (stop_at_payable && !rec && s.ctrl_stacks[mover] <= 0) return false;
   // Masks: collapsed cells, markers per colour, stacks per controller, mover-buried stacks.
   BB collapsed, markers[MAX_PLAYERS + 1], ctrl[MAX_PLAYERS + 1], buried;
-  bb_zero(collapsed, nw);
-  bb_zero(buried, nw);
-  for (int p = 0; p <= MAX_PLAYERS; p++) {
-    bb_zero(markers[p], nw);
-    bb_zero(ctrl[p], nw);
+  for (int i = 0; i < NW; i++) {
+    buried.w[i] = 0;
+    for (int p = 0; p <= MAX_PLAYERS; p++) markers[p].w[i] = ctrl[p].w[i] = 0;
   }
   uint8_t colours[MAX_PLAYERS];
   int n_colours = 0;
@@ -126,24 +227,41 @@ RR_HD inline bool scan_regions(const Geometry& g, const State& s, uint8_t mover,
       buried_total++;
     }
   }
-  for (int c = 0; c < g.num_cells; c++)
-    if (s.collapsed[c]) bb_set(collapsed, g.cell_bit[c]);
+  if (stop_at_payable && rec && buried_total == 0) return false;
+  collapsed_bits_n<NW>(g, s, collapsed);
   for (int k = 0; k <= n_colours; k++) {
     int pass = k < n_colours ? colours[k] : 0;
     BB allowed, remaining;
-    for (int i = 0; i < nw; i++) {
-      allowed.w[i] = g.bb_board.w[i] & ~collapsed.w[i] & ~markers[pass].w[i];
+    uint64_t walls = 0;
+    for (int i = 0; i < NW; i++) {
+      uint64_t wall = collapsed.w[i] | markers[pass].w[i];
+      walls |= wall;
+      allowed.w[i] = g.bb_board.w[i] & ~wall;
       remaining.w[i] = allowed.w[i];
     }
-    for (int bit = bb_lowest(remaining, nw); bit >= 0; bit = bb_lowest(remaining, nw)) {
+    Flood1 f1;
+    bool have_f1 = false;
+    for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining)) {
       BB comp;
-      bb_zero(comp, nw);
-      bb_set(comp, bit);
-      bb_flood(g, comp, allowed);
-      for (int i = 0; i < nw; i++) remaining.w[i] &= ~comp.w[i];
+      if (walls == 0) {
+        comp = allowed;  // no walls: the whole board, which is connected
+      } else {
+        for (int i = 0; i < NW; i++) comp.w[i] = 0;
+        bb_set(comp, bit);
+        if (NW == 1 && ND == 4) {
+          if (!have_f1) {
+            flood1_init(g, allowed.w[0], f1);
+            have_f1 = true;
+          }
+          comp.w[0] = flood1(f1, comp.w[0]);
+        } else {
+          bb_flood_n<NW, ND>(g, comp, allowed);
+        }
+      }
+      for (int i = 0; i < NW; i++) remaining.w[i] &= ~comp.w[i];
       unsigned colours_inside = 0;
       for (int p = 1; p <= s.num_players; p++)
-        if (bb_intersects(comp, ctrl[p], nw)) colours_inside |= 1u << p;
+        if (bb_meets<NW>(comp, ctrl[p])) colours_inside |= 1u << p;
       int n_inside = popcount8(colours_inside);
       uint8_t controller;
       if (pass != 0) {
@@ -155,8 +273,8 @@ RR_HD inline bool scan_regions(const Geometry& g, const State& s, uint8_t mover,
         for (int p = 1; p <= MAX_PLAYERS; p++)
           if (colours_inside & (1u << p)) controller = (uint8_t)p;
       }
-      int mover_ctrl = bb_count_and(comp, ctrl[mover], nw);
-      int mover_buried = rec ? bb_count_and(comp, buried, nw) : 0;
+      int mover_ctrl = bb_count_n<NW>(comp, ctrl[mover]);
+      int mover_buried = rec ? bb_count_n<NW>(comp, buried) : 0;
       if (stop_at_payable) {
         if (rec ? buried_total - mover_buried > 0 : s.ctrl_stacks[mover] - mover_ctrl > 0) return true;
         continue;
@@ -166,12 +284,22 @@ RR_HD inline bool scan_regions(const Geometry& g, const State& s, uint8_t mover,
       r.seed = g.bit_cell[bit];
       r.pass = (uint8_t)pass;
       r.controller = controller;
-      r.size = (int16_t)bb_count_and(comp, comp, nw);
+      r.size = (int16_t)bb_count_n<NW>(comp, comp);
       r.mover_ctrl_inside = (int16_t)mover_ctrl;
       r.mover_buried_inside = (int16_t)mover_buried;
     }
   }
   return false;
+}
+
+RR_HD inline bool scan_regions(const Geometry& g, const State& s, uint8_t mover, RegionScan& out,
+                               bool stop_at_payable = false) {
+  // The four boards: square8 1 word, hex8 2, square19 6, hexagonal 10; 4 or 6 directions.
+  int w = g.bb_words, nd = g.num_tdirs;
+  if (w == 1 && nd == 4) return scan_regions_n<1, 4>(g, s, mover, out, stop_at_payable);
+  if (w == 2 && nd == 6) return scan_regions_n<2, 6>(g, s, mover, out, stop_at_payable);
+  if (w == 6 && nd == 4) return scan_regions_n<6, 4>(g, s, mover, out, stop_at_payable);
+  return scan_regions_n<BB_WORDS, 0>(g, s, mover, out, stop_at_payable);
 }
 
 RR_HD inline int count_buried_stacks(const State& s, uint8_t p) {

@@ -19,6 +19,7 @@ struct NullRecorder {
 struct ListPicker {
   MoveList* l;
   RR_HD bool operator()(const Geometry& g, State& s, Scratch& sc, Rng& rng, uint8_t policy, Move* m) const {
+    if (policy == POLICY_RANDOM && choose_random_placement(g, s, rng, m)) return true;  // no list needed
     legal_moves(g, s, sc, *l);
     if (l->overflow) return false;  // an incomplete surface would play a different game: stop it
     int i = choose_move(g, s, *l, rng, policy);

@@ -138,6 +138,19 @@ RR_HD inline int choose_in(const Surface& surf, int n, const Geometry& g, State&
   return b.best;
 }
 
+// The random policy on a ring-placement surface, from its size and the drawn index alone
+// (placement_index): the same draw and the same move as choose_in over the listed surface,
+// whose first draw always stands there (only recovery slides can be rejected). False when
+// the surface is not one placement_index describes; the caller then lists it.
+RR_HD inline bool choose_random_placement(const Geometry& g, const State& s, Rng& rng, Move* chosen) {
+  if (!placement_indexable(s)) return false;
+  PlacementIndex pi;
+  placement_index(g, s, pi);
+  int i = (int)rng.below((uint32_t)pi.n);
+  *chosen = placement_move_at(g, s, pi, i);
+  return true;
+}
+
 // Index of the chosen move in l, or -1 when nothing playable is listed.
 RR_HD inline int choose_move(const Geometry& g, State& s, const MoveList& l, Rng& rng, uint8_t policy) {
   if (l.n == 0) return -1;
@@ -150,6 +163,7 @@ RR_HD inline int choose_move(const Geometry& g, State& s, const MoveList& l, Rng
 // overflowed MAX_MOVES (where the list path stops too) or lists nothing playable.
 RR_HD inline bool choose_move_streaming(const Geometry& g, State& s, Scratch& sc, Rng& rng, uint8_t policy,
                                         Move* chosen) {
+  if (policy == POLICY_RANDOM && choose_random_placement(g, s, rng, chosen)) return true;
   StreamSurface surf{&g, &s, &sc, make_move(0, 0)};
   int n = 0;
   if (policy == POLICY_RANDOM) {
