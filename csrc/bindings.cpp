@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, mod) {
   rr::bind::register_export(mod);    // submodule ringrift._core.export
   rr::bind::register_upstream_export(mod);  // submodule ringrift._core.upstream (upstream's encoding)
   rr::bind::register_env(mod);
+  rr::bind::register_search(mod);
 }

@@ -280,6 +280,7 @@ void register_selfplay(py::module_& mod);  // bindings/selfplay.cpp: batched sel
 void register_export(py::module_& mod);    // bindings/export.cpp: submodule ringrift._core.export
 void register_env(py::module_& mod);       // bindings/env.cpp: batch environment host twin
 void register_upstream_export(py::module_& mod);  // bindings/upstream_export.cpp: submodule ringrift._core.upstream
+void register_search(py::module_& mod);    // bindings/search.cpp: batched Gumbel search trees
 
 }  // namespace bind
 }  // namespace rr
