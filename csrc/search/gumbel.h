@@ -21,6 +21,7 @@
 // from the point of view of the player to move at its parent.
 #pragma once
 #include "export/action_space.h"
+#include "export/features.h"
 #include "selfplay/policy.h"
 #include "selfplay/rng.h"
 #if !defined(__CUDACC_RTC__)
