@@ -44,7 +44,8 @@ class SearchBatch {
     if (bytes > 64.0 * (1ull << 30))
       throw py::value_error("games x max_nodes needs " + std::to_string((long long)(bytes / (1 << 20))) +
                             " MiB of nodes (limit 64 GiB): search fewer games at once or lower max_nodes");
-    pool_.resize((size_t)B_ * capacity_);
+    // default-initialised (SearchNode is plain data): pages that no tree reaches are never touched
+    pool_.reset(new SearchNode[(size_t)B_ * capacity_]);
     trees_.resize(B_);
     for (int i = 0; i < B_; i++) {
       Game& gm = games[i].cast<Game&>();
@@ -52,7 +53,7 @@ class SearchBatch {
         throw py::value_error("games[" + std::to_string(i) + "] is a " + board_name(gm.geo().board) +
                               " game, the batch searches " + board);
       trees_[i].reset(new SearchTree);
-      search_reset(*trees_[i], pool_.data() + (size_t)i * capacity_, capacity_, gm.st(), Rng::for_game(s, st[i]));
+      search_reset(*trees_[i], pool_.get() + (size_t)i * capacity_, capacity_, gm.st(), Rng::for_game(s, st[i]));
     }
     const int H = fg_->h, W = fg_->w;
     planes_ = py::array_t<float>({(py::ssize_t)B_, (py::ssize_t)FEAT_PLANES, (py::ssize_t)H, (py::ssize_t)W});
@@ -62,11 +63,10 @@ class SearchBatch {
     for (int k = 0; k < nt; k++) work_.emplace_back(new SearchWork);
   }
 
+  // (Any batch can be driven by a network this way; `leaf` only picks run_netfree's evaluator.)
   // Walk every tree to its next leaf that needs the network; their features go to rows
   // 0 .. R-1 of `planes` / `globals`, `rows[r]` is the tree of row r. Returns R (0: all done).
   int select() {
-    if (leaf_ != LEAF_NET) throw py::value_error("select(): this batch evaluates its leaves itself (leaf='" +
-                                                 std::string(LEAF_EVAL_NAMES[leaf_]) + "'); call run_netfree()");
     if (pending_ > 0) throw py::value_error("select(): the previous " + std::to_string(pending_) +
                                             " leaves have not been given their evaluation (call apply first)");
     float* pl = planes_.mutable_data();
@@ -234,7 +234,7 @@ class SearchBatch {
   uint8_t leaf_;
   int rollout_moves_ = 0, threads_ = 1, B_ = 0, pending_ = 0;
   int32_t capacity_ = 0;
-  std::vector<SearchNode> pool_;
+  std::unique_ptr<SearchNode[]> pool_;
   std::vector<std::unique_ptr<SearchTree>> trees_;
   std::vector<std::unique_ptr<SearchWork>> work_;
   py::array_t<float> planes_, globals_;

@@ -100,7 +100,7 @@ class GumbelSearch:
             max_nodes = 8193 + 128 * max(0, int(simulations)) if isinstance(simulations, int) else 8193
         self.max_nodes = max_nodes
         self.threads = threads
-        self._batch(self.evaluator)  # checks every argument now, not at run()
+        self._fresh = self._batch(self.evaluator)  # checks every argument now; the first run() uses it
 
     def _batch(self, leaf: str):
         return _core.SearchBatch(self.board, self.games, self.seed, self.streams, self.simulations, self.top_k,
@@ -109,11 +109,10 @@ class GumbelSearch:
 
     def run(self, evaluate: Evaluate | None = None) -> list[SearchResult]:
         """Search every game from its current state; one result per game, in order."""
+        batch, self._fresh = self._fresh or self._batch(self.evaluator), None
         if evaluate is None:
-            batch = self._batch(self.evaluator)
             batch.run_netfree()
         else:
-            batch = self._batch("net")
             planes, globals_ = batch.planes, batch.globals
             while True:
                 r = batch.select()
