@@ -90,6 +90,18 @@ def parse_policy(spec: str) -> GumbelPolicy:
     return p
 
 
+def check_policy(value: str) -> str:
+    """A self-play policy name: a core policy (random, heuristic) as it is, or a gumbel:... spec,
+    normalised. ValueError (one line) for anything else; usable as an argparse ``type``."""
+    from .. import POLICIES
+
+    if value in POLICIES:
+        return value
+    if is_gumbel_policy(value):
+        return parse_policy(value).name
+    raise ValueError(f"unknown policy {value!r} (expected {', '.join(POLICIES)} or gumbel:EVALUATOR[:key=value,...])")
+
+
 def search_stream(index: int, ply: int) -> int:
     """The search's random stream for ply `ply` of game `index` (a 64-bit mix of the two)."""
     return ((int(index) * 0x9E3779B97F4A7C15) ^ (int(ply) * 0xD1B54A32D192ED03 + 0x2545F4914F6CDD1D)) & _MASK64
@@ -186,6 +198,15 @@ CREATE TABLE IF NOT EXISTS search_targets (
     policy_probs BLOB NOT NULL,      -- float16: the improved policy over those actions
     PRIMARY KEY (board, num_players, policy, seed, game_index)
 )"""
+
+
+def store_targets(path, batch: dict, *, board: str, num_players: int, policy: str, seed: int) -> int:
+    """Add a search self-play batch's targets to the side table of the DB at `path`."""
+    targets = SearchTargets(path)
+    try:
+        return targets.add_batch(batch, board=board, num_players=num_players, policy=policy, seed=seed)
+    finally:
+        targets.close()
 
 
 class SearchTargets:

@@ -169,11 +169,7 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
                                     engine_version=ENGINE_VERSION, host=host, max_moves=max_moves,
                                     started_at=started)
             if search is not None:  # the search's targets, beside the games (their own table)
-                targets = search.SearchTargets(db.path)
-                try:
-                    targets.add_batch(batch, board=board, num_players=num_players, policy=policy, seed=seed)
-                finally:
-                    targets.close()
+                search.store_targets(db.path, batch, board=board, num_players=num_players, policy=policy, seed=seed)
             result.games += added
             result.duplicates += len(batch["game_index"]) - added
             result.moves += int(batch["total_moves"])
