@@ -195,6 +195,9 @@ def test_bad_arguments_are_one_clear_error():
 @pytest.mark.skipif(find_libnvrtc() is None, reason="libnvrtc not installed (the test extra brings "
                     "nvidia-cuda-nvrtc-cu12 on Linux x86_64)")
 def test_search_kernel_compiles_with_nvrtc():
+    # NVRTC has no C library headers: this catches a search header that only compiles because a
+    # host include brought something in. -G (no device optimisation) keeps it under a second; the
+    # optimised device build is the nvcc compile check (scripts/check_cuda_compile.sh, in CI).
     from ringrift.gpu.nvrtc import compile_ptx
 
-    assert ".entry rr_search_netfree" in compile_ptx("compute_90", source="search_kernel.cu", as_cupy=True)
+    assert ".entry rr_search_netfree" in compile_ptx("compute_90", ("-G",), source="search_kernel.cu")
