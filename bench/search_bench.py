@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write the rows here")
     a = ap.parse_args(argv)
     per_board = {"square8": 16, "hex8": 16, "square19": 4, "hexagonal": 4} if a.quick else \
-        {"square8": 64, "hex8": 64, "square19": 16, "hexagonal": 12}
+        {"square8": 256, "hex8": 256, "square19": 64, "hexagonal": 48}
     rows = []
     print(f"{'board':10} {'evaluator':10} {'trees':>5} {'sims':>7} {'cpu s':>8} {'wall s':>8} {'sims/cpu-s':>11}")
     for board in a.boards.split(","):
