@@ -201,3 +201,20 @@ def test_search_kernel_compiles_with_nvrtc():
     from ringrift.gpu.nvrtc import compile_ptx
 
     assert ".entry rr_search_netfree" in compile_ptx("compute_90", ("-G",), source="search_kernel.cu")
+
+
+def test_the_search_bench_and_match_scripts_run(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    out = tmp_path / "search.json"
+    subprocess.run([sys.executable, str(bench / "search_bench.py"), "--quick", "--boards", "hex8", "--evaluators",
+                    "heuristic,net", "--simulations", "8", "--json", str(out)], check=True, capture_output=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["evaluator"] for r in rows] == ["heuristic", "net"] and all(r["simulations"] > 0 for r in rows)
+    proc = subprocess.run([sys.executable, str(bench / "search_match.py"), "--games", "2", "--max-moves", "40",
+                           "--a", "heuristic:4", "--b", "zero:0"], check=True, capture_output=True, text=True)
+    assert "of 2" in proc.stdout
