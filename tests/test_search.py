@@ -147,6 +147,15 @@ def test_network_priors_steer_the_search():
         assert r.action == favourite and r.prior.max() > 0.99
 
 
+def test_run_searches_the_games_as_they_are_when_it_is_called():
+    game = Game("square8", 2)
+    search = GumbelSearch([game], simulations=4, top_k=4, seed=1)
+    first = search.run()[0]
+    game.apply(first.move)  # now P1 must move the placed stack
+    second = search.run()[0]
+    assert set(second.actions.tolist()) == playable_actions(game) != playable_actions(Game("square8", 2))
+
+
 def test_finished_games_and_forced_moves():
     over = Game.from_json(make_state("square8", 2, stacks={(0, 0): [1]}, hands=[0, 0]))
     over.apply(next(m for m in over.legal_moves()))

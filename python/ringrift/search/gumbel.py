@@ -100,7 +100,7 @@ class GumbelSearch:
             max_nodes = 8193 + 128 * max(0, int(simulations)) if isinstance(simulations, int) else 8193
         self.max_nodes = max_nodes
         self.threads = threads
-        self._fresh = self._batch(self.evaluator)  # checks every argument now; the first run() uses it
+        self._batch(self.evaluator)  # checks every argument now (cheap: untouched node pages are never mapped)
 
     def _batch(self, leaf: str):
         return _core.SearchBatch(self.board, self.games, self.seed, self.streams, self.simulations, self.top_k,
@@ -108,8 +108,8 @@ class GumbelSearch:
                                  self.rollout_moves, self.max_nodes, self.threads)
 
     def run(self, evaluate: Evaluate | None = None) -> list[SearchResult]:
-        """Search every game from its current state; one result per game, in order."""
-        batch, self._fresh = self._fresh or self._batch(self.evaluator), None
+        """Search every game from its state at this call; one result per game, in order."""
+        batch = self._batch(self.evaluator)  # from the games' states now
         if evaluate is None:
             batch.run_netfree()
         else:
