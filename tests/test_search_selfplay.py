@@ -83,3 +83,35 @@ def test_bad_policy_specs_say_what_is_wrong(spec, why):
 def test_search_selfplay_refuses_the_gpu(tmp_path):
     with GameDB(tmp_path / "g.db") as db, pytest.raises(ValueError, match="CPU"):
         run_selfplay(db, board="square8", num_games=1, policy=POLICY, device="cuda")
+
+
+def test_exported_samples_get_the_search_targets_as_soft_policies(tmp_path):
+    from ringrift.export.exporter import export_db
+    from ringrift.search.targets import TargetsError, apply_search_targets
+
+    path = tmp_path / "games.db"
+    with GameDB(path) as db:
+        run_selfplay(db, board="square8", num_games=2, seed=1, policy=POLICY, max_moves=200, threads=1)
+        run_selfplay(db, board="square8", num_games=1, seed=1, policy="random", max_moves=200, threads=1)
+    export_db(path, output_dir=tmp_path / "npz", board="square8", include_unchecked=True, split_ratio=1.0)
+    src = tmp_path / "npz" / "canonical_square8.npz"
+    out = tmp_path / "soft.npz"
+    counts = apply_search_targets(src, path, out)
+    z, orig = np.load(out), np.load(src)
+    o, has = z["policy_offsets"], z["has_search_target"].astype(bool)
+    searched = {r.id for r in GameDB(path, create=False).iter_games() if r.policy.startswith("gumbel:")}
+    assert np.array_equal(has, np.isin(z["game_ids"], list(searched))) and 0 < has.sum() < len(has)
+    assert counts["with_targets"] == int(has.sum())
+    for k in range(len(has)):
+        entries = z["policy_indices"][o[k]:o[k + 1]]
+        probs = z["policy_values"][o[k]:o[k + 1]]
+        assert orig["policy_indices"][k] in entries  # the played move is one of the search's actions
+        assert abs(float(probs.sum()) - 1) < 5e-3
+        assert np.isnan(z["search_values"][k]) != has[k]
+        if not has[k]:
+            assert entries.tolist() == [orig["policy_indices"][k]]
+    assert np.array_equal(z["features"], orig["features"])
+    export_db(path, output_dir=tmp_path / "sym", board="square8", include_unchecked=True, split_ratio=1.0,
+              with_symmetries=True)
+    with pytest.raises(TargetsError, match="symmetries"):
+        apply_search_targets(tmp_path / "sym" / "canonical_square8.npz", path, tmp_path / "x.npz")
