@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..db import GameDB
+from ..engine.errors import RingRiftError
 from .selfplay import SearchTargets
 
 
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         r = apply_search_targets(a.npz, a.db, a.output)
-    except (TargetsError, OSError) as exc:
+    except (TargetsError, RingRiftError, OSError) as exc:  # one line, exit 2 (bad input)
         print(f"ringrift.search.targets: error: {exc}", file=sys.stderr)
         return 2
     print(f"{a.output}: {r['with_targets']} of {r['samples']} samples with search targets, {r['entries']} policy entries")
