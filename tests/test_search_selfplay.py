@@ -115,3 +115,25 @@ def test_exported_samples_get_the_search_targets_as_soft_policies(tmp_path):
               with_symmetries=True)
     with pytest.raises(TargetsError, match="symmetries"):
         apply_search_targets(tmp_path / "sym" / "canonical_square8.npz", path, tmp_path / "x.npz")
+
+
+def test_merging_databases_brings_the_search_targets_along(tmp_path):
+    from ringrift.pipeline.worker import selfplay_range
+
+    parts = []
+    for k, indices in enumerate(([0, 1], [1, 2])):
+        parts.append(tmp_path / f"part{k}.db")
+        with GameDB(parts[-1]) as db:
+            selfplay_range(db, board="hex8", num_players=2, seed=6, policy=POLICY, indices=indices, threads=1,
+                           max_moves=150)
+    with GameDB(tmp_path / "all.db") as db:
+        assert db.merge_from(parts[0]) == 2 and db.merge_from(parts[1]) == 1
+    name = parse_policy(POLICY).name
+    targets = SearchTargets(tmp_path / "all.db")
+    try:
+        got = [targets.get(board="hex8", num_players=2, policy=name, seed=6, game_index=i) for i in range(3)]
+    finally:
+        targets.close()
+    with GameDB(tmp_path / "all.db", create=False) as db:
+        moves = {r.game_index: r.move_count for r in db.iter_games()}
+    assert all(t is not None and t["num_moves"] == moves[i] for i, t in enumerate(got))
