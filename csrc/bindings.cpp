@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, mod) {
   rr::bind::register_upstream_export(mod);  // submodule ringrift._core.upstream (upstream's encoding)
   rr::bind::register_env(mod);
   rr::bind::register_db(mod);
+  rr::bind::register_search(mod);
 }

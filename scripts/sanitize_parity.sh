@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build ringrift._core with AddressSanitizer + UBSan in its own venv and build
 # dir, replay the recorded reference games through it, then run a short fuzz
-# pass of the engine API (tests/test_fuzz.py and tests/test_api_hardening.py).
+# pass of the engine API (tests/test_fuzz.py and tests/test_api_hardening.py) and the search tests.
 # Fails on a parity failure, a fuzz failure and on any sanitizer report.
 #
 # Usage: bash scripts/sanitize_parity.sh [REPLAY_DIR] [extra ringrift-parity args...]
@@ -91,10 +91,12 @@ rc=${PIPESTATUS[0]}
 fuzz_rc=0
 if [[ "${RINGRIFT_SANITIZE_FUZZ:-1}" != 0 ]]; then
   # The fuzz pass feeds mutated states, moves, raw records and out-of-range indices to every
-  # loader and index-taking function of the instrumented build (a minute or two at -O1).
+  # loader and index-taking function of the instrumented build (a minute or two at -O1); the
+  # search tests (about 10 s) walk its trees and node pools on every board, small pools included.
   say "running the engine API fuzz pass under ASan+UBSan (log: $log)"
   RINGRIFT_FUZZ_EXAMPLES="${RINGRIFT_FUZZ_EXAMPLES:-0.5}" \
-    sanitized "$vpy" -m pytest -q -p no:cacheprovider tests/test_fuzz.py tests/test_api_hardening.py 2>&1 \
+    sanitized "$vpy" -m pytest -q -p no:cacheprovider tests/test_fuzz.py tests/test_api_hardening.py \
+      tests/test_search.py tests/test_search_selfplay.py -k "not nvrtc" 2>&1 \
     | tee -a "$log"
   fuzz_rc=${PIPESTATUS[0]}
 fi

@@ -299,6 +299,7 @@ void register_export(py::module_& mod);    // bindings/export.cpp: submodule rin
 void register_env(py::module_& mod);       // bindings/env.cpp: batch environment host twin
 void register_upstream_export(py::module_& mod);  // bindings/upstream_export.cpp: submodule ringrift._core.upstream
 void register_db(py::module_& mod);        // bindings/db.cpp: the game DB's packed step blobs
+void register_search(py::module_& mod);    // bindings/search.cpp: batched Gumbel search trees
 
 }  // namespace bind
 }  // namespace rr

@@ -6,6 +6,8 @@
 #include "selfplay/selfplay_kernel.cu"
 // The batch-environment kernels likewise.
 #include "selfplay/env_kernel.cu"
+// The net-free Gumbel search kernel likewise.
+#include "search/search_kernel.cu"
 // Board symmetries (export augmentation) are host/device code too.
 #include "export/symmetry.h"
 

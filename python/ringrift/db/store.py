@@ -600,7 +600,9 @@ class GameDB:
             before = conn.total_changes
             with _immediate_transaction(conn):
                 conn.execute(_MERGE_SQL)
-            return conn.total_changes - before
+                added = conn.total_changes - before
+                _merge_side_tables(conn)
+            return added
         except sqlite3.Error as exc:
             raise DBError(f"{self.path}: merge from {other} failed, nothing was merged: {exc}",
                           path=str(self.path)) from None
@@ -725,6 +727,21 @@ def _package_version() -> str:
         return __version__
     except ImportError:  # pragma: no cover
         return "unknown"
+
+
+# Tables that other parts of the package keep beside the games, keyed by game identity (not by
+# id, which a merge renumbers): copied by merge_from in the same transaction, known keys skipped.
+# search_targets: the Gumbel search's per-move targets (ringrift.search.selfplay, its DDL there).
+_SIDE_TABLES = ("search_targets",)
+
+
+def _merge_side_tables(conn) -> None:
+    for table in _SIDE_TABLES:
+        if not conn.execute("SELECT 1 FROM src.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
+            continue
+        ddl = conn.execute("SELECT sql FROM src.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+        conn.execute(ddl.replace(f"CREATE TABLE {table}", f"CREATE TABLE IF NOT EXISTS main.{table}", 1))
+        conn.execute(f"INSERT OR IGNORE INTO main.{table} SELECT * FROM src.{table}")
 
 
 def _batch_columns(batch: dict) -> dict:

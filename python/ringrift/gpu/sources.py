@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def include_dir() -> Path:
-    """The header root (engine/, selfplay/, export/): installed at ringrift/include, or csrc/ in a checkout."""
+    """The header root (engine/, selfplay/, export/, search/): installed at ringrift/include, or csrc/ in a checkout."""
     here = Path(__file__).resolve().parent.parent
     installed = here / "include"
     if (installed / "selfplay" / "selfplay_kernel.cu").exists():
@@ -17,14 +17,15 @@ def include_dir() -> Path:
     raise FileNotFoundError(f"ringrift's C++ sources are missing (looked in {installed} and {checkout})")
 
 
-KERNELS = ("selfplay_kernel.cu", "env_kernel.cu")
+# kernel source -> its folder under the header root
+KERNELS = {"selfplay_kernel.cu": "selfplay", "env_kernel.cu": "selfplay", "search_kernel.cu": "search"}
 
 
 def kernel_source(name: str = "selfplay_kernel.cu") -> str:
     """The source of one of the shipped kernels (KERNELS), compiled as is by NVRTC."""
     if name not in KERNELS:
         raise ValueError(f"unknown kernel source {name!r} (expected one of {', '.join(KERNELS)})")
-    return (include_dir() / "selfplay" / name).read_text()
+    return (include_dir() / KERNELS[name] / name).read_text()
 
 
 def layout_options() -> tuple:

@@ -133,7 +133,12 @@ def selfplay_spec(args, cfg):
     seed = sc["seed"] if args.seed is None else args.seed
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be 0..{MAX_SEED}")
-    policy = args.policy or sc["policy"]
+    try:  # gumbel:... specs normalised (the stored policy names every option), others as they are
+        from ..search.selfplay import check_policy
+
+        policy = check_policy(args.policy or sc["policy"])
+    except ValueError as exc:
+        raise UsageError(f"--policy: {exc}") from None
     if args.threads is not None and not 0 <= args.threads <= 1024:
         raise UsageError("--threads must be 0..1024")
     max_moves = args.max_moves if args.max_moves is not None else sc["max_moves"][board]

@@ -19,7 +19,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from .. import BOARDS, POLICIES
+from .. import BOARDS
 from ..engine.errors import RingRiftError
 from ..exitcodes import EXIT_OK, EXIT_USAGE, OneLineParser, exit_status
 from .api import (DEFAULT_NPZ_DIR, TOKEN_ENV, Context, all_phases, cluster_command, export_phase, open_context,
@@ -33,13 +33,23 @@ def _dry(p: argparse.ArgumentParser) -> None:
                    help="print the plan and change nothing")
 
 
+def _policy(value: str) -> str:
+    from ..search.selfplay import check_policy
+
+    try:
+        return check_policy(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _selfplay_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--board", choices=BOARDS, help="board (default: config default_board)")
     sp.add_argument("--num-games", type=int, required=True, help="target number of games in the DB")
     sp.add_argument("--output-db", metavar="PATH", help="default: data/games/canonical_<board>.db")
     sp.add_argument("--players", type=int, choices=(2, 3, 4), help="players per game (config: selfplay.num_players)")
     sp.add_argument("--seed", type=int, help="run seed (config: selfplay.seed)")
-    sp.add_argument("--policy", choices=POLICIES, help="config: selfplay.policy")
+    sp.add_argument("--policy", type=_policy, help="random, heuristic or gumbel:EVALUATOR[:key=value,...] "
+                    "(docs/search.md; config: selfplay.policy)")
     sp.add_argument("--threads", type=int, help="native threads per worker, 0 = all cores (config: selfplay.threads)")
     sp.add_argument("--max-moves", type=int, help="move cap per game (config: selfplay.max_moves.<board>)")
     sp.add_argument("--games-per-worker", type=int, help="games per dispatched seed range (config: "
@@ -123,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "orchestrator on a host); JSON events on stdout.")
     wk.add_argument("--board", choices=BOARDS, required=True)
     wk.add_argument("--players", type=int, choices=(2, 3, 4), default=2)
-    wk.add_argument("--policy", choices=POLICIES, default="random")
+    wk.add_argument("--policy", type=_policy, default="random")
     wk.add_argument("--seed", type=int, default=0)
     wk.add_argument("--start", type=int, help="first game index")
     wk.add_argument("--count", type=int, help="number of game indices from --start")

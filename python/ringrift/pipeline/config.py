@@ -60,6 +60,18 @@ _FRACTION = ((int, float), lambda v: 0 <= v <= 1, "a number between 0 and 1")
 _TEXT = (str, lambda v: bool(v.strip()), "a non-empty string")
 _BOARD_CAPS = {board: _POSITIVE_INT for board in BOARDS}
 
+def _gumbel_ok(value: str) -> bool:
+    from ..search.selfplay import is_gumbel_policy, parse_policy
+
+    if not is_gumbel_policy(value):
+        return False
+    try:
+        parse_policy(value)
+    except ValueError:
+        return False
+    return True
+
+
 SCHEMA = {
     "default_board": (str, lambda v: v in BOARDS, f"one of {', '.join(BOARDS)}"),
     "selfplay": {
@@ -67,7 +79,7 @@ SCHEMA = {
         "max_moves": _BOARD_CAPS,
         "timeout_seconds": _POSITIVE_NUM,
         "num_players": (int, lambda v: 2 <= v <= 4, "2, 3 or 4"),
-        "policy": (str, lambda v: v in POLICIES, " or ".join(POLICIES)),
+        "policy": (str, lambda v: v in POLICIES or _gumbel_ok(v), " or ".join(POLICIES) + " or gumbel:EVALUATOR[:key=value,...]"),
         "seed": _NON_NEG_INT,
         "threads": _NON_NEG_INT,
         "keep_worker_dbs": (bool, lambda v: True, "true or false"),

@@ -81,6 +81,13 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     from .. import _core
     from ..selfplay.runner import ENGINE_VERSION, stored_indices
 
+    search = None  # a gumbel:... policy: games played by the search (ringrift.search.selfplay)
+    if policy.startswith("gumbel:"):
+        from ..search import selfplay as search
+
+        policy = search.parse_policy(policy).name
+        if device != "cpu":
+            raise ValueError(f"policy {policy}: search self-play runs on the CPU (device='cpu')")
     indices = IndexSet.from_indices(indices)
     have = stored_indices(db, board=board, num_players=num_players, seed=seed, policy=policy)
     todo = indices - have
@@ -103,11 +110,16 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if device == "cuda":
             batch = selfplay_batch_gpu(board, num_players, seed, chunk, policy, max_moves)
+        elif search is not None:
+            batch = search.selfplay_search_batch(board, num_players, seed, list(chunk), policy, max_moves=max_moves,
+                                                 threads=n_threads)
         else:
             batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
                                          max_moves=max_moves, record=True)
         db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
                         engine_version=ENGINE_VERSION, host=host, max_moves=max_moves, started_at=started)
+        if search is not None:  # the search's targets, beside the games (their own table)
+            search.store_targets(db.path, batch, board=board, num_players=num_players, policy=policy, seed=seed)
         played += len(chunk)
         moves += int(batch["total_moves"])
         if progress:

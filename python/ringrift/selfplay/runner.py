@@ -87,6 +87,13 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
+    search = None  # a gumbel:... policy: games played by the search (ringrift.search.selfplay)
+    if isinstance(policy, str) and policy.startswith("gumbel:"):
+        from ..search import selfplay as search
+
+        policy = search.parse_policy(policy).name  # normalised: the stored policy names every option
+        if device != "cpu":
+            raise ValueError(f"policy {policy}: search self-play runs on the CPU (device='cpu')")
     if device == "cuda":
         from ..gpu import require_gpu
 
@@ -118,6 +125,9 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
             from ..gpu import selfplay_batch_gpu
 
             return selfplay_batch_gpu(board, num_players, seed, chunk, policy, max_moves), started
+        if search is not None:
+            return search.selfplay_search_batch(board, num_players, seed, list(chunk), policy, max_moves=max_moves,
+                                                threads=n_threads), started
         batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
                                      max_moves=max_moves, record=True)
         return batch, started
@@ -158,6 +168,8 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
             added = db.insert_batch(batch, board=board, num_players=num_players, seed=seed, policy=policy,
                                     engine_version=ENGINE_VERSION, host=host, max_moves=max_moves,
                                     started_at=started)
+            if search is not None:  # the search's targets, beside the games (their own table)
+                search.store_targets(db.path, batch, board=board, num_players=num_players, policy=policy, seed=seed)
             result.games += added
             result.duplicates += len(batch["game_index"]) - added
             result.moves += int(batch["total_moves"])

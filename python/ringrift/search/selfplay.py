@@ -1,0 +1,251 @@
+"""Self-play with the net-free Gumbel search: policy ``gumbel:EVALUATOR[:key=value,...]``.
+
+    gumbel:heuristic                       value = the heuristic, 32 simulations, top_k 16
+    gumbel:rollout:sims=64,top_k=8,temp=0  random playouts, deterministic root choice
+
+Keys: ``sims`` (simulations per move), ``top_k``, ``temp`` (the Gumbel noise's scale at the root:
+1 samples as the paper does, 0 plays the search's best action), ``c_visit``, ``c_scale``,
+``rollout`` (playout length of the rollout evaluator). The spec is normalised (every key, fixed
+order) and that string is the policy stored with the games, so a game's identity
+(board, players, policy, seed, index) names everything that made it.
+
+Game ``i`` of run ``seed``: the search at ply ``k`` draws from stream ``search_stream(i, k)`` of
+``seed``, so every game is reproducible on its own, whatever batch it was played in. The batch
+has the shape of ``_core.selfplay_batch``'s (``GameDB.insert_batch`` stores it as it is) plus
+``search``: per move the root value (for the player to move) and the improved policy over the
+root's playable canonical actions (``policy_offsets`` into ``policy_actions`` / ``policy_probs``,
+float16) -- the soft policy and value targets. ``SearchTargets`` keeps them in a side table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .. import _core
+from ..engine import Game
+from .gumbel import LEAF_EVALUATORS, GumbelSearch
+
+PREFIX = "gumbel:"
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class GumbelPolicy:
+    evaluator: str = "heuristic"
+    sims: int = 32
+    top_k: int = 16
+    temp: float = 1.0
+    c_visit: float = 50.0
+    c_scale: float = 1.0
+    rollout: int = 32
+
+    @property
+    def name(self) -> str:
+        keys = ",".join(f"{f.name}={_fmt(getattr(self, f.name))}" for f in fields(self) if f.name != "evaluator")
+        return f"{PREFIX}{self.evaluator}:{keys}"
+
+
+def _fmt(v) -> str:
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def is_gumbel_policy(policy: str) -> bool:
+    return isinstance(policy, str) and policy.startswith(PREFIX)
+
+
+def parse_policy(spec: str) -> GumbelPolicy:
+    """``gumbel:EVALUATOR[:key=value,...]`` -> GumbelPolicy; ValueError naming what is wrong."""
+    if not is_gumbel_policy(spec):
+        raise ValueError(f"not a gumbel policy: {spec!r} (expected gumbel:EVALUATOR[:key=value,...])")
+    parts = spec[len(PREFIX):].split(":", 1)
+    evaluator = parts[0]
+    if evaluator not in LEAF_EVALUATORS:
+        raise ValueError(f"policy {spec!r}: unknown evaluator {evaluator!r} (expected {', '.join(LEAF_EVALUATORS)})")
+    kw: dict = {"evaluator": evaluator}
+    types = {f.name: f.type for f in fields(GumbelPolicy)}
+    if len(parts) > 1 and parts[1]:
+        for item in parts[1].split(","):
+            key, eq, value = item.partition("=")
+            if not eq or key not in types or key == "evaluator":
+                raise ValueError(f"policy {spec!r}: bad option {item!r} (keys: sims, top_k, temp, c_visit, c_scale, rollout)")
+            try:
+                kw[key] = float(value) if types[key] == "float" else int(value)
+            except ValueError:
+                raise ValueError(f"policy {spec!r}: {key} must be a number, got {value!r}") from None
+    p = GumbelPolicy(**kw)
+    if not 1 <= p.sims <= 100_000:
+        raise ValueError(f"policy {spec!r}: sims must be 1..100000")
+    if not 1 <= p.top_k <= _core.SEARCH_MAX_TOPK:
+        raise ValueError(f"policy {spec!r}: top_k must be 1..{_core.SEARCH_MAX_TOPK}")
+    if not 0 <= p.rollout <= 100_000:
+        raise ValueError(f"policy {spec!r}: rollout must be 0..100000")
+    for key in ("temp", "c_visit", "c_scale"):
+        v = getattr(p, key)
+        if not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"policy {spec!r}: {key} must be a finite number >= 0")
+    return p
+
+
+def check_policy(value: str) -> str:
+    """A self-play policy name: a core policy (random, heuristic) as it is, or a gumbel:... spec,
+    normalised. ValueError (one line) for anything else; usable as an argparse ``type``."""
+    from .. import POLICIES
+
+    if value in POLICIES:
+        return value
+    if is_gumbel_policy(value):
+        return parse_policy(value).name
+    raise ValueError(f"unknown policy {value!r} (expected {', '.join(POLICIES)} or gumbel:EVALUATOR[:key=value,...])")
+
+
+def search_stream(index: int, ply: int) -> int:
+    """The search's random stream for ply `ply` of game `index` (a 64-bit mix of the two)."""
+    return ((int(index) * 0x9E3779B97F4A7C15) ^ (int(ply) * 0xD1B54A32D192ED03 + 0x2545F4914F6CDD1D)) & _MASK64
+
+
+def selfplay_search_batch(board: str, num_players: int, seed: int, indices, policy: str, *, max_moves: int = 2000,
+                          threads: int = 1) -> dict:
+    """Play the given game indices of run `seed` with the search `policy`, all in lock step (one
+    batched search per ply over the games still going). See the module docstring."""
+    spec = parse_policy(policy)
+    indices = [int(i) for i in indices]
+    games = [Game(board, num_players) for _ in indices]
+    moves = [[] for _ in indices]
+    hashes = [[] for _ in indices]
+    phases = [[] for _ in indices]
+    players = [[] for _ in indices]
+    values = [[] for _ in indices]
+    pol_actions = [[] for _ in indices]
+    pol_probs = [[] for _ in indices]
+    phase_index = {name: i for i, name in enumerate(_core.PHASES)}
+    stopped = set()  # games the search could not continue (no playable move: cannot happen; capped)
+    t0 = time.perf_counter()
+    while True:
+        live = [k for k, g in enumerate(games)
+                if k not in stopped and g.status == "active" and g.move_count < max_moves]
+        if not live:
+            break
+        search = GumbelSearch([games[k] for k in live], simulations=spec.sims, top_k=spec.top_k, seed=seed,
+                              streams=[search_stream(indices[k], games[k].move_count) for k in live],
+                              evaluator=spec.evaluator, c_visit=spec.c_visit, c_scale=spec.c_scale,
+                              gumbel_scale=spec.temp, rollout_moves=spec.rollout, threads=threads)
+        for k, r in zip(live, search.run()):
+            g = games[k]
+            if r.move is None:
+                stopped.add(k)
+                continue
+            values[k].append(r.root_value)
+            pol_actions[k].append(r.actions)
+            pol_probs[k].append(r.policy)
+            g.apply(r.move)
+            moves[k].append(r.move.to_record())
+            hashes[k].append(int(g.hash(), 16))
+            phases[k].append(phase_index[g.phase])
+            players[k].append(g.current_player)
+    wall = time.perf_counter() - t0
+    G = len(indices)
+    counts = np.array([len(m) for m in moves], dtype=np.int32)
+    offsets = np.zeros(G + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(counts)
+    M = int(offsets[-1])
+    flat = b"".join(r for m in moves for r in m)
+    pol_counts = np.array([len(a) for per in pol_actions for a in per], dtype=np.int64)
+    pol_offsets = np.zeros(M + 1, dtype=np.int64)
+    pol_offsets[1:] = np.cumsum(pol_counts)
+
+    def cat(parts, dt):
+        return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
+
+    return {
+        "game_index": np.array(indices, dtype=np.int64),
+        "move_offsets": offsets,
+        "move_count": counts,
+        "winner": np.array([g.winner or 0 for g in games], dtype=np.uint8),
+        "reason": np.array([_core.REASONS.index(g.victory_reason or "") for g in games], dtype=np.uint8),
+        "capped": np.array([g.status == "active" for g in games], dtype=np.uint8),
+        "seconds": np.full(G, wall / max(G, 1)),
+        "moves": np.frombuffer(flat, dtype=np.uint8).reshape(M, 16).copy(),
+        "hashes": np.array([h for per in hashes for h in per], dtype=np.uint64),
+        "phases": np.array([p for per in phases for p in per], dtype=np.uint8),
+        "players": np.array([p for per in players for p in per], dtype=np.uint8),
+        "wall_seconds": wall,
+        "total_moves": M,
+        "threads": threads,
+        "cancelled": False,
+        "search": {
+            "root_value": np.array([v for per in values for v in per], dtype=np.float32),
+            "policy_offsets": pol_offsets,
+            "policy_actions": cat([a for per in pol_actions for a in per], np.int32),
+            "policy_probs": cat([p for per in pol_probs for p in per], np.float16),
+        },
+    }
+
+
+# ---- side table of search targets ------------------------------------------------------------
+
+TARGETS_DDL = """
+CREATE TABLE IF NOT EXISTS search_targets (
+    board TEXT NOT NULL, num_players INTEGER NOT NULL, policy TEXT NOT NULL, seed INTEGER NOT NULL,
+    game_index INTEGER NOT NULL,
+    num_moves INTEGER NOT NULL,      -- moves of the game (one target per move)
+    root_value BLOB NOT NULL,        -- float32 per move: the search's value for the player to move
+    policy_offsets BLOB NOT NULL,    -- int32 per move + 1: into the two arrays below
+    policy_actions BLOB NOT NULL,    -- int32: canonical action indices (docs/npz_format.md)
+    policy_probs BLOB NOT NULL,      -- float16: the improved policy over those actions
+    PRIMARY KEY (board, num_players, policy, seed, game_index)
+)"""
+
+
+def store_targets(path, batch: dict, *, board: str, num_players: int, policy: str, seed: int) -> int:
+    """Add a search self-play batch's targets to the side table of the DB at `path`."""
+    targets = SearchTargets(path)
+    try:
+        return targets.add_batch(batch, board=board, num_players=num_players, policy=policy, seed=seed)
+    finally:
+        targets.close()
+
+
+class SearchTargets:
+    """The search's per-move targets of self-play games, beside the games in the same SQLite file
+    (its own table, keyed by the game's identity, so the games' tables are untouched)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.conn = sqlite3.connect(self.path, timeout=60)
+        with self.conn:
+            self.conn.execute(TARGETS_DDL)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def add_batch(self, batch: dict, *, board: str, num_players: int, policy: str, seed: int) -> int:
+        s = batch["search"]
+        offs, po = batch["move_offsets"], s["policy_offsets"]
+        rows = []
+        for g, index in enumerate(batch["game_index"]):
+            a, b = int(offs[g]), int(offs[g + 1])
+            pa, pb = int(po[a]), int(po[b])
+            rows.append((board, int(num_players), policy, int(seed), int(index), b - a,
+                         s["root_value"][a:b].astype("<f4").tobytes(),
+                         (po[a:b + 1] - pa).astype("<i4").tobytes(),
+                         s["policy_actions"][pa:pb].astype("<i4").tobytes(),
+                         s["policy_probs"][pa:pb].astype("<f2").tobytes()))
+        before = self.conn.total_changes
+        with self.conn:
+            self.conn.executemany("INSERT OR IGNORE INTO search_targets VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        return self.conn.total_changes - before
+
+    def get(self, *, board: str, num_players: int, policy: str, seed: int, game_index: int) -> dict | None:
+        row = self.conn.execute(
+            "SELECT num_moves, root_value, policy_offsets, policy_actions, policy_probs FROM search_targets "
+            "WHERE board = ? AND num_players = ? AND policy = ? AND seed = ? AND game_index = ?",
+            (board, int(num_players), policy, int(seed), int(game_index))).fetchone()
+        if row is None:
+            return None
+        n, v, o, a, p = row
+        return {"num_moves": n, "root_value": np.frombuffer(v, "<f4"), "policy_offsets": np.frombuffer(o, "<i4"),
+                "policy_actions": np.frombuffer(a, "<i4"), "policy_probs": np.frombuffer(p, "<f2")}
