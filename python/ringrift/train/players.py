@@ -8,7 +8,7 @@ per decision, so game i of seed S is the same game whatever the batch size, slot
 Net spec: ``onnx:PATH[:temperature=T][:lookahead=K]``
 
 * temperature T (default 1): sample from softmax(logits / T) over the playable actions;
-  T = 0 takes the most probable action (lowest index on ties).
+  T = 0 takes the most probable action (the first in surface order on ties).
 * lookahead K (default 0 = off): one-ply search on the value head. The K most probable playable
   actions are each played in a scratch env and the net's value of each successor, seen by the
   mover (or the exact outcome when the game ends there), picks the move; temperature is then
@@ -148,47 +148,51 @@ class NetPlayer:
         if not len(ask):
             return acts
         logits, _ = self.evaluate(to_host(env.planes)[ask], to_host(env.globals)[ask])
-        mask = to_host(env.mask)[ask]
-        logits = np.where(mask, logits.astype(np.float64), -np.inf)
+        # Only the playable actions matter: gather their logits from the env's action lists
+        # (surface order) instead of masking the whole action space.
+        n_act = counts[counts > 1]
+        width = int(n_act.max())
+        legal = to_host(env.legal_actions)[ask, :width]
+        valid = np.arange(width)[None, :] < n_act[:, None]
+        z = np.where(valid, np.take_along_axis(logits, np.where(valid, legal, 0), axis=1).astype(np.float64), -np.inf)
         if self.lookahead:
-            chosen = self._lookahead(ask, logits)
+            pick = self._lookahead(ask, legal, z)
         elif self.temperature == 0:
-            chosen = logits.argmax(axis=1)
+            pick = z.argmax(axis=1)  # the first most probable in surface order
         else:
-            z = logits / self.temperature
+            z = z / self.temperature
             z -= z.max(axis=1, keepdims=True)
-            p = np.exp(z)
-            cdf = np.cumsum(p, axis=1)
+            cdf = np.cumsum(np.exp(z), axis=1)
             u = np.array([self.gens[s].random() for s in ask.tolist()])
-            chosen = (cdf < (u * cdf[:, -1])[:, None]).sum(axis=1)
-            chosen = np.where(mask[np.arange(len(ask)), np.minimum(chosen, mask.shape[1] - 1)], chosen,
-                              logits.argmax(axis=1))  # u*total rounding onto a masked tail: take the best
-        acts[counts > 1] = chosen.astype(np.int32)
+            pick = np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), n_act - 1)
+        acts[counts > 1] = legal[np.arange(len(ask)), pick]
         return acts
 
-    def _lookahead(self, ask: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    def _lookahead(self, ask: np.ndarray, legal: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Column (into ``legal``) of the best of the K most probable actions by the value head."""
         env, scr, k = self.env, self.scratch, self.lookahead
         m = len(ask)
-        legal = np.isfinite(logits).sum(axis=1)
-        top = np.argsort(-logits, axis=1, kind="stable")[:, :k]  # (m, k), most probable first
+        n_legal = np.isfinite(z).sum(axis=1)
+        top = np.argsort(-z, axis=1, kind="stable")[:, :k]  # (m, <=k) columns, most probable first
+        if top.shape[1] < k:
+            top = np.concatenate([top, np.repeat(top[:, :1], k - top.shape[1], axis=1)], axis=1)
         # fewer than k playable actions: repeat the best one (evaluated twice, harmless)
-        valid = np.arange(k)[None, :] < legal[:, None]
-        top = np.where(valid, top, top[:, :1])
+        top = np.where(np.arange(k)[None, :] < n_legal[:, None], top, top[:, :1])
         rows = np.repeat(ask, k)
         scr.states[:m * k] = to_host(env.states)[rows]
         acts = np.full(scr.n, -1, dtype=np.int32)
-        acts[:m * k] = top.reshape(-1)
+        acts[:m * k] = legal[np.repeat(np.arange(m), k), top.reshape(-1)]
         scr.step(acts)
         mover = to_host(env.info["current"])[rows].astype(np.int64)  # seat 1..n
         done = scr.info["done"][:m * k] != 0
         cur = scr.info["current"][:m * k].astype(np.int64)
         n = env.num_players
         _, value = self.evaluate(scr.planes[:m * k], scr.globals[:m * k])
-        slot = (mover - cur) % n
+        slot = (mover - cur) % n  # the mover's slot in the successor's mover-relative value vector
         v = value[np.arange(m * k), slot]
         exact = scr.info["values"][np.arange(m * k), mover - 1]
         v = np.where(done, exact, v).reshape(m, k)
-        best = v.argmax(axis=1)  # first (most probable) on ties
+        best = v.argmax(axis=1)  # the most probable one on ties
         return top[np.arange(m), best]
 
 
