@@ -182,3 +182,28 @@ def test_eval_is_seat_balanced_with_an_interval(tiny_model, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ringrift.train.evaluate", "onnx:/nonexistent.onnx", "random"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+
+
+def _pipeline(args, tmp_path, config_text):
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text(config_text)
+    env = dict(__import__("os").environ, RINGRIFT_LOG_DIR=str(tmp_path / "logs"))
+    return subprocess.run([sys.executable, "-m", "ringrift.pipeline", "--config", str(cfg), "--state",
+                           str(tmp_path / "state.json"), *args], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+
+
+def test_pipeline_train_phase_uses_the_validated_train_section(tiny_export, tmp_path):
+    good = (f"train:\n  out_dir: {tmp_path / 'runs'}\n  epochs: 1\n  width: 8\n  depth: 1\n  batch_size: 64\n"
+            f"  plot: false\n  threads: 1\n")
+    r = _pipeline(["run", "train", "--data", str(tiny_export), "--dry-run"], tmp_path, good)
+    assert r.returncode == 0 and "plan: train: 1 epoch(s)" in r.stdout, r.stderr
+    r = _pipeline(["run", "train", "--data", str(tiny_export), "--quiet"], tmp_path, good)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "runs" / "square8"
+    assert (run / "last.pt").is_file() and (run / "model.onnx").is_file()
+    assert ckpt.load(run / "last.pt")["meta"]["net"]["width"] == 8
+    assert json.loads((tmp_path / "state.json").read_text())["phase_status"]["train"] == "done"
+    bad = _pipeline(["run", "train", "--data", str(tiny_export)], tmp_path, "train:\n  epochs: 0\n")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "epochs" in bad.stderr and ":2" in bad.stderr, \
+        bad.stderr
