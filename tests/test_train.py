@@ -71,7 +71,7 @@ def test_loss_falls(tiny_export, tmp_path):
 
     with torch.no_grad():
         before = float(losses(build_model(NetConfig("square8", 8, 1)).eval(), b)[0])
-    train(_opts(tiny_export, tmp_path / "run", epochs=6, augment=False))
+    train(_opts(tiny_export, tmp_path / "run", epochs=4, augment=False))
     ck = ckpt.load(tmp_path / "run" / "last.pt")
     model = build_model(NetConfig(**ck["meta"]["net"]))
     model.load_state_dict(ck["model"])
@@ -79,7 +79,7 @@ def test_loss_falls(tiny_export, tmp_path):
         after = float(losses(model.eval(), b)[0])
     assert after < before - 1.0, (before, after)
     hist = ck["history"]
-    assert len(hist) == 6 and hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert len(hist) == 4 and hist[-1]["train_loss"] < hist[0]["train_loss"]
     for key in ("val_top1", "val_top5", "val_value_loss", "val_value_sign_acc"):
         assert 0 <= hist[-1][key] <= 4
     meta = ck["meta"]
@@ -122,21 +122,22 @@ def test_onnx_matches_torch_and_carries_the_metadata(tiny_export, tmp_path):
     assert meta["data_hashes"] == ck["meta"]["data_hashes"]
 
 
-def test_checkpoint_of_another_board_is_refused_in_one_line(tiny_export, tmp_path):
+def test_checkpoint_of_another_board_is_refused_in_one_line(tiny_export, tmp_path, capsys):
+    from ringrift.train.cli import main as train_main
+
     train(_opts(tiny_export, tmp_path / "run", max_batches=2))
     ck = ckpt.load(tmp_path / "run" / "last.pt")
     ck["meta"]["board"] = "hex8"
     ckpt.save(tmp_path / "run" / "last.pt", {k: v for k, v in ck.items() if k not in ("format", "version")})
-    r = subprocess.run([sys.executable, "-m", "ringrift.train.cli", "--data", str(tiny_export), "--out",
-                        str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and "made for board 'hex8'" in r.stderr, r.stderr
+    assert train_main(["--data", str(tiny_export), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "made for board 'hex8'" in err, err
     # another encoding: an upstream-format file
     up = tmp_path / "up.npz"
     np.savez(up, features=np.zeros((1, 2, 8, 8), np.float32), values=np.zeros(1, np.float32))
-    r = subprocess.run([sys.executable, "-m", "ringrift.train.cli", "--data", str(up), "--out", str(tmp_path / "u")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not supported" in r.stderr, r.stderr
+    assert train_main(["--data", str(up), "--out", str(tmp_path / "u")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not supported" in err, err
 
 
 @pytest.fixture(scope="module")
@@ -164,24 +165,23 @@ def test_onnx_policy_plays_legal_reproducible_games_that_pass_parity(tiny_model,
     assert json.loads(info.stdout)["policies"] == {r.policy: 16}
 
 
-def test_eval_is_seat_balanced_with_an_interval(tiny_model, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ringrift.train.evaluate", f"onnx:{tiny_model}:temperature=0", "random",
-                        "--games", "6", "--json", "--threads", "1", "--db", str(tmp_path / "e.db")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+def test_eval_is_seat_balanced_with_an_interval(tiny_model, tmp_path, capsys):
+    from ringrift.train.evaluate import main as eval_main
+
+    assert eval_main([f"onnx:{tiny_model}:temperature=0", "random", "--games", "6", "--json", "--threads", "1",
+                      "--db", str(tmp_path / "e.db")]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["wins"] + out["draws"] + out["losses"] == 6
     assert {k: sum(v.values()) for k, v in out["by_seat"].items()} == {"A_seat1": 3, "A_seat2": 3}
     lo, hi = out["score_ci95"]
     assert lo <= out["score"] <= hi
     matched, checked, _ = verify_db(tmp_path / "e.db", quiet=True)
     assert matched == checked == 6
-    r = subprocess.run([sys.executable, "-m", "ringrift.train.evaluate", f"onnx:{tiny_model}:lookahead=2", "heuristic",
-                        "--games", "2", "--json", "--threads", "1"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and json.loads(r.stdout)["games"] == 2, r.stderr
-    bad = subprocess.run([sys.executable, "-m", "ringrift.train.evaluate", "onnx:/nonexistent.onnx", "random"],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert eval_main([f"onnx:{tiny_model}:lookahead=2", "heuristic", "--games", "2", "--json", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["games"] == 2
+    assert eval_main(["onnx:/nonexistent.onnx", "random"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such ONNX model" in err, err
 
 
 def _pipeline(args, tmp_path, config_text):

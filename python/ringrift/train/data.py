@@ -79,6 +79,8 @@ def split_files(path: str | Path) -> tuple[list[Path], list[Path]]:
 
 
 def _read_meta(path: Path) -> dict:
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an NPZ archive")
     try:
         with np.load(path, allow_pickle=False) as d:
             meta = json.loads(str(d["metadata"])) if "metadata" in d.files else {}
