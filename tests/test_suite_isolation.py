@@ -60,7 +60,7 @@ def test_ci_runs_the_readme_test_command_verbatim_with_skip_reasons():
     readme = (REPO_ROOT / "README.md").read_text()
     block = readme.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
     command = block[1]
-    assert command == "pip install '.[test]' && python -m pytest -q -rs"
+    assert command == "pip install torch==2.13.0 '.[test,train]' && python -m pytest -q -rs"
     assert command in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
 
 

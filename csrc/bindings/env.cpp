@@ -152,6 +152,39 @@ void register_env(py::module_& mod) {
     env_parallel(n, threads, [&](int b, int e, EnvHostScratch& w) { env_apply_host(t, s, w, a, c, b, e, o); });
   }, py::arg("board"), py::arg("states"), py::arg("actions"), py::arg("chosen"), py::arg("info"),
      py::arg("threads") = 1);
+  // The built-in policies (random, heuristic) choosing a move in env slots, so an outside
+  // policy can play against them in one BatchEnv (ringrift-eval). Each slot draws from its own
+  // Rng state (`rng`, uint64 per slot, from env_rng_for_games), the same stream self-play uses.
+  mod.def("env_rng_for_games", [](uint64_t seed, py::array_t<int64_t, py::array::c_style | py::array::forcecast> idx) {
+    py::array_t<uint64_t> out(idx.size());
+    for (py::ssize_t i = 0; i < idx.size(); i++) out.mutable_data()[i] = Rng::for_game(seed, (uint64_t)idx.data()[i]).state;
+    return out;
+  }, py::arg("seed"), py::arg("game_indices"), "The self-play Rng state of each game index of a run seed.");
+  mod.def("env_choose_host", [](const std::string& board, py::object states, py::object only, const std::string& policy,
+                                py::object rng, py::object chosen, py::object error, pyarg::Int threads_arg) {
+    const int threads = pyarg::thread_count(threads_arg);
+    const uint8_t pol = parse_policy(policy);
+    const EnvTables& t = env_tables_of(parse_board(board));
+    int n = env_count(only, "only");
+    State* s = env_states(states, n);
+    const uint8_t* sel = env_array<uint8_t>(only, n, "only", false);
+    uint64_t* r = env_array<uint64_t>(rng, n, "rng");
+    Move* c = (Move*)env_array<uint8_t>(chosen, (py::ssize_t)n * (py::ssize_t)sizeof(Move), "chosen");
+    uint8_t* e = env_array<uint8_t>(error, n, "error");
+    py::gil_scoped_release release;
+    env_parallel(n, threads, [&](int b, int end, EnvHostScratch& w) {
+      for (int i = b; i < end; i++) {
+        e[i] = ENV_OK;
+        if (!sel[i]) continue;
+        if (s[i].status != ST_ACTIVE) { e[i] = ENV_GAME_OVER; continue; }
+        Rng g{r[i]};
+        if (!choose_move_streaming(t.geo, s[i], w.sc, g, pol, &c[i])) e[i] = ENV_LIST_OVERFLOW;
+        r[i] = g.state;
+      }
+    });
+  }, py::arg("board"), py::arg("states"), py::arg("only"), py::arg("policy"), py::arg("rng"), py::arg("chosen"),
+     py::arg("error"), py::arg("threads") = 1,
+     "Choose the move of `policy` (random / heuristic) in every slot where `only` is set; write it to `chosen`.");
   mod.def("env_hash_host", [](const std::string& board, py::object states, pyarg::Int n_arg) {
     const int n = (int)pyarg::in_range(n_arg, 0, INT32_MAX / (long long)sizeof(State), "n");
     const EnvTables& t = env_tables_of(parse_board(board));

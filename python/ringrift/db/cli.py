@@ -59,6 +59,7 @@ def _print_summary(s: dict) -> None:
         print("  wins by seat: " + ", ".join(f"{'none' if w == 0 else w}: {n}" for w, n in s["wins_by_seat"].items()))
         print("  reasons: " + ", ".join(f"{r}: {n}" for r, n in s["reasons"].items()))
         print("  parity: " + ", ".join(f"{r}: {n}" for r, n in s["parity_status"].items()))
+        print("  policies: " + ", ".join(f"{p}: {n}" for p, n in s.get("policies", {}).items()))
         print("  board       players    games      moves  mean moves  capped")
         for c in s["by_config"]:
             print(f"  {c['board']:<11} {c['num_players']:>7} {c['games']:>8} {c['moves']:>10} "

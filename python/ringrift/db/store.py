@@ -698,6 +698,9 @@ class GameDB:
         reasons = {(r if r is not None else "none"): n for r, n in
                    q("summary", "SELECT reason, COUNT(*) FROM games GROUP BY reason ORDER BY COUNT(*) DESC")}
         parity = {s: n for s, n in q("summary", "SELECT parity_status, COUNT(*) FROM games GROUP BY parity_status")}
+        # the policy of each game: random / heuristic, or onnx:<board>-<model id>:<options> for a net
+        policies = {p: n for p, n in q("summary", "SELECT policy, COUNT(*) FROM games GROUP BY policy "
+                                                  "ORDER BY COUNT(*) DESC, policy")}
         configs = [
             {"board": b, "num_players": n, "games": g, "moves": m, "capped": c, "mean_moves": (m / g if g else 0.0)}
             for b, n, g, m, c in q("summary", "SELECT board, num_players, COUNT(*), SUM(move_count), SUM(capped) "
@@ -712,6 +715,7 @@ class GameDB:
             "wins_by_seat": wins,
             "reasons": reasons,
             "parity_status": parity,
+            "policies": policies,
             "by_config": configs,
         }
 

@@ -19,6 +19,7 @@ from .config import load_config, load_hosts
 from .progress import Progress
 from .ranges import MAX_INDEX, MAX_SEED, check_range_count
 from .state import PHASES, PipelineState, StateLock, read_state, state_path
+from .train_phase import check_train_available, onnx_policy_spec, refuse_remote_onnx, train_after_export
 
 LOG_DIR_ENV = "RINGRIFT_LOG_DIR"  # where the pipeline's logs go (default: logs/ under the working directory)
 ORCHESTRATOR_LOG = "pipeline_orchestrator.log"
@@ -133,12 +134,14 @@ def selfplay_spec(args, cfg):
     seed = sc["seed"] if args.seed is None else args.seed
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be 0..{MAX_SEED}")
-    try:  # gumbel:... specs normalised (the stored policy names every option), others as they are
-        from ..search.selfplay import check_policy
+    policy = onnx_policy_spec(args.policy or sc["policy"], getattr(args, "temperature", None))
+    if not policy.startswith("onnx:"):
+        try:  # gumbel:... specs normalised (the stored policy names every option), others as they are
+            from ..search.selfplay import check_policy
 
-        policy = check_policy(args.policy or sc["policy"])
-    except ValueError as exc:
-        raise UsageError(f"--policy: {exc}") from None
+            policy = check_policy(policy)
+        except ValueError as exc:
+            raise UsageError(f"--policy: {exc}") from None
     if args.threads is not None and not 0 <= args.threads <= 1024:
         raise UsageError("--threads must be 0..1024")
     max_moves = args.max_moves if args.max_moves is not None else sc["max_moves"][board]
@@ -168,12 +171,14 @@ def selfplay_phase(ctx: Context, *, phases=("canonical_selfplay",), run_key=None
         check_ranges(spec)
         return _selfplay_scheduled(ctx, spec, phases, run_key)
     if ctx.args.backend == "p2p":
+        refuse_remote_onnx(spec.policy)
         from .backends.p2p import selfplay_p2p
 
         return selfplay_p2p(ctx, spec, phases, run_key)
     hosts = ctx.hosts
     if hosts.all_local:
         return _selfplay_local(ctx, spec, phases, run_key)
+    refuse_remote_onnx(spec.policy)
     check_ranges(spec)
     return _selfplay_hosts(ctx, spec, phases, run_key)
 
@@ -251,7 +256,7 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
                                   batch_size=spec.batch_size, progress=progress, device=device)
             if bar:
                 bar.close()
-            total = db.count_games(board=spec.board, num_players=spec.players, seed=spec.seed, policy=spec.policy)
+            total = db.count_games(board=spec.board, num_players=spec.players, seed=spec.seed, policy=result.policy)
     finally:
         if host_log:
             host_log.close()
@@ -405,6 +410,8 @@ def all_phases(ctx: Context) -> int:
 
     if not export_available():  # fail before hours of self-play, not after
         raise RingRiftError(EXPORT_MISSING)
+    if getattr(ctx.args, "train", False):
+        check_train_available()
     spec = selfplay_spec(ctx.args, ctx.cfg)
     output_dir = Path(ctx.args.output_dir)
     key = dict(spec.run_key(), phase="all", output_dir=str(output_dir.resolve()))
@@ -415,6 +422,8 @@ def all_phases(ctx: Context) -> int:
     if rc:
         return rc
     rc = export_phase(ctx, spec.output_db, output_dir, begin=ctx.dry_run, board=spec.board, players=spec.players)
+    if not rc and getattr(ctx.args, "train", False):
+        rc = train_after_export(ctx, output_dir, spec.board)
     if ctx.dry_run:
         print("nothing was changed (--dry-run)")
     return rc

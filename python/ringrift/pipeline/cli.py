@@ -25,6 +25,7 @@ from ..exitcodes import EXIT_OK, EXIT_USAGE, OneLineParser, exit_status
 from .api import (DEFAULT_NPZ_DIR, TOKEN_ENV, Context, all_phases, cluster_command, export_phase, open_context,
                   os_error_message, parity_phase, record_failure, run_in_context, selfplay_command, show_status)
 from .config import load_config
+from .train_phase import add_train_flags, add_train_parser, train_phase
 
 
 def _dry(p: argparse.ArgumentParser) -> None:
@@ -34,8 +35,11 @@ def _dry(p: argparse.ArgumentParser) -> None:
 
 
 def _policy(value: str) -> str:
+    """random, heuristic, onnx:PATH (the net's file is checked when self-play starts) or gumbel:..."""
     from ..search.selfplay import check_policy
 
+    if value.startswith("onnx:") and len(value) > 5:
+        return value
     try:
         return check_policy(value)
     except ValueError as exc:
@@ -48,8 +52,9 @@ def _selfplay_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--output-db", metavar="PATH", help="default: data/games/canonical_<board>.db")
     sp.add_argument("--players", type=int, choices=(2, 3, 4), help="players per game (config: selfplay.num_players)")
     sp.add_argument("--seed", type=int, help="run seed (config: selfplay.seed)")
-    sp.add_argument("--policy", type=_policy, help="random, heuristic or gumbel:EVALUATOR[:key=value,...] "
-                    "(docs/search.md; config: selfplay.policy)")
+    sp.add_argument("--policy", type=_policy, help="random, heuristic, onnx:PATH (a trained net, docs/training.md) or "
+                    "gumbel:EVALUATOR[:key=value,...] (docs/search.md; config: selfplay.policy)")
+    sp.add_argument("--temperature", type=float, help="sampling temperature of an onnx:PATH policy (default 1)")
     sp.add_argument("--threads", type=int, help="native threads per worker, 0 = all cores (config: selfplay.threads)")
     sp.add_argument("--max-moves", type=int, help="move cap per game (config: selfplay.max_moves.<board>)")
     sp.add_argument("--games-per-worker", type=int, help="games per dispatched seed range (config: "
@@ -102,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     _selfplay_args(al)
     al.add_argument("--output-dir", metavar="DIR", default=DEFAULT_NPZ_DIR,
                     help=f"NPZ folder (default: {DEFAULT_NPZ_DIR})")
+    al.add_argument("--train", action="store_true", help="end with the train phase on the export")
+    add_train_flags(al)
+    add_train_parser(phases, _dry)
 
     st = sub.add_parser("status", help="progress of the current or last run, per worker",
                         description="Show the pipeline state: phase, progress, each worker's range and games.")
@@ -199,6 +207,8 @@ def main(argv=None) -> int:
                 return run_in_context(run, parity_phase, Path(args.db))
             if args.phase == "npz_export":
                 return run_in_context(run, export_phase, Path(args.db), Path(args.output_dir))
+            if args.phase == "train":
+                return run_in_context(run, train_phase)
             if args.phase == "all":
                 return run_in_context(run, all_phases)
         if args.command == "cluster":

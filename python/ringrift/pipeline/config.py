@@ -16,6 +16,7 @@ import yaml
 
 from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
+from .train_phase import TRAIN_DEFAULTS, TRAIN_SCHEMA
 
 DEFAULT_CONFIG = Path("config/pipeline_config.yaml")
 DEFAULT_HOSTS = Path("config/distributed_hosts.yaml")
@@ -79,7 +80,8 @@ SCHEMA = {
         "max_moves": _BOARD_CAPS,
         "timeout_seconds": _POSITIVE_NUM,
         "num_players": (int, lambda v: 2 <= v <= 4, "2, 3 or 4"),
-        "policy": (str, lambda v: v in POLICIES or _gumbel_ok(v), " or ".join(POLICIES) + " or gumbel:EVALUATOR[:key=value,...]"),
+        "policy": (str, lambda v: v in POLICIES or _gumbel_ok(v) or (v.startswith("onnx:") and len(v) > 5),
+                   " or ".join(POLICIES) + " or onnx:PATH or gumbel:EVALUATOR[:key=value,...]"),
         "seed": _NON_NEG_INT,
         "threads": _NON_NEG_INT,
         "keep_worker_dbs": (bool, lambda v: True, "true or false"),
@@ -95,6 +97,7 @@ SCHEMA = {
         "encoding": (str, lambda v: v in ("native", "upstream"), "native or upstream"),
     },
     "hosts_file": _TEXT,
+    "train": TRAIN_SCHEMA,
 }
 
 DEFAULTS = {
@@ -112,6 +115,7 @@ DEFAULTS = {
     "parity": {"sample_size": 0, "fail_threshold": 0.0},
     "export": {"compression": True, "split_ratio": 0.9, "symmetries": False, "encoding": "native"},
     "hosts_file": None,
+    "train": TRAIN_DEFAULTS,
 }
 
 # ---- hosts file ------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ class EnvRecorder:
         taken = db.existing_indices(board=env.board, num_players=env.num_players, seed=seed, policy=policy)
         self.next_index = max(taken) + 1 if taken else 0
         self.stored = 0
+        # Set by a driver that gives each slot's game a fixed index (seeded players: game i of
+        # seed S is the same game in any slot); None = indices in the order games finish.
+        self.slot_game_index = None
 
     def record(self, actions) -> np.ndarray:
         """Call after ``env.step(actions)``: appends the step of every slot that moved, stores the
@@ -88,7 +91,8 @@ class EnvRecorder:
         take = lambda a: np.concatenate([a[s, :c] for s, c in zip(slots, counts)])  # noqa: E731
         info = self.env.info
         batch = {
-            "game_index": np.arange(self.next_index, self.next_index + len(slots), dtype=np.int64),
+            "game_index": (np.arange(self.next_index, self.next_index + len(slots), dtype=np.int64)
+                           if self.slot_game_index is None else np.asarray(self.slot_game_index)[slots].astype(np.int64)),
             "move_offsets": offsets, "move_count": counts,
             "winner": to_host(info["winner"])[slots], "reason": to_host(info["reason"])[slots],
             "capped": capped.astype(np.uint8), "seconds": time.monotonic() - self.started[slots],

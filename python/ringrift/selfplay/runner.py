@@ -87,6 +87,12 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
+    if isinstance(policy, str) and policy.startswith("onnx:"):  # a trained net (docs/training.md): games advance in a BatchEnv
+        from ..train.games import run_onnx_selfplay
+
+        return run_onnx_selfplay(db, board=board, num_games=num_games, num_players=num_players, seed=seed,
+                                 policy=policy, threads=threads, max_moves=max_moves, batch_size=batch_size,
+                                 progress=progress, device=device)
     search = None  # a gumbel:... policy: games played by the search (ringrift.search.selfplay)
     if isinstance(policy, str) and policy.startswith("gumbel:"):
         from ..search import selfplay as search

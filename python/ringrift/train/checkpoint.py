@@ -1,0 +1,52 @@
+"""Checkpoints: the weights, the optimizer and where training stands, with the metadata that says
+which data the net reads (board, players, encoding and version, action space, feature shapes,
+data hashes). A checkpoint is written under a temporary name and renamed, so a kill never leaves
+a partial file; a checkpoint of another board or encoding is refused with one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "ringrift-train-checkpoint", 1
+#: Metadata keys that must agree between a checkpoint and the data (or model) it is used with.
+COMPAT_KEYS = ("board", "encoding", "format_version", "action_space_size", "feature_shape", "num_globals")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used here; the message is one line."""
+
+
+def save(path: Path, state: dict) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict:
+    try:
+        ck = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # torch raises many kinds for a damaged or foreign file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a ringrift-train checkpoint")
+    if ck.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {ck.get('version')}, this trainer reads {CHECKPOINT_VERSION}")
+    return ck
+
+
+def check_compatible(meta: dict, want: dict, what: str) -> None:
+    """Refuse (one line) a checkpoint whose data layout differs from ``want`` (the data's)."""
+    for key in COMPAT_KEYS:
+        a, b = meta.get(key), want.get(key)
+        if isinstance(a, tuple):
+            a = list(a)
+        if isinstance(b, tuple):
+            b = list(b)
+        if a != b:
+            raise CheckpointError(f"{what}: made for {key} {a!r}, but the data has {key} {b!r}")

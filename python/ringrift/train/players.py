@@ -1,0 +1,222 @@
+"""Players that choose moves for the games of a BatchEnv: a net (``onnx:PATH``) or a built-in
+policy (``random`` / ``heuristic``, the same C++ choice as self-play).
+
+Randomness is per game: the player of game i of a run with seed S draws only from its own stream
+(Philox keyed by (S, i) for the net, the self-play Rng of (S, i) for the built-ins), one draw
+per decision, so game i of seed S is the same game whatever the batch size, slot or thread count.
+
+Net spec: ``onnx:PATH[:temperature=T][:lookahead=K]``
+
+* temperature T (default 1): sample from softmax(logits / T) over the playable actions;
+  T = 0 takes the most probable action (the first in surface order on ties).
+* lookahead K (default 0 = off): one-ply search on the value head. The K most probable playable
+  actions are each played in a scratch env and the net's value of each successor, seen by the
+  mover (or the exact outcome when the game ends there), picks the move; temperature is then
+  unused. Costs K extra positions per decision.
+
+A position with one playable action (bookkeeping moves) is played without asking the net.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from ..engine.errors import RingRiftError
+from ..selfplay.batch_env import BatchEnv, to_host
+
+BUILTIN = ("random", "heuristic")
+
+
+class PlayerSpecError(RingRiftError, ValueError):
+    """A player spec or model that cannot be used (one line)."""
+
+
+def parse_spec(spec: str) -> tuple[str, str | None, dict]:
+    """``random`` / ``heuristic`` / ``onnx:PATH[:key=value...]`` -> (kind, path, options)."""
+    if spec in BUILTIN:
+        return spec, None, {}
+    if not spec.startswith("onnx:"):
+        raise PlayerSpecError(f"unknown policy {spec!r} (expected random, heuristic or onnx:PATH)")
+    parts = spec[len("onnx:"):].split(":")
+    opts = {}
+    while len(parts) > 1 and "=" in parts[-1]:
+        key, _, val = parts.pop().partition("=")
+        if key in ("t", "temperature"):
+            try:
+                opts["temperature"] = float(val)
+            except ValueError:
+                raise PlayerSpecError(f"{spec}: temperature {val!r} is not a number") from None
+            if not opts["temperature"] >= 0:
+                raise PlayerSpecError(f"{spec}: temperature must be >= 0")
+        elif key == "lookahead":
+            if not val.isdigit():
+                raise PlayerSpecError(f"{spec}: lookahead {val!r} is not a count >= 0")
+            opts["lookahead"] = int(val)
+        else:
+            raise PlayerSpecError(f"{spec}: unknown option {key!r} (temperature, lookahead)")
+    path = ":".join(parts)
+    if not path:
+        raise PlayerSpecError(f"{spec}: no model path after onnx:")
+    return "onnx", path, opts
+
+
+def make_player(spec: str, *, temperature: float | None = None, device: str = "cpu", threads: int = 0):
+    kind, path, opts = parse_spec(spec)
+    if kind in BUILTIN:
+        return BuiltinPlayer(kind)
+    if temperature is not None and "temperature" not in opts:
+        opts["temperature"] = temperature
+    return NetPlayer(path, device=device, threads=threads, **opts)
+
+
+class BuiltinPlayer:
+    def __init__(self, policy: str):
+        self.policy = policy
+        self.name = policy
+
+    def bind(self, env: BatchEnv, seed: int):
+        self.env, self.seed = env, seed
+        self.rng = np.zeros(env.n, dtype=np.uint64)
+        self.chosen = np.zeros((env.n, 16), dtype=np.uint8)
+        self.error = np.zeros(env.n, dtype=np.uint8)
+
+    def start(self, slots: np.ndarray, games: np.ndarray) -> None:
+        if len(slots):
+            self.rng[slots] = _core.env_rng_for_games(self.seed, games.astype(np.int64))
+
+    def choose(self, slots: np.ndarray) -> np.ndarray:
+        """Chooses in ``slots``; the moves are left in ``self.chosen`` (applied by play_step)."""
+        only = np.zeros(self.env.n, dtype=np.uint8)
+        only[slots] = 1
+        _core.env_choose_host(self.env.board, self.env.states, only, self.policy, self.rng, self.chosen, self.error,
+                              self.env.threads)
+        if self.error[slots].any():
+            bad = int(slots[np.flatnonzero(self.error[slots])[0]])
+            raise RuntimeError(f"game slot {bad}: the {self.policy} policy found no playable move")
+        return only
+
+
+class NetPlayer:
+    def __init__(self, path: str, *, temperature: float = 1.0, lookahead: int = 0, device: str = "cpu",
+                 threads: int = 0):
+        from .onnx_export import model_id, read_meta, session
+
+        self.path, self.temperature, self.lookahead = path, float(temperature), int(lookahead)
+        self.sess = session(path, device, threads)
+        self.meta = read_meta(self.sess)
+        self.id = model_id(path)
+        opts = f":temperature={self.temperature:g}" if not self.lookahead else f":lookahead={self.lookahead}"
+        # What a game DB stores as the game's policy: the model's id, not its path.
+        self.name = f"onnx:{self.meta.get('board', '?')}-{self.id}{opts}"
+        self.scratch = None
+
+    def bind(self, env: BatchEnv, seed: int):
+        from .checkpoint import COMPAT_KEYS
+
+        m = self.meta
+        if m.get("board") != env.board or m.get("action_space_size") != env.action_size:
+            raise PlayerSpecError(f"{self.path}: a net for board {m.get('board')!r} cannot play {env.board}")
+        if m.get("encoding") != "native":
+            raise PlayerSpecError(f"{self.path}: a net of encoding {m.get('encoding')!r}; BatchEnv gives 'native'")
+        missing = [k for k in COMPAT_KEYS if k not in m]
+        if missing:
+            raise PlayerSpecError(f"{self.path}: no ringrift metadata {missing} (not written by ringrift-train)")
+        if not env.features:
+            raise PlayerSpecError("an onnx player needs a BatchEnv with features=True")
+        self.env, self.seed = env, seed
+        self.gens = [None] * env.n
+        if self.lookahead:
+            self.scratch = BatchEnv(env.board, env.num_players, env.n * self.lookahead, threads=env.threads)
+
+    def start(self, slots: np.ndarray, games: np.ndarray) -> None:
+        for s, g in zip(slots.tolist(), games.tolist()):
+            key = ((int(self.seed) & (2**64 - 1)) << 64) | int(g)
+            self.gens[s] = np.random.Generator(np.random.Philox(key=key))
+
+    def evaluate(self, features, globals_):
+        from .onnx_export import run
+
+        return run(self.sess, features, globals_)
+
+    def choose(self, slots: np.ndarray) -> np.ndarray:
+        """Canonical actions for the games in ``slots`` (whose mover this player is)."""
+        env = self.env
+        counts = to_host(env.info["num_actions"])[slots]
+        acts = to_host(env.legal_actions)[slots, 0].astype(np.int32)  # forced moves
+        ask = slots[counts > 1]
+        if not len(ask):
+            return acts
+        logits, _ = self.evaluate(to_host(env.planes)[ask], to_host(env.globals)[ask])
+        # Only the playable actions matter: gather their logits from the env's action lists
+        # (surface order) instead of masking the whole action space.
+        n_act = counts[counts > 1]
+        width = int(n_act.max())
+        legal = to_host(env.legal_actions)[ask, :width]
+        valid = np.arange(width)[None, :] < n_act[:, None]
+        z = np.where(valid, np.take_along_axis(logits, np.where(valid, legal, 0), axis=1).astype(np.float64), -np.inf)
+        if self.lookahead:
+            pick = self._lookahead(ask, legal, z)
+        elif self.temperature == 0:
+            pick = z.argmax(axis=1)  # the first most probable in surface order
+        else:
+            z = z / self.temperature
+            z -= z.max(axis=1, keepdims=True)
+            cdf = np.cumsum(np.exp(z), axis=1)
+            u = np.array([self.gens[s].random() for s in ask.tolist()])
+            pick = np.minimum((cdf < (u * cdf[:, -1])[:, None]).sum(axis=1), n_act - 1)
+        acts[counts > 1] = legal[np.arange(len(ask)), pick]
+        return acts
+
+    def _lookahead(self, ask: np.ndarray, legal: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Column (into ``legal``) of the best of the K most probable actions by the value head."""
+        env, scr, k = self.env, self.scratch, self.lookahead
+        m = len(ask)
+        n_legal = np.isfinite(z).sum(axis=1)
+        top = np.argsort(-z, axis=1, kind="stable")[:, :k]  # (m, <=k) columns, most probable first
+        if top.shape[1] < k:
+            top = np.concatenate([top, np.repeat(top[:, :1], k - top.shape[1], axis=1)], axis=1)
+        # fewer than k playable actions: repeat the best one (evaluated twice, harmless)
+        top = np.where(np.arange(k)[None, :] < n_legal[:, None], top, top[:, :1])
+        rows = np.repeat(ask, k)
+        scr.states[:m * k] = to_host(env.states)[rows]
+        acts = np.full(scr.n, -1, dtype=np.int32)
+        acts[:m * k] = legal[np.repeat(np.arange(m), k), top.reshape(-1)]
+        scr.step(acts)
+        mover = to_host(env.info["current"])[rows].astype(np.int64)  # seat 1..n
+        done = scr.info["done"][:m * k] != 0
+        cur = scr.info["current"][:m * k].astype(np.int64)
+        n = env.num_players
+        _, value = self.evaluate(scr.planes[:m * k], scr.globals[:m * k])
+        slot = (mover - cur) % n  # the mover's slot in the successor's mover-relative value vector
+        v = value[np.arange(m * k), slot]
+        exact = scr.info["values"][np.arange(m * k), mover - 1]
+        v = np.where(done, exact, v).reshape(m, k)
+        best = v.argmax(axis=1)  # the most probable one on ties
+        return top[np.arange(m), best]
+
+
+def play_step(env: BatchEnv, players: list, owner: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """One move in every active, unfinished game: ``owner[i]`` is the index in ``players`` of the
+    player of game i's mover. Net moves go through ``env.step``; built-in moves are chosen and
+    applied in C++ (the same step). Returns the actions array as EnvRecorder.record wants it
+    (>= 0 for every game that moved)."""
+    live = active & (to_host(env.info["done"]) == 0)
+    actions = np.full(env.n, -1, dtype=np.int32)
+    builtin = []
+    for pi, p in enumerate(players):
+        slots = np.flatnonzero(live & (owner == pi))
+        if not len(slots):
+            continue
+        if isinstance(p, BuiltinPlayer):
+            builtin.append((p, slots, p.choose(slots)))
+        else:
+            actions[slots] = p.choose(slots)
+    env.step(actions)
+    for p, slots, only in builtin:
+        acts = np.where(only != 0, 0, -1).astype(np.int32)
+        _core.env_apply_host(env.board, env.states, acts, p.chosen, env.info, env.threads)
+        env.last_moves[slots] = p.chosen[slots]
+        env.observe(only)
+        actions[slots] = 0
+    return actions
