@@ -590,5 +590,8 @@ def test_device_cuda_runs_only_on_gpu_nodes_and_plays_the_cpu_games(nodes, tmp_p
     s, body, _ = http("GET", f"{b.url}/jobs")
     assert body["jobs"] and all(j["device"] == "cuda" for j in body["jobs"])
     cpu = _core.selfplay_batch("hex8", 2, 4, list(range(120)), "random", threads=1, max_moves=2000)
-    moves = b"".join(x[0] for x in db_rows(out, "SELECT moves FROM games ORDER BY game_index"))
-    assert np.array_equal(np.frombuffer(moves, np.uint8).reshape(-1, 16), cpu["moves"])
+    from ringrift.db import GameDB
+
+    with GameDB(out, create=False, readonly=True) as gdb:
+        rows = sorted(gdb.iter_games(), key=lambda row: row.game_index)
+    assert np.array_equal(np.concatenate([row.moves for row in rows]), cpu["moves"])

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ringrift.db import GameDB, cli, from_replaydb, replaydb, to_replaydb, upstream_state
+from ringrift.db.store import readonly_uri
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "upstream-golden"
 FROM_UPSTREAM = GOLDEN / "from-upstream"
@@ -64,7 +65,7 @@ def converted_golden(request, tmp_path_factory):
 
 def test_converted_games_equal_the_golden_replay_db(converted_golden):
     cfg, out, golden = converted_golden
-    a, b = sqlite3.connect(out), sqlite3.connect(golden)
+    a, b = sqlite3.connect(out), sqlite3.connect(readonly_uri(golden), uri=True)
     try:
         for table in ("schema_metadata", "games", "game_players", "game_choices", "game_history_entries",
                       "game_nnue_features", "orphaned_games"):
@@ -170,7 +171,7 @@ def test_import_upstream_written_db(name, tmp_path):
         assert sum(why in r for _, r in res.skipped) == count, res.skipped
     assert all(r.startswith("move ") for _, r in res.skipped)
     # every imported game ends where upstream's own final snapshot says (hash, winner)
-    con = sqlite3.connect(src)
+    con = sqlite3.connect(readonly_uri(src), uri=True)
     try:
         final = {h: w for h, w in con.execute(
             "SELECT s.state_hash, g.winner FROM games g JOIN game_state_snapshots s "

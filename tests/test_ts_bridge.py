@@ -207,7 +207,7 @@ def test_build_request_matches_the_stored_game(db):
         row = next(gdb.iter_games())
     req, why = build_request(row)
     assert why is None and len(req["moves"]) == len(req["expect"]) == row.move_count
-    assert req["expect"][0]["h"] == row.hash_hex(0) and req["expect"][0]["n"] > 0
+    assert req["expect"][0]["h"] == f"{int(row.reference_hashes()[0]):016x}" and req["expect"][0]["n"] > 0
     assert req["moves"][0]["type"] == "place_ring" and "placementCount" in req["moves"][0]
     assert req["expect"][-1]["st"] == "completed" and req["expect"][-1]["ph"] == "game_over"
     assert req["result"] == {"status": "completed", "winner": row.winner, "reason": row.reason}
@@ -325,7 +325,7 @@ def test_cli_failures_threshold_tags_and_bundles(stub, tmp_path, db):
     b = read_bundle(files[0])
     assert b["mode"] == "ts-engine" and b["step"] == 3 and b["compared"] == "after"
     row = failed[int(b["gameId"].removeprefix("game"))]
-    assert b["hash"] == {"ours": row.hash_hex(3), "theirs": "0000000000000000"}
+    assert b["hash"] == {"ours": f"{int(row.reference_hashes()[3]):016x}", "theirs": "0000000000000000"}
     assert b["stateBefore"]["currentPlayer"] in (1, 2) and b["move"]["type"]
 
     # The same failures within a looser fail_threshold pass, with a warning.

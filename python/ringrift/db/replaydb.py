@@ -37,7 +37,7 @@ from ..engine import Game, RingRiftError, move_from_json, move_to_json
 from ..engine.json_io import engine_move_key, move_key
 from .errors import DBError, DBSchemaError
 from .schema import HASH_DTYPE, MOVE_RECORD_SIZE
-from .store import GameDB, GameRow, _check_header, utc_now
+from .store import GameDB, GameRow, _check_header, readonly_uri, utc_now
 from .upstream_state import upstream_state
 
 #: The upstream schema version this module reads and writes.
@@ -330,8 +330,8 @@ class _ReplayConn:
         try:
             if path.exists():
                 _check_header(path)
-            mode = "ro" if readonly else "rwc"
-            self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True,
+            uri = readonly_uri(path) if readonly else f"{path.resolve().as_uri()}?mode=rwc"
+            self.conn = sqlite3.connect(uri, uri=True,
                                         isolation_level=None, timeout=30)
             self.conn.execute("PRAGMA busy_timeout = 30000")
             self.conn.execute("PRAGMA foreign_keys = ON")

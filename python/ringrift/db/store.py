@@ -300,7 +300,8 @@ def readonly_uri(path: Path) -> str:
         folder_writable = bool(path.parent.stat().st_mode & 0o222)
     except OSError:
         folder_writable = True
-    if not folder_writable and not Path(f"{path}-wal").exists():
+    wal = Path(f"{path}-wal")
+    if not folder_writable and (not wal.exists() or wal.stat().st_size == 0):  # nothing committed past the file
         uri += "&immutable=1"
     return uri
 
