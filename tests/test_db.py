@@ -170,6 +170,27 @@ def test_batch_is_atomic_on_constraint_failure(dbpath, batch):
         assert db.count_games() == 23
 
 
+def test_insert_checks_hold_without_a_per_row_ephemeral_table(dbpath, batch):
+    """The CHECKs on capped and hash_kind still refuse bad values, and the insert statement builds
+    no ephemeral table per row (SQLite does for an IN list in a CHECK: a third of the insert cost)."""
+    from ringrift.db import store
+
+    with GameDB(dbpath) as db:
+        ops = [r[1] for r in db.conn.execute("EXPLAIN " + store._INSERT_SQL, [None] * len(store.INSERT_COLUMNS))]
+        assert "OpenEphemeral" not in ops
+        assert _insert(db, batch) == 20
+        cols = ", ".join(store.INSERT_COLUMNS)
+        good = db.conn.execute(f"SELECT {cols} FROM games ORDER BY id LIMIT 1").fetchone()
+        at = {c: i for i, c in enumerate(store.INSERT_COLUMNS)}
+        for col, value in (("capped", 2), ("capped", 0.5), ("capped", -1), ("hash_kind", 3), ("hash_kind", -1)):
+            row = list(good)
+            row[at[col]] = value
+            row[at["game_index"]] = 10_000
+            with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+                db.conn.execute(store._INSERT_SQL, row)
+        assert db.count_games() == 20
+
+
 def test_batch_is_atomic_on_bad_python_field(dbpath, batch):
     bad = _copy_batch(batch)
     bad["reason"][12] = 200  # not an index of _core.REASONS: fails while rows are streaming in

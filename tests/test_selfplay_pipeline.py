@@ -206,3 +206,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_committed_batches(tmp_path):
     assert "terminate called" not in err and "Traceback" not in err
     assert "rerun to resume" in err
     assert parity_db("--db", str(db_path)).returncode == 0
+
+
+def test_runner_counts_wins_reasons_and_caps_as_stored(tmp_path):
+    """The runner's per-batch tallies (one bincount per batch) agree with the stored rows."""
+    from ringrift.selfplay.runner import run_selfplay
+
+    with GameDB(tmp_path / "tally.db") as db:
+        res = run_selfplay(db, board="square8", num_games=70, num_players=3, seed=5, threads=1, batch_size=32,
+                           max_moves=150)
+        s = db.summary()
+    assert res.games == 70 and res.capped == s["capped"] > 0
+    assert dict(res.wins) == {w: n for w, n in s["wins_by_seat"].items() if w}
+    assert dict(res.reasons) == {r: n for r, n in s["reasons"].items() if r != "none"}
+    assert sum(res.wins.values()) + res.capped == 70 and len(res.wins) == 3 and len(res.reasons) >= 2

@@ -88,6 +88,11 @@ FILTER_COLUMNS = (
     "max_moves", "winner", "reason", "move_count", "capped", "parity_status",
 )
 
+# The CHECKs are written without IN lists: SQLite 3.40 evaluates `x IN (0, 1, 2)` in a CHECK by
+# building an ephemeral table for every inserted row (two page-sized memsets), which cost about a
+# third of a square8 game's insert (callgrind: ~92k -> ~61k instructions per game). An OR chain is
+# the same constraint (NULL passes both; the columns are NOT NULL anyway). Files written with the
+# IN form read and write the same rows.
 GAMES_TABLE_SQL = """
 CREATE TABLE {name} (
     id             INTEGER PRIMARY KEY,
@@ -102,12 +107,12 @@ CREATE TABLE {name} (
     winner         INTEGER NOT NULL CHECK (winner BETWEEN 0 AND num_players),
     reason         TEXT,
     move_count     INTEGER NOT NULL CHECK (move_count >= 0),
-    capped         INTEGER NOT NULL CHECK (capped IN (0, 1)),
+    capped         INTEGER NOT NULL CHECK (capped = 0 OR capped = 1),
     started_at     TEXT,
     duration_ms    INTEGER,
     created_at     TEXT    NOT NULL,
     parity_status  TEXT    NOT NULL DEFAULT 'unchecked',
-    hash_kind      INTEGER NOT NULL CHECK (hash_kind IN (0, 1, 2)),
+    hash_kind      INTEGER NOT NULL CHECK (hash_kind = 0 OR hash_kind = 1 OR hash_kind = 2),
     final_hash     INTEGER,
     steps          BLOB    NOT NULL CHECK (length(steps) >= 2 * move_count),
     hashes         BLOB    NOT NULL CHECK (length(hashes) = move_count * (CASE hash_kind WHEN 2 THEN 4 ELSE 8 END)),
