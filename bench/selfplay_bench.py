@@ -262,7 +262,8 @@ def plan(args):
 
 
 def markdown(rows, ref: Reference) -> str:
-    """The README's table: 2 players, random policy, games per CPU-second, ours over the TS engine's."""
+    """The README's table: 2 players, random policy, games per CPU-second, ours over the TS engine's;
+    `cli` is the README's main command (start-up included)."""
     def cell(board, mode, threads):
         for r in rows:
             if (r["board"], r["players"], r["policy"], r["mode"], r.get("threads")) == (board, 2, "random", mode, threads):
@@ -272,19 +273,21 @@ def markdown(rows, ref: Reference) -> str:
     def num(x):
         return "-" if x is None else (f"{x:,.0f}" if x >= 100 else f"{x:,.1f}" if x >= 10 else f"{x:.2f}")
 
-    out = ["| board | TS engine | engine t1 | records t1 | db t1 | db t2 | engine / TS | db t1 / TS | db t2 / TS "
-           "| moves/game ours / TS | db t2 wall games/s |", "| --- " * 11 + "|"]
+    out = ["| board | TS engine | engine t1 | db t1 | cli t1 | cli t2 | engine / TS | db t1 / TS | cli t1 / TS "
+           "| cli t2 / TS | cli t2/t1 wall | bytes/game | moves/game ours / TS |", "| --- " * 13 + "|"]
     for board in BOARDS:
         ts = ref.by_key.get((board, 2))
-        e1, r1, d1, d2 = cell(board, "engine", 1), cell(board, "records", 1), cell(board, "db", 1), cell(board, "db", 2)
+        e1, d1, c1, c2 = cell(board, "engine", 1), cell(board, "db", 1), cell(board, "cli", 1), cell(board, "cli", 2)
         if ts is None and e1 is None:
             continue
-        g = [x and x.get("games_per_cpu_sec") for x in (e1, r1, d1, d2)]
-        ratios = [ref.ratio(x) if x else None for x in (e1, d1, d2)]
+        g = [x and x.get("games_per_cpu_sec") for x in (e1, d1, c1, c2)]
+        ratios = [ref.ratio(x) if x else None for x in (e1, d1, c1, c2)]
+        scale = f"{c2['games_per_sec'] / c1['games_per_sec']:.2f}" if c1 and c2 else "-"
+        size = next((x["bytes_per_game"] for x in (c1, d1) if x and "bytes_per_game" in x), None)
         mpg = (f"{e1['moves'] / e1['games']:.0f} / {ts['moves'] / ts['games']:.0f}" if e1 and ts else "-")
         out.append(f"| {board} | {num(ts and ts['games_per_cpu_sec'])} | " + " | ".join(num(x) for x in g) + " | "
                    + " | ".join("-" if x is None else f"{x:,.0f}x" for x in ratios)
-                   + f" | {mpg} | {num(d2 and d2['games_per_sec'])} |")
+                   + f" | {scale} | {num(size)} | {mpg} |")
     return "\n".join(out)
 
 
