@@ -272,8 +272,8 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
 
 
 def begin_distributed_selfplay(ctx: Context, spec, phases, run_key):
-    """The start shared by the SSH and P2P self-play drivers: a writable output DB, the run's
-    state record and a progress bar (None with --quiet). Returns (state, bar)."""
+    """The start shared by the self-play runs through the scheduler (every executor): a writable
+    output DB, the run's state record and a progress bar (None with --quiet). Returns (state, bar)."""
     check_writable(spec.output_db)
     ctx.start()
     ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
@@ -281,7 +281,7 @@ def begin_distributed_selfplay(ctx: Context, spec, phases, run_key):
     return st, None if ctx.args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
 
 
-SCHEDULED_BACKENDS = ("ray", "local")  # executors driven by scheduler.RangeScheduler
+SCHEDULED_BACKENDS = ("ray", "local")  # no hosts file, no leader: the executor is all there is (ssh, p2p below)
 
 
 def executor_for(ctx: Context, spec):

@@ -336,7 +336,7 @@ class P2PExecutor(Executor):
             node = ev.get("node")
             if ev.get("kind") == "requeued":
                 self.requeued += 1
-                for start, (n, slot) in list(self.running.items()):
+                for n, slot, _ in list(self.running.values()):
                     if n == node:
                         self.sched.worker_entry(slot).update(status="failed", error=ev.get("message"), range=None)
             if ev.get("kind") == "dispatched" and node:
@@ -345,20 +345,22 @@ class P2PExecutor(Executor):
     def _mirror(self, st: dict) -> None:
         """The leader's per-range progress into the scheduler (state file, progress bar)."""
         now_running = {}
+        active = {}
         for r in st.get("active_ranges", []):
+            active[r["start"]] = r["status"]
             report = self.reporters.get(r["start"])
             if r["status"] != "running" or report is None or r["start"] not in self.collected:
                 continue
             slot = f"{r['node']}/{r.get('slot') or 1}"
-            now_running[r["start"]] = (r["node"], slot)
+            now_running[r["start"]] = (r["node"], slot, Range(r["start"], r["end"]))
             report(r["node"], int(r.get("done") or 0), int(r.get("todo") or 0), slot=slot)
-        for start, (node, slot) in self.running.items():
+        for start, (node, slot, rng) in self.running.items():
             if start not in now_running:
                 w = self.sched.worker_entry(slot)
                 if w.get("status") == "running":
                     w.update(status="idle", range=None, games=0, todo=None)
-                if start in self.collected:  # back in the leader's queue (its node was lost)
-                    self.sched.waiting(Range(start, start), None)
+                if start in self.collected and active.get(start, "queued") == "queued":
+                    self.sched.waiting(rng)  # back in the leader's queue (its node was lost)
         self.running = now_running
 
     async def close(self) -> None:
