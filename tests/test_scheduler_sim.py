@@ -12,7 +12,7 @@ import pytest
 
 from ringrift.engine.errors import RingRiftError
 from ringrift.pipeline.ranges import IndexSet
-from ringrift.pipeline.scheduler import RangeLost, RangeScheduler, run_scheduler
+from ringrift.pipeline.scheduler import NoWorkersLeft, RangeLost, RangeScheduler, run_scheduler
 from ringrift.pipeline.simulate import MemorySink, SimulatedExecutor, sim_spec
 from ringrift.pipeline.state import PipelineState
 
@@ -90,3 +90,54 @@ def test_cancelling_the_run_cancels_every_range_in_flight():
 
     asyncio.run(main())
     assert ex.attempts == 50 and ex.cancelled == 50 and len(ex.idle) == 50
+
+
+class _HookedExecutor(SimulatedExecutor):
+    """Records the scheduler's calls of the executor hooks."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.merged_starts: list = []
+        self.finished_with = None
+
+    async def merged(self, r, result):
+        self.merged_starts.append(r.start)
+
+    async def finished(self, present):
+        self.finished_with = present
+
+
+def test_the_merge_hook_runs_once_per_range_after_its_merge_and_finished_at_the_end():
+    spec = sim_spec(2_000, 10)
+    ex = _HookedExecutor(50, fail_rate=0.2, seed=3)
+    sink = MemorySink()
+    summary = run_scheduler(RangeScheduler(spec, ex, sink, None, LOG, max_attempts=50))
+    assert summary["redispatched"] > 0
+    assert sorted(ex.merged_starts) == list(range(0, 2_000, 10))  # once each, failures included
+    assert ex.finished_with is not None and ex.finished_with.covers(0, 2_000)
+
+
+class _DyingExecutor(SimulatedExecutor):
+    """Plays `lives` ranges, then has no worker left (every host dropped)."""
+
+    def __init__(self, lives: int, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lives = lives
+
+    async def run_range(self, task, report):
+        if self.lives <= 0:
+            raise NoWorkersLeft("no healthy host left")
+        self.lives -= 1
+        return await super().run_range(task, report)
+
+
+def test_no_worker_left_orphans_the_unfinished_ranges_and_stops_in_one_line(tmp_path):
+    spec = sim_spec(1_000, 10)
+    state = PipelineState.begin(tmp_path / "state.json", phase="canonical_selfplay", run={"sim": 2},
+                                target=spec.num_games, phases=("canonical_selfplay",))
+    dying = _DyingExecutor(20, 4)
+    with pytest.raises(RingRiftError, match=r"^no healthy host left: \d+ games in \d+ ranges are unfinished; "
+                                            r"rerun the same command when one is back to resume$"):
+        run_scheduler(RangeScheduler(spec, dying, MemorySink(), state, LOG))
+    statuses = [e["status"] for e in state.data["ranges"]]
+    assert set(statuses) == {"merged", "orphaned"} and statuses.count("orphaned") >= 80

@@ -272,8 +272,8 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
 
 
 def begin_distributed_selfplay(ctx: Context, spec, phases, run_key):
-    """The start shared by the SSH and P2P self-play drivers: a writable output DB, the run's
-    state record and a progress bar (None with --quiet). Returns (state, bar)."""
+    """The start shared by the self-play runs through the scheduler (every executor): a writable
+    output DB, the run's state record and a progress bar (None with --quiet). Returns (state, bar)."""
     check_writable(spec.output_db)
     ctx.start()
     ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
@@ -281,7 +281,7 @@ def begin_distributed_selfplay(ctx: Context, spec, phases, run_key):
     return st, None if ctx.args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
 
 
-SCHEDULED_BACKENDS = ("ray", "local")  # executors driven by scheduler.RangeScheduler
+SCHEDULED_BACKENDS = ("ray", "local")  # no hosts file, no leader: the executor is all there is (ssh, p2p below)
 
 
 def executor_for(ctx: Context, spec):
@@ -339,9 +339,11 @@ def _selfplay_scheduled(ctx: Context, spec, phases, run_key) -> int:
 
 
 def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
+    """canonical_selfplay on the hosts of the hosts file: the scheduler and the ssh executor."""
     from .backends import get_backend
-    from .orchestrator import (Orchestrator, plan_ranges, present_indices, print_plan, report_selfplay,
-                               run_orchestrator, selfplay_hosts)
+    from .backends.hosts import HOST_FAILURES, HostsExecutor
+    from .orchestrator import plan_ranges, present_indices, print_plan, report_selfplay, selfplay_hosts
+    from .scheduler import MAX_ATTEMPTS, GameDBSink, RangeScheduler, run_scheduler
 
     args = ctx.args
     workers = selfplay_hosts(ctx.hosts.hosts, spec.device)
@@ -354,9 +356,12 @@ def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
         print(f"  {state_note(ctx)}")
         return 0
     st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
-    orch = Orchestrator(spec, handles, st, ctx.logger, logs_dir(), progress=bar, err=sys.stderr)
-    orch.backend = backend
-    summary = run_orchestrator(orch)
+    executor = HostsExecutor(spec, handles, backend, logs_dir())
+    # A range may fail on every host before the last one is dropped (NoWorkersLeft stops the run then).
+    attempts = max(MAX_ATTEMPTS, HOST_FAILURES * len(handles) + 1)
+    sched = RangeScheduler(spec, executor, GameDBSink(spec), st, ctx.logger, progress=bar, err=sys.stderr,
+                           max_attempts=attempts)
+    summary = run_scheduler(sched)
     if bar:
         bar.close()
     return report_selfplay(ctx, spec, st, summary, workers=f"{len(handles)} hosts", unit="host")

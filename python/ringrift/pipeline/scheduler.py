@@ -44,12 +44,19 @@ MAX_ATTEMPTS = 4  # dispatches of one range before the run gives up on it
 
 class RangeLost(Exception):
     """One attempt at a range failed where it ran (node or host lost, worker crashed, timed
-    out); the range can be played again elsewhere."""
+    out); the range can be played again elsewhere. `slot` names the job slot in the state file
+    ("h1/2") where an executor has several per worker."""
 
-    def __init__(self, worker: str, reason: str):
+    def __init__(self, worker: str, reason: str, *, slot: str | None = None):
         super().__init__(f"{worker}: {reason}")
         self.worker = worker
         self.reason = reason
+        self.slot = slot
+
+
+class NoWorkersLeft(RingRiftError):
+    """The executor has no worker left that could play a range (every host dropped); the
+    scheduler marks the unfinished ranges orphaned and stops (a rerun resumes)."""
 
 
 @dataclass
@@ -62,15 +69,23 @@ class RangeTask:
 @dataclass
 class RangeResult:
     worker: str  # the node or host that played it
+    slot: str | None = None  # its job slot in the state file ("h1/2"); None: the worker itself
     db: Path | None = None  # a local game DB holding the range's games (deleted once merged)
     games: IndexSet | None = None  # the simulated executor's games instead of a DB
     info: dict = field(default_factory=dict)
 
 
 class Executor(ABC):
-    """Runs one range somewhere and hands back its DB. Nothing else: no plan, no merge."""
+    """Runs one range somewhere and hands back its DB. Nothing else: no plan, no merge, no
+    state file; what it has to say goes through the scheduler it is bound to (`self.sched`)."""
 
     name = "?"
+    own_timeout = False  # True: run_range applies the range timeout itself (waiting for a slot is not playing)
+    sched: "RangeScheduler | None" = None
+
+    def bind(self, sched: "RangeScheduler") -> None:
+        """Called by the scheduler before open(): where to log and report worker state."""
+        self.sched = sched
 
     async def open(self) -> None:
         """Connect (to the cluster, the hosts); raises RingRiftError when unusable."""
@@ -81,10 +96,17 @@ class Executor(ABC):
 
     @abstractmethod
     async def run_range(self, task: RangeTask, report) -> RangeResult:
-        """Play `task.todo` and return where its games are. `report(worker, done, total)` may be
-        called with the range's progress. Raises RangeLost when this attempt failed (the range
-        is dispatched again), RingRiftError when the run cannot go on. Cancellation must stop
-        the remote work."""
+        """Play `task.todo` and return where its games are. `report(worker, done, total, slot=None)`
+        may be called with the range's progress. Raises RangeLost when this attempt failed (the
+        range is dispatched again), NoWorkersLeft or RingRiftError when the run cannot go on.
+        Cancellation must stop the remote work."""
+
+    async def merged(self, r: Range, result: RangeResult) -> None:
+        """Called once the range's merge has committed (e.g. to delete the worker's DB where it
+        ran). Must not raise for a failed clean-up: the games are safe."""
+
+    async def finished(self, present: IndexSet) -> None:
+        """Called once every range of the run is merged (`present`: the run's stored indices)."""
 
     async def close(self) -> None:
         return None
@@ -204,13 +226,33 @@ class RangeScheduler:
         return self.state.data["workers"].setdefault(
             name, {"status": "idle", "games": 0, "range": None, "ranges_done": 0, "games_merged": 0})
 
+    def worker_entry(self, name: str) -> dict:
+        """The state file's record of one worker or job slot (a scratch dict without a state
+        file); executors may add fields (pid, error)."""
+        return self._worker(name)
+
+    def waiting(self, r: Range, worker: str | None = None) -> None:
+        """An executor holds range `r` in a queue of its own (behind `worker`'s busy slots, or
+        the P2P leader's): it is not playing yet."""
+        entry = self._entries[r.start]
+        entry["status"] = "queued"
+        if worker is not None:
+            entry["host"] = worker
+        self._save(throttle=0.5)
+
+    def record(self, key: str, value) -> None:
+        """An executor's note in the state file (the P2P leader's URL and run id)."""
+        if self.state is not None:
+            self.state.data[key] = value
+            self._save(throttle=0.5)
+
     def _report(self, r: Range):
-        def report(worker: str, done: int, total: int) -> None:
+        def report(worker: str, done: int, total: int, slot: str | None = None) -> None:
             self.in_flight_games[r.start] = done
-            w = self._worker(worker)
-            if w is not None and self.state is not None:
-                w.update(status="running", range=[r.start, r.end], games=done, todo=total)
-                self._entries[r.start]["host"] = worker
+            if self.state is not None:
+                self._worker(slot or worker).update(status="running", range=[r.start, r.end], games=done,
+                                                    todo=total)
+                self._entries[r.start].update(host=worker, status="running")
             self._update_progress()
         return report
 
@@ -250,9 +292,15 @@ class RangeScheduler:
                  f"{len(queue)} of {len(ranges)} ranges to play through the {self.executor.name} executor")
         if not queue:
             return self.summary()
-        await self.executor.open()
+        self.executor.bind(self)
         try:
-            await self._dispatch(queue)
+            await self.executor.open()
+            try:
+                await self._dispatch(queue)
+            except NoWorkersLeft as exc:  # marked once the dispatch loop and the merger have stopped
+                raise self._orphaned(exc) from None
+            if self.present.covers(0, spec.num_games):
+                await self.executor.finished(self.present)
         finally:
             await self.executor.close()
         if not self.present.covers(0, spec.num_games):  # a lost range that was never played again
@@ -311,8 +359,17 @@ class RangeScheduler:
             merger.cancel()
             await asyncio.gather(merger, return_exceptions=True)
 
+    def _orphaned(self, exc: NoWorkersLeft) -> RingRiftError:
+        left = [e for e in self._entries.values() if e["status"] != "merged"]
+        for e in left:
+            e["status"] = "orphaned"
+        self._save()
+        games = self.spec.num_games - self.present.within(0, self.spec.num_games).count
+        return RingRiftError(f"{exc}: {games} games in {len(left)} ranges are unfinished; rerun the same command "
+                             f"when one is back to resume")
+
     async def _attempt(self, task: RangeTask) -> RangeResult:
-        if not self.timeout:
+        if not self.timeout or self.executor.own_timeout:
             return await self.executor.run_range(task, self._report(task.range))
         try:
             return await asyncio.wait_for(self.executor.run_range(task, self._report(task.range)), self.timeout)
@@ -324,7 +381,7 @@ class RangeScheduler:
         n = self.attempts.get(r.start, 0)
         entry = self._entries[r.start]
         if exc.worker != "?":
-            self._worker(exc.worker).update(status="failed", error=exc.reason, range=None)
+            self._worker(exc.slot or exc.worker).update(status="failed", error=exc.reason, range=None)
         if n >= self.max_attempts:
             entry.update(status="failed", error=exc.reason)
             self._save()
@@ -366,13 +423,14 @@ class RangeScheduler:
         self.present = self.present | IndexSet.interval(r.start, r.end)
         entry.update(status="merged", host=result.worker)
         self.by_worker[result.worker] = self.by_worker.get(result.worker, 0) + 1
-        w = self._worker(result.worker)
+        w = self._worker(result.slot or result.worker)
         if self.state is not None:
             w.update(status="idle", range=None, games=0, todo=None, ranges_done=w.get("ranges_done", 0) + 1,
                      games_merged=w.get("games_merged", 0) + added, error=None)
         self.logger.info(f"{result.worker}: range {r} merged, {added} new games")
         self._update_progress()
         self._save(throttle=0.5)
+        await self.executor.merged(r, result)
 
     def summary(self) -> dict:
         return {"target": self.spec.num_games, "already": self.already, "new": self.new,

@@ -1,11 +1,11 @@
-"""Execution backends: how the orchestrator reaches a host.
+"""Execution backends. Every backend is an executor of the one scheduler (../scheduler.py),
+which owns the plan, dispatch, re-dispatch, the merge and the state file; an executor only
+runs a seed range somewhere and hands back its DB (docs/scaling.md):
 
-`ssh` (asyncssh; this machine itself without SSH when a host is `localhost`) drives the hosts
-of the hosts file: a backend hands out one `HostHandle` per configured host (see `base.py`),
-which is all the orchestrator and the cluster commands use. `p2p` drives a `ringrift-p2p`
-cluster through its leader instead (see `p2p.py` and docs/p2p.md). `ray` (`ray_backend.py`) and
-`local` (`pool.py`) are executors of the scheduler (../scheduler.py): they only run a seed range
-and hand back its DB (docs/scaling.md).
+`ssh` (`hosts.py`, over the per-host handles of `ssh.py`: asyncssh, or this machine itself
+without SSH when a host is `localhost`, `local.py`), `p2p` (`p2p.py`: the leader of a
+`ringrift-p2p` cluster, docs/p2p.md), `ray` (`ray_backend.py`) and `local` (`pool.py`: a thread
+pool). `get_backend` hands out the host handles the ssh executor and the cluster commands use.
 """
 
 from __future__ import annotations

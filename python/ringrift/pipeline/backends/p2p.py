@@ -3,12 +3,14 @@
     ringrift-pipeline --backend p2p --p2p-leader http://node:8770 [--p2p-auth-token T] \\
         run canonical_selfplay --board square8 --num-games 100000
 
-The leader plans the seed ranges, hands them to its nodes and collects their DBs (see
-`ringrift.p2p.leader`); this side starts the run (telling the leader which games the output DB
-already holds), follows it into the same state file as the SSH backend (`ringrift-pipeline
-status`), downloads every collected range DB (streamed), checks and merges it into the output
-DB exactly as the SSH orchestrator does (`Orchestrator._merge`), and then acknowledges it. What
-is merged is done for good: a rerun tells the leader to skip it. Reference: docs/p2p.md.
+The p2p executor (`P2PExecutor`) is an executor of the scheduler (../scheduler.py), which
+owns the plan, the checked merge into the output DB, re-dispatch and the state file, as for
+every backend. "Running a range" here is the leader's job: the executor submits the run to the
+leader (telling it which games the output DB already holds), the leader hands each range to a
+live node with a free job slot, moves the range to another node when that one stops answering
+(see `ringrift.p2p.leader`), and collects the job's DB; the executor downloads each collected
+range DB (streamed) and hands it to the scheduler, and acknowledges it once merged. What is
+merged is done for good: a rerun tells the leader to skip it. Reference: docs/p2p.md.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from urllib.parse import urlparse
 
 from ...p2p import TOKEN_ENV
 from ...engine.errors import RingRiftError
-from ..ranges import IndexSet, coarsen
+from ..ranges import IndexSet, Range, coarsen, split
+from ..scheduler import Executor, RangeLost, RangeResult, RangeTask
 from .base import Backend, BackendUnavailable
 
 POLL_S = float(os.environ.get("RINGRIFT_P2P_POLL_S", "0.3"))
@@ -106,103 +109,78 @@ def _token(args) -> str | None:
     return args.p2p_auth_token or os.environ.get(TOKEN_ENV) or None
 
 
-class P2PDriver:
-    """Follows one run on the leader into the pipeline state and the output DB."""
+class P2PExecutor(Executor):
+    """Executor of the scheduler on a P2P cluster. `open()` submits the run's ranges to the leader
+    (telling it which games the output DB already holds); the leader hands each range to a
+    live node as a job and collects the job's DB. `run_range` waits for its range to be
+    collected there and downloads that DB; the scheduler merges it, and `merged()` acknowledges
+    it to the leader (which then deletes its copy). One poller follows the run on the leader:
+    its events go to the log, its per-node progress to the scheduler."""
 
-    def __init__(self, backend: P2PBackend, spec, state, logger, logs_dir: Path, progress=None, err=None):
-        from ..orchestrator import Orchestrator
+    name = "p2p"
+    own_timeout = True  # the leader times out its jobs (timeout_seconds); a range waits here for its turn
 
+    def __init__(self, backend: P2PBackend, spec):
         self.backend = backend
         self.spec = spec
-        self.state = state
-        self.logger = logger
-        self.progress = progress
-        self.err = err
-        self.merger = Orchestrator(spec, {}, state, logger, logs_dir)  # its _merge: the same checks as SSH
         self.url = backend.leader
         self.run_id: str | None = None
         self.seq = 0
-        self.present = IndexSet()
-        self.already = 0
-        self.new = 0
-        self.by_node: dict = {}
+        self.client = None
+        self.follower: asyncio.Task | None = None
+        self.error: BaseException | None = None
+        self.collected: dict = {}  # range start -> future of the leader's record of it, once collected
+        self.reporters: dict = {}  # range start -> the scheduler's progress callback
+        self.running: dict = {}  # range start -> (node, slot) while the leader reports it running
         self.nodes: set = set()
-        self.redispatched = 0
-        self.t0 = time.perf_counter()
-        self._shown = -1
+        self.requeued = 0
+        self._start_body: dict = {}
+        self.n_ranges = len(split(spec.num_games, spec.games_per_worker))
 
     def say(self, msg: str, level=logging.INFO) -> None:
-        from ..orchestrator import say
+        if self.sched is not None:
+            self.sched.say(msg, level)
 
-        say(self.logger, self.err, msg, level)
+    def capacity(self) -> int:
+        return max(1, self.n_ranges)  # the leader decides what plays when; every range waits for it here
 
     def _skip(self) -> str:
         """What to tell the leader this side has: the merged indices of the target, in at most
         MAX_SPEC_RUNS runs (a coarser set only replays some games, which merge as duplicates)."""
-        return str(coarsen(self.present.within(0, self.spec.num_games)))
+        return str(coarsen(self.sched.present.within(0, self.spec.num_games)))
 
-    def _entry(self, start: int) -> dict:
-        return self._ranges[start]
-
-    async def run(self) -> dict:
-        from ...p2p.client import NodeError
-        from ..orchestrator import present_indices
-        from ..ranges import split
+    # -- open: submit the run --------------------------------------------------------------
+    async def open(self) -> None:
         from ..worker import build_id
 
         spec = self.spec
-        client = self.backend.client()
-        try:
-            self.url, cluster = await self.backend.cluster_status(client)
-            leader = cluster.get("leader") or {}
-            self.say(f"P2P leader {leader.get('node_id')} at {self.url}; nodes: "
-                     + ", ".join(f"{n['node_id']} ({'up' if n.get('alive') else 'down'})"
-                                 for n in cluster.get("nodes", [])))
-            me = next((n for n in cluster.get("nodes", []) if n.get("node_id") == leader.get("node_id")), {})
-            local_build = await asyncio.to_thread(build_id)
-            if me.get("build") and me["build"] != local_build:
-                raise RingRiftError(f"the P2P leader at {self.url} runs ringrift build {me['build']}, this machine "
-                                    f"build {local_build}: install the same build on both")
-            self.present = await asyncio.to_thread(present_indices, spec.output_db, spec, create=True)
-            self.already = self.present.count
-            plan = split(spec.num_games, spec.games_per_worker)
-            self.state.data["ranges"] = [{"start": r.start, "end": r.end, "host": None,
-                                          "status": "merged" if self.present.covers(r.start, r.end)
-                                          else "queued"} for r in plan]
-            self._ranges = {e["start"]: e for e in self.state.data["ranges"]}
-            self.state.data["games_completed"] = self.present.count
-            self.state.data["backend"] = {"name": "p2p", "leader": self.url}
-            self.state.save()
-            todo = sum(1 for e in self.state.data["ranges"] if e["status"] != "merged")
-            self.say(f"canonical_selfplay {spec.run_id}: {self.already}/{spec.num_games} games present, {todo} of "
-                     f"{len(plan)} ranges to play through the P2P leader at {self.url}")
-            if not todo:
-                return self._summary()
-            body = {"phase": "canonical_selfplay", "board": spec.board, "players": spec.players,
-                    "policy": spec.policy, "seed": spec.seed, "num_games": spec.num_games,
-                    "max_moves": spec.max_moves, "games_per_worker": spec.games_per_worker,
-                    "timeout": spec.timeout, "threads": spec.threads if spec.threads is not None
-                    else spec.default_threads, "skip": self._skip(),
-                    "keep_worker_dbs": spec.keep_worker_dbs}
-            if spec.batch_size:
-                body["batch_size"] = spec.batch_size
-            if spec.device != "cpu":
-                body["device"] = spec.device  # the leader sends these ranges to nodes with capability gpu
-            self._start_body = body
-            await self._start(client)
-            try:
-                await self._follow(client)
-            except asyncio.CancelledError:
-                try:
-                    await asyncio.wait_for(client.post(f"{self.url}/pipeline/stop", {"run_id": self.run_id}), 5)
-                except (NodeError, asyncio.TimeoutError):
-                    pass
-                raise
-        finally:
-            await client.close()
-        return self._summary()
+        self.client = self.backend.client()
+        self.url, cluster = await self.backend.cluster_status(self.client)
+        leader = cluster.get("leader") or {}
+        self.say(f"P2P leader {leader.get('node_id')} at {self.url}; nodes: "
+                 + ", ".join(f"{n['node_id']} ({'up' if n.get('alive') else 'down'})"
+                             for n in cluster.get("nodes", [])))
+        me = next((n for n in cluster.get("nodes", []) if n.get("node_id") == leader.get("node_id")), {})
+        local_build = await asyncio.to_thread(build_id)
+        if me.get("build") and me["build"] != local_build:
+            raise RingRiftError(f"the P2P leader at {self.url} runs ringrift build {me['build']}, this machine "
+                                f"build {local_build}: install the same build on both")
+        self.sched.record("backend", {"name": "p2p", "leader": self.url})
+        body = {"phase": "canonical_selfplay", "board": spec.board, "players": spec.players,
+                "policy": spec.policy, "seed": spec.seed, "num_games": spec.num_games,
+                "max_moves": spec.max_moves, "games_per_worker": spec.games_per_worker,
+                "timeout": spec.timeout, "threads": spec.threads if spec.threads is not None
+                else spec.default_threads, "skip": self._skip(),
+                "keep_worker_dbs": spec.keep_worker_dbs}
+        if spec.batch_size:
+            body["batch_size"] = spec.batch_size
+        if spec.device != "cpu":
+            body["device"] = spec.device  # the leader sends these ranges to nodes with capability gpu
+        self._start_body = body
+        await self._start()
+        self.follower = asyncio.create_task(self._follow())
 
-    async def _start(self, client) -> None:
+    async def _start(self) -> None:
         from ...p2p.client import NodeError
 
         deadline = time.monotonic() + 20
@@ -210,7 +188,7 @@ class P2PDriver:
         while True:
             tried = f"POST {self.url}/pipeline/start"
             try:
-                data = await client.post(f"{self.url}/pipeline/start", self._start_body, timeout=30)
+                data = await self.client.post(f"{self.url}/pipeline/start", self._start_body, timeout=30)
                 break
             except NodeError as exc:
                 if exc.status == 409 and exc.body.get("leader") and not moved:
@@ -224,11 +202,55 @@ class P2PDriver:
                 raise self.backend._fail(self.url, tried, exc) from None
         run = data["run"]
         self.run_id = run["run_id"]
-        self.state.data["backend"]["run_id"] = self.run_id
-        self.state.data["backend"]["leader"] = self.url
+        self.sched.record("backend", {"name": "p2p", "leader": self.url, "run_id": self.run_id})
         self.say(f"run {self.run_id} {'started' if data.get('created') else 'resumed'} on the leader at {self.url}")
 
-    async def _status(self, client) -> dict:
+    # -- one range -------------------------------------------------------------------------
+    async def run_range(self, task: RangeTask, report) -> RangeResult:
+        from ...p2p.client import NodeError
+
+        r = task.range
+        if self.error is not None:
+            raise self.error
+        self.reporters[r.start] = report
+        self.sched.waiting(r)  # until the leader reports it running on a node
+        fut = self.collected.get(r.start)
+        if fut is None or fut.done():
+            fut = self.collected[r.start] = asyncio.get_running_loop().create_future()
+        try:
+            info = await fut
+        finally:
+            self.collected.pop(r.start, None)
+        node = info.get("played_by") or info.get("node") or "?"
+        slot = f"{node}/{info.get('slot') or 1}"
+        self.nodes.add(node)
+        local = self.spec.parts_dir() / f"p2p_{node}_{r.tag}.db"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{local}{suffix}").unlink(missing_ok=True)
+        url = f"{self.url}/pipeline/runs/{self.run_id}/ranges/{r.start}/db"
+        try:
+            await self.client.download(url, local)
+        except NodeError as exc:
+            if exc.status is None:  # the leader is out of reach: wait for it to be collected again
+                raise RangeLost(node, f"downloading range {r} from the leader: {exc}", slot=slot) from None
+            raise self.backend._fail(self.url, f"GET {url}", exc) from None
+        return RangeResult(worker=node, slot=slot, db=local)
+
+    async def merged(self, r: Range, result: RangeResult) -> None:
+        await self._ack(r.start)
+
+    async def _ack(self, start: int) -> None:
+        from ...p2p.client import NodeError
+
+        try:
+            await self.client.post(f"{self.url}/pipeline/ack", {"run_id": self.run_id, "start": start}, timeout=15)
+        except NodeError as exc:
+            self.say(f"could not acknowledge range starting at {start} to the leader ({exc}); it is merged here",
+                     logging.WARNING)
+
+    # -- following the run on the leader ---------------------------------------------------
+    async def _status(self) -> dict:
         """The run's status, retried for RECONNECT_S while the leader cannot be reached; after a
         leader restart the run is started again (the leader resumes it)."""
         from ...p2p.client import NodeError
@@ -237,22 +259,22 @@ class P2PDriver:
         while True:
             tried = f"GET {self.url}/pipeline/status"
             try:
-                st = await client.get(f"{self.url}/pipeline/status", params={"run_id": self.run_id,
-                                                                               "since": str(self.seq)}, timeout=15)
+                st = await self.client.get(f"{self.url}/pipeline/status",
+                                           params={"run_id": self.run_id, "since": str(self.seq)}, timeout=15)
                 if deadline is None:
                     return st
                 # Back after a loss (the leader may have restarted): tell it again what is merged
                 # here, so it replays nothing that was delivered.
                 self.say(f"the P2P leader at {self.url} answers again", logging.WARNING)
                 self._start_body["skip"] = self._skip()
-                await self._start(client)
+                await self._start()
                 deadline = None
                 continue
             except NodeError as exc:
                 if exc.status == 404:  # the leader restarted without this run: start it again
                     self._start_body["skip"] = self._skip()
                     self.seq = 0
-                    await self._start(client)
+                    await self._start()
                     continue
                 if exc.status is not None:
                     raise self.backend._fail(self.url, tried, exc) from None
@@ -266,37 +288,43 @@ class P2PDriver:
                                         f"to resume") from None
                 await asyncio.sleep(1.0)
 
-    async def _follow(self, client) -> None:
-        from ...p2p.client import NodeError
+    async def _follow(self) -> None:
+        try:
+            await self._follow_loop()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001  (handed to every range waiting here)
+            self.error = exc
+            for fut in self.collected.values():
+                if not fut.done():
+                    fut.set_exception(exc)
 
+    async def _follow_loop(self) -> None:
         boot = None
         while True:
-            st = await self._status(client)
+            st = await self._status()
             if boot is not None and st.get("coordinator_boot") != boot:
                 self.seq = 0  # a restarted coordinator numbers its events afresh
             boot = st.get("coordinator_boot")
             self._events(st.get("events", []))
             self._mirror(st)
+            present = self.sched.present
             for r in st.get("active_ranges", []):
                 if r["status"] != "collected":
                     continue
-                if self._entry(r["start"])["status"] != "merged":
-                    await self._fetch_merge(client, r)
-                else:  # merged here before the leader restarted: just acknowledge it
-                    try:
-                        await client.post(f"{self.url}/pipeline/ack", {"run_id": self.run_id, "start": r["start"]},
-                                          timeout=15)
-                    except NodeError:
-                        pass
+                if present.covers(r["start"], r["end"]):
+                    await self._ack(r["start"])  # merged here before the leader restarted
+                    continue
+                fut = self.collected.get(r["start"])
+                if fut is not None and not fut.done():
+                    fut.set_result(r)
             if st.get("status") == "failed":
                 raise RingRiftError(f"the P2P run failed: {st.get('error')}; merged games are kept, rerun to resume")
             if st.get("status") == "stopped":
                 raise RingRiftError("the P2P run was stopped on the leader; merged games are kept, rerun to resume")
-            if all(e["status"] == "merged" for e in self.state.data["ranges"]):
-                return
-            if st.get("status") == "done":
-                left = [e for e in self.state.data["ranges"] if e["status"] != "merged"]
-                raise RingRiftError(f"the leader reports the run done but {len(left)} ranges were not merged here; "
+            if st.get("status") == "done" and not present.covers(0, self.spec.num_games):
+                left = self.spec.num_games - present.within(0, self.spec.num_games).count
+                raise RingRiftError(f"the leader reports the run done but {left} games were not merged here; "
                                     f"rerun to resume")
             await asyncio.sleep(POLL_S)
 
@@ -307,106 +335,57 @@ class P2PDriver:
             self.say(f"leader: {ev.get('message')}", level)
             node = ev.get("node")
             if ev.get("kind") == "requeued":
-                self.redispatched += 1
-                if node:
-                    for name, w in self.state.data["workers"].items():
-                        if name.split("/")[0] == node and w.get("status") == "running":
-                            w.update(status="failed", error=ev.get("message"), range=None)
+                self.requeued += 1
+                for n, slot, _ in list(self.running.values()):
+                    if n == node:
+                        self.sched.worker_entry(slot).update(status="failed", error=ev.get("message"), range=None)
             if ev.get("kind") == "dispatched" and node:
                 self.nodes.add(node)
 
     def _mirror(self, st: dict) -> None:
-        workers = self.state.data["workers"]
-        in_flight = 0
-        seen_running = set()
+        """The leader's per-range progress into the scheduler (state file, progress bar)."""
+        now_running = {}
+        active = {}
         for r in st.get("active_ranges", []):
-            e = self._entry(r["start"])
-            if e["status"] == "merged":
+            active[r["start"]] = r["status"]
+            report = self.reporters.get(r["start"])
+            if r["status"] != "running" or report is None or r["start"] not in self.collected:
                 continue
-            e["host"] = r.get("node") or e.get("host")
-            if r["status"] == "running":
-                e["status"] = "running"
-                name = f"{r['node']}/{r.get('slot') or 1}"
-                seen_running.add(name)
-                w = self.state.worker(name)
-                w.update(status="running", range=[r["start"], r["end"]], games=r.get("done", 0),
-                         todo=r.get("todo"), error=None)
-                w.setdefault("ranges_done", 0)
-                in_flight += int(r.get("done") or 0)
-            elif r["status"] in ("collecting", "collected"):
-                e["status"] = "pulling"
-        for name, w in workers.items():
-            if w.get("status") == "running" and name not in seen_running:
-                w.update(status="idle", range=None, games=0, todo=None)
-        active = {r["start"] for r in st.get("active_ranges", [])}
-        for e in self.state.data["ranges"]:
-            if e["status"] in ("running", "pulling") and e["start"] not in active:
-                e["status"] = "queued"
-        self.state.data["games_completed"] = self.present.count
-        self.state.data["games_in_flight"] = in_flight
-        self.state.save(throttle=0.5)
-        self._progress(in_flight)
+            slot = f"{r['node']}/{r.get('slot') or 1}"
+            now_running[r["start"]] = (r["node"], slot, Range(r["start"], r["end"]))
+            report(r["node"], int(r.get("done") or 0), int(r.get("todo") or 0), slot=slot)
+        for start, (node, slot, rng) in self.running.items():
+            if start not in now_running:
+                w = self.sched.worker_entry(slot)
+                if w.get("status") == "running":
+                    w.update(status="idle", range=None, games=0, todo=None)
+                if start in self.collected and active.get(start, "queued") == "queued":
+                    self.sched.waiting(rng)  # back in the leader's queue (its node was lost)
+        self.running = now_running
 
-    def _progress(self, in_flight: int = 0) -> None:
-        done = min(self.present.count + in_flight, self.spec.num_games)
-        if self.progress and done != self._shown:
-            self._shown = done
-            elapsed = time.perf_counter() - self.t0
-            self.progress(done, self.spec.num_games, (done - self.already) / elapsed if elapsed > 0 else 0.0)
-
-    async def _fetch_merge(self, client, r: dict) -> None:
+    async def close(self) -> None:
         from ...p2p.client import NodeError
-        from ..backends.base import HostError
-        from ..ranges import Range
 
-        spec = self.spec
-        rng = Range(r["start"], r["end"])
-        node = r.get("played_by") or r.get("node") or "?"
-        e = self._entry(rng.start)
-        e.update(status="pulling", host=node)
-        local = spec.parts_dir() / f"p2p_{node}_{rng.tag}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{local}{suffix}").unlink(missing_ok=True)
-        url = f"{self.url}/pipeline/runs/{self.run_id}/ranges/{rng.start}/db"
-        try:
-            await client.download(url, local)
-        except NodeError as exc:
-            if exc.status is None:
-                return  # the next status round reconnects (or gives up)
-            raise self.backend._fail(self.url, f"GET {url}", exc) from None
-        e["status"] = "merging"
-        try:
-            added = await asyncio.to_thread(self.merger._merge, local, rng, node)
-        except HostError as exc:
-            raise RingRiftError(f"the DB of range {rng} from the P2P leader is unusable: {exc.reason}") from None
-        self.new += added
-        self.present = self.present | IndexSet.interval(rng.start, rng.end)
-        e.update(status="merged", host=node)
-        self.by_node[node] = self.by_node.get(node, 0) + 1
-        self.nodes.add(node)
-        name = f"{node}/{r.get('slot') or 1}"
-        w = self.state.worker(name)
-        w["ranges_done"] = w.get("ranges_done", 0) + 1
-        self.say(f"{node}: range {rng} merged, {added} new games")
-        try:
-            await client.post(f"{self.url}/pipeline/ack", {"run_id": self.run_id, "start": rng.start}, timeout=15)
-        except NodeError as exc:
-            self.say(f"could not acknowledge range {rng} to the leader ({exc}); it is merged here", logging.WARNING)
-        self.state.data["games_completed"] = self.present.count
-        self.state.save()
-        self._progress()
-
-    def _summary(self) -> dict:
-        return {"target": self.spec.num_games, "already": self.already, "new": self.new,
-                "seconds": time.perf_counter() - self.t0, "by_host": dict(self.by_node),
-                "redispatched": self.redispatched, "nodes": sorted(self.nodes)}
+        if self.follower is not None:
+            self.follower.cancel()
+            await asyncio.gather(self.follower, return_exceptions=True)
+        if self.client is None:
+            return
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)
+        if self.run_id and cancelling is not None and cancelling():  # Ctrl-C, SIGTERM: stop the jobs too
+            try:
+                await asyncio.wait_for(self.client.post(f"{self.url}/pipeline/stop", {"run_id": self.run_id}), 5)
+            except (NodeError, asyncio.TimeoutError):
+                pass
+        await self.client.close()
 
 
 def selfplay_p2p(ctx, spec, phases, run_key) -> int:
     """`run canonical_selfplay` (and the self-play step of `run all`) with --backend p2p."""
-    from ..api import begin_distributed_selfplay, check_ranges, logs_dir, state_note, would_be_writable
-    from ..orchestrator import present_indices, report_selfplay, run_orchestrator
-    from ..ranges import split
+    from ..api import begin_distributed_selfplay, check_ranges, state_note, would_be_writable
+    from ..orchestrator import present_indices, report_selfplay
+    from ..scheduler import GameDBSink, RangeScheduler, run_scheduler
 
     check_ranges(spec)
     args = ctx.args
@@ -442,11 +421,14 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
         print(f"  {state_note(ctx)}")
         return 0
     st, bar = begin_distributed_selfplay(ctx, spec, phases, run_key)
-    driver = P2PDriver(backend, spec, st, ctx.logger, logs_dir(), progress=bar, err=sys.stderr)
-    summary = run_orchestrator(driver)
+    executor = P2PExecutor(backend, spec)
+    sched = RangeScheduler(spec, executor, GameDBSink(spec), st, ctx.logger, progress=bar, err=sys.stderr)
+    summary = run_scheduler(sched)
     if bar:
         bar.close()
-    return report_selfplay(ctx, spec, st, summary, workers=f"{len(summary['nodes'])} P2P nodes", unit="node")
+    summary["redispatched"] = summary.get("redispatched", 0) + executor.requeued
+    nodes = executor.nodes | set(summary["by_host"])
+    return report_selfplay(ctx, spec, st, summary, workers=f"{len(nodes)} P2P nodes", unit="node")
 
 
 def cluster_p2p(ctx) -> int:
