@@ -392,30 +392,31 @@ def test_bridge_reproduces_recorded_reference_games(name):
 
 
 @needs_ts
-def test_real_bridge_reports_a_divergence_with_a_bundle(tmp_path, small_db):
-    """A corrupted stored hash must come back as a TS divergence at that step."""
+def test_real_bridge_fails_a_corrupted_stored_step_hash(tmp_path, small_db):
+    """A corrupted stored step hash fails the game at that step: the fast step hash of a schema-2
+    row is checked against our replay before the TS engine is asked (its reference hash is
+    recomputed by the replay, so a TS divergence would show as one of that)."""
     import sqlite3
 
     import numpy as np
 
     db_path = tmp_path / "g.db"
     db_path.write_bytes(small_db.read_bytes())
+    with GameDB(db_path, create=False, readonly=True) as gdb:
+        row = next(gdb.iter_games())
+    assert row.hash_kind == "fast32"
     con = sqlite3.connect(db_path)
-    gid, hashes = con.execute("SELECT id, hashes FROM games ORDER BY id LIMIT 1").fetchone()
-    h = np.frombuffer(hashes, dtype="<u8").copy()
+    (blob,) = con.execute("SELECT hashes FROM games WHERE id = ?", (row.id,)).fetchone()
+    h = np.frombuffer(blob, dtype="<u4").copy()
     h[4] ^= 1
-    con.execute("UPDATE games SET hashes = ? WHERE id = ?", (h.tobytes(), gid))
+    con.execute("UPDATE games SET hashes = ? WHERE id = ?", (h.tobytes(), row.id))
     con.commit()
     con.close()
-    bundles = tmp_path / "bundles"
-    v = subprocess.run([sys.executable, "-m", "ringrift.parity", "--db", str(db_path), "--ts-root", TS_ROOT,
-                        "--bundle-dir", str(bundles)], capture_output=True, text=True, timeout=300)
-    assert v.returncode == 1
-    assert f"game {gid} " in v.stdout and "TS engine, step 4: hash ours " in v.stdout
-    assert "Error: 1 games failed parity check" in v.stderr
-    [bundle] = [read_bundle(p) for p in bundles.glob("*.json")]
-    assert bundle["step"] == 4 and bundle["theirsAfter"]["board"] and bundle["fingerprint"]["theirs"]
-    assert bundle["fingerprint"]["ours"] == bundle["fingerprint"]["theirs"]   # only the stored hash was wrong
+    v = subprocess.run([sys.executable, "-m", "ringrift.parity", "--db", str(db_path), "--ts-root", TS_ROOT],
+                       capture_output=True, text=True, timeout=300)
+    assert v.returncode == 1, v.stdout + v.stderr
+    assert f"game {row.id} " in v.stdout and "step 4: the stored fast32 hash differs from our replay" in v.stdout
+    assert "1 games failed parity check" in v.stderr
 
 
 @needs_ts
