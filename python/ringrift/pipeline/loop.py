@@ -7,6 +7,7 @@ Per generation g = 1, 2, ... (each in ``RUN/gen_NNN``):
     export    the generation's games to a native NPZ (drop forced moves, train/val split by game)
     targets   the search's improved policies and root values into that NPZ (ringrift.search.targets)
     train     on the last ``window`` generations' NPZs, warm-started from the best's checkpoint
+              (before any promotion: from the previous generation's candidate)
     eval      ringrift-eval: the new net with search against the best with search, seat-balanced
     promote   the new net becomes the best when its win rate >= promote_win_rate and the lower
               end of its score's 95% interval is above 0.5
@@ -250,13 +251,17 @@ class Loop:
         kw = dict(o.train or {})
         best = st["best"]
         out = gdir / "train"
+        # Warm start from the best; before any net is promoted, from the previous candidate (its
+        # training need not start again from nothing every generation).
+        prev = self.run / f"gen_{g - 1:03d}" / "train" / "last.pt"
+        warm = best["checkpoint"] if best else (str(prev) if g > 1 and prev.exists() else None)
         res = train(TrainOptions(data=str(data), out=str(out), epochs=o.epochs, augment=False, onnx=True, plot=False,
                                  max_batches=o.max_batches or None, threads=o.threads,
-                                 init=best["checkpoint"] if best and not (out / "last.pt").exists() else None,
+                                 init=warm if not (out / "last.pt").exists() else None,
                                  log=lambda s: self.log("  " + s), **kw))
         last = res["history"][-1] if res.get("history") else {}
         return {"model": str(out / "model.onnx"), "checkpoint": str(out / "last.pt"),
-                "warm_start": best["checkpoint"] if best else None,
+                "warm_start": warm,
                 "val": {k: v for k, v in last.items() if k.startswith("val_")}}
 
     def _eval(self, g, gdir, st):
