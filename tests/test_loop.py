@@ -85,6 +85,37 @@ def test_two_generations_resume_after_an_interrupted_step(tmp_path):
     assert again == []
 
 
+def test_a_selfplay_step_killed_half_way_plays_only_the_missing_games(tmp_path):
+    from ringrift.pipeline.loop import search_spec
+    from ringrift.selfplay.runner import run_selfplay
+
+    run = tmp_path / "loop"
+    stop = []
+
+    def stop_after_selfplay(g, step):
+        stop.append(step)
+        raise Stop
+
+    # what a kill leaves: the generation started (state.json, nothing done) and 2 of its 4 games committed
+    with pytest.raises(Stop):
+        Loop(_opts(run, 1), log=lambda s: None, on_step=stop_after_selfplay).run_generations()
+    st = json.loads((run / "gen_001" / "state.json").read_text())
+    full = st["results"]["selfplay"]
+    (run / "gen_001" / "games.db").unlink()
+    st["done"], st["results"] = [], {}
+    (run / "gen_001" / "state.json").write_text(json.dumps(st))
+    with GameDB(run / "gen_001" / "games.db") as db:
+        run_selfplay(db, board="square8", num_players=2, num_games=2, seed=1001, policy=search_spec(None, 4, 4, 1.0),
+                     threads=1, max_moves=150)
+    with pytest.raises(Stop):
+        Loop(_opts(run, 1), log=lambda s: None, on_step=stop_after_selfplay).run_generations()
+    again = json.loads((run / "gen_001" / "state.json").read_text())["results"]["selfplay"]
+    assert (again["already_present"], again["played"]) == (2, 2)
+    assert again["moves_played"] < full["moves_played"]
+    with GameDB(run / "gen_001" / "games.db", create=False) as db:
+        assert sorted(g.game_index for g in db.iter_games()) == [0, 1, 2, 3]
+
+
 def test_promotion_rule_and_a_foreign_run_folder(tmp_path):
     from ringrift.pipeline.loop import LoopError, should_promote
     from ringrift.train.evaluate import summarize

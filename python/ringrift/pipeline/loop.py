@@ -185,7 +185,8 @@ class Loop:
                              policy=policy, threads=o.threads, max_moves=o.max_moves)
         self.log(f"  {r.games} games played ({r.already_present} already there), {r.moves} moves, "
                  f"{r.seconds:.1f}s; policy {r.policy}")
-        return {"policy": r.policy, "games": o.games, "moves_played": r.moves, "capped": r.capped}
+        return {"policy": r.policy, "games": o.games, "played": r.games, "already_present": r.already_present,
+                "moves_played": r.moves, "capped": r.capped}
 
     def _parity(self, g, gdir, st):
         import io
