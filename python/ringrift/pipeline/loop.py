@@ -206,7 +206,7 @@ class Loop:
         data.mkdir(exist_ok=True)
         r = export_db(gdir / "games.db", data / "plain.npz", drop_forced=True, include_unchecked=True,
                       include_capped=True, split_ratio=0.9, seed=g, threads=self.opt.threads)
-        return {"samples": getattr(r, "samples", None)}
+        return {"samples": r.samples, "games": r.games, "skipped": len(r.skipped)}
 
     def _targets(self, g, gdir, st):
         from ..search.targets import apply_search_targets
