@@ -479,7 +479,12 @@ def show_status(state=None, *, as_json: bool = False) -> int:
           f"updated {data.get('updated_at')}")
     if data.get("phase_status"):
         print("phases: " + ", ".join(f"{p} {s}" for p, s in data["phase_status"].items()))
-    if "board" in run:
+    if run.get("phase") == "loop" and run.get("loop_dir"):  # the generations (pipeline/loop.py)
+        from .loop import status_lines
+
+        for line in status_lines(run["loop_dir"]):
+            print(line)
+    elif "board" in run:
         print(f"run: {run['board']} {run.get('players')}p policy={run.get('policy')} seed={run.get('seed')} -> "
               f"{run.get('output_db')}")
     target = data.get("games_target")

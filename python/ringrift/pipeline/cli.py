@@ -25,6 +25,7 @@ from ..exitcodes import EXIT_OK, EXIT_USAGE, OneLineParser, exit_status
 from .api import (DEFAULT_NPZ_DIR, TOKEN_ENV, Context, all_phases, cluster_command, export_phase, open_context,
                   os_error_message, parity_phase, record_failure, run_in_context, selfplay_command, show_status)
 from .config import load_config
+from .loop import add_loop_parser, loop_phase
 from .train_phase import add_train_flags, add_train_parser, train_phase
 
 
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--train", action="store_true", help="end with the train phase on the export")
     add_train_flags(al)
     add_train_parser(phases, _dry)
+    add_loop_parser(phases, _dry)
 
     st = sub.add_parser("status", help="progress of the current or last run, per worker",
                         description="Show the pipeline state: phase, progress, each worker's range and games.")
@@ -209,6 +211,8 @@ def main(argv=None) -> int:
                 return run_in_context(run, export_phase, Path(args.db), Path(args.output_dir))
             if args.phase == "train":
                 return run_in_context(run, train_phase)
+            if args.phase == "loop":
+                return run_in_context(run, loop_phase)
             if args.phase == "all":
                 return run_in_context(run, all_phases)
         if args.command == "cluster":

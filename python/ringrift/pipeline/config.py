@@ -16,6 +16,7 @@ import yaml
 
 from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
+from .loop import LOOP_DEFAULTS, LOOP_SCHEMA
 from .train_phase import TRAIN_DEFAULTS, TRAIN_SCHEMA
 
 DEFAULT_CONFIG = Path("config/pipeline_config.yaml")
@@ -98,6 +99,7 @@ SCHEMA = {
     },
     "hosts_file": _TEXT,
     "train": TRAIN_SCHEMA,
+    "loop": LOOP_SCHEMA,
 }
 
 DEFAULTS = {
@@ -116,6 +118,7 @@ DEFAULTS = {
     "export": {"compression": True, "split_ratio": 0.9, "symmetries": False, "encoding": "native"},
     "hosts_file": None,
     "train": TRAIN_DEFAULTS,
+    "loop": LOOP_DEFAULTS,
 }
 
 # ---- hosts file ------------------------------------------------------------------------------

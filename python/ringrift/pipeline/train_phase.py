@@ -153,8 +153,8 @@ def onnx_policy_spec(policy: str, temperature: float | None) -> str:
 
 
 def refuse_remote_onnx(policy: str) -> None:
-    if policy.startswith("onnx:"):
-        raise UsageError("onnx:PATH self-play runs on this machine only (no hosts, no p2p backend) for now: "
+    if policy.startswith(("onnx:", "gumbel:onnx:")):
+        raise UsageError(f"{policy.split(':')[0]}:...onnx:PATH self-play runs on this machine only (no hosts, no p2p backend) for now: "
                          "the hosts would need the model file")
 
 

@@ -85,7 +85,8 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     if policy.startswith("gumbel:"):
         from ..search import selfplay as search
 
-        policy = search.parse_policy(policy).name
+        search_spec = search.parse_policy(policy)  # gumbel:onnx:PATH plays from the file ...
+        policy = search_spec.name  # ... and is stored by the net's id; the name lists every option
         if device != "cpu":
             raise ValueError(f"policy {policy}: search self-play runs on the CPU (device='cpu')")
     indices = IndexSet.from_indices(indices)
@@ -111,7 +112,7 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
         if device == "cuda":
             batch = selfplay_batch_gpu(board, num_players, seed, chunk, policy, max_moves)
         elif search is not None:
-            batch = search.selfplay_search_batch(board, num_players, seed, list(chunk), policy, max_moves=max_moves,
+            batch = search.selfplay_search_batch(board, num_players, seed, list(chunk), search_spec, max_moves=max_moves,
                                                  threads=n_threads)
         else:
             batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,

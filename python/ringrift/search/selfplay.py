@@ -2,6 +2,12 @@
 
     gumbel:heuristic                       value = the heuristic, 32 simulations, top_k 16
     gumbel:rollout:sims=64,top_k=8,temp=0  random playouts, deterministic root choice
+    gumbel:onnx:runs/sq8/model.onnx:sims=32  a trained net (docs/training.md) evaluates the leaves
+
+With ``onnx:PATH`` every search step sends the leaves of all trees of the batch to the net in one
+ONNX Runtime call (the export's native features, which is what ``ringrift-train`` trains on);
+the stored policy names the net by its id (``gumbel:onnx:<board>-<hash>:...``, as ``onnx:PATH``
+self-play does), not by its path.
 
 Keys: ``sims`` (simulations per move), ``top_k``, ``temp`` (the Gumbel noise's scale at the root:
 1 samples as the paper does, 0 plays the search's best action), ``c_visit``, ``c_scale``,
@@ -30,6 +36,7 @@ from ..engine import Game
 from .gumbel import LEAF_EVALUATORS, GumbelSearch
 
 PREFIX = "gumbel:"
+NET = "onnx"  # the evaluator that is a trained net: gumbel:onnx:PATH[:key=value,...]
 _MASK64 = (1 << 64) - 1
 
 
@@ -42,11 +49,42 @@ class GumbelPolicy:
     c_visit: float = 50.0
     c_scale: float = 1.0
     rollout: int = 32
+    model: str = ""  # the ONNX file of evaluator "onnx"
+
+    def _keys(self) -> str:
+        return ",".join(f"{f.name}={_fmt(getattr(self, f.name))}" for f in fields(self)
+                        if f.name not in ("evaluator", "model"))
+
+    @property
+    def spec(self) -> str:
+        """The normalised spec, usable again (a net's spec keeps its path)."""
+        if self.evaluator == NET:
+            return f"{PREFIX}{NET}:{self.model}:{self._keys()}"
+        return f"{PREFIX}{self.evaluator}:{self._keys()}"
 
     @property
     def name(self) -> str:
-        keys = ",".join(f"{f.name}={_fmt(getattr(self, f.name))}" for f in fields(self) if f.name != "evaluator")
-        return f"{PREFIX}{self.evaluator}:{keys}"
+        """The policy stored with the games: the spec, with a net named by its id (reads the file)."""
+        if self.evaluator == NET:
+            from ..train.onnx_export import model_id
+
+            return f"{PREFIX}{NET}:{self.net_board()}-{model_id(self.model)}:{self._keys()}"
+        return self.spec
+
+    def net_board(self) -> str:
+        import json
+        from pathlib import Path
+
+        import onnx
+
+        if not Path(self.model).is_file():
+            raise FileNotFoundError(f"{self.model}: no such ONNX model")
+        try:
+            m = onnx.load(self.model, load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - onnx raises several types
+            raise ValueError(f"{self.model}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        meta = {p.key: p.value for p in m.metadata_props}
+        return json.loads(meta.get("ringrift", "{}")).get("board", "?")
 
 
 def _fmt(v) -> str:
@@ -63,14 +101,24 @@ def parse_policy(spec: str) -> GumbelPolicy:
         raise ValueError(f"not a gumbel policy: {spec!r} (expected gumbel:EVALUATOR[:key=value,...])")
     parts = spec[len(PREFIX):].split(":", 1)
     evaluator = parts[0]
-    if evaluator not in LEAF_EVALUATORS:
-        raise ValueError(f"policy {spec!r}: unknown evaluator {evaluator!r} (expected {', '.join(LEAF_EVALUATORS)})")
     kw: dict = {"evaluator": evaluator}
+    if evaluator == NET:  # gumbel:onnx:PATH[:key=value,...][:key=value...]: options are the trailing k=v segments
+        segs = parts[1].split(":") if len(parts) > 1 else []
+        opts = []
+        while len(segs) > 1 and "=" in segs[-1]:
+            opts.insert(0, segs.pop())
+        kw["model"] = ":".join(segs)
+        if not kw["model"]:
+            raise ValueError(f"policy {spec!r}: no model path after gumbel:onnx:")
+        parts = [evaluator, ",".join(opts)]
+    elif evaluator not in LEAF_EVALUATORS:
+        raise ValueError(f"policy {spec!r}: unknown evaluator {evaluator!r} "
+                         f"(expected {', '.join(LEAF_EVALUATORS)} or onnx:PATH)")
     types = {f.name: f.type for f in fields(GumbelPolicy)}
     if len(parts) > 1 and parts[1]:
         for item in parts[1].split(","):
             key, eq, value = item.partition("=")
-            if not eq or key not in types or key == "evaluator":
+            if not eq or key not in types or key in ("evaluator", "model"):
                 raise ValueError(f"policy {spec!r}: bad option {item!r} (keys: sims, top_k, temp, c_visit, c_scale, rollout)")
             try:
                 kw[key] = float(value) if types[key] == "float" else int(value)
@@ -98,7 +146,7 @@ def check_policy(value: str) -> str:
     if value in POLICIES:
         return value
     if is_gumbel_policy(value):
-        return parse_policy(value).name
+        return parse_policy(value).spec
     raise ValueError(f"unknown policy {value!r} (expected {', '.join(POLICIES)} or gumbel:EVALUATOR[:key=value,...])")
 
 
@@ -107,11 +155,38 @@ def search_stream(index: int, ply: int) -> int:
     return ((int(index) * 0x9E3779B97F4A7C15) ^ (int(ply) * 0xD1B54A32D192ED03 + 0x2545F4914F6CDD1D)) & _MASK64
 
 
-def selfplay_search_batch(board: str, num_players: int, seed: int, indices, policy: str, *, max_moves: int = 2000,
-                          threads: int = 1) -> dict:
-    """Play the given game indices of run `seed` with the search `policy`, all in lock step (one
-    batched search per ply over the games still going). See the module docstring."""
-    spec = parse_policy(policy)
+def net_evaluator(path: str, board: str, *, threads: int = 0, device: str = "cpu"):
+    """``evaluate(planes, globals)`` of the search from a ``ringrift-train`` ONNX model for `board`
+    (one ONNX Runtime call per search step); ValueError (one line) for a model that does not fit."""
+    from ..train.onnx_export import read_meta, run, session
+
+    sess = session(path, device, threads)
+    meta = read_meta(sess)
+    from ..export.actions import action_space_size
+
+    size = action_space_size(board)
+    if meta.get("board") != board:
+        raise ValueError(f"{path}: a net for board {meta.get('board')!r} cannot search {board}")
+    if meta.get("encoding") != "native":
+        raise ValueError(f"{path}: a net of encoding {meta.get('encoding')!r}; the search gives 'native' features")
+    if meta.get("action_space_size") != size:
+        raise ValueError(f"{path}: action space {meta.get('action_space_size')} != {size} of {board}")
+
+    def evaluate(planes, globals_):
+        return run(sess, planes, globals_)
+
+    return evaluate
+
+
+def selfplay_search_batch(board: str, num_players: int, seed: int, indices, policy, *, max_moves: int = 2000,
+                          threads: int = 1, evaluate=None) -> dict:
+    """Play the given game indices of run `seed` with the search `policy` (a spec or a
+    GumbelPolicy), all in lock step (one batched search per ply over the games still going). See
+    the module docstring. A ``gumbel:onnx:PATH`` policy opens its net unless ``evaluate`` is given."""
+    spec = policy if isinstance(policy, GumbelPolicy) else parse_policy(policy)
+    if spec.evaluator == NET and evaluate is None:
+        evaluate = net_evaluator(spec.model, board, threads=threads)
+    leaf = "heuristic" if spec.evaluator == NET else spec.evaluator
     indices = [int(i) for i in indices]
     games = [Game(board, num_players) for _ in indices]
     moves = [[] for _ in indices]
@@ -131,9 +206,9 @@ def selfplay_search_batch(board: str, num_players: int, seed: int, indices, poli
             break
         search = GumbelSearch([games[k] for k in live], simulations=spec.sims, top_k=spec.top_k, seed=seed,
                               streams=[search_stream(indices[k], games[k].move_count) for k in live],
-                              evaluator=spec.evaluator, c_visit=spec.c_visit, c_scale=spec.c_scale,
+                              evaluator=leaf, c_visit=spec.c_visit, c_scale=spec.c_scale,
                               gumbel_scale=spec.temp, rollout_moves=spec.rollout, threads=threads)
-        for k, r in zip(live, search.run()):
+        for k, r in zip(live, search.run(evaluate)):
             g = games[k]
             if r.move is None:
                 stopped.add(k)

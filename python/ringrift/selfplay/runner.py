@@ -108,7 +108,8 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     if isinstance(policy, str) and policy.startswith("gumbel:"):
         from ..search import selfplay as search
 
-        policy = search.parse_policy(policy).name  # normalised: the stored policy names every option
+        search_spec = search.parse_policy(policy)  # gumbel:onnx:PATH plays from the file ...
+        policy = search_spec.name  # ... and is stored by the net's id; the name lists every option  # normalised: the stored policy names every option
         if device != "cpu":
             raise ValueError(f"policy {policy}: search self-play runs on the CPU (device='cpu')")
     if device == "cuda":
@@ -143,7 +144,7 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
 
             return selfplay_batch_gpu(board, num_players, seed, chunk, policy, max_moves), started
         if search is not None:
-            return search.selfplay_search_batch(board, num_players, seed, list(chunk), policy, max_moves=max_moves,
+            return search.selfplay_search_batch(board, num_players, seed, list(chunk), search_spec, max_moves=max_moves,
                                                 threads=n_threads), started
         batch = _core.selfplay_batch(board, num_players, seed, chunk, policy, threads=n_threads,
                                      max_moves=max_moves, record=True)

@@ -33,9 +33,17 @@ class PlayerSpecError(RingRiftError, ValueError):
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, dict]:
-    """``random`` / ``heuristic`` / ``onnx:PATH[:key=value...]`` -> (kind, path, options)."""
+    """``random`` / ``heuristic`` / ``onnx:PATH[:key=value...]`` / ``gumbel:...`` -> (kind, path, options)."""
     if spec in BUILTIN:
         return spec, None, {}
+    if spec.startswith("gumbel:"):
+        from ..search.selfplay import parse_policy
+
+        try:
+            p = parse_policy(spec)
+        except ValueError as exc:
+            raise PlayerSpecError(str(exc)) from None
+        return "gumbel", p.model or None, {"spec": p}
     if not spec.startswith("onnx:"):
         raise PlayerSpecError(f"unknown policy {spec!r} (expected random, heuristic or onnx:PATH)")
     parts = spec[len("onnx:"):].split(":")
@@ -65,6 +73,8 @@ def make_player(spec: str, *, temperature: float | None = None, device: str = "c
     kind, path, opts = parse_spec(spec)
     if kind in BUILTIN:
         return BuiltinPlayer(kind)
+    if kind == "gumbel":
+        return SearchPlayer(opts["spec"], threads=threads)
     if temperature is not None and "temperature" not in opts:
         opts["temperature"] = temperature
     return NetPlayer(path, device=device, threads=threads, **opts)
@@ -95,6 +105,57 @@ class BuiltinPlayer:
             bad = int(slots[np.flatnonzero(self.error[slots])[0]])
             raise RuntimeError(f"game slot {bad}: the {self.policy} policy found no playable move")
         return only
+
+
+class SearchPlayer:
+    """The Gumbel search as a player (``gumbel:EVALUATOR[:...]`` or ``gumbel:onnx:PATH[:...]``):
+    each step one batched search over the games in ``slots`` from their env states; with a net,
+    one ONNX Runtime call per search step for all those trees' leaves. The search of game i at
+    ply k draws from stream ``search_stream(i, k)`` of the player's seed, as in search self-play,
+    so game i of seed S is the same game in any slot or batch."""
+
+    def __init__(self, spec, *, threads: int = 0):
+        from ..search.selfplay import NET
+
+        self.spec = spec
+        self.threads = threads
+        try:
+            self.name = spec.name  # reads a net's file: its id, not its path
+        except (ValueError, FileNotFoundError) as exc:
+            raise PlayerSpecError(str(exc)) from None
+        self.evaluate = None
+        self.is_net = spec.evaluator == NET
+
+    def bind(self, env: BatchEnv, seed: int):
+        if self.is_net:
+            from ..search.selfplay import net_evaluator
+
+            try:
+                self.evaluate = net_evaluator(self.spec.model, env.board, threads=self.threads)
+            except ValueError as exc:
+                raise PlayerSpecError(str(exc)) from None
+        self.env, self.seed = env, seed
+        self.game_of = np.full(env.n, -1, dtype=np.int64)
+
+    def start(self, slots: np.ndarray, games: np.ndarray) -> None:
+        self.game_of[slots] = games
+
+    def choose(self, slots: np.ndarray) -> np.ndarray:
+        from ..search.gumbel import GumbelSearch
+        from ..search.selfplay import search_stream
+
+        env, s = self.env, self.spec
+        games = [env.game(int(k)) for k in slots.tolist()]
+        streams = [search_stream(int(self.game_of[k]), g.move_count) for k, g in zip(slots.tolist(), games)]
+        search = GumbelSearch(games, simulations=s.sims, top_k=s.top_k, seed=self.seed, streams=streams,
+                              evaluator="heuristic" if self.is_net else s.evaluator, c_visit=s.c_visit,
+                              c_scale=s.c_scale, gumbel_scale=s.temp, rollout_moves=s.rollout,
+                              threads=self.threads if self.threads > 0 else _core.hardware_threads())
+        acts = np.array([r.action for r in search.run(self.evaluate)], dtype=np.int32)
+        if (acts < 0).any():
+            bad = int(slots[np.flatnonzero(acts < 0)[0]])
+            raise RuntimeError(f"game slot {bad}: the search found no playable move")
+        return acts
 
 
 class NetPlayer:
