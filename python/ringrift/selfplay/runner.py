@@ -72,6 +72,16 @@ def _count_into(counter: Counter, codes, name) -> None:
             counter[name(code)] += int(counts[code])
 
 
+def games_to_play(db, result: SelfplayResult) -> IndexSet:
+    """The indices of `result`'s run (0..target-1) that `db` lacks, as index runs; records how many
+    it already holds in ``result.already_present``."""
+    have = stored_indices(db, board=result.board, num_players=result.num_players, seed=result.seed,
+                          policy=result.policy)
+    todo = IndexSet.interval(0, result.target) - have
+    result.already_present = result.target - todo.count
+    return todo
+
+
 def stored_indices(db, *, board: str, num_players: int, seed: int, policy: str) -> IndexSet:
     """The game indices of one run that `db` (a GameDB) holds, as index runs, read in index
     order so that no per-game set is built: memory follows the gaps, not the games."""
@@ -120,9 +130,7 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
         raise ValueError(f"num_games must be 0..{MAX_INDEX + 1}")
     result = SelfplayResult(board, num_players, seed, policy, num_games)
     # The games to play as index runs: memory follows the games the DB holds, not the target.
-    have = stored_indices(db, board=board, num_players=num_players, seed=seed, policy=policy)
-    todo = IndexSet.interval(0, num_games) - have
-    result.already_present = num_games - todo.count
+    todo = games_to_play(db, result)
     if not todo:
         return result
     n_threads = threads if threads > 0 else _core.hardware_threads()

@@ -85,15 +85,12 @@ def run_onnx_selfplay(db, *, board: str, num_games: int, num_players: int = 2, s
     """Self-play with a net (policy ``onnx:PATH[:temperature=T][:lookahead=K]``) into ``db``: fills the
     game indices 0..num_games-1 that the DB does not hold for (board, players, the net's id, seed).
     Returns a SelfplayResult whose ``policy`` is the name stored with the games."""
-    from ..pipeline.ranges import IndexSet
-    from ..selfplay.runner import SelfplayResult, stored_indices
+    from ..selfplay.runner import SelfplayResult, games_to_play
 
     player = make_player(policy, temperature=temperature, device=device, threads=threads)
     name = player.name
     result = SelfplayResult(board, num_players, seed, name, num_games)
-    have = stored_indices(db, board=board, num_players=num_players, seed=seed, policy=name)
-    todo = IndexSet.interval(0, num_games) - have
-    result.already_present = num_games - todo.count
+    todo = games_to_play(db, result)
     if not todo:
         return result
     t0 = time.perf_counter()
