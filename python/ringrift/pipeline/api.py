@@ -79,6 +79,16 @@ class Context:
         called = getattr(self.args, "called_as", None) or f"ringrift-pipeline {' '.join(sys.argv[1:])}"
         self.logger.info(f"pid {os.getpid()}: {called}")
 
+    def enter_phase(self, phase: str, run: dict, *, begin: bool) -> None:
+        """Start `phase`: as a run of its own (``begin``: lock, log, a fresh state naming `run`) or
+        as the next phase of the run already in progress (``run all``)."""
+        if begin:
+            self.start()
+            self.state = PipelineState.begin(self.state_path, phase=phase, run={"phase": phase, **run},
+                                             target=None, phases=(phase,))
+        else:
+            self.state.set_phase(phase, "running")
+
     def close(self) -> None:
         if self.lock is not None:
             self.lock.release()
@@ -376,13 +386,7 @@ def parity_phase(ctx: Context, db: Path, *, begin=True) -> int:
         print(f"plan: parity_validation: {printable(parity_argv(db, ctx.cfg))} (on this machine; "
               f"{sample_note(ctx.cfg)}; fail_threshold {ctx.cfg['parity']['fail_threshold']:g})")
         return 0
-    if begin:
-        ctx.start()
-        ctx.state = PipelineState.begin(ctx.state_path, phase="parity_validation",
-                                        run={"phase": "parity_validation", "db": str(db.resolve())}, target=None,
-                                        phases=("parity_validation",))
-    else:
-        ctx.state.set_phase("parity_validation", "running")
+    ctx.enter_phase("parity_validation", {"db": str(db.resolve())}, begin=begin)
     rc = run_parity(db, ctx.cfg, ctx.logger)
     ctx.state.set_phase("parity_validation", "done")
     return rc
@@ -397,14 +401,7 @@ def export_phase(ctx: Context, db: Path, output_dir: Path, *, begin=True, board=
     if ctx.dry_run:
         print(f"plan: npz_export: {printable(argv)} (on this machine)")
         return 0
-    if begin:
-        ctx.start()
-        ctx.state = PipelineState.begin(ctx.state_path, phase="npz_export",
-                                        run={"phase": "npz_export", "db": str(db.resolve()),
-                                             "output_dir": str(output_dir.resolve())},
-                                        target=None, phases=("npz_export",))
-    else:
-        ctx.state.set_phase("npz_export", "running")
+    ctx.enter_phase("npz_export", {"db": str(db.resolve()), "output_dir": str(output_dir.resolve())}, begin=begin)
     rc = run_export(db, output_dir, ctx.cfg, ctx.logger, board=board, players=players)
     ctx.state.set_phase("npz_export", "done")
     return rc

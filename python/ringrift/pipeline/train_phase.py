@@ -97,8 +97,6 @@ def _options(ctx, data: Path, board: str):
 
 
 def train_phase(ctx, data: Path | None = None, *, board: str | None = None, begin: bool = True) -> int:
-    from .state import PipelineState
-
     board = board or getattr(ctx.args, "board", None) or ctx.cfg["default_board"]
     data = Path(data or getattr(ctx.args, "data", None) or f"data/training/canonical_{board}.npz")
     try:
@@ -113,13 +111,7 @@ def train_phase(ctx, data: Path | None = None, *, board: str | None = None, begi
     from ..train.data import DataError
     from ..train.trainer import train
 
-    if begin:
-        ctx.start()
-        ctx.state = PipelineState.begin(ctx.state_path, phase="train",
-                                        run={"phase": "train", "data": str(data.resolve()), "out": opt.out},
-                                        target=None, phases=("train",))
-    else:
-        ctx.state.set_phase("train", "running")
+    ctx.enter_phase("train", {"data": str(data.resolve()), "out": opt.out}, begin=begin)
     log = ctx.logger
 
     def say(line):
