@@ -318,9 +318,10 @@ class RangeScheduler:
         merges: asyncio.Queue = asyncio.Queue()
         merger = asyncio.create_task(self._merger(merges, queue, events))
         merging = 0
+        stop = None  # NoWorkersLeft: dispatch nothing more, but let finished ranges merge first
         try:
             while True:
-                while queue and len(running) < capacity:
+                while stop is None and queue and len(running) < capacity:
                     r = queue.popleft()
                     todo = IndexSet.interval(r.start, r.end) - self.present
                     if r.start in self.merged or not todo:
@@ -345,8 +346,13 @@ class RangeScheduler:
                 except RangeLost as exc:
                     self._lost(r, exc, queue)
                     continue
+                except NoWorkersLeft as exc:
+                    stop = stop or exc
+                    continue
                 merging += 1
                 merges.put_nowait((r, result))
+            if stop is not None:
+                raise stop
         except BaseException:
             for t in running:
                 t.cancel()
