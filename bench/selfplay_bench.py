@@ -153,6 +153,9 @@ def run_row(board, players, policy, threads, mode, games, seed=1) -> dict:
            "cpu_seconds": round(cpu, 4), "games_per_cpu_sec": per_cpu(games, cpu)}
     if size is not None:  # the whole file (fixed pages included) per game and per move
         row.update(db_bytes=size, bytes_per_game=round(size / games, 1), bytes_per_move=round(size / max(moves, 1), 2))
+        from ringrift.db import store  # which insert path wrote the rows (GameDB.insert_batch)
+
+        row["writer"] = "native" if store._native_module and store._native_module[0] else "python"
     return row
 
 

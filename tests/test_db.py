@@ -62,7 +62,7 @@ def test_schema_creation(dbpath):
         assert [(r[1], r[2], r[3]) for r in info] == GAMES_COLUMNS
         assert [r[1] for r in info if r[5]] == ["id"]
         meta = dict(con.execute("SELECT key, value FROM meta"))
-        assert meta["schema_version"] == str(SCHEMA_VERSION) == "2"
+        assert meta["schema_version"] == str(SCHEMA_VERSION) == "3"
         assert meta["format"] == "ringrift-gamedb"
         uniques = [r[1] for r in con.execute("PRAGMA index_list(games)") if r[2]]
         cols = [[c[2] for c in con.execute(f"PRAGMA index_info('{name}')")] for name in uniques]
@@ -99,8 +99,8 @@ def test_insert_and_read_round_trip(dbpath, batch):
         assert row.parity_status == "unchecked"
         assert row.moves.shape == (b - a, 16) and row.moves.dtype == np.uint8
         np.testing.assert_array_equal(row.moves, batch["moves"][a:b])
-        # self-play records the fast step hash; the DB keeps its low 32 bits and the final one whole
-        assert batch["hash_kind"] == "fast64" and row.hash_kind == "fast32"
+        # self-play records the cells step hash; the DB keeps its low 32 bits and the final one whole
+        assert batch["hash_kind"] == "cells64" and row.hash_kind == "cells32"
         np.testing.assert_array_equal(row.hashes, batch["hashes"][a:b] & 0xFFFFFFFF)
         assert row.final_hash == int(batch["hashes"][b - 1])
         np.testing.assert_array_equal(row.phases, batch["phases"][a:b])
@@ -116,7 +116,7 @@ def test_insert_and_read_round_trip(dbpath, batch):
     finally:
         con.close()
     a, b = offs[0], offs[1]
-    assert kind == 2 and final == int(batch["hashes"][b - 1].astype(np.int64))
+    assert kind == 4 and final == int(batch["hashes"][b - 1].astype(np.int64))
     assert hs == batch["hashes"][a:b].astype("<u4").tobytes()
     mv, ph, pl = _core.unpack_steps(steps, b - a)
     assert mv.tobytes() == batch["moves"][a:b].tobytes()
@@ -135,7 +135,7 @@ def test_move_records_decode(dbpath):
         assert m.to_record() == row.moves[i].tobytes()
         assert row.move_records()[i]["type"] == _core.MOVE_TYPES.index(m.type)
         game.apply(m)
-        assert game.fast_hash() & 0xFFFFFFFF == row.hashes[i]
+        assert game.cells_hash() & 0xFFFFFFFF == row.hashes[i] == game.step_hash("cells32")
         assert game.hash() == f"{int(row.reference_hashes()[i]):016x}"
         assert _core.PHASES[row.phases[i]] == game.phase
         assert row.players[i] == game.current_player
@@ -191,11 +191,13 @@ def test_insert_checks_hold_without_a_per_row_ephemeral_table(dbpath, batch):
         assert db.count_games() == 20
 
 
-def test_batch_is_atomic_on_bad_python_field(dbpath, batch):
+@pytest.mark.parametrize("writer", ["python", "native"])
+def test_batch_is_atomic_on_bad_python_field(dbpath, batch, writer, monkeypatch):
+    monkeypatch.setenv("RINGRIFT_DB_WRITER", writer)  # native: where it can run (test_db_writer.py)
     bad = _copy_batch(batch)
-    bad["reason"][12] = 200  # not an index of _core.REASONS: fails while rows are streaming in
+    bad["reason"][12] = 200  # not an index of _core.REASONS: the Python path fails while rows stream in
     with GameDB(dbpath) as db:
-        with pytest.raises(DBError, match="bad batch field"):
+        with pytest.raises(DBError, match="bad batch field|malformed batch: reason code 200 of game 12"):
             _insert(db, bad)
         assert db.count_games() == 0
 
@@ -223,15 +225,15 @@ def test_schema_version_mismatch(dbpath):
     with GameDB(dbpath):
         pass
     con = sqlite3.connect(dbpath)
-    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")  # a newer ringrift's file
     con.commit()
     con.close()
     with pytest.raises(DBSchemaError) as ei:
         GameDB(dbpath)
     err = ei.value
     assert isinstance(err, DBError) and isinstance(err, ringrift.RingRiftError)
-    assert str(dbpath) in str(err) and "3" in str(err) and "2" in str(err)
-    assert (err.found, err.expected) == ("3", SCHEMA_VERSION)
+    assert str(dbpath) in str(err) and "4" in str(err) and "3" in str(err)
+    assert (err.found, err.expected) == ("4", SCHEMA_VERSION)
 
 
 @pytest.mark.parametrize("content", [
@@ -445,8 +447,8 @@ def test_replay_verify_every_stored_game(dbpath, board, num_players, policy, max
     row = rows[0]
     hashes = row.hashes.copy()
     hashes[5] ^= 1
-    step, why = _core.replay_verify(ringrift.Game(row.board, row.num_players), row.moves, hashes, "fast32")
-    assert step == 5 and "fast32" in why
+    step, why = _core.replay_verify(ringrift.Game(row.board, row.num_players), row.moves, hashes, "cells32")
+    assert step == 5 and "cells32" in why
     step, why = _core.replay_verify(ringrift.Game(row.board, row.num_players), row.moves, hashes)  # auto kind
     assert step == 5 and why
 
@@ -469,7 +471,10 @@ class _InterruptAt:
 
 
 @pytest.mark.parametrize("statement, stored", [("COMMIT", 3), ("BEGIN IMMEDIATE", 0)])
-def test_ctrl_c_around_a_commit_stays_a_ctrl_c_and_the_db_says_what_it_holds(tmp_path, statement, stored):
+def test_ctrl_c_around_a_commit_stays_a_ctrl_c_and_the_db_says_what_it_holds(tmp_path, statement, stored,
+                                                                             monkeypatch):
+    # The Python writer's transaction (the native one takes no Ctrl-C until it has returned).
+    monkeypatch.setenv("RINGRIFT_DB_WRITER", "python")
     batch = _core.selfplay_batch("square8", 2, 1, [0, 1, 2], "random", threads=1, max_moves=2000)
     with GameDB(tmp_path / "c.db") as db:
         real = db._conn

@@ -436,7 +436,7 @@ def test_cli(converted, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["info", str(back)]) == 0
     text = capsys.readouterr().out
-    assert "schema v2" in text and "games 48" in text and "hexagonal" in text
+    assert "schema v3" in text and "games 48" in text and "hexagonal" in text
     assert cli.main(["info", "--json", str(back)]) == 0
     assert json.loads(capsys.readouterr().out)["games"] == 48
     assert cli.main(["info", str(out)]) == 0

@@ -135,11 +135,11 @@ def test_golden_round_trip_back_to_our_format(converted_golden, tmp_path):
     assert res.skipped == [] and res.written == res.read
     with GameDB(GOLDEN / f"{cfg}.games.db", create=False, readonly=True) as a, \
             GameDB(back, create=False, readonly=True) as b:
-        # the golden files are schema 1 (reference hashes); the import stores fast step hashes
+        # the golden files are schema 1 (reference hashes); the import stores cells step hashes
         x = {r.identity: r.reference_hashes().tobytes() for r in a.iter_games()}
         y = {r.identity: r.reference_hashes().tobytes() for r in b.iter_games()}
         assert {r.hash_kind for r in a.iter_games()} == {"reference"}
-        assert {r.hash_kind for r in b.iter_games()} == {"fast32"}
+        assert {r.hash_kind for r in b.iter_games()} == {"cells32"}
     assert x == y
 
 

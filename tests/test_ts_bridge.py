@@ -404,7 +404,7 @@ def test_real_bridge_fails_a_corrupted_stored_step_hash(tmp_path, small_db):
     db_path.write_bytes(small_db.read_bytes())
     with GameDB(db_path, create=False, readonly=True) as gdb:
         row = next(gdb.iter_games())
-    assert row.hash_kind == "fast32"
+    assert row.hash_kind == "cells32"
     con = sqlite3.connect(db_path)
     (blob,) = con.execute("SELECT hashes FROM games WHERE id = ?", (row.id,)).fetchone()
     h = np.frombuffer(blob, dtype="<u4").copy()
@@ -415,7 +415,7 @@ def test_real_bridge_fails_a_corrupted_stored_step_hash(tmp_path, small_db):
     v = subprocess.run([sys.executable, "-m", "ringrift.parity", "--db", str(db_path), "--ts-root", TS_ROOT],
                        capture_output=True, text=True, timeout=300)
     assert v.returncode == 1, v.stdout + v.stderr
-    assert f"game {row.id} " in v.stdout and "step 4: the stored fast32 hash differs from our replay" in v.stdout
+    assert f"game {row.id} " in v.stdout and "step 4: the stored cells32 hash differs from our replay" in v.stdout
     assert "1 games failed parity check" in v.stderr
 
 

@@ -285,14 +285,15 @@ Move move_from_record(py::bytes b) {
 }
 
 // Step-hash kinds by name, as the game DB and the self-play batches spell them (fast_hash.h).
-static const char* const HASH_KIND_NAMES[] = {"reference", "fast64", "fast32"};
+static const char* const HASH_KIND_NAMES[] = {"reference", "fast64", "fast32", "cells64", "cells32"};
+constexpr int NUM_HASH_KINDS = 5;
 
 int hash_kind_arg(const py::object& kind) {
   if (kind.is_none()) return HASH_AUTO;
   std::string k = py::cast<std::string>(kind);
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < NUM_HASH_KINDS; i++)
     if (k == HASH_KIND_NAMES[i]) return i;
-  throw py::value_error("unknown hash kind '" + k + "' (expected reference, fast64, fast32 or None for auto)");
+  throw py::value_error("unknown hash kind '" + k + "' (expected reference, fast64, fast32, cells64, cells32 or None for auto)");
 }
 
 // Replay recorded moves from the initial position, checking each against the legal surface
@@ -385,7 +386,7 @@ void register_engine(py::module_& mod) {
   mod.attr("MOVE_RECORD_SIZE") = (int)sizeof(Move);
   mod.attr("REASONS") = py::cast(std::vector<std::string>(REASON_NAMES, REASON_NAMES + 7));
   mod.def("move_from_record", &move_from_record, py::arg("record"), "Decode a 16-byte move record.");
-  mod.attr("HASH_KINDS") = py::cast(std::vector<std::string>(HASH_KIND_NAMES, HASH_KIND_NAMES + 3));
+  mod.attr("HASH_KINDS") = py::cast(std::vector<std::string>(HASH_KIND_NAMES, HASH_KIND_NAMES + NUM_HASH_KINDS));
   mod.def("replay_verify", &replay_verify, py::arg("game"), py::arg("moves"), py::arg("hashes"),
           py::arg("kind") = py::none(),
           "Apply recorded moves to `game`, checking legality and each hash of `kind` (reference, fast64, "
@@ -453,7 +454,9 @@ void register_engine(py::module_& mod) {
       .def("hash", &Game::hash_str, "The reference state hash (16 hex digits).")
       .def("fingerprint", &Game::fingerprint_str, "The string the reference hashes.")
       .def("fast_hash", [](Game& g) { return fast_state_hash(g.geo(), g.st()); },
-           "The self-play step hash of the state (fast_hash.h): a 64-bit int.")
+           "The fast step hash of the state (fast_hash.h; game DBs written before the cells hash): a 64-bit int.")
+      .def("cells_hash", [](Game& g) { return cells_state_hash(g.geo(), g.st()); },
+           "The self-play step hash of the state (fast_hash.h: cells_state_hash): a 64-bit int.")
       .def("players", [](Game& g) {
         py::list out;
         const State& s = g.st();

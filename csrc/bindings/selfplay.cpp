@@ -95,7 +95,7 @@ py::dict selfplay_batch(const std::string& board, pyarg::Int num_players_, py::o
   d["seconds"] = to_array(seconds);
   d["moves"] = moves;
   d["hashes"] = hashes;
-  d["hash_kind"] = "fast64";  // fast_state_hash after every step (engine/fast_hash.h)
+  d["hash_kind"] = "cells64";  // cells_state_hash after every step (engine/fast_hash.h)
   d["phases"] = phases;
   d["players"] = players;
   d["wall_seconds"] = wall;
@@ -132,7 +132,7 @@ py::dict selfplay_slots_host(const std::string& board, pyarg::Int num_players_, 
   py::dict d;
   d["moves"] = moves;
   d["hashes"] = hashes;
-  d["hash_kind"] = "fast64";  // fast_state_hash after every step (engine/fast_hash.h)
+  d["hash_kind"] = "cells64";  // cells_state_hash after every step (engine/fast_hash.h)
   d["phases"] = phases;
   d["players"] = players;
   d["move_count"] = move_count;

@@ -30,6 +30,8 @@ inline std::string state_problem(const Geometry& g, const State& s) {
   if ((s.pending_line | s.pending_territory | s.turn_used_recovery | s.turn_had_action | s.no_region_hint |
        s.p1_moved | s.p2_moved_non_swap | s.swap_done) > 1)
     return bad("flags");
+  for (int i = 0; i < s.n_touched && i < TOUCH_MAX; i++)
+    if (s.touched[i] < 0 || s.touched[i] >= N) return bad("touched cells");
   const int seat_bits = ((1 << (np + 1)) - 1) & ~1;
   const LpsTracker& t = s.lps;
   if (t.round_index < 0 || t.round_index > MAX_LPS_ROUNDS || t.consecutive_rounds < 0 ||

@@ -33,6 +33,10 @@ namespace rr {
 constexpr int MAX_CELLS = 469;
 constexpr int MAX_PLAYERS = 4;
 constexpr int MAX_RINGS = 4 * 96;
+// Cells a step may note as changed before a step hasher falls back to a full rescan (state.h);
+// a power of two (the note index is masked with it).
+constexpr int TOUCH_MAX = 32;
+static_assert((TOUCH_MAX & (TOUCH_MAX - 1)) == 0, "TOUCH_MAX must be a power of two");
 constexpr int MAX_MOVES = 8192;
 constexpr int MAX_DIRS = 8;
 constexpr int16_t NO_CELL = -1;

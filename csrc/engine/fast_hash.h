@@ -1,18 +1,22 @@
-// The self-play step hash: a cheap 64-bit hash of the whole rules state, for recording a game
+// The self-play step hashes: cheap 64-bit hashes of the whole rules state, for recording a game
 // after every move. The reference hash (hash.h) streams a text fingerprint character by
-// character and costs about a third of a recorded self-play step; this one mixes 64-bit words
-// and costs a few percent. It is exact in the sense that it reads every field that decides how
-// the game goes on (the reference hash leaves out the rings below a stack's cap, the stacks'
-// insertion order and the turn bookkeeping), so two states with the same reference fingerprint
-// can still differ here, never the other way round. Collisions are checked over self-play
-// corpora in tests/test_fast_hash.py (against the reference fingerprint as the key).
+// character and costs about a third of a recorded self-play step; these mix 64-bit words. They
+// read every field that decides how the game goes on (the reference hash leaves out the rings
+// below a stack's cap and the turn bookkeeping), so two states with the same reference
+// fingerprint can still differ here, never the other way round. Collisions are checked over
+// self-play corpora in tests/test_fast_hash.py (against the reference fingerprint as the key).
 //
-// Host and device code, no tables and no heap: the same function serves the CPU thread pool,
-// the CUDA kernel and the NVRTC kernels. It reads the state only (no incremental bookkeeping in
-// the rules files), scanning the stack list and the marker and collapsed arrays. It is two
-// parts, the board and the rest, so that the self-play driver rescans the board only after the
-// moves that can change it (about half of a game's moves are bookkeeping: game_driver.h).
+// Two of them, both kept because game DBs store them: the fast hash (fast_state_hash, which also
+// reads the stacks' insertion order; rows written before the cells hash carry it) scans the
+// board; the cells hash (cells_state_hash, what self-play records now) is an XOR of per-cell
+// keys that the recorder keeps up to date from the cells each move touched.
+//
+// Host and device code, no tables and no heap: the same functions serve the CPU thread pool,
+// the CUDA kernel and the NVRTC kernels.
 #pragma once
+#if !defined(__CUDACC_RTC__)
+#include <cstddef>  // offsetof
+#endif
 #include "hash.h"
 #include "state.h"
 
@@ -22,7 +26,9 @@ namespace rr {
 enum StepHashKind : uint8_t {
   HASH_REFERENCE = 0,  // state_hash (hash.h): the reference engine's 64-bit hash
   HASH_FAST = 1,       // fast_state_hash, all 64 bits
-  HASH_FAST32 = 2,     // fast_state_hash, low 32 bits (what the game DB stores per step)
+  HASH_FAST32 = 2,     // fast_state_hash, low 32 bits (game DBs written before the cells hash)
+  HASH_CELLS = 3,      // cells_state_hash, all 64 bits
+  HASH_CELLS32 = 4,    // cells_state_hash, low 32 bits (what the game DB stores per step now)
   HASH_AUTO = 255,     // checkers only: take the kind that the first stored step matches
 };
 
@@ -142,11 +148,153 @@ RR_HD inline bool move_keeps_board(uint8_t type) {
   }
 }
 
-// The hash of `kind` (HASH_REFERENCE, HASH_FAST or HASH_FAST32) of a state.
+// ---- the cells hash: the same state, hashed so that a step costs what it changes ----------------
+// The board part is an XOR over cells of a key per occupied cell (its stack with every ring's
+// owner, its marker, its collapsed owner), so a recorder can keep it up to date from the cells the
+// rules noted as touched (state.h: touch_cell) instead of rescanning the board after every move:
+// on square8 that halves the recording cost, on the big boards it removes most of it. Unlike
+// fast_board_hash it leaves out the insertion order of stacks and markers (as the reference
+// hash does); every other field it reads is the same.
+
+// A 64-bit key from a small integer (splitmix64's finaliser: distinct inputs, well-spread keys).
+RR_HD inline uint64_t cell_key_mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// The key of the stack at c (0 for none): cell, height, cap and controller, and for a stack
+// with rings of several colours every ring's owner from the top down.
+RR_HD inline uint64_t stack_cell_key(const State& s, int c) {
+  if (s.top[c] == NO_CELL) return 0;
+  uint64_t k = cell_key_mix((uint64_t)(uint16_t)c | ((uint64_t)(uint16_t)s.height[c] << 16) |
+                            ((uint64_t)s.cap[c] << 32) | ((uint64_t)s.ctrl[c] << 40) | (1ull << 48));
+  if (s.height[c] > s.cap[c]) {  // rings below the cap: their owners, 21 rings (3 bits each) a word
+    uint64_t owners = 0;
+    int room = 21;
+    for (int r = s.top[c]; r != NO_CELL; r = s.ring_next[r]) {
+      owners = (owners << 3) | s.ring_owner[r];
+      if (--room == 0) {
+        k = cell_key_mix(k ^ owners);
+        owners = 0;
+        room = 21;
+      }
+    }
+    k = cell_key_mix(k ^ owners ^ 0x5A5A000000000000ull);
+  }
+  return k;
+}
+
+RR_HD inline uint64_t marker_cell_key(int c, int owner) {
+  return owner ? cell_key_mix((uint64_t)(uint16_t)c | ((uint64_t)owner << 16) | (2ull << 48)) : 0;
+}
+RR_HD inline uint64_t collapsed_cell_key(int c, int owner) {
+  return owner ? cell_key_mix((uint64_t)(uint16_t)c | ((uint64_t)owner << 16) | (3ull << 48)) : 0;
+}
+
+// Everything on cell c, as one key (0 for an empty cell).
+RR_HD inline uint64_t cell_key(const State& s, int c) {
+  return stack_cell_key(s, c) ^ marker_cell_key(c, s.marker[c]) ^ collapsed_cell_key(c, s.collapsed[c]);
+}
+
+// The board part from scratch: the XOR of every occupied cell's key.
+RR_HD inline uint64_t cells_board_hash(const Geometry& g, const State& s) {
+  uint64_t b = 0;
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) b ^= stack_cell_key(s, c);
+  for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) b ^= marker_cell_key(c, s.marker[c]);
+  int collapsed = 0;
+  for (int p = 0; p <= MAX_PLAYERS; p++) collapsed += s.collapsed_count[p];
+  for (int c = 0; collapsed > 0 && c < g.num_cells; c++)
+    if (s.collapsed[c]) {
+      b ^= collapsed_cell_key(c, s.collapsed[c]);
+      collapsed--;
+    }
+  return b;
+}
+
+// Eight bytes of a state at `p`, as a little-endian word (the host's one unaligned load; the
+// device assembles them byte by byte, with the same result).
+RR_HD inline uint64_t load_le64(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+  uint64_t w = 0;
+  for (int k = 0; k < 8; k++) w |= (uint64_t)p[k] << (8 * k);
+  return w;
+#else
+  uint64_t w;
+  __builtin_memcpy(&w, p, 8);
+  return w;
+#endif
+}
+
+// The rest of the cells hash reads the head of State as it lies in memory, 8 bytes at a time:
+// every field of it but move_count and the no_region_hint cache, in this order. Those bytes
+// hold no padding, and stored game DBs depend on them, so a change to these fields or their
+// order is a new hash kind, not an edit: the asserts below stop a build that moved them.
+#if !defined(__CUDACC_RTC__)
+static_assert(offsetof(State, board) == 0 && offsetof(State, territory_minimum) == 8 &&
+                  offsetof(State, phase) == 10 && offsetof(State, last_actor) == 15 &&
+                  offsetof(State, move_count) == 16 && offsetof(State, must_move) == 20 &&
+                  offsetof(State, capture_origin) == 24 && offsetof(State, pending_line) == 26 &&
+                  offsetof(State, no_region_hint) == 30 && offsetof(State, swap_done) == 33 &&
+                  offsetof(State, lps) == 34 && sizeof(LpsTracker) == 10 && offsetof(State, hand) == 44 &&
+                  offsetof(State, elim) == 54 && offsetof(State, elim_colour) == 64 &&
+                  offsetof(State, terr) == 74 && offsetof(State, board_rings) == 84 && MAX_PLAYERS == 4,
+              "the cells hash reads State's first 84 bytes by offset: moving these fields changes every "
+              "stored cells hash (fast_hash.h)");
+#endif
+
+// The whole cells hash: the configuration, turn, result, transient rule fields, last-player-
+// standing tracker and the per-seat hand, eliminated, eliminated-colour and territory counters
+// (bytes 0-15 and 20-83 of State, byte 30 left out), then the board part (tagged, so that it
+// never equals a fast hash of the same state by design).
+RR_HD inline uint64_t cells_hash_with_board(const State& s, uint64_t board) {
+  const uint8_t* b = reinterpret_cast<const uint8_t*>(&s);
+  FastHashMixer m;
+  m.add(load_le64(b));
+  m.add(load_le64(b + 8));
+  m.add(load_le64(b + 20));
+  m.add(load_le64(b + 28) & ~(0xFFull << 16));  // byte 30: no_region_hint, a cache
+  for (int o = 36; o < 84; o += 8) m.add(load_le64(b + o));
+  m.add(board ^ 0xC3115C3115C3115Cull);
+  return m.finish();
+}
+
+RR_HD inline uint64_t cells_state_hash(const Geometry& g, const State& s) {
+  return cells_hash_with_board(s, cells_board_hash(g, s));
+}
+
+// Keeps the cells hash's board part of one game up to date, host side: reset() reads every cell
+// once, update() after each step re-reads only the cells the rules touched (state.h) and clears
+// the list. 8 bytes a cell; the CUDA kernel recomputes cells_board_hash instead (same value).
+struct CellHashTracker {
+  uint64_t key[MAX_CELLS];
+  uint64_t board = 0;
+
+  RR_HD void reset(const Geometry& g, State& s) {
+    board = 0;
+    for (int c = 0; c < g.num_cells; c++) board ^= (key[c] = cell_key(s, c));
+    s.n_touched = 0;
+  }
+  RR_HD void update(const Geometry& g, State& s) {
+    const int n = s.n_touched;
+    if (n > TOUCH_MAX) return reset(g, s);  // more cells than the list holds: read them all
+    for (int i = 0; i < n; i++) {
+      int c = s.touched[i];
+      if ((unsigned)c >= (unsigned)g.num_cells) return reset(g, s);  // a damaged list: read it all
+      uint64_t k = cell_key(s, c);
+      board ^= key[c] ^ k;
+      key[c] = k;
+    }
+    s.n_touched = 0;
+  }
+};
+
+// The hash of `kind` (HASH_REFERENCE, HASH_FAST, HASH_FAST32, HASH_CELLS or HASH_CELLS32) of a state.
 RR_HD inline uint64_t step_hash(const Geometry& g, const State& s, int kind) {
   if (kind == HASH_REFERENCE) return state_hash(g, s);
-  uint64_t h = fast_state_hash(g, s);
-  return kind == HASH_FAST32 ? (h & 0xFFFFFFFFull) : h;
+  uint64_t h = (kind == HASH_CELLS || kind == HASH_CELLS32) ? cells_state_hash(g, s) : fast_state_hash(g, s);
+  return (kind == HASH_FAST32 || kind == HASH_CELLS32) ? (h & 0xFFFFFFFFull) : h;
 }
 
 // Compares a stored per-step hash with the state. With kind == HASH_AUTO (a caller that does not
@@ -154,6 +302,15 @@ RR_HD inline uint64_t step_hash(const Geometry& g, const State& s, int kind) {
 // first; later calls use it. Returns whether the stored value matches.
 RR_HD inline bool step_hash_matches(const Geometry& g, const State& s, uint64_t stored, int& kind) {
   if (kind != HASH_AUTO) return step_hash(g, s, kind) == stored;
+  uint64_t z = cells_state_hash(g, s);
+  if (z == stored) {
+    kind = HASH_CELLS;
+    return true;
+  }
+  if ((z & 0xFFFFFFFFull) == stored) {
+    kind = HASH_CELLS32;
+    return true;
+  }
   uint64_t f = fast_state_hash(g, s);
   if (f == stored) {
     kind = HASH_FAST;

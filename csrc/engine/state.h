@@ -72,7 +72,21 @@ struct State {
   uint8_t ring_owner[MAX_RINGS];
   int16_t ring_next[MAX_RINGS];
   int16_t free_ring;
+  // Cells whose stack, marker or collapsed owner changed since a step hasher last looked (the
+  // self-play recorder's incremental step hash, fast_hash.h: CellHashTracker): n_touched counts
+  // the notes since the hasher cleared it, and touched[] keeps the first TOUCH_MAX of them; a
+  // count above TOUCH_MAX tells the hasher to read the whole board. Bookkeeping for that hasher
+  // only: the rules never read it, and without a hasher the count just wraps.
+  uint16_t n_touched;
+  int16_t touched[TOUCH_MAX];
 };
+
+// Note that cell c's stack, marker or collapsed owner is about to change (or just changed).
+// Branch-free: it runs on every board change, recorded or not.
+RR_HD inline void touch_cell(State& s, int c) {
+  s.touched[s.n_touched & (TOUCH_MAX - 1)] = (int16_t)c;
+  s.n_touched++;
+}
 
 // ---- ordered list helpers -------------------------------------------------------------
 
@@ -92,6 +106,7 @@ RR_HD inline void olist_remove(int16_t* prev, int16_t* next, int16_t& head, int1
 
 // Recompute controller and cap of the stack at c from its rings, keeping the counters right.
 RR_HD inline void stack_refresh(State& s, int c) {
+  touch_cell(s, c);
   if (s.ctrl[c]) s.ctrl_stacks[s.ctrl[c]]--;
   int r = s.top[c];
   uint8_t owner = s.ring_owner[r];
@@ -107,6 +122,7 @@ RR_HD inline void stack_refresh(State& s, int c) {
 
 // Detach the stack at c from the cell (its rings stay linked); returns nothing, caller re-homes it.
 RR_HD inline void stack_detach(State& s, int c) {
+  touch_cell(s, c);
   olist_remove(s.s_prev, s.s_next, s.s_head, s.s_tail, c);
   s.ctrl_stacks[s.ctrl[c]]--;
   s.ctrl[c] = 0;
@@ -167,6 +183,7 @@ RR_HD inline void stack_push_rings(State& s, int c, uint8_t p, int n) {
 
 // Remove the whole (now empty) stack at c.
 RR_HD inline void stack_erase_empty(State& s, int c) {
+  touch_cell(s, c);
   olist_remove(s.s_prev, s.s_next, s.s_head, s.s_tail, c);
   if (s.ctrl[c]) s.ctrl_stacks[s.ctrl[c]]--;
   s.ctrl[c] = 0;
@@ -224,6 +241,7 @@ RR_HD inline void stack_extract_at(State& s, int c, int idx, uint8_t credit) {
 // ---- markers and collapsed cells -----------------------------------------------------------
 
 RR_HD inline void marker_set(State& s, int c, uint8_t p) {
+  touch_cell(s, c);
   if (s.marker[c]) {
     s.marker_count[s.marker[c]]--;  // a flip keeps the marker's insertion position
   } else {
@@ -234,6 +252,7 @@ RR_HD inline void marker_set(State& s, int c, uint8_t p) {
 }
 RR_HD inline void marker_remove(State& s, int c) {
   if (!s.marker[c]) return;
+  touch_cell(s, c);
   s.marker_count[s.marker[c]]--;
   s.marker[c] = 0;
   olist_remove(s.m_prev, s.m_next, s.m_head, s.m_tail, c);
@@ -254,6 +273,7 @@ RR_HD inline void cell_collapse(State& s, int c, uint8_t p) {
     stack_erase_empty(s, c);
   }
   if (!s.collapsed[c]) {
+    touch_cell(s, c);
     s.collapsed[c] = p;
     s.collapsed_count[p]++;
   }

@@ -50,17 +50,25 @@ RR_HD inline bool play_game(const Geometry& g, State& s, Scratch& sc, const Pick
                             uint64_t index, int num_players, uint8_t policy, int max_moves, Recorder& rec) {
   init_state(s, g, num_players, false);
   Rng rng = Rng::for_game(seed, index);
-  uint64_t board = 0;  // the board part of the last step's fast hash (fast_hash.h)
-  bool have_board = false;
+  const bool hashing = rec.wants_hash();
+#if !defined(__CUDA_ARCH__)
+  // The host keeps the cells hash's board part up to date from the cells each step touched;
+  // a GPU thread has no room for the per-cell keys and recomputes it (the same value).
+  CellHashTracker cells;
+  if (hashing) cells.reset(g, s);
+#endif
   while (s.status == ST_ACTIVE && s.move_count < max_moves) {
     Move m;
     if (!pick(g, s, sc, rng, policy, &m)) return false;
     play_step(g, s, m, sc);
     uint64_t h = 0;
-    if (rec.wants_hash()) {
-      if (!have_board || !move_keeps_board(m.type)) board = fast_board_hash(g, s);  // bookkeeping keeps it
-      have_board = true;
-      h = fast_hash_with_board(s, board);
+    if (hashing) {
+#if defined(__CUDA_ARCH__)
+      h = cells_state_hash(g, s);
+#else
+      cells.update(g, s);
+      h = cells_hash_with_board(s, cells.board);
+#endif
     }
     rec.step(m, h, s.phase, s.current);
   }

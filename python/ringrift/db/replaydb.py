@@ -405,7 +405,6 @@ def _replay_with_snapshots(row: GameRow, *, game_id: str | None, created_at: str
     out, snaps, history = [], [], []
     hashes = row.hashes.tolist()
     kind = row.hash_kind
-    mask = 0xFFFFFFFF if kind == "fast32" else 0xFFFFFFFFFFFFFFFF
     n = row.move_count
     for i in range(n):
         m = _core.move_from_record(row.moves[i].tobytes())
@@ -415,8 +414,8 @@ def _replay_with_snapshots(row: GameRow, *, game_id: str | None, created_at: str
         if kind == "reference":
             if g.hash() != f"{hashes[i]:016x}":
                 raise ValueError(f"step {i}: state hash {g.hash()} differs from the stored {hashes[i]:016x}")
-        elif g.fast_hash() & mask != hashes[i]:
-            raise ValueError(f"step {i}: {kind} step hash {g.fast_hash() & mask:x} differs from the "
+        elif g.step_hash(kind) != hashes[i]:
+            raise ValueError(f"step {i}: {kind} step hash {g.step_hash(kind):x} differs from the "
                              f"stored {hashes[i]:x}")
         out.append((phase, m, doc))
         if game_id is not None:
@@ -676,7 +675,7 @@ def _replay_from_json(board: str, num_players: int, move_jsons: list[str],
         if want and want != h:
             raise ValueError(f"move {i}: the canonical state after this move (hash {h}) differs from the "
                              f"recorded snapshot (hash {want})")
-        hashes[i] = g.fast_hash()  # stored as the fast step hash, as self-play stores it
+        hashes[i] = g.cells_hash()  # stored as the cells step hash, as self-play stores it
         phases[i] = _PHASE_INDEX[g.phase]
         players[i] = g.current_player
     return g, bytes(recs), hashes, phases, players
@@ -751,12 +750,12 @@ def from_replaydb(path, our_db_path, *, strict: bool = False, batch_size: int = 
                     continue
                 pending.append(tup)
                 if len(pending) >= batch_size:
-                    n = dst._insert_rows(pending, hash_kind="fast64")
+                    n = dst._insert_rows(pending, hash_kind="cells64")
                     result.written += n
                     result.duplicates += len(pending) - n
                     pending = []
             if pending:
-                n = dst._insert_rows(pending, hash_kind="fast64")
+                n = dst._insert_rows(pending, hash_kind="cells64")
                 result.written += n
                 result.duplicates += len(pending) - n
     except sqlite3.Error as exc:

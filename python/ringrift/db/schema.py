@@ -1,10 +1,12 @@
 """The game database's schema: version, tables and the fixed-width record formats.
 
 Everything the store writes is defined here so that ``docs/game_db.md`` and the code have a
-single source to agree with.  The schema is versioned by ``meta.schema_version``.  Version 2 (this one) packs a game's moves,
-phases and players into one ``steps`` blob and stores a cheap per-step hash; version 1 files
-(16-byte move records and the reference hash per step) are read as they are and migrated to
-version 2 when opened for writing (``store.py``).
+single source to agree with.  The schema is versioned by ``meta.schema_version``.  Version 2 packs
+a game's moves, phases and players into one ``steps`` blob and stores a cheap per-step hash;
+version 3 (this one) has the same columns and also admits the cells step hash (``hash_kind`` 3
+and 4), which self-play records now.  Version 1 files (16-byte move records and the reference hash
+per step) and version 2 files are read as they are and migrated to version 3 when opened for
+writing (``store.py``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 #: Version of the layout below, stored in ``meta`` as ``schema_version``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Older versions this package still reads (and migrates when it opens them for writing).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 
 #: Value of ``meta.format``: tells our files from other SQLite databases.
 FORMAT_NAME = "ringrift-gamedb"
@@ -45,10 +47,14 @@ HASH_DTYPE = np.dtype("<u8")
 FAST32_DTYPE = np.dtype("<u4")
 
 #: ``games.hash_kind``: which per-step hash a row stores (indices into ``_core.HASH_KINDS``) and
-#: how many bytes each step's hash takes in the ``hashes`` blob.
-HASH_KIND_REFERENCE, HASH_KIND_FAST64, HASH_KIND_FAST32 = 0, 1, 2
-HASH_KIND_NAMES = ("reference", "fast64", "fast32")
-HASH_WIDTH = {HASH_KIND_REFERENCE: 8, HASH_KIND_FAST64: 8, HASH_KIND_FAST32: 4}
+#: how many bytes each step's hash takes in the ``hashes`` blob.  Self-play stores the cells hash
+#: (``cells32`` per step, the full 64 bits of the final state); schema-2 files hold ``fast32``.
+HASH_KIND_REFERENCE, HASH_KIND_FAST64, HASH_KIND_FAST32, HASH_KIND_CELLS64, HASH_KIND_CELLS32 = 0, 1, 2, 3, 4
+HASH_KIND_NAMES = ("reference", "fast64", "fast32", "cells64", "cells32")
+HASH_WIDTH = {HASH_KIND_REFERENCE: 8, HASH_KIND_FAST64: 8, HASH_KIND_FAST32: 4, HASH_KIND_CELLS64: 8,
+              HASH_KIND_CELLS32: 4}
+#: A 64-bit kind as it is stored: its low 32 bits per step (and the final state's full hash).
+HASH_STORED_AS = {HASH_KIND_FAST64: HASH_KIND_FAST32, HASH_KIND_CELLS64: HASH_KIND_CELLS32}
 PHASE_DTYPE = np.dtype("u1")
 PLAYER_DTYPE = np.dtype("u1")
 
@@ -112,10 +118,10 @@ CREATE TABLE {name} (
     duration_ms    INTEGER,
     created_at     TEXT    NOT NULL,
     parity_status  TEXT    NOT NULL DEFAULT 'unchecked',
-    hash_kind      INTEGER NOT NULL CHECK (hash_kind = 0 OR hash_kind = 1 OR hash_kind = 2),
+    hash_kind      INTEGER NOT NULL CHECK (hash_kind BETWEEN 0 AND 4),
     final_hash     INTEGER,
     steps          BLOB    NOT NULL CHECK (length(steps) >= 2 * move_count),
-    hashes         BLOB    NOT NULL CHECK (length(hashes) = move_count * (CASE hash_kind WHEN 2 THEN 4 ELSE 8 END)),
+    hashes         BLOB    NOT NULL CHECK (length(hashes) = move_count * (CASE hash_kind WHEN 2 THEN 4 WHEN 4 THEN 4 ELSE 8 END)),
     UNIQUE (board, num_players, policy, seed, game_index)
 )"""
 

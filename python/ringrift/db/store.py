@@ -7,10 +7,11 @@ See ``docs/game_db.md`` for the schema.  The store is plain :mod:`sqlite3`:
 * a game is identified by ``(board, num_players, policy, seed, game_index)``; inserting a game
   whose identity is already stored does nothing (so re-running a batch, or merging two files
   with overlapping games, is safe);
-* schema 2 packs a game's moves, phases and players into one ``steps`` blob
-  (``_core.pack_steps``) and self-play stores the low 32 bits of the fast step hash per step plus
-  the full 64-bit hash of the final state; schema 1 files are read as they are and migrated in
-  place (one transaction) when opened for writing;
+* schema 3 (as 2) packs a game's moves, phases and players into one ``steps`` blob
+  (``_core.pack_steps``) and self-play stores the low 32 bits of the cells step hash per step plus
+  the full 64-bit hash of the final state (schema-2 rows carry the fast step hash the same way);
+  schema 1 and 2 files are read as they are and migrated in place (one transaction) when opened
+  for writing;
 * every failure of SQLite itself (a file that is not a database, a truncated or corrupt one,
   a constraint violated by a bad batch) is raised as :class:`DBError` naming the file.
 """
@@ -37,10 +38,9 @@ from .schema import (
     GAME_COLUMNS,
     GAMES_TABLE_SQL,
     HASH_DTYPE,
-    HASH_KIND_FAST32,
-    HASH_KIND_FAST64,
     HASH_KIND_NAMES,
     HASH_KIND_REFERENCE,
+    HASH_STORED_AS,
     HASH_WIDTH,
     IDENTITY_COLUMNS,
     INDEX_SQL,
@@ -112,9 +112,11 @@ class GameRow:
     """One stored game.  ``moves`` (M,16) uint8, ``hashes`` uint64[M], ``phases`` and
     ``players`` uint8[M] are read-only numpy arrays; step ``i`` is the move played, the state
     hash after it, the phase after it and the player to move after it.  ``hash_kind`` says which
-    hash ``hashes`` holds: ``reference`` (the TS engine's, schema-1 rows and imports), ``fast32``
-    (the low 32 bits of ``Game.fast_hash()``, self-play) or ``fast64``; ``final_hash`` is the full
-    ``fast_hash`` of the final state where stored (else None)."""
+    hash ``hashes`` holds: ``reference`` (the TS engine's, schema-1 rows), ``cells32`` (the low 32
+    bits of ``Game.cells_hash()``: self-play and imports), ``fast32`` (the low 32 bits of
+    ``Game.fast_hash()``: rows written before the cells hash), or a 64-bit ``cells64``/``fast64``;
+    ``final_hash`` is the full 64-bit hash of that kind of the final state where stored (else None);
+    ``Game.step_hash(kind)`` computes either."""
 
     id: int
     board: str
@@ -151,7 +153,7 @@ class GameRow:
 
     def hash_hex(self, step: int) -> str:
         """The stored hash after ``step`` in hex: 16 digits (for ``reference`` rows the reference
-        engine's form), 8 for ``fast32``."""
+        engine's form), 8 for ``cells32`` and ``fast32``."""
         return f"{int(self.hashes[step]):0{2 * HASH_WIDTH[HASH_KIND_NAMES.index(self.hash_kind)]}x}"
 
     def reference_hashes(self) -> np.ndarray:
@@ -167,7 +169,7 @@ class GameRow:
 
 
 def _row_from_sql(r: tuple) -> GameRow:
-    """A row of schema 2 (``GAME_COLUMNS``)."""
+    """A row of schema 2 or 3 (``GAME_COLUMNS``)."""
     (gid, board, num_players, policy, seed, game_index, engine_version, host, max_moves,
      winner, reason, move_count, capped, started_at, duration_ms, created_at, parity_status,
      hash_kind, final_hash, steps, hashes) = r
@@ -177,7 +179,7 @@ def _row_from_sql(r: tuple) -> GameRow:
         raise ValueError(f"game {gid}: {exc}") from None
     for a in (moves, phases, players):
         a.flags.writeable = False
-    hs = np.frombuffer(hashes, dtype=FAST32_DTYPE if hash_kind == HASH_KIND_FAST32 else HASH_DTYPE)
+    hs = np.frombuffer(hashes, dtype=FAST32_DTYPE if HASH_WIDTH.get(hash_kind) == 4 else HASH_DTYPE)
     return GameRow(
         id=gid, board=board, num_players=num_players, policy=policy, seed=seed,
         game_index=game_index, engine_version=engine_version, host=host, max_moves=max_moves,
@@ -215,8 +217,8 @@ def _row_from_sql_v1(r: tuple) -> GameRow:
 
 def _pack_logical(rows, hash_kind: int) -> list[tuple]:
     """Rows in ``LOGICAL_COLUMNS`` order (fixed-width step blobs, hashes of ``hash_kind`` as
-    uint64) to rows in ``INSERT_COLUMNS`` order: steps packed, fast64 hashes stored as fast32
-    plus the final hash."""
+    uint64) to rows in ``INSERT_COLUMNS`` order: steps packed, a 64-bit kind (cells64, fast64)
+    stored as its 32-bit kind plus the final hash."""
     out = []
     for row in rows:
         scalars, (mv, hs, ph, pl) = row[:-4], row[-4:]
@@ -225,9 +227,9 @@ def _pack_logical(rows, hash_kind: int) -> list[tuple]:
         blob, _ = _core.pack_steps(moves, np.frombuffer(ph, dtype=np.uint8), np.frombuffer(pl, dtype=np.uint8),
                                    np.array([0, n], dtype=np.int64))
         hashes = np.frombuffer(hs, dtype=HASH_DTYPE)
-        if hash_kind == HASH_KIND_FAST64:
+        if hash_kind in HASH_STORED_AS:
             final = int(hashes[-1].astype(np.int64)) if n else None
-            out.append((*scalars, HASH_KIND_FAST32, final, blob, hashes.astype(FAST32_DTYPE).tobytes()))
+            out.append((*scalars, HASH_STORED_AS[hash_kind], final, blob, hashes.astype(FAST32_DTYPE).tobytes()))
         else:
             out.append((*scalars, hash_kind, None, blob, bytes(hs)))
     return out
@@ -400,26 +402,30 @@ class GameDB:
         self.version = version
         self.meta = meta
         if version < SCHEMA_VERSION and not self.readonly:
-            self._migrate_v1()
+            self._migrate()
 
-    def _migrate_v1(self) -> None:
-        """Rewrite a schema-1 file as schema 2 in place, in one transaction (all or nothing):
-        the step blobs are packed, the reference hashes kept (``hash_kind = reference``), the
-        ids and every scalar column unchanged."""
+    def _migrate(self) -> None:
+        """Rewrite an older file as the current schema in place, in one transaction (all or
+        nothing), ids and every column's content unchanged. Schema 1: the step blobs are packed
+        and the reference hashes kept (``hash_kind = reference``). Schema 2: the same rows, in a
+        table whose ``hash_kind`` admits the cells hash."""
         conn = self._conn
         try:
             with _immediate_transaction(conn):
-                if conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1":
+                found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+                if found == "1":
                     self._migrate_v1_tables()
+                elif found == "2":
+                    self._migrate_v2_tables()
                 # else another process migrated it meanwhile
         except ValueError as exc:  # a row the packed format cannot hold: nothing was changed
-            raise DBError(f"{self.path}: cannot migrate schema 1 to {SCHEMA_VERSION} (the file is unchanged; "
-                          f"open it read-only to read it): {exc}", path=str(self.path)) from None
+            raise DBError(f"{self.path}: cannot migrate schema {self.version} to {SCHEMA_VERSION} (the file is "
+                          f"unchanged; open it read-only to read it): {exc}", path=str(self.path)) from None
         self.version = SCHEMA_VERSION
         self.meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
 
     def _migrate_v1_tables(self) -> None:
-        """The migration's work, inside _migrate_v1's transaction: a schema-2 table filled
+        """The migration's work, inside _migrate's transaction: a current-schema table filled
         chunk by chunk from the schema-1 rows, then swapped in."""
         conn = self._conn
         cols = ", ".join(INSERT_COLUMNS)
@@ -434,11 +440,24 @@ class GameDB:
             conn.executemany(f"INSERT INTO games_v2 (id, {cols}) VALUES ({', '.join('?' * (len(INSERT_COLUMNS) + 1))})",
                              [(r[0], *p) for r, p in zip(rows, packed)])
             last = rows[-1][0]
+        self._swap_in_games_table("games_v2", migrated_from=1)
+
+    def _migrate_v2_tables(self) -> None:
+        """Schema 2 to 3, inside _migrate's transaction: the rows copied as they are (same columns)
+        into a table with the current constraints, then swapped in."""
+        conn = self._conn
+        cols = ", ".join(GAME_COLUMNS)
+        conn.execute(GAMES_TABLE_SQL.format(name="games_v3"))
+        conn.execute(f"INSERT INTO games_v3 ({cols}) SELECT {cols} FROM games ORDER BY id")
+        self._swap_in_games_table("games_v3", migrated_from=2)
+
+    def _swap_in_games_table(self, name: str, *, migrated_from: int) -> None:
+        conn = self._conn
         conn.execute("DROP TABLE games")
-        conn.execute("ALTER TABLE games_v2 RENAME TO games")
+        conn.execute(f"ALTER TABLE {name} RENAME TO games")
         conn.execute(INDEX_SQL)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('migrated_from', '1')")
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('migrated_from', ?)", (str(migrated_from),))
 
     def _columns(self) -> str:
         return ", ".join(GAME_COLUMNS if self.version >= 2 else V1_GAME_COLUMNS)
@@ -510,6 +529,11 @@ class GameDB:
         constraint violation, I/O) rolls the whole batch back and raises :class:`DBError`.
         """
         self._writable()  # a read-only handle is refused before any work
+        native = _native_writer(batch)
+        if native is not None:
+            return self._insert_batch_native(native, batch, board=board, num_players=num_players, seed=seed,
+                                             policy=policy, engine_version=engine_version, host=host,
+                                             max_moves=max_moves, started_at=started_at)
         try:
             cols = _batch_columns(batch)
         except (KeyError, TypeError, ValueError) as exc:
@@ -534,6 +558,24 @@ class GameDB:
                    cols["move_count"], cols["capped"], one(started), cols["duration_ms"], one(created),
                    one("unchecked"), one(cols["hash_kind"]), cols["final_hash"], cols["steps"], cols["hashes"])
         return self._insert_packed(rows, what="insert_batch")
+
+    def _insert_batch_native(self, module: str, batch: dict, *, board, num_players, seed, policy, engine_version,
+                             host, max_moves, started_at) -> int:
+        """insert_batch's rows written by the C++ core (csrc/db/game_writer.h) on a connection of its
+        own, in one transaction, without the GIL: the same rows as the Python path, a few times cheaper."""
+        kind = HASH_KIND_NAMES.index(batch.get("hash_kind", "reference"))
+        try:
+            return _core.db_insert_batch(
+                module, str(self.path), _INSERT_SQL, batch, str(board), int(num_players), str(policy), int(seed),
+                None if engine_version is None else str(engine_version), None if host is None else str(host),
+                None if max_moves is None else int(max_moves), _iso(started_at) or utc_now(), utc_now(),
+                HASH_STORED_AS.get(kind, kind), kind in HASH_STORED_AS, [r or "" for r in _REASON_TEXT],
+                _BUSY_TIMEOUT_MS)
+        except ValueError as exc:
+            raise DBError(f"{self.path}: insert_batch: malformed batch: {exc}", path=str(self.path)) from None
+        except RuntimeError as exc:
+            raise DBError(f"{self.path}: insert_batch failed, nothing of the batch was stored: {exc}",
+                          path=str(self.path)) from None
 
     def _insert_rows(self, rows, *, what: str = "insert", hash_kind: str = "reference") -> int:
         """Insert games given as ``LOGICAL_COLUMNS`` tuples (fixed-width step blobs, hashes of
@@ -590,7 +632,7 @@ class GameDB:
         with GameDB(other, create=False, readonly=True) as src:  # validates format and schema version
             if other.resolve() == self.path.resolve():
                 raise DBError(f"{self.path}: cannot merge a database into itself", path=str(self.path))
-            if src.version < SCHEMA_VERSION:  # an old file: read through the reader, packed here
+            if src.version < 2:  # a schema-1 file: read through the reader, packed here (2 and 3 share columns)
                 return self._insert_rows(
                     [_logical(r) for r in src.iter_games()], what=f"merge from {other}")
         try:
@@ -725,6 +767,33 @@ class GameDB:
 
 _REASON_TEXT = tuple(r if r else None for r in _core.REASONS)
 
+#: RINGRIFT_DB_WRITER=python writes self-play batches through Python's sqlite3 even where the
+#: native writer can run (the two paths store the same rows; tests compare them).
+_WRITER_ENV = "RINGRIFT_DB_WRITER"
+_native_module: list = []  # [path of Python's _sqlite3 extension, or None]: looked up once
+
+
+def _native_writer(batch: dict) -> str | None:
+    """The module path the native writer resolves SQLite from, when it can take this batch: a
+    self-play batch of numpy arrays with a hash kind it stores, the same column order, the
+    library found. Anything else goes the Python way (whose errors name a malformed field)."""
+    if os.environ.get(_WRITER_ENV, "") == "python":
+        return None
+    if not _native_module:
+        import _sqlite3
+
+        path = getattr(_sqlite3, "__file__", None) or ""  # built into the interpreter: the main program
+        ok = tuple(_core.DB_WRITER_COLUMNS) == INSERT_COLUMNS and _core.db_writer_available(path)
+        _native_module.append(path if ok else None)
+    if _native_module[0] is None or not isinstance(batch, dict):
+        return None
+    kind = batch.get("hash_kind", "reference")
+    if kind not in HASH_KIND_NAMES or (HASH_KIND_NAMES.index(kind) not in HASH_STORED_AS and kind != "reference"):
+        return None
+    if not all(isinstance(batch.get(k), np.ndarray) for k in _BATCH_GAME_FIELDS + _BATCH_STEP_FIELDS):
+        return None
+    return _native_module[0]
+
 
 def _package_version() -> str:
     try:
@@ -781,8 +850,8 @@ def _batch_columns(batch: dict) -> dict:
     if kind not in HASH_KIND_NAMES:
         raise ValueError(f"hash_kind {kind!r} is not one of {', '.join(HASH_KIND_NAMES)}")
     steps, step_offsets = _core.pack_steps(moves, phases, players, offs)
-    if kind == "fast64":  # stored as the low 32 bits per step and the full hash of the final state
-        kind_code = HASH_KIND_FAST32
+    if HASH_KIND_NAMES.index(kind) in HASH_STORED_AS:  # the low 32 bits per step, the final state's 64
+        kind_code = HASH_STORED_AS[HASH_KIND_NAMES.index(kind)]
         last = np.asarray(offs[1:] - 1)
         final = np.where(mc > 0, hashes[np.maximum(last, 0)] if M else 0, 0).astype(np.uint64).view(np.int64)
         final = [f if n else None for f, n in zip(final.tolist(), mc.tolist())]

@@ -76,6 +76,20 @@ class Game(_core.Game):
         self.apply(move)
         return move
 
+    def step_hash(self, kind: str) -> int:
+        """The state's step hash as a game DB row of ``hash_kind`` stores it: ``cells32``/``cells64``
+        (self-play now), ``fast32``/``fast64`` (rows written before the cells hash), each 32-bit kind
+        the low 32 bits; ``reference`` is the reference hash as an int."""
+        if kind in ("cells64", "cells32"):
+            h = self.cells_hash()
+        elif kind in ("fast64", "fast32"):
+            h = self.fast_hash()
+        elif kind == "reference":
+            return int(self.hash(), 16)
+        else:
+            raise ValueError(f"unknown hash kind {kind!r} (expected one of {', '.join(_core.HASH_KINDS)})")
+        return h & 0xFFFFFFFF if kind.endswith("32") else h
+
     @property
     def is_over(self) -> bool:
         return self.status != "active"

@@ -220,7 +220,7 @@ def slots_to_batch(slots: dict, games) -> dict:
         "seconds": np.zeros(G),
         "moves": to_host(slots["moves"][rows]),
         "hashes": to_host(slots["hashes"][rows]),
-        "hash_kind": "fast64",  # the kernel records fast_state_hash (engine/fast_hash.h), as the CPU runner
+        "hash_kind": "cells64",  # the kernel records cells_state_hash (engine/fast_hash.h), as the CPU runner
         "phases": to_host(slots["phases"][rows]),
         "players": to_host(slots["players"][rows]),
         "total_moves": int(counts.sum()),

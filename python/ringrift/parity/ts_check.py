@@ -62,7 +62,6 @@ def build_request(row) -> tuple[dict | None, str | None]:
     moves, expect = [], []
     recs, hashes, phases, players = row.moves, row.hashes, row.phases, row.players
     kind = getattr(row, "hash_kind", "reference")
-    mask = 0xFFFFFFFF if kind == "fast32" else 0xFFFFFFFFFFFFFFFF
     for i in range(row.move_count):
         move = _core.move_from_record(recs[i].tobytes())
         n = game.num_legal_moves()
@@ -74,8 +73,8 @@ def build_request(row) -> tuple[dict | None, str | None]:
         phase = _core.PHASES[int(phases[i])]
         if kind == "reference":
             h = f"{int(hashes[i]):016x}"
-        else:  # the row stores our fast step hash: check it, and send the TS engine the reference hash
-            if game.fast_hash() & mask != int(hashes[i]):
+        else:  # the row stores our own step hash: check it, and send the TS engine the reference hash
+            if game.step_hash(kind) != int(hashes[i]):
                 return None, (f"step {i}: the stored {kind} hash differs from our replay; "
                               "run self-verification")
             h = game.hash()

@@ -6,7 +6,8 @@ does not hold yet, in batches that are each committed atomically, so a killed ru
 complete games and the same command resumes exactly where it stopped.
 
 The C++ batch runs on native threads with the GIL released; while it plays batch k+1, this
-thread writes batch k, so database writing overlaps play.
+thread writes batch k, so database writing overlaps play. The write itself is native too where
+it can be (GameDB.insert_batch: csrc/db/game_writer.h, also without the GIL).
 """
 
 from __future__ import annotations
