@@ -421,17 +421,28 @@ def run_bench(args, ref: Reference, bridge) -> int:
 
 
 def db_engine_ratios(rows) -> list[str]:
-    """One line per run that has both an engine and a db row: db games/s over engine games/s (the
-    goal: >= 0.90, the DB path at engine speed)."""
+    """One line per run that has both an engine and a db row: db over engine (the goal: >= 0.90,
+    the DB path at engine speed), by wall clock and per CPU-second, and where the difference goes
+    per CPU-second: records/engine is the cost of recording each step (move records and the step
+    hash), db/records the cost of writing the DB (packing and SQLite)."""
     by = {row_key(r): r for r in rows}
     out = []
+
+    def per_cpu(a, b):
+        return a["games_per_cpu_sec"] / b["games_per_cpu_sec"] if a.get("games_per_cpu_sec") and \
+            b.get("games_per_cpu_sec") else float("nan")
+
     for key, r in by.items():
         if key[-1] != "db":
             continue
         e = by.get(key[:-1] + ("engine",))
         if e and e["games_per_sec"]:
-            out.append(f"db/engine {r['board']} {r['players']}p {r['policy']} t{r['threads']}: "
-                       f"{r['games_per_sec'] / e['games_per_sec']:.2f}")
+            line = (f"db/engine {r['board']} {r['players']}p {r['policy']} t{r['threads']}: "
+                    f"{r['games_per_sec'] / e['games_per_sec']:.2f} wall, {per_cpu(r, e):.2f} per CPU-second")
+            rec = by.get(key[:-1] + ("records",))
+            if rec:
+                line += f" (records/engine {per_cpu(rec, e):.2f}, db/records {per_cpu(r, rec):.2f})"
+            out.append(line)
     # the goal for the user's command: two threads >= 1.9x one (wall clock)
     for key, r in by.items():
         if key[-1] != "cli" or r["threads"] == 1:
