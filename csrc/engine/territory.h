@@ -136,6 +136,7 @@ RR_HD inline void bb_flood_n(const Geometry& g, BB& comp, const BB& allowed) {
 struct Flood1 {
   uint64_t pro[4][3];
   int off[4];
+  bool grid8;  // the directions are +1, +8, -1, -8 bits (square8's layout): shifts by constants
 };
 
 RR_HD inline uint64_t shift1(uint64_t x, int off) { return off > 0 ? x << off : x >> -off; }
@@ -150,9 +151,32 @@ RR_HD inline void flood1_init(const Geometry& g, uint64_t allowed, Flood1& f) {
     f.pro[d][1] = p1;
     f.pro[d][2] = p1 & shift1(p1, 2 * off);
   }
+  f.grid8 = f.off[0] == 1 && f.off[1] == 8 && f.off[2] == -1 && f.off[3] == -8;
+}
+
+// The same fill with the shift amounts as constants (a shift by a run-time signed amount costs a
+// compare and a select each, and the fill is most of a square8 region scan).
+RR_HD inline uint64_t flood1_grid8(const Flood1& f, uint64_t comp) {
+  for (;;) {
+    uint64_t before = comp;
+    comp |= f.pro[0][0] & (comp << 1);
+    comp |= f.pro[0][1] & (comp << 2);
+    comp |= f.pro[0][2] & (comp << 4);
+    comp |= f.pro[1][0] & (comp << 8);
+    comp |= f.pro[1][1] & (comp << 16);
+    comp |= f.pro[1][2] & (comp << 32);
+    comp |= f.pro[2][0] & (comp >> 1);
+    comp |= f.pro[2][1] & (comp >> 2);
+    comp |= f.pro[2][2] & (comp >> 4);
+    comp |= f.pro[3][0] & (comp >> 8);
+    comp |= f.pro[3][1] & (comp >> 16);
+    comp |= f.pro[3][2] & (comp >> 32);
+    if (comp == before) return comp;
+  }
 }
 
 RR_HD inline uint64_t flood1(const Flood1& f, uint64_t comp) {
+  if (f.grid8) return flood1_grid8(f, comp);
   for (;;) {
     uint64_t before = comp;
     for (int d = 0; d < 4; d++) {
@@ -164,6 +188,123 @@ RR_HD inline uint64_t flood1(const Flood1& f, uint64_t comp) {
     if (comp == before) return comp;
   }
 }
+
+// Multi-word boards: the doubling fill of Flood1 over NW words, for a board whose territory
+// directions have the bit offsets OFF... (checked against the geometry before use). Jumps of 1,
+// 2, ..., 2^(LV-1) cells along each direction, enough for the board's longest straight run, so one
+// pass over the directions follows every straight run; the shift amounts are constants, so each
+// shift is a few word operations with no branch. The fixpoint is the component, as bb_flood_n's.
+template <int NW, int K>
+RR_HD inline void shift_words(const uint64_t* x, uint64_t* out) {  // out = x shifted by K bits (K > 0: up)
+  constexpr int A = K > 0 ? K : -K, Q = A / 64, R = A % 64;
+  for (int i = 0; i < NW; i++) {
+    uint64_t v = 0;
+    if constexpr (K > 0) {
+      if (i - Q >= 0) v = x[i - Q] << R;
+      if constexpr (R != 0)
+        if (i - Q - 1 >= 0) v |= x[i - Q - 1] >> (64 - R);
+    } else {
+      if (i + Q < NW) v = x[i + Q] >> R;
+      if constexpr (R != 0)
+        if (i + Q + 1 < NW) v |= x[i + Q + 1] << (64 - R);
+    }
+    out[i] = v;
+  }
+}
+
+template <int NW, int LV, int... OFF>
+struct FloodN {
+  static constexpr int ND = sizeof...(OFF);
+  uint64_t pro[ND][LV][NW];
+
+  RR_HD static bool applies(const Geometry& g) {
+    const int offs[ND] = {OFF...};
+    if (g.bb_words != NW || g.num_tdirs != ND) return false;
+    for (int d = 0; d < ND; d++)
+      if (g.bb_toff[d] != offs[d]) return false;
+    return true;
+  }
+
+  template <int D, int O>
+  RR_HD void init_one(const uint64_t* allowed, const uint64_t* src) {
+    uint64_t t[NW];
+    shift_words<NW, O>(src, t);
+    for (int i = 0; i < NW; i++) pro[D][0][i] = allowed[i] & t[i];
+    init_level<D, O, 1>();
+  }
+  template <int D, int O, int L>
+  RR_HD void init_level() {
+    if constexpr (L < LV) {
+      uint64_t t[NW];
+      shift_words<NW, O * (1 << (L - 1))>(pro[D][L - 1], t);
+      for (int i = 0; i < NW; i++) pro[D][L][i] = pro[D][L - 1][i] & t[i];
+      init_level<D, O, L + 1>();
+    }
+  }
+  template <int D, int O, int... REST>
+  RR_HD void init_all(const Geometry& g, const uint64_t* allowed) {
+    init_one<D, O>(allowed, g.bb_tsrc[D].w);
+    if constexpr (sizeof...(REST) > 0) init_all<D + 1, REST...>(g, allowed);
+  }
+  RR_HD void init(const Geometry& g, const BB& allowed) { init_all<0, OFF...>(g, allowed.w); }
+
+  template <int D, int O, int L>
+  RR_HD void fill_level(uint64_t* comp) const {
+    if constexpr (L < LV) {
+      uint64_t t[NW];
+      shift_words<NW, O * (1 << L)>(comp, t);
+      for (int i = 0; i < NW; i++) comp[i] |= pro[D][L][i] & t[i];
+      fill_level<D, O, L + 1>(comp);
+    }
+  }
+  template <int D, int O, int... REST>
+  RR_HD void fill_all(uint64_t* comp) const {
+    fill_level<D, O, 0>(comp);
+    if constexpr (sizeof...(REST) > 0) fill_all<D + 1, REST...>(comp);
+  }
+  // The component of comp's cells, in place.
+  RR_HD void flood(BB& comp) const {
+    for (;;) {
+      uint64_t before[NW];
+      for (int i = 0; i < NW; i++) before[i] = comp.w[i];
+      fill_all<0, OFF...>(comp.w);
+      uint64_t diff = 0;
+      for (int i = 0; i < NW; i++) diff |= comp.w[i] ^ before[i];
+      if (!diff) return;
+    }
+  }
+};
+
+// The three multi-word boards' layouts (geometry_build.h); LV covers the longest straight run:
+// hex8 9 cells, square19 19, hexagonal 25.
+using FloodHex8 = FloodN<2, 4, 9, 8, -1, -9, -8, 1>;
+using FloodSquare19 = FloodN<6, 5, 1, 19, -1, -19>;
+using FloodHexagonal = FloodN<10, 5, 25, 24, -1, -25, -24, 1>;
+
+// Boards with no doubling fill: applies() is false, so the scan takes bb_flood_n.
+struct NoWideFlood {
+  RR_HD static bool applies(const Geometry&) { return false; }
+  RR_HD void init(const Geometry&, const BB&) {}
+  RR_HD void flood(BB&) const {}
+};
+
+// The fill for a scan with NW words and ND directions, when the geometry has the expected layout.
+template <int NW, int ND>
+struct FloodFor {
+  using type = NoWideFlood;
+};
+template <>
+struct FloodFor<2, 6> {
+  using type = FloodHex8;
+};
+template <>
+struct FloodFor<6, 4> {
+  using type = FloodSquare19;
+};
+template <>
+struct FloodFor<BB_WORDS, 0> {
+  using type = FloodHexagonal;
+};
 
 template <int NW>
 RR_HD inline bool bb_meets(const BB& a, const BB& b) {
@@ -229,6 +370,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
   }
   if (stop_at_payable && rec && buried_total == 0) return false;
   collapsed_bits_n<NW>(g, s, collapsed);
+  const bool wide_layout = FloodFor<NW, ND>::type::applies(g);  // the layout its doubling fill was written for
   for (int k = 0; k <= n_colours; k++) {
     int pass = k < n_colours ? colours[k] : 0;
     BB allowed, remaining;
@@ -241,6 +383,8 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
     }
     Flood1 f1;
     bool have_f1 = false;
+    typename FloodFor<NW, ND>::type fw;
+    bool have_fw = false;
     for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining)) {
       BB comp;
       if (walls == 0) {
@@ -254,6 +398,12 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
             have_f1 = true;
           }
           comp.w[0] = flood1(f1, comp.w[0]);
+        } else if (wide_layout) {
+          if (!have_fw) {
+            fw.init(g, allowed);
+            have_fw = true;
+          }
+          fw.flood(comp);
         } else {
           bb_flood_n<NW, ND>(g, comp, allowed);
         }
