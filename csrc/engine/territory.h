@@ -129,71 +129,12 @@ RR_HD inline void bb_flood_n(const Geometry& g, BB& comp, const BB& allowed) {
   }
 }
 
-// One-word boards (square8): the same component by a doubling fill per direction. pro[d][k]
-// holds the cells a fill may enter by jumping 2^k cells along d (every cell of the jump
-// allowed and entered from its on-board neighbour), so steps of 1, 2 and 4 cover a straight
-// run of up to 7 cells, the longest an 8-wide grid has, with no data-dependent branch.
-struct Flood1 {
-  uint64_t pro[4][3];
-  int off[4];
-  bool grid8;  // the directions are +1, +8, -1, -8 bits (square8's layout): shifts by constants
-};
-
-RR_HD inline uint64_t shift1(uint64_t x, int off) { return off > 0 ? x << off : x >> -off; }
-
-RR_HD inline void flood1_init(const Geometry& g, uint64_t allowed, Flood1& f) {
-  for (int d = 0; d < 4; d++) {
-    int off = g.bb_toff[d];
-    f.off[d] = off;
-    uint64_t p0 = allowed & shift1(g.bb_tsrc[d].w[0], off);
-    uint64_t p1 = p0 & shift1(p0, off);
-    f.pro[d][0] = p0;
-    f.pro[d][1] = p1;
-    f.pro[d][2] = p1 & shift1(p1, 2 * off);
-  }
-  f.grid8 = f.off[0] == 1 && f.off[1] == 8 && f.off[2] == -1 && f.off[3] == -8;
-}
-
-// The same fill with the shift amounts as constants (a shift by a run-time signed amount costs a
-// compare and a select each, and the fill is most of a square8 region scan).
-RR_HD inline uint64_t flood1_grid8(const Flood1& f, uint64_t comp) {
-  for (;;) {
-    uint64_t before = comp;
-    comp |= f.pro[0][0] & (comp << 1);
-    comp |= f.pro[0][1] & (comp << 2);
-    comp |= f.pro[0][2] & (comp << 4);
-    comp |= f.pro[1][0] & (comp << 8);
-    comp |= f.pro[1][1] & (comp << 16);
-    comp |= f.pro[1][2] & (comp << 32);
-    comp |= f.pro[2][0] & (comp >> 1);
-    comp |= f.pro[2][1] & (comp >> 2);
-    comp |= f.pro[2][2] & (comp >> 4);
-    comp |= f.pro[3][0] & (comp >> 8);
-    comp |= f.pro[3][1] & (comp >> 16);
-    comp |= f.pro[3][2] & (comp >> 32);
-    if (comp == before) return comp;
-  }
-}
-
-RR_HD inline uint64_t flood1(const Flood1& f, uint64_t comp) {
-  if (f.grid8) return flood1_grid8(f, comp);
-  for (;;) {
-    uint64_t before = comp;
-    for (int d = 0; d < 4; d++) {
-      int off = f.off[d];
-      comp |= f.pro[d][0] & shift1(comp, off);
-      comp |= f.pro[d][1] & shift1(comp, 2 * off);
-      comp |= f.pro[d][2] & shift1(comp, 4 * off);
-    }
-    if (comp == before) return comp;
-  }
-}
-
-// Multi-word boards: the doubling fill of Flood1 over NW words, for a board whose territory
-// directions have the bit offsets OFF... (checked against the geometry before use). Jumps of 1,
-// 2, ..., 2^(LV-1) cells along each direction, enough for the board's longest straight run, so one
-// pass over the directions follows every straight run; the shift amounts are constants, so each
-// shift is a few word operations with no branch. The fixpoint is the component, as bb_flood_n's.
+// The component fill for a board whose territory directions have the bit offsets OFF... (checked
+// against the geometry before use), over NW words: each pass grows the component along every
+// direction by jumps of 1, 2, ..., 2^(LV-1) cells (pro[d][k]: the cells a jump of 2^k cells along
+// d may enter, every cell of the jump allowed and entered from its on-board neighbour), until a
+// pass adds nothing. The shift amounts are constants, so a shift is a few word operations and no
+// branch; bb_flood_n shifts by amounts read from the geometry. Same fixpoint: the component.
 template <int NW, int K>
 RR_HD inline void shift_words(const uint64_t* x, uint64_t* out) {  // out = x shifted by K bits (K > 0: up)
   constexpr int A = K > 0 ? K : -K, Q = A / 64, R = A % 64;
@@ -275,11 +216,13 @@ struct FloodN {
   }
 };
 
-// The three multi-word boards' layouts (geometry_build.h); LV covers the longest straight run:
-// hex8 9 cells, square19 19, hexagonal 25.
-using FloodHex8 = FloodN<2, 4, 9, 8, -1, -9, -8, 1>;
-using FloodSquare19 = FloodN<6, 5, 1, 19, -1, -19>;
-using FloodHexagonal = FloodN<10, 5, 25, 24, -1, -25, -24, 1>;
+// The four boards' layouts (geometry_build.h). LV, the longest jump, is what costs fewest
+// instructions per game of random self-play (callgrind, LV 1 to 5 tried): single steps on the
+// small boards, jumps of up to 2 cells on the big ones.
+using FloodSquare8 = FloodN<1, 1, 1, 8, -1, -8>;
+using FloodHex8 = FloodN<2, 1, 9, 8, -1, -9, -8, 1>;
+using FloodSquare19 = FloodN<6, 2, 1, 19, -1, -19>;
+using FloodHexagonal = FloodN<10, 2, 25, 24, -1, -25, -24, 1>;
 
 // Boards with no doubling fill: applies() is false, so the scan takes bb_flood_n.
 struct NoWideFlood {
@@ -292,6 +235,10 @@ struct NoWideFlood {
 template <int NW, int ND>
 struct FloodFor {
   using type = NoWideFlood;
+};
+template <>
+struct FloodFor<1, 4> {
+  using type = FloodSquare8;
 };
 template <>
 struct FloodFor<2, 6> {
@@ -370,7 +317,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
   }
   if (stop_at_payable && rec && buried_total == 0) return false;
   collapsed_bits_n<NW>(g, s, collapsed);
-  const bool wide_layout = FloodFor<NW, ND>::type::applies(g);  // the layout its doubling fill was written for
+  const bool wide_layout = FloodFor<NW, ND>::type::applies(g);  // the layout its constant-shift fill was written for
   for (int k = 0; k <= n_colours; k++) {
     int pass = k < n_colours ? colours[k] : 0;
     BB allowed, remaining;
@@ -381,8 +328,6 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
       allowed.w[i] = g.bb_board.w[i] & ~wall;
       remaining.w[i] = allowed.w[i];
     }
-    Flood1 f1;
-    bool have_f1 = false;
     typename FloodFor<NW, ND>::type fw;
     bool have_fw = false;
     for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining)) {
@@ -392,13 +337,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
       } else {
         for (int i = 0; i < NW; i++) comp.w[i] = 0;
         bb_set(comp, bit);
-        if (NW == 1 && ND == 4) {
-          if (!have_f1) {
-            flood1_init(g, allowed.w[0], f1);
-            have_f1 = true;
-          }
-          comp.w[0] = flood1(f1, comp.w[0]);
-        } else if (wide_layout) {
+        if (wide_layout) {
           if (!have_fw) {
             fw.init(g, allowed);
             have_fw = true;
