@@ -302,23 +302,14 @@ RR_HD inline uint64_t step_hash(const Geometry& g, const State& s, int kind) {
 // first; later calls use it. Returns whether the stored value matches.
 RR_HD inline bool step_hash_matches(const Geometry& g, const State& s, uint64_t stored, int& kind) {
   if (kind != HASH_AUTO) return step_hash(g, s, kind) == stored;
-  uint64_t z = cells_state_hash(g, s);
-  if (z == stored) {
-    kind = HASH_CELLS;
-    return true;
-  }
-  if ((z & 0xFFFFFFFFull) == stored) {
-    kind = HASH_CELLS32;
-    return true;
-  }
-  uint64_t f = fast_state_hash(g, s);
-  if (f == stored) {
-    kind = HASH_FAST;
-    return true;
-  }
-  if ((f & 0xFFFFFFFFull) == stored) {
-    kind = HASH_FAST32;
-    return true;
+  // Each of our 64-bit hashes, whole or as its low 32 bits, then the reference hash.
+  const int kinds[2][2] = {{HASH_CELLS, HASH_CELLS32}, {HASH_FAST, HASH_FAST32}};
+  for (int k = 0; k < 2; k++) {
+    uint64_t h = k == 0 ? cells_state_hash(g, s) : fast_state_hash(g, s);
+    if (h == stored || (h & 0xFFFFFFFFull) == stored) {
+      kind = kinds[k][h == stored ? 0 : 1];
+      return true;
+    }
   }
   if (state_hash(g, s) == stored) {
     kind = HASH_REFERENCE;
