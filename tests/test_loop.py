@@ -71,6 +71,11 @@ def test_two_generations_resume_after_an_interrupted_step(tmp_path):
     assert sorted(p.name for p in (run / "gen_002" / "window").glob("w_part*.npz")) == ["w_part000.npz",
                                                                                    "w_part001.npz"]
     assert st2["results"]["train"]["warm_start"] == gens[0]["checkpoint"]  # the best, or before any the previous
+    # the value head trained on the loop's value target (default: half outcome, half search root value)
+    from ringrift.train.checkpoint import load
+
+    assert st2["results"]["train"]["value_target"] == "mix:0.5"
+    assert load(run / "gen_002" / "train" / "last.pt")["meta"]["hparams"]["value_target"] == "mix:0.5"
     # the search targets reached the training data: soft policies over several actions
     with np.load(run / "gen_001" / "data" / "soft.npz") as z:
         assert z["has_search_target"].all() and (np.diff(z["policy_offsets"]) > 1).any()
@@ -174,3 +179,10 @@ def test_pipeline_run_loop_and_status(tmp_path):
     r = _pipeline("--config", str(cfg), "--state", str(state), "run", "loop", "--generations", "1", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "loop.sims" in r.stderr and "cfg.yaml" in r.stderr, \
         r.stderr
+    cfg.write_text(CONFIG + "  value_target: mix:3\n")
+    r = _pipeline("--config", str(cfg), "--state", str(state), "run", "loop", "--generations", "1", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "loop.value_target" in r.stderr, r.stderr
+    cfg.write_text(CONFIG)
+    r = _pipeline("--config", str(cfg), "--state", str(state), "run", "loop", "--generations", "1",
+                  "--value-target", "searched", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--value-target 'searched'" in r.stderr, r.stderr

@@ -39,6 +39,17 @@ _NON_NEG_INT = (int, lambda v: v >= 0, "a non-negative integer")
 _NON_NEG_NUM = ((int, float), lambda v: v >= 0, "a non-negative number")
 _BOOL = (bool, lambda v: True, "true or false")
 
+
+def _is_value_target(v: str) -> bool:
+    from ..train.data import DataError, parse_value_target
+
+    try:
+        parse_value_target(v)
+    except DataError:
+        return False
+    return True
+
+
 #: The config's ``loop:`` section (merged into pipeline.config.SCHEMA).
 LOOP_SCHEMA = {
     "out_dir": (str, lambda v: bool(v.strip()), "a folder"),
@@ -56,6 +67,7 @@ LOOP_SCHEMA = {
     "seed": _NON_NEG_INT,
     "threads": _NON_NEG_INT,
     "plot": _BOOL,
+    "value_target": (str, _is_value_target, "outcome, search or mix:F with 0 <= F <= 1"),
 }
 
 LOOP_DEFAULTS = {
@@ -74,6 +86,7 @@ LOOP_DEFAULTS = {
     "seed": 0,
     "threads": 0,
     "plot": True,
+    "value_target": "mix:0.5",  # the value head's target: outcome, search (root value) or mix:F of both
 }
 
 
@@ -97,6 +110,7 @@ class LoopOptions:
     seed: int = 0
     threads: int = 0
     plot: bool = False
+    value_target: str = "mix:0.5"  # ringrift.train.data.parse_value_target
     train: dict | None = None  # TrainOptions fields (width, depth, lr, batch_size, ...)
 
 
@@ -259,10 +273,11 @@ class Loop:
         res = train(TrainOptions(data=str(data), out=str(out), epochs=o.epochs, augment=False, onnx=True, plot=False,
                                  max_batches=o.max_batches or None, threads=o.threads,
                                  init=warm if not (out / "last.pt").exists() else None,
+                                 value_target=o.value_target,
                                  log=lambda s: self.log("  " + s), **kw))
         last = res["history"][-1] if res.get("history") else {}
         return {"model": str(out / "model.onnx"), "checkpoint": str(out / "last.pt"),
-                "warm_start": warm,
+                "warm_start": warm, "value_target": o.value_target,
                 "val": {k: v for k, v in last.items() if k.startswith("val_")}}
 
     def _eval(self, g, gdir, st):
@@ -382,6 +397,8 @@ def add_loop_parser(phases, dry) -> None:
     lp.add_argument("--games", type=int, help="self-play games per generation (config: loop.games)")
     lp.add_argument("--sims", type=int, help="search simulations per move (config: loop.sims)")
     lp.add_argument("--eval-games", type=int, help="evaluation games per generation (config: loop.eval_games)")
+    lp.add_argument("--value-target", metavar="outcome|search|mix:F",
+                    help="the value head's target (config: loop.value_target, default mix:0.5)")
     lp.add_argument("--plot", action="store_true", default=None, help="write RUN/elo.png (config: loop.plot)")
     lp.add_argument("--quiet", action="store_true", help="less output")
     dry(lp)
@@ -393,13 +410,16 @@ def loop_options(ctx) -> LoopOptions:
     players = getattr(a, "players", None) or ctx.cfg["selfplay"]["num_players"]
     if a.generations < 1:
         raise UsageError("--generations must be >= 1")
-    pick = {"games": a.games, "sims": a.sims, "eval_games": a.eval_games, "plot": a.plot}
+    pick = {"games": a.games, "sims": a.sims, "eval_games": a.eval_games, "plot": a.plot,
+            "value_target": getattr(a, "value_target", None)}
     v = {k: (pick[k] if pick.get(k) is not None else lc[k]) for k in LOOP_SCHEMA}
     for k in ("games", "sims"):
         if v[k] < 1:
             raise UsageError(f"--{k} must be >= 1")
     if v["eval_games"] < 2:
         raise UsageError("--eval-games must be >= 2")
+    if not _is_value_target(v["value_target"]):
+        raise UsageError(f"--value-target {v['value_target']!r}: expected outcome, search or mix:F with 0 <= F <= 1")
     run_dir = Path(getattr(a, "loop_dir", None) or Path(v["out_dir"]) / board)
     train = {k: tc[k] for k in ("batch_size", "lr", "weight_decay", "warmup", "seed")}
     train["width"], train["depth"] = tc["width"] or None, tc["depth"] or None
@@ -408,7 +428,7 @@ def loop_options(ctx) -> LoopOptions:
                        epochs=v["epochs"], max_batches=v["max_batches"], eval_games=v["eval_games"],
                        eval_sims=v["eval_sims"], promote_win_rate=float(v["promote_win_rate"]),
                        max_moves=v["max_moves"] or ctx.cfg["selfplay"]["max_moves"][board], seed=v["seed"],
-                       threads=v["threads"], plot=bool(v["plot"]), train=train)
+                       threads=v["threads"], plot=bool(v["plot"]), value_target=v["value_target"], train=train)
 
 
 def loop_phase(ctx) -> int:

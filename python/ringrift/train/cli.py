@@ -32,6 +32,9 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--value-weight", type=float, default=1.0)
+    p.add_argument("--value-target", default="outcome", metavar="outcome|search|mix:F",
+                   help="value target: the game's outcome, the search's root value (search_values of "
+                        "python -m ringrift.search.targets), or F * search + (1 - F) * outcome")
     p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
     p.add_argument("--max-batches", type=int, help="stop after this many batches in all (resumable)")
     p.add_argument("--time-budget", type=float, metavar="MINUTES",
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
     opt = TrainOptions(data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        weight_decay=args.weight_decay, warmup=args.warmup, width=args.width, depth=args.depth,
                        augment=not args.no_augment, seed=args.seed, threads=args.threads,
-                       value_weight=args.value_weight, checkpoint_every=args.checkpoint_every,
+                       value_weight=args.value_weight, value_target=args.value_target, checkpoint_every=args.checkpoint_every,
                        max_batches=args.max_batches, time_budget=args.time_budget, max_val_batches=args.max_val_batches, onnx=not args.no_onnx,
                        plot=args.plot, init=args.init, log=log,
                        progress=None if args.quiet else Progress("train", unit="batches", interval=30.0))

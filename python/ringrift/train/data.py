@@ -159,18 +159,52 @@ class Batch:
     value_mask: np.ndarray  # (B, 4) 1 on slots < player count
 
 
-def load_shard(path: Path) -> dict:
+VALUE_TARGETS = "outcome, search or mix:F with 0 <= F <= 1"
+
+
+def parse_value_target(spec: str) -> float:
+    """The weight F of the search's root value in the value target (docs/search.md, "Value targets"):
+    ``outcome`` = 0 (the game's result only), ``search`` = 1, ``mix:F`` = F. The mover's target is
+    ``(1 - F) * outcome + F * search_value``; another seat's is ``(1 - F) * its outcome + F * (-search_value
+    / (players - 1))``. Samples without a search value (NaN) keep their outcome."""
+    s = str(spec).strip()
+    if s == "outcome":
+        return 0.0
+    if s == "search":
+        return 1.0
+    if s.startswith("mix:"):
+        try:
+            f = float(s[4:])
+        except ValueError:
+            f = float("nan")
+        if 0.0 <= f <= 1.0:
+            return f
+    raise DataError(f"value target {spec!r}: expected {VALUE_TARGETS}")
+
+
+def has_search_values(path: Path) -> bool:
+    with np.load(path, allow_pickle=False) as d:
+        return "search_values" in d.files
+
+
+def load_shard(path: Path, search_values: bool = False) -> dict:
     keys = ("features", "globals", "values_mp", "movers", "num_players", "policy_offsets", "policy_indices",
             "policy_values")
     with np.load(path, allow_pickle=False) as d:
         out = {k: d[k] for k in keys}
         if "policy_indices_sym" in d.files:
             out["policy_indices_sym"] = d["policy_indices_sym"]
+        if search_values:
+            if "search_values" not in d.files:
+                raise DataError(f"{path}: no search_values for a search value target "
+                                "(python -m ringrift.search.targets adds them)")
+            out["search_values"] = d["search_values"]
     return out
 
 
-def make_batch(d: dict, rows: np.ndarray, board: str, sym: np.ndarray | None) -> Batch:
-    """Samples ``rows`` of a loaded shard, each under symmetry ``sym[j]`` (None: as stored)."""
+def make_batch(d: dict, rows: np.ndarray, board: str, sym: np.ndarray | None, search_weight: float = 0.0) -> Batch:
+    """Samples ``rows`` of a loaded shard, each under symmetry ``sym[j]`` (None: as stored); the value
+    target mixes in the search's root value with weight ``search_weight`` (parse_value_target)."""
     x = d["features"][rows]
     off = d["policy_offsets"]
     lo, hi = off[rows], off[rows + 1]
@@ -198,6 +232,13 @@ def make_batch(d: dict, rows: np.ndarray, board: str, sym: np.ndarray | None) ->
     seat = (mover[:, None] + k) % n[:, None]
     vrel = np.take_along_axis(d["values_mp"][rows], seat, axis=1).astype(np.float32)
     vmask = (k < n[:, None]).astype(np.float32)
+    if search_weight > 0:
+        sv = d["search_values"][rows].astype(np.float32)
+        has = np.isfinite(sv)
+        # the search's value for the mover (slot 0); the others share its opposite (zero-sum)
+        search = np.where(k == 0, sv[:, None], -sv[:, None] / np.maximum(n - 1, 1)[:, None])
+        mixed = (1 - search_weight) * vrel + search_weight * search
+        vrel = np.where(has[:, None], mixed, vrel).astype(np.float32)
     return Batch(np.ascontiguousarray(x, dtype=np.float32), d["globals"][rows].astype(np.float32), prow, pidx.astype(np.int64),
                  pw, top.astype(np.int64), vrel * vmask, vmask)
 
@@ -206,8 +247,9 @@ class BatchStream:
     """Batches of one epoch over shards, seeded by (seed, epoch); ``start`` skips batches."""
 
     def __init__(self, shards: list[Shard], board: str, batch_size: int, *, seed: int, shuffle: bool,
-                 augment: bool = False, exact: tuple = ()):
+                 augment: bool = False, exact: tuple = (), search_weight: float = 0.0):
         self.shards, self.board, self.batch_size = shards, board, batch_size
+        self.search_weight = float(search_weight)
         self.seed, self.shuffle, self.augment, self.exact = seed, shuffle, augment, np.asarray(exact, dtype=np.int64)
         if augment and not len(self.exact):
             raise DataError("augmentation needs the export's exact symmetries")
@@ -228,13 +270,14 @@ class BatchStream:
             if k + nb <= start:  # already trained on: not even read
                 k += nb
                 continue
-            d = load_shard(shard.path)
+            d = load_shard(shard.path, search_values=self.search_weight > 0)
             rng = np.random.default_rng([self.seed, epoch, int(si)])
             rows_all = rng.permutation(shard.samples) if self.shuffle else np.arange(shard.samples)
             syms = self.exact[rng.integers(0, len(self.exact), shard.samples)] if self.augment else None
             for b in range(nb):
                 if k >= start:
                     sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-                    yield k, make_batch(d, rows_all[sl], self.board, None if syms is None else syms[sl])
+                    yield k, make_batch(d, rows_all[sl], self.board, None if syms is None else syms[sl],
+                                        self.search_weight)
                 k += 1
             del d

@@ -107,12 +107,15 @@ class PolicyValueNet(nn.Module):
         b = x.shape[0]
         pooled = x.mean(dim=(2, 3))
         pg = torch.cat([pooled, globals_], dim=1)
-        pc = self.policy_conv(x).flatten(2)[:, :, self.cell_pixels]  # (B, K_total, cells)
+        # (B, cells, K_total). The cells are picked as whole rows of a (pixels, B, K) view: ONNX Runtime
+        # gathers rows fast, while a gather on the last axis of (B, K, pixels) cost more than the
+        # trunk of a small net.
+        pc = self.policy_conv(x).flatten(2).permute(2, 0, 1)[self.cell_pixels].transpose(0, 1)
         ps = self.policy_single(pg)
         out = []
         for kind, start, k in self.pieces:
             if kind == "cell":
-                out.append(pc[:, start:start + k, :].transpose(1, 2).reshape(b, self.cells * k))
+                out.append(pc[:, :, start:start + k].reshape(b, self.cells * k))
             else:
                 out.append(ps[:, start:start + 1])
         policy = torch.cat(out, dim=1)

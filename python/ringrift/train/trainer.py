@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from . import checkpoint as ckpt
-from .data import Batch, BatchStream, DataError, describe, file_hash, split_files
+from .data import Batch, BatchStream, DataError, describe, file_hash, has_search_values, parse_value_target, split_files
 from .model import DEFAULT_SIZE, NetConfig, build_model, count_params
 
 LAST, BEST = "last.pt", "best.pt"
@@ -37,6 +37,7 @@ class TrainOptions:
     seed: int = 0
     threads: int = 0
     value_weight: float = 1.0
+    value_target: str = "outcome"  # outcome | search | mix:F (data.parse_value_target)
     checkpoint_every: float = 60.0  # seconds between checkpoints inside an epoch
     max_batches: int | None = None  # stop after this many batches in all (tests, time boxes)
     max_val_batches: int | None = None
@@ -125,13 +126,22 @@ def train(opt: TrainOptions) -> dict:
             log(f"note: resuming with the checkpoint's batch size {hp['batch_size']} and seed {hp['seed']}")
         opt.batch_size, opt.seed, opt.epochs = hp["batch_size"], hp["seed"], max(opt.epochs, hp["epochs"])
         augment = hp["augment"]
+        if hp.get("value_target", "outcome") != opt.value_target:
+            log(f"note: resuming with the checkpoint's value target {hp.get('value_target', 'outcome')}")
+            opt.value_target = hp.get("value_target", "outcome")
     else:
         w0, d0 = DEFAULT_SIZE[info.board]
         cfg = NetConfig(board=info.board, width=opt.width or w0, depth=opt.depth or d0,
                         planes=info.feature_shape[0], globals=info.num_globals)
+    search_weight = parse_value_target(opt.value_target)
+    if search_weight > 0:
+        for s in shards:
+            if not has_search_values(s.path):
+                raise DataError(f"{s.path}: no search_values for --value-target {opt.value_target} "
+                                "(python -m ringrift.search.targets adds them)")
     model = build_model(cfg)
     stream = BatchStream(shards, info.board, opt.batch_size, seed=opt.seed, shuffle=True, augment=augment,
-                         exact=info.exact_symmetries)
+                         exact=info.exact_symmetries, search_weight=search_weight)
     val_stream = BatchStream(val_shards, info.board, 512, seed=0, shuffle=False) if val_shards else None
     per_epoch = stream.num_batches()
     total = per_epoch * opt.epochs
@@ -156,7 +166,7 @@ def train(opt: TrainOptions) -> dict:
     meta.update({"net": cfg.to_dict(), "params": count_params(model), "data_hashes": hashes,
                  "hparams": {"epochs": opt.epochs, "batch_size": opt.batch_size, "lr": opt.lr,
                              "weight_decay": opt.weight_decay, "augment": augment, "seed": opt.seed,
-                             "value_weight": opt.value_weight},
+                             "value_weight": opt.value_weight, "value_target": opt.value_target},
                  "train_samples": sum(s.samples for s in shards), "val_samples": sum(s.samples for s in val_shards)})
     if resume is None:
         log(f"training {cfg.board} net width {cfg.width} depth {cfg.depth} ({meta['params']:,} parameters) on "
