@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_bench import positions  # noqa: E402
 
 
-def ours(games: int, sims: int, top_k: int, plies: int, width: int, depth: int, seed: int) -> dict:
+def ours(games: int, sims: int, top_k: int, plies: int, width: int, depth: int, seed: int,
+         selfplay_games: int = 8) -> dict:
     import torch
 
     from ringrift.search import GumbelSearch
@@ -57,12 +58,30 @@ def ours(games: int, sims: int, top_k: int, plies: int, width: int, depth: int, 
         c0, w0 = time.process_time(), time.perf_counter()
         results = search.run(evaluate)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        play = selfplay_rate(path, selfplay_games, sims, top_k, evaluate) if selfplay_games else {}
     done = sum(r.simulations for r in results)
     return {"impl": "ringrift GumbelSearch + ONNX Runtime", "board": "square8", "players": 2, "params": params,
             "net": f"PolicyValueNet(width={width}, depth={depth})", "games": len(pos),
             "searched": sum(r.simulations > 0 for r in results), "simulation_budget": sims, "top_k": top_k,
             "simulations": done, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
-            "sims_per_cpu_s": round(done / cpu, 2) if cpu > 0 else None}
+            "sims_per_cpu_s": round(done / cpu, 2) if cpu > 0 else None, **play}
+
+
+def selfplay_rate(model: Path, games: int, sims: int, top_k: int, evaluate) -> dict:
+    """Whole games of search self-play with the same net and search (``gumbel:onnx:...``, one thread):
+    games per CPU-hour, and how many positions per game the search ran on (the others have one
+    playable move and are played without a search)."""
+    from ringrift.search.selfplay import parse_policy, selfplay_search_batch
+
+    spec = parse_policy(f"gumbel:onnx:{model}:sims={sims},top_k={top_k}")
+    c0 = time.process_time()
+    b = selfplay_search_batch("square8", 2, 11, range(games), spec, threads=1, evaluate=evaluate)
+    cpu = time.process_time() - c0
+    offs = b["search"]["policy_offsets"]
+    searched = int(((offs[1:] - offs[:-1]) > 1).sum())
+    return {"selfplay_games": games, "selfplay_moves": int(b["total_moves"]), "selfplay_cpu_s": round(cpu, 3),
+            "searched_positions_per_game": round(searched / games, 1),
+            "games_per_cpu_hour": round(games / cpu * 3600, 1) if cpu > 0 else None}
 
 
 def upstream(a, net: str) -> dict | None:
@@ -100,6 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=48)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--selfplay-games", type=int, default=8,
+                    help="whole square8 games of our search self-play for games per CPU-hour (0: skip)")
     ap.add_argument("--upstream-root", help="upstream checkout (with ai-service/)")
     ap.add_argument("--upstream-python", help="an interpreter with upstream's dependencies")
     ap.add_argument("--upstream-driver", help="the driver script (kept outside this repository)")
@@ -110,7 +131,7 @@ def main(argv=None) -> int:
                          "(4 residual blocks of 48 channels, the same convolution work per evaluation)")
     ap.add_argument("--json", help="write the rows here")
     a = ap.parse_args(argv)
-    rows = [ours(a.games, a.simulations, a.top_k, a.plies, a.width, a.depth, a.seed)]
+    rows = [ours(a.games, a.simulations, a.top_k, a.plies, a.width, a.depth, a.seed, a.selfplay_games)]
     ups = []
     for net in a.upstream_nets.split(";"):
         up = upstream(a, net)
@@ -126,12 +147,23 @@ def main(argv=None) -> int:
         print(f"{r['impl']:40} {r['params']:>8} {r['games']:>5} {r['simulations']:>7} {r['cpu_s']:>8} "
               f"{r['sims_per_cpu_s']:>11}")
     ratio = []
+    mine = rows[0]
+    if mine.get("games_per_cpu_hour"):
+        print(f"ours, whole games of search self-play: {mine['games_per_cpu_hour']} games per CPU-hour "
+              f"({mine['selfplay_games']} games, {mine['searched_positions_per_game']} searched positions a game)")
     for up in ups:
         if "error" not in up and up["sims_per_cpu_s"]:
-            ratio.append(round(rows[0]["sims_per_cpu_s"] / up["sims_per_cpu_s"], 1))
+            ratio.append(round(mine["sims_per_cpu_s"] / up["sims_per_cpu_s"], 1))
             up["ours_over_this"] = ratio[-1]
             print(f"ours / upstream with {up['net']} ({up['params']} parameters), simulations per CPU-second: "
                   f"{ratio[-1]}x")
+            if mine.get("searched_positions_per_game"):
+                # Derived, not played: a whole upstream game at this rate would take hours on this box.
+                up["games_per_cpu_hour_derived"] = round(
+                    up["sims_per_cpu_s"] * 3600 / (a.simulations * mine["searched_positions_per_game"]), 2)
+                print(f"  upstream games per CPU-hour at that rate (derived: its simulations per CPU-second over "
+                      f"{a.simulations} simulations x our {mine['searched_positions_per_game']} searched positions a "
+                      f"game): {up['games_per_cpu_hour_derived']}")
     if a.json:
         info = {"python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
                 "load_avg_at_end": os.getloadavg(), "simulations": a.simulations, "top_k": a.top_k,
