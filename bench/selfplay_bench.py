@@ -49,8 +49,9 @@ from ringrift import BOARDS, POLICIES, _core
 
 # The run whose TS rows stand in for the reference when no TS checkout is given.
 STORED_REFERENCE = Path(__file__).resolve().parent / "results" / "side_by_side.json"
-# Games per row, sized for roughly one second per row on one core (quick: a tenth or less).
-FULL_GAMES = {"square8": 6000, "hex8": 4000, "square19": 400, "hexagonal": 160}
+# Games per row, sized for roughly one second per row on one core (quick: a tenth or less): shorter
+# rows gave ratios (records/engine, db/engine) that moved by 0.1 from run to run.
+FULL_GAMES = {"square8": 20000, "hex8": 15000, "square19": 1500, "hexagonal": 600}
 QUICK_GAMES = {"square8": 300, "hex8": 200, "square19": 12, "hexagonal": 6}
 # cli rows pay the interpreter's start-up once (~0.5 CPU-s), so they play a run of the size a user
 # asks for (the measure: 20,000 square8 games), a few seconds per row.
