@@ -5,14 +5,23 @@ Randomness is per game: the player of game i of a run with seed S draws only fro
 (Philox keyed by (S, i) for the net, the self-play Rng of (S, i) for the built-ins), one draw
 per decision, so game i of seed S is the same game whatever the batch size, slot or thread count.
 
-Net spec: ``onnx:PATH[:temperature=T][:lookahead=K]``
+Net spec: ``onnx:PATH[:temperature=T][:lookahead=K][:horizon=move|turn]``
 
 * temperature T (default 1): sample from softmax(logits / T) over the playable actions;
   T = 0 takes the most probable action (the first in surface order on ties).
 * lookahead K (default 0 = off): one-ply search on the value head. The K most probable playable
-  actions are each played in a scratch env and the net's value of each successor, seen by the
-  mover (or the exact outcome when the game ends there), picks the move; temperature is then
-  unused. Costs K extra positions per decision.
+  actions are each played in a scratch env and the net's value of the position they lead to,
+  seen by the mover (or the exact outcome when the game ends there), picks the move;
+  temperature is then unused.
+* horizon (with lookahead; default ``move``): where "one ply" ends. ``move``: right after the
+  candidate action, which is often mid-turn (after a placement the same player still has to
+  move). ``turn``: after the candidate, the rest of the mover's own turn is played out in the
+  scratch env (forced moves as they are, other decisions by the net's most probable action)
+  until another player is to move or the game ends, and that position is valued. RingRift turns
+  are sequences of decisions by one player (placement, movement, capture segments, line and
+  territory choices), so ``turn`` values each candidate where the opponent takes over. Costs
+  K extra positions per decision for ``move``, plus one more batched call per further decision
+  of the turn for ``turn`` (at most TURN_STEPS).
 
 A position with one playable action (bookkeeping moves) is played without asking the net.
 """
@@ -26,6 +35,10 @@ from ..engine.errors import RingRiftError
 from ..selfplay.batch_env import BatchEnv, to_host
 
 BUILTIN = ("random", "heuristic")
+HORIZONS = ("move", "turn")
+# A turn is a handful of decisions (placement, movement, capture segments, line / territory
+# choices); the cap only guards the scratch play-out against a turn that never ends.
+TURN_STEPS = 64
 
 
 class PlayerSpecError(RingRiftError, ValueError):
@@ -61,8 +74,12 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict]:
             if not val.isdigit():
                 raise PlayerSpecError(f"{spec}: lookahead {val!r} is not a count >= 0")
             opts["lookahead"] = int(val)
+        elif key == "horizon":
+            if val not in HORIZONS:
+                raise PlayerSpecError(f"{spec}: horizon {val!r} is not one of {', '.join(HORIZONS)}")
+            opts["horizon"] = val
         else:
-            raise PlayerSpecError(f"{spec}: unknown option {key!r} (temperature, lookahead)")
+            raise PlayerSpecError(f"{spec}: unknown option {key!r} (temperature, lookahead, horizon)")
     path = ":".join(parts)
     if not path:
         raise PlayerSpecError(f"{spec}: no model path after onnx:")
@@ -159,15 +176,20 @@ class SearchPlayer:
 
 
 class NetPlayer:
-    def __init__(self, path: str, *, temperature: float = 1.0, lookahead: int = 0, device: str = "cpu",
-                 threads: int = 0):
+    def __init__(self, path: str, *, temperature: float = 1.0, lookahead: int = 0, horizon: str = "move",
+                 device: str = "cpu", threads: int = 0):
         from .onnx_export import model_id, read_meta, session
 
+        if horizon not in HORIZONS:
+            raise PlayerSpecError(f"horizon {horizon!r} is not one of {', '.join(HORIZONS)}")
         self.path, self.temperature, self.lookahead = path, float(temperature), int(lookahead)
+        self.horizon = horizon
         self.sess = session(path, device, threads)
         self.meta = read_meta(self.sess)
         self.id = model_id(path)
         opts = f":temperature={self.temperature:g}" if not self.lookahead else f":lookahead={self.lookahead}"
+        if self.lookahead and horizon != "move":
+            opts += f":horizon={horizon}"
         # What a game DB stores as the game's policy: the model's id, not its path.
         self.name = f"onnx:{self.meta.get('board', '?')}-{self.id}{opts}"
         self.scratch = None
@@ -245,6 +267,8 @@ class NetPlayer:
         acts[:m * k] = legal[np.repeat(np.arange(m), k), top.reshape(-1)]
         scr.step(acts)
         mover = to_host(env.info["current"])[rows].astype(np.int64)  # seat 1..n
+        if self.horizon == "turn":
+            self._finish_turns(m * k, mover)
         done = scr.info["done"][:m * k] != 0
         cur = scr.info["current"][:m * k].astype(np.int64)
         n = env.num_players
@@ -255,6 +279,28 @@ class NetPlayer:
         v = np.where(done, exact, v).reshape(m, k)
         best = v.argmax(axis=1)  # the most probable one on ties
         return top[np.arange(m), best]
+
+    def _finish_turns(self, r: int, mover: np.ndarray) -> None:
+        """Plays scratch games 0..r-1 on while their mover is still ``mover`` and they are not over:
+        forced moves as they are, the others by the net's most probable playable action."""
+        scr = self.scratch
+        for _ in range(TURN_STEPS):
+            on = np.flatnonzero((scr.info["done"][:r] == 0) & (scr.info["current"][:r].astype(np.int64) == mover))
+            if not len(on):
+                return
+            acts = np.full(scr.n, -1, dtype=np.int32)
+            counts = scr.info["num_actions"][on]
+            acts[on] = scr.legal_actions[on, 0]
+            ask = on[counts > 1]
+            if len(ask):
+                n_act = counts[counts > 1]
+                width = int(n_act.max())
+                legal = scr.legal_actions[ask, :width]
+                valid = np.arange(width)[None, :] < n_act[:, None]
+                logits, _ = self.evaluate(scr.planes[ask], scr.globals[ask])
+                z = np.where(valid, np.take_along_axis(logits, np.where(valid, legal, 0), axis=1), -np.inf)
+                acts[ask] = legal[np.arange(len(ask)), z.argmax(axis=1)]
+            scr.step(acts)
 
 
 def play_step(env: BatchEnv, players: list, owner: np.ndarray, active: np.ndarray) -> np.ndarray:
