@@ -81,7 +81,8 @@ def run_match(a: str, b: str, *, board: str, players: int = 2, games: int, seed:
 
 def build_parser():
     p = OneLineParser(prog=PROG, description="Play A against B, seat-balanced, and report W/D/L, score and Elo.")
-    p.add_argument("a", metavar="A", help="random, heuristic, onnx:PATH[:temperature=T][:lookahead=K][:horizon=move|turn] or "
+    p.add_argument("a", metavar="A", help="random, heuristic, "
+                   "onnx:PATH[:temperature=T][:lookahead=K][:horizon=move|turn] or "
                    "gumbel:EVALUATOR[:key=value,...] / gumbel:onnx:PATH[:sims=N,...] (search, docs/search.md)")
     p.add_argument("b", metavar="B", help="the opponent, same forms")
     p.add_argument("--board", default="square8", choices=("square8", "hex8", "square19", "hexagonal"))
