@@ -225,6 +225,27 @@ def test_turn_lookahead_values_each_candidate_where_the_opponent_takes_over(tiny
     assert matched == checked == 4
 
 
+def test_heuristic_with_a_share_of_random_moves_is_seeded_self_play(tmp_path):
+    from ringrift.train.players import PlayerSpecError, parse_spec
+
+    for bad in ("heuristic:random=1.5", "heuristic:random=x", "heuristic:eps=0.1"):
+        with pytest.raises(PlayerSpecError, match="expected heuristic:random=P"):
+            parse_spec(bad)
+    runs = {}
+    for k, (policy, batch) in enumerate((("heuristic", None), ("heuristic:random=0", 3),
+                                         ("heuristic:random=0.25", 8), ("heuristic:random=0.25", 3))):
+        with GameDB(tmp_path / f"{k}.db") as db:
+            r = run_selfplay(db, board="square8", num_games=8, policy=policy, seed=5, threads=1, batch_size=batch)
+            assert r.games == 8 and r.policy == policy
+            runs[policy, batch] = {g.game_index: bytes(g.moves) for g in db.iter_games()}
+    # share 0 is exactly heuristic self-play of the same seed; a share of random moves changes the games,
+    # the same way in any batch
+    assert runs["heuristic:random=0", 3] == runs["heuristic", None]
+    assert runs["heuristic:random=0.25", 8] == runs["heuristic:random=0.25", 3] != runs["heuristic", None]
+    matched, checked, _ = verify_db(tmp_path / "2.db", quiet=True)
+    assert matched == checked == 8
+
+
 def _pipeline(args, tmp_path, config_text):
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text(config_text)

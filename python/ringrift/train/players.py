@@ -46,9 +46,19 @@ class PlayerSpecError(RingRiftError, ValueError):
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, dict]:
-    """``random`` / ``heuristic`` / ``onnx:PATH[:key=value...]`` / ``gumbel:...`` -> (kind, path, options)."""
+    """``random`` / ``heuristic`` / ``heuristic:random=P`` / ``onnx:PATH[:key=value...]`` / ``gumbel:...``
+    -> (kind, path, options)."""
     if spec in BUILTIN:
         return spec, None, {}
+    if spec.startswith("heuristic:"):
+        key, _, val = spec[len("heuristic:"):].partition("=")
+        try:
+            share = float(val) if key == "random" else None
+        except ValueError:
+            share = None
+        if share is None or not 0 <= share <= 1:
+            raise PlayerSpecError(f"{spec}: expected heuristic:random=P with a share P in [0, 1]")
+        return "mixed", None, {"random_share": share}
     if spec.startswith("gumbel:"):
         from ..search.selfplay import parse_policy
 
@@ -90,6 +100,8 @@ def make_player(spec: str, *, temperature: float | None = None, device: str = "c
     kind, path, opts = parse_spec(spec)
     if kind in BUILTIN:
         return BuiltinPlayer(kind)
+    if kind == "mixed":
+        return MixedPlayer(opts["random_share"])
     if kind == "gumbel":
         return SearchPlayer(opts["spec"], threads=threads)
     if temperature is not None and "temperature" not in opts:
@@ -121,6 +133,46 @@ class BuiltinPlayer:
         if self.error[slots].any():
             bad = int(slots[np.flatnonzero(self.error[slots])[0]])
             raise RuntimeError(f"game slot {bad}: the {self.policy} policy found no playable move")
+        return only
+
+
+class MixedPlayer(BuiltinPlayer):
+    """``heuristic:random=P``: the heuristic with a share P of random decisions, for more varied
+    self-play positions. At each decision of game i a uniform draw u from the game's own stream
+    (Philox keyed by (seed + 7919, i)) picks the chooser: random if u < P, else heuristic. Both
+    are the C++ self-play choices, the heuristic from game i's self-play stream of the seed and
+    random from its stream of a second seed, so game i of seed S is the same game in any batch."""
+
+    def __init__(self, random_share: float):
+        self.share = float(random_share)
+        self.policy = "heuristic"
+        self.name = f"heuristic:random={self.share:g}"
+
+    def bind(self, env: BatchEnv, seed: int):
+        from .games import _player_seed
+
+        super().bind(env, seed)
+        self.random = BuiltinPlayer("random")
+        self.random.bind(env, _player_seed(seed, 1))
+        self.random.chosen = self.chosen  # one move buffer: play_step applies it for both
+        self.gens = [None] * env.n
+
+    def start(self, slots: np.ndarray, games: np.ndarray) -> None:
+        super().start(slots, games)
+        self.random.start(slots, games)
+        for s, g in zip(slots.tolist(), games.tolist()):
+            self.gens[s] = np.random.Generator(np.random.Philox(key=(((int(self.seed) + 7919) & (2**64 - 1)) << 64)
+                                                                | int(g)))
+
+    def choose(self, slots: np.ndarray) -> np.ndarray:
+        u = np.array([self.gens[s].random() for s in slots.tolist()])
+        by_random = u < self.share
+        if by_random.any():
+            self.random.choose(slots[by_random])
+        if not by_random.all():
+            super().choose(slots[~by_random])
+        only = np.zeros(self.env.n, dtype=np.uint8)
+        only[slots] = 1
         return only
 
 
