@@ -151,6 +151,8 @@ class MixedPlayer(BuiltinPlayer):
     def bind(self, env: BatchEnv, seed: int):
         from .games import _player_seed
 
+        if env.device != "cpu":
+            raise PlayerSpecError(f"{self.name} plays on the CPU only (device='cpu')")
         super().bind(env, seed)
         self.random = BuiltinPlayer("random")
         self.random.bind(env, _player_seed(seed, 1))
