@@ -109,7 +109,8 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
-    if isinstance(policy, str) and policy.startswith("onnx:"):  # a trained net (docs/training.md): games advance in a BatchEnv
+    # a trained net, or the heuristic with a share of random moves (docs/training.md): games advance in a BatchEnv
+    if isinstance(policy, str) and policy.startswith(("onnx:", "heuristic:")):
         from ..train.games import run_onnx_selfplay
 
         return run_onnx_selfplay(db, board=board, num_games=num_games, num_players=num_players, seed=seed,

@@ -4,8 +4,8 @@
 
 Game i puts A in seat (i mod n) + 1 and B in the other seats, so with an even number of games
 (2 players) each side has each seat equally often. Players: ``random``, ``heuristic`` or
-``onnx:PATH[:temperature=T][:lookahead=K]``. The result counts A's wins, draws (games with no
-winner: the move cap) and losses; the score (W + D/2) / N gets a 95% interval from the normal
+``onnx:PATH[:temperature=T][:lookahead=K][:horizon=H]``. The result counts A's wins, draws
+(games with no winner: the move cap) and losses; the score (W + D/2) / N gets a 95% interval from the normal
 approximation of the per-game scores, and the Elo difference is -400 log10(1/score - 1) (its
 interval from the score's). ``--json`` prints the result as JSON. ``--db`` stores the games.
 """
@@ -81,7 +81,8 @@ def run_match(a: str, b: str, *, board: str, players: int = 2, games: int, seed:
 
 def build_parser():
     p = OneLineParser(prog=PROG, description="Play A against B, seat-balanced, and report W/D/L, score and Elo.")
-    p.add_argument("a", metavar="A", help="random, heuristic, onnx:PATH[:temperature=T][:lookahead=K] or "
+    p.add_argument("a", metavar="A", help="random, heuristic, "
+                   "onnx:PATH[:temperature=T][:lookahead=K][:horizon=move|turn] or "
                    "gumbel:EVALUATOR[:key=value,...] / gumbel:onnx:PATH[:sims=N,...] (search, docs/search.md)")
     p.add_argument("b", metavar="B", help="the opponent, same forms")
     p.add_argument("--board", default="square8", choices=("square8", "hex8", "square19", "hexagonal"))

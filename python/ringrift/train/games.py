@@ -82,8 +82,9 @@ def _player_seed(seed: int, k: int) -> int:
 def run_onnx_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: int = 0, policy: str,
                       threads: int = 0, max_moves: int = 2000, batch_size: int | None = None, progress=None,
                       device: str = "cpu", temperature: float | None = None):
-    """Self-play with a net (policy ``onnx:PATH[:temperature=T][:lookahead=K]``) into ``db``: fills the
-    game indices 0..num_games-1 that the DB does not hold for (board, players, the net's id, seed).
+    """Self-play in a BatchEnv with a net (policy ``onnx:PATH[:temperature=T][:lookahead=K][:horizon=H]``)
+    or with ``heuristic:random=P`` into ``db``: fills the game indices 0..num_games-1 that the DB
+    does not hold for (board, players, the player's name (a net's id), seed).
     Returns a SelfplayResult whose ``policy`` is the name stored with the games."""
     from ..selfplay.runner import SelfplayResult, games_to_play
 

@@ -5,14 +5,23 @@ Randomness is per game: the player of game i of a run with seed S draws only fro
 (Philox keyed by (S, i) for the net, the self-play Rng of (S, i) for the built-ins), one draw
 per decision, so game i of seed S is the same game whatever the batch size, slot or thread count.
 
-Net spec: ``onnx:PATH[:temperature=T][:lookahead=K]``
+Net spec: ``onnx:PATH[:temperature=T][:lookahead=K][:horizon=move|turn]``
 
 * temperature T (default 1): sample from softmax(logits / T) over the playable actions;
   T = 0 takes the most probable action (the first in surface order on ties).
 * lookahead K (default 0 = off): one-ply search on the value head. The K most probable playable
-  actions are each played in a scratch env and the net's value of each successor, seen by the
-  mover (or the exact outcome when the game ends there), picks the move; temperature is then
-  unused. Costs K extra positions per decision.
+  actions are each played in a scratch env and the net's value of the position they lead to,
+  seen by the mover (or the exact outcome when the game ends there), picks the move;
+  temperature is then unused.
+* horizon (with lookahead; default ``move``): where "one ply" ends. ``move``: right after the
+  candidate action, which is often mid-turn (after a placement the same player still has to
+  move). ``turn``: after the candidate, the rest of the mover's own turn is played out in the
+  scratch env (forced moves as they are, other decisions by the net's most probable action)
+  until another player is to move or the game ends, and that position is valued. RingRift turns
+  are sequences of decisions by one player (placement, movement, capture segments, line and
+  territory choices), so ``turn`` values each candidate where the opponent takes over. Costs
+  K extra positions per decision for ``move``, plus one more batched call per further decision
+  of the turn for ``turn`` (at most TURN_STEPS).
 
 A position with one playable action (bookkeeping moves) is played without asking the net.
 """
@@ -26,6 +35,10 @@ from ..engine.errors import RingRiftError
 from ..selfplay.batch_env import BatchEnv, to_host
 
 BUILTIN = ("random", "heuristic")
+HORIZONS = ("move", "turn")
+# A turn is a handful of decisions (placement, movement, capture segments, line / territory
+# choices); the cap only guards the scratch play-out against a turn that never ends.
+TURN_STEPS = 64
 
 
 class PlayerSpecError(RingRiftError, ValueError):
@@ -33,9 +46,19 @@ class PlayerSpecError(RingRiftError, ValueError):
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, dict]:
-    """``random`` / ``heuristic`` / ``onnx:PATH[:key=value...]`` / ``gumbel:...`` -> (kind, path, options)."""
+    """``random`` / ``heuristic`` / ``heuristic:random=P`` / ``onnx:PATH[:key=value...]`` / ``gumbel:...``
+    -> (kind, path, options)."""
     if spec in BUILTIN:
         return spec, None, {}
+    if spec.startswith("heuristic:"):
+        key, _, val = spec[len("heuristic:"):].partition("=")
+        try:
+            share = float(val) if key == "random" else None
+        except ValueError:
+            share = None
+        if share is None or not 0 <= share <= 1:
+            raise PlayerSpecError(f"{spec}: expected heuristic:random=P with a share P in [0, 1]")
+        return "mixed", None, {"random_share": share}
     if spec.startswith("gumbel:"):
         from ..search.selfplay import parse_policy
 
@@ -61,8 +84,12 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict]:
             if not val.isdigit():
                 raise PlayerSpecError(f"{spec}: lookahead {val!r} is not a count >= 0")
             opts["lookahead"] = int(val)
+        elif key == "horizon":
+            if val not in HORIZONS:
+                raise PlayerSpecError(f"{spec}: horizon {val!r} is not one of {', '.join(HORIZONS)}")
+            opts["horizon"] = val
         else:
-            raise PlayerSpecError(f"{spec}: unknown option {key!r} (temperature, lookahead)")
+            raise PlayerSpecError(f"{spec}: unknown option {key!r} (temperature, lookahead, horizon)")
     path = ":".join(parts)
     if not path:
         raise PlayerSpecError(f"{spec}: no model path after onnx:")
@@ -73,6 +100,8 @@ def make_player(spec: str, *, temperature: float | None = None, device: str = "c
     kind, path, opts = parse_spec(spec)
     if kind in BUILTIN:
         return BuiltinPlayer(kind)
+    if kind == "mixed":
+        return MixedPlayer(opts["random_share"])
     if kind == "gumbel":
         return SearchPlayer(opts["spec"], threads=threads)
     if temperature is not None and "temperature" not in opts:
@@ -104,6 +133,48 @@ class BuiltinPlayer:
         if self.error[slots].any():
             bad = int(slots[np.flatnonzero(self.error[slots])[0]])
             raise RuntimeError(f"game slot {bad}: the {self.policy} policy found no playable move")
+        return only
+
+
+class MixedPlayer(BuiltinPlayer):
+    """``heuristic:random=P``: the heuristic with a share P of random decisions, for more varied
+    self-play positions. At each decision of game i a uniform draw u from the game's own stream
+    (Philox keyed by (seed + 7919, i)) picks the chooser: random if u < P, else heuristic. Both
+    are the C++ self-play choices, the heuristic from game i's self-play stream of the seed and
+    random from its stream of a second seed, so game i of seed S is the same game in any batch."""
+
+    def __init__(self, random_share: float):
+        self.share = float(random_share)
+        self.policy = "heuristic"
+        self.name = f"heuristic:random={self.share:g}"
+
+    def bind(self, env: BatchEnv, seed: int):
+        from .games import _player_seed
+
+        if env.device != "cpu":
+            raise PlayerSpecError(f"{self.name} plays on the CPU only (device='cpu')")
+        super().bind(env, seed)
+        self.random = BuiltinPlayer("random")
+        self.random.bind(env, _player_seed(seed, 1))
+        self.random.chosen = self.chosen  # one move buffer: play_step applies it for both
+        self.gens = [None] * env.n
+
+    def start(self, slots: np.ndarray, games: np.ndarray) -> None:
+        super().start(slots, games)
+        self.random.start(slots, games)
+        for s, g in zip(slots.tolist(), games.tolist()):
+            self.gens[s] = np.random.Generator(np.random.Philox(key=(((int(self.seed) + 7919) & (2**64 - 1)) << 64)
+                                                                | int(g)))
+
+    def choose(self, slots: np.ndarray) -> np.ndarray:
+        u = np.array([self.gens[s].random() for s in slots.tolist()])
+        by_random = u < self.share
+        if by_random.any():
+            self.random.choose(slots[by_random])
+        if not by_random.all():
+            super().choose(slots[~by_random])
+        only = np.zeros(self.env.n, dtype=np.uint8)
+        only[slots] = 1
         return only
 
 
@@ -159,15 +230,20 @@ class SearchPlayer:
 
 
 class NetPlayer:
-    def __init__(self, path: str, *, temperature: float = 1.0, lookahead: int = 0, device: str = "cpu",
-                 threads: int = 0):
+    def __init__(self, path: str, *, temperature: float = 1.0, lookahead: int = 0, horizon: str = "move",
+                 device: str = "cpu", threads: int = 0):
         from .onnx_export import model_id, read_meta, session
 
+        if horizon not in HORIZONS:
+            raise PlayerSpecError(f"horizon {horizon!r} is not one of {', '.join(HORIZONS)}")
         self.path, self.temperature, self.lookahead = path, float(temperature), int(lookahead)
+        self.horizon = horizon
         self.sess = session(path, device, threads)
         self.meta = read_meta(self.sess)
         self.id = model_id(path)
         opts = f":temperature={self.temperature:g}" if not self.lookahead else f":lookahead={self.lookahead}"
+        if self.lookahead and horizon != "move":
+            opts += f":horizon={horizon}"
         # What a game DB stores as the game's policy: the model's id, not its path.
         self.name = f"onnx:{self.meta.get('board', '?')}-{self.id}{opts}"
         self.scratch = None
@@ -245,6 +321,8 @@ class NetPlayer:
         acts[:m * k] = legal[np.repeat(np.arange(m), k), top.reshape(-1)]
         scr.step(acts)
         mover = to_host(env.info["current"])[rows].astype(np.int64)  # seat 1..n
+        if self.horizon == "turn":
+            self._finish_turns(m * k, mover)
         done = scr.info["done"][:m * k] != 0
         cur = scr.info["current"][:m * k].astype(np.int64)
         n = env.num_players
@@ -255,6 +333,28 @@ class NetPlayer:
         v = np.where(done, exact, v).reshape(m, k)
         best = v.argmax(axis=1)  # the most probable one on ties
         return top[np.arange(m), best]
+
+    def _finish_turns(self, r: int, mover: np.ndarray) -> None:
+        """Plays scratch games 0..r-1 on while their mover is still ``mover`` and they are not over:
+        forced moves as they are, the others by the net's most probable playable action."""
+        scr = self.scratch
+        for _ in range(TURN_STEPS):
+            on = np.flatnonzero((scr.info["done"][:r] == 0) & (scr.info["current"][:r].astype(np.int64) == mover))
+            if not len(on):
+                return
+            acts = np.full(scr.n, -1, dtype=np.int32)
+            counts = scr.info["num_actions"][on]
+            acts[on] = scr.legal_actions[on, 0]
+            ask = on[counts > 1]
+            if len(ask):
+                n_act = counts[counts > 1]
+                width = int(n_act.max())
+                legal = scr.legal_actions[ask, :width]
+                valid = np.arange(width)[None, :] < n_act[:, None]
+                logits, _ = self.evaluate(scr.planes[ask], scr.globals[ask])
+                z = np.where(valid, np.take_along_axis(logits, np.where(valid, legal, 0), axis=1), -np.inf)
+                acts[ask] = legal[np.arange(len(ask)), z.argmax(axis=1)]
+            scr.step(acts)
 
 
 def play_step(env: BatchEnv, players: list, owner: np.ndarray, active: np.ndarray) -> np.ndarray:
