@@ -147,22 +147,32 @@ def tiny_model(tiny_export, tmp_path_factory):
     return Path(res["files"]["onnx"])
 
 
-def test_onnx_policy_plays_legal_reproducible_games_that_pass_parity(tiny_model, tmp_path):
-    spec = f"onnx:{tiny_model}:temperature=1"
+def _play_in_two_batchings(tmp_path, spec, games, seed, batches):
+    """Self-play `games` games of `spec` into a.db and b.db with two batch sizes: the same games
+    (game i of the seed, whatever the batch), every one stored once and parity-clean in a.db.
+    Returns the stored policy name."""
     moves = []
-    for name, batch in (("a.db", 16), ("b.db", 5)):
+    for name, batch in zip(("a.db", "b.db"), batches):
         with GameDB(tmp_path / name) as db:
-            r = run_selfplay(db, board="square8", num_games=16, policy=spec, seed=4, threads=1, batch_size=batch)
-            assert r.games == 16 and r.policy.startswith("onnx:square8-")
+            r = run_selfplay(db, board="square8", num_games=games, policy=spec, seed=seed, threads=1,
+                             batch_size=batch)
+            assert r.games == games
             moves.append({g.game_index: bytes(g.moves) for g in db.iter_games()})
             # a rerun finds every game present
-            assert run_selfplay(db, board="square8", num_games=16, policy=spec, seed=4, threads=1).games == 0
-    assert moves[0] == moves[1] and sorted(moves[0]) == list(range(16))  # game i of seed 4, any batch
+            assert run_selfplay(db, board="square8", num_games=games, policy=spec, seed=seed, threads=1).games == 0
+    assert moves[0] == moves[1] and sorted(moves[0]) == list(range(games))
     matched, checked, _ = verify_db(tmp_path / "a.db", quiet=True)
-    assert matched == checked == 16
+    assert matched == checked == games
+    return r.policy
+
+
+def test_onnx_policy_plays_legal_reproducible_games_that_pass_parity(tiny_model, tmp_path):
+    spec = f"onnx:{tiny_model}:temperature=1"
+    policy = _play_in_two_batchings(tmp_path, spec, games=16, seed=4, batches=(16, 5))
+    assert policy.startswith("onnx:square8-")
     info = subprocess.run([sys.executable, "-m", "ringrift.db", "info", str(tmp_path / "a.db"), "--json"],
                           capture_output=True, text=True, timeout=60)
-    assert json.loads(info.stdout)["policies"] == {r.policy: 16}
+    assert json.loads(info.stdout)["policies"] == {policy: 16}
 
 
 def test_eval_is_seat_balanced_with_an_interval(tiny_model, tmp_path, capsys):
@@ -213,16 +223,9 @@ def test_turn_lookahead_values_each_candidate_where_the_opponent_takes_over(tiny
     # candidates often leave the mover mid-turn (a placement, say); the play-out always finishes the turn
     assert sum(mid_turn) > 0 and valued and max(valued) == 0
     # and games with it are legal, reproducible in any batch, stored under the option, parity-clean
-    spec = f"onnx:{tiny_model}:lookahead=2:horizon=turn"
-    moves = []
-    for name, batch in (("a.db", 4), ("b.db", 3)):
-        with GameDB(tmp_path / name) as db:
-            r = run_selfplay(db, board="square8", num_games=4, policy=spec, seed=2, threads=1, batch_size=batch)
-            assert r.games == 4 and r.policy.endswith(":lookahead=2:horizon=turn")
-            moves.append({g.game_index: bytes(g.moves) for g in db.iter_games()})
-    assert moves[0] == moves[1]
-    matched, checked, _ = verify_db(tmp_path / "a.db", quiet=True)
-    assert matched == checked == 4
+    policy = _play_in_two_batchings(tmp_path, f"onnx:{tiny_model}:lookahead=2:horizon=turn", games=4, seed=2,
+                                    batches=(4, 3))
+    assert policy.endswith(":lookahead=2:horizon=turn")
 
 
 def test_heuristic_with_a_share_of_random_moves_is_seeded_self_play(tmp_path):

@@ -78,6 +78,23 @@ RR_HD inline uint64_t pack8x8(int a, int b, int c, int d, int e, int f, int g, i
          ((uint64_t)(uint8_t)g << 48) | ((uint64_t)(uint8_t)h << 56);
 }
 
+// The owners of the stack at c's rings from the top down, 3 bits a ring, 21 rings a word: calls
+// add(word) for each full word and once more for the last (possibly partial, possibly empty) one.
+template <class Add>
+RR_HD inline void for_each_owner_word(const State& s, int c, Add add) {
+  uint64_t owners = 0;
+  int room = 21;
+  for (int r = s.top[c]; r != NO_CELL; r = s.ring_next[r]) {
+    owners = (owners << 3) | s.ring_owner[r];
+    if (--room == 0) {
+      add(owners);
+      owners = 0;
+      room = 21;
+    }
+  }
+  add(owners);
+}
+
 // The board part: every stack in insertion order (the order the rules walk them in) with its
 // controller, height and cap, and for a stack with rings of several colours every ring's owner
 // from the top down (so the rings below the cap count too); the markers; the collapsed spaces.
@@ -87,19 +104,8 @@ RR_HD inline uint64_t fast_board_hash(const Geometry& g, const State& s) {
   for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
     m.add((uint64_t)(uint16_t)c | ((uint64_t)(uint16_t)s.height[c] << 16) | ((uint64_t)s.cap[c] << 32) |
           ((uint64_t)s.ctrl[c] << 40));
-    if (s.height[c] > s.cap[c]) {  // rings below the cap: their owners, 21 rings (3 bits each) a word
-      uint64_t owners = 0;
-      int room = 21;
-      for (int r = s.top[c]; r != NO_CELL; r = s.ring_next[r]) {
-        owners = (owners << 3) | s.ring_owner[r];
-        if (--room == 0) {
-          m.add(owners);
-          owners = 0;
-          room = 21;
-        }
-      }
-      m.add(owners);
-    }
+    if (s.height[c] > s.cap[c])  // rings below the cap: their owners
+      for_each_owner_word(s, c, [&](uint64_t owners) { m.add(owners); });
     stacks++;
   }
   m.add(0xFFFF0000ull | (uint64_t)(uint16_t)stacks);
@@ -170,18 +176,15 @@ RR_HD inline uint64_t stack_cell_key(const State& s, int c) {
   if (s.top[c] == NO_CELL) return 0;
   uint64_t k = cell_key_mix((uint64_t)(uint16_t)c | ((uint64_t)(uint16_t)s.height[c] << 16) |
                             ((uint64_t)s.cap[c] << 32) | ((uint64_t)s.ctrl[c] << 40) | (1ull << 48));
-  if (s.height[c] > s.cap[c]) {  // rings below the cap: their owners, 21 rings (3 bits each) a word
-    uint64_t owners = 0;
-    int room = 21;
-    for (int r = s.top[c]; r != NO_CELL; r = s.ring_next[r]) {
-      owners = (owners << 3) | s.ring_owner[r];
-      if (--room == 0) {
-        k = cell_key_mix(k ^ owners);
-        owners = 0;
-        room = 21;
-      }
-    }
-    k = cell_key_mix(k ^ owners ^ 0x5A5A000000000000ull);
+  if (s.height[c] > s.cap[c]) {  // rings below the cap: their owners (the last word tagged)
+    uint64_t last = 0;
+    bool first = true;
+    for_each_owner_word(s, c, [&](uint64_t owners) {
+      if (!first) k = cell_key_mix(k ^ last);
+      last = owners;
+      first = false;
+    });
+    k = cell_key_mix(k ^ last ^ 0x5A5A000000000000ull);
   }
   return k;
 }
