@@ -66,7 +66,8 @@ struct Connection {
 // Inserts every game of `b` in one transaction (all or nothing), skipping identities already
 // stored (the statement's ON CONFLICT DO NOTHING); returns the rows added. `reasons[code]` is the
 // text stored for a reason code ("" stores NULL). Throws std::runtime_error (SQLite's message)
-// or std::invalid_argument (a step the packed format cannot hold); nothing is stored then.
+// or std::invalid_argument (a step the packed format cannot hold, a reason code with no text);
+// nothing is stored then.
 inline long long insert_games(const sqlite::Api& api, const std::string& path, const std::string& sql,
                               const RunColumns& run, const BatchView& b, const std::vector<std::string>& reasons,
                               int busy_timeout_ms) {
@@ -91,18 +92,20 @@ inline long long insert_games(const sqlite::Api& api, const std::string& path, c
            text(13, run.started_at, true) | text(15, run.created_at, true) | text(16, run.parity_status, true) |
            api.bind_int64(c.stmt, 17, run.stored_kind);
   if (rc != sqlite::OK) c.fail("binding the run's columns");
+  const int width = run.keep_low32 ? 4 : 8;  // bytes of each step's stored hash
   long long added = 0;
   for (size_t g = 0; g < b.games; g++) {
     const int64_t a = b.offsets[g], n = b.offsets[g + 1] - a;
     steps.resize((size_t)n * steppack::MAX_STEP_BYTES + 1);
     uint8_t* end = steppack::pack_game(b.moves + a, b.phases + a, b.players + a, n, steps.data(), a);
-    const int width = run.keep_low32 ? 4 : 8;
     hashes.resize((size_t)n * width);
     for (int64_t i = 0; i < n; i++) {  // little-endian, as the Python path's numpy arrays
       uint64_t h = b.hashes[a + i];
       for (int k = 0; k < width; k++) hashes[(size_t)i * width + k] = (uint8_t)(h >> (8 * k));
     }
-    if (b.reason[g] >= reasons.size()) throw std::invalid_argument("reason code out of range");
+    if (b.reason[g] >= reasons.size())
+      throw std::invalid_argument("reason code " + std::to_string(b.reason[g]) + " of game " + std::to_string(g) +
+                                  " is not a victory reason");
     const std::string& why = reasons[b.reason[g]];
     double ms = b.seconds[g] * 1000.0;  // rounded half to even, as numpy's rint on the Python path
     long long duration = std::isfinite(ms) && std::fabs(ms) < 9e15 ? (long long)std::nearbyint(ms) : 0;

@@ -44,7 +44,6 @@ struct Api {
   int (*changes)(sqlite3*) = nullptr;
   int (*get_autocommit)(sqlite3*) = nullptr;
   const char* (*errmsg)(sqlite3*) = nullptr;
-  const char* (*libversion)() = nullptr;
   bool ready = false;
 };
 
@@ -77,7 +76,6 @@ inline const Api* load(const std::string& module_path) {
     get(api.changes, "sqlite3_changes");
     get(api.get_autocommit, "sqlite3_get_autocommit");
     get(api.errmsg, "sqlite3_errmsg");
-    get(api.libversion, "sqlite3_libversion");
     api.ready = all;
     // The handle stays open for the life of the process: the functions live in that library.
   });

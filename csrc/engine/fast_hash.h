@@ -32,26 +32,30 @@ enum StepHashKind : uint8_t {
   HASH_AUTO = 255,     // checkers only: take the kind that the first stored step matches
 };
 
+// Eight bytes at `p` as a little-endian word (the host's one unaligned load, x86-64 and AArch64
+// hosts being little-endian; the device assembles them byte by byte, with the same result).
+RR_HD inline uint64_t load_le64(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+  uint64_t w = 0;
+  for (int k = 0; k < 8; k++) w |= (uint64_t)p[k] << (8 * k);
+  return w;
+#else
+  uint64_t w;
+  __builtin_memcpy(&w, p, 8);
+  return w;
+#endif
+}
+
 struct FastHashMixer {
   uint64_t h = 0x6A09E667F3BCC909ull;
   RR_HD void add(uint64_t w) {
     h = (h ^ w) * 0x9E3779B97F4A7C15ull;
     h ^= h >> 29;
   }
-  // Adds n bytes of an array, 8 at a time, as little-endian words (the host's one unaligned
-  // load; the device assembles them byte by byte, with the same result).
+  // Adds n bytes of an array, 8 at a time, as little-endian words.
   RR_HD void add_bytes(const uint8_t* p, int n) {
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-      uint64_t w;
-#if defined(__CUDA_ARCH__)
-      w = 0;
-      for (int k = 0; k < 8; k++) w |= (uint64_t)p[i + k] << (8 * k);
-#else
-      __builtin_memcpy(&w, p + i, 8);  // x86-64 and AArch64 hosts are little-endian
-#endif
-      add(w);
-    }
+    for (; i + 8 <= n; i += 8) add(load_le64(p + i));
     uint64_t w = 0;
     for (int k = 0; i + k < n; k++) w |= (uint64_t)p[i + k] << (8 * k);
     add(w ^ ((uint64_t)n << 56));  // the length closes the array
@@ -134,26 +138,6 @@ RR_HD inline uint64_t fast_state_hash(const Geometry& g, const State& s) {
   return fast_hash_with_board(s, fast_board_hash(g, s));
 }
 
-// Move types whose rules step never touches the board (stacks, markers, collapsed spaces): only
-// the phase, the turn and counters change (rules.h, transition and end_turn). A recorder may keep
-// the board part of the previous step's hash after them; tests/test_fast_hash.py checks every
-// recorded hash of its corpora against a full fast_state_hash.
-RR_HD inline bool move_keeps_board(uint8_t type) {
-  switch (type) {
-    case MT_SKIP_PLACEMENT:
-    case MT_NO_PLACEMENT_ACTION:
-    case MT_SKIP_CAPTURE:
-    case MT_NO_MOVEMENT_ACTION:
-    case MT_SKIP_RECOVERY:
-    case MT_NO_LINE_ACTION:
-    case MT_SKIP_TERRITORY_PROCESSING:
-    case MT_NO_TERRITORY_ACTION:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // ---- the cells hash: the same state, hashed so that a step costs what it changes ----------------
 // The board part is an XOR over cells of a key per occupied cell (its stack with every ring's
 // owner, its marker, its collapsed owner), so a recorder can keep it up to date from the cells the
@@ -214,20 +198,6 @@ RR_HD inline uint64_t cells_board_hash(const Geometry& g, const State& s) {
       collapsed--;
     }
   return b;
-}
-
-// Eight bytes of a state at `p`, as a little-endian word (the host's one unaligned load; the
-// device assembles them byte by byte, with the same result).
-RR_HD inline uint64_t load_le64(const uint8_t* p) {
-#if defined(__CUDA_ARCH__)
-  uint64_t w = 0;
-  for (int k = 0; k < 8; k++) w |= (uint64_t)p[k] << (8 * k);
-  return w;
-#else
-  uint64_t w;
-  __builtin_memcpy(&w, p, 8);
-  return w;
-#endif
 }
 
 // The rest of the cells hash reads the head of State as it lies in memory, 8 bytes at a time:

@@ -224,8 +224,8 @@ using FloodHex8 = FloodN<2, 1, 9, 8, -1, -9, -8, 1>;
 using FloodSquare19 = FloodN<6, 2, 1, 19, -1, -19>;
 using FloodHexagonal = FloodN<10, 2, 25, 24, -1, -25, -24, 1>;
 
-// Boards with no doubling fill: applies() is false, so the scan takes bb_flood_n.
-struct NoWideFlood {
+// Boards with no constant-shift fill: applies() is false, so the scan takes bb_flood_n.
+struct NoFloodN {
   RR_HD static bool applies(const Geometry&) { return false; }
   RR_HD void init(const Geometry&, const BB&) {}
   RR_HD void flood(BB&) const {}
@@ -234,7 +234,7 @@ struct NoWideFlood {
 // The fill for a scan with NW words and ND directions, when the geometry has the expected layout.
 template <int NW, int ND>
 struct FloodFor {
-  using type = NoWideFlood;
+  using type = NoFloodN;
 };
 template <>
 struct FloodFor<1, 4> {
@@ -317,7 +317,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
   }
   if (stop_at_payable && rec && buried_total == 0) return false;
   collapsed_bits_n<NW>(g, s, collapsed);
-  const bool wide_layout = FloodFor<NW, ND>::type::applies(g);  // the layout its constant-shift fill was written for
+  const bool floodn_layout = FloodFor<NW, ND>::type::applies(g);  // the layout its FloodN was written for
   for (int k = 0; k <= n_colours; k++) {
     int pass = k < n_colours ? colours[k] : 0;
     BB allowed, remaining;
@@ -328,8 +328,8 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
       allowed.w[i] = g.bb_board.w[i] & ~wall;
       remaining.w[i] = allowed.w[i];
     }
-    typename FloodFor<NW, ND>::type fw;
-    bool have_fw = false;
+    typename FloodFor<NW, ND>::type fill;
+    bool have_fill = false;
     for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining)) {
       BB comp;
       if (walls == 0) {
@@ -337,12 +337,12 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
       } else {
         for (int i = 0; i < NW; i++) comp.w[i] = 0;
         bb_set(comp, bit);
-        if (wide_layout) {
-          if (!have_fw) {
-            fw.init(g, allowed);
-            have_fw = true;
+        if (floodn_layout) {
+          if (!have_fill) {
+            fill.init(g, allowed);
+            have_fill = true;
           }
-          fw.flood(comp);
+          fill.flood(comp);
         } else {
           bb_flood_n<NW, ND>(g, comp, allowed);
         }
