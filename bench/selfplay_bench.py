@@ -156,7 +156,7 @@ def run_row(board, players, policy, threads, mode, games, seed=1) -> dict:
         row.update(db_bytes=size, bytes_per_game=round(size / games, 1), bytes_per_move=round(size / max(moves, 1), 2))
         from ringrift.db import store  # which insert path wrote the rows (GameDB.insert_batch)
 
-        row["writer"] = "native" if store._native_module and store._native_module[0] else "python"
+        row["writer"] = "native" if store.native_writer_module() is not None else "python"
     return row
 
 

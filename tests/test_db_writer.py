@@ -20,8 +20,9 @@ RUN = dict(board="hex8", num_players=3, seed=7, policy="random", engine_version=
 
 
 def _native_or_skip():
-    if store._native_writer({}) is None and not store._native_module[0]:
-        pytest.skip("the native game writer found no SQLite library in this interpreter (the Python path serves)")
+    if store.native_writer_module() is None:
+        pytest.skip("the native game writer does not run here (RINGRIFT_DB_WRITER=python, or no SQLite library "
+                    "found in this interpreter): the Python path serves")
 
 
 @pytest.fixture

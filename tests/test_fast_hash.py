@@ -143,13 +143,19 @@ CREATE INDEX idx_games_parity ON games (parity_status);
 """
 
 
+def _old_file(path, ddl, version, created):
+    """An older ringrift's game DB file: its tables and its meta rows, the games still to write."""
+    con = sqlite3.connect(path)
+    con.executescript(ddl)
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "ringrift-gamedb"), ("schema_version", str(version)),
+                                                        ("created_at", created)])
+    return con
+
+
 def _write_v1(path, board="square8", num_players=2, games=range(6)):
     """A schema-1 file as ringrift 0.1 wrote it: 16-byte records and the reference hash per step."""
     b = _core.selfplay_batch(board, num_players, 9, list(games), "random")
-    con = sqlite3.connect(path)
-    con.executescript(V1_SCHEMA)
-    con.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "ringrift-gamedb"), ("schema_version", "1"),
-                                                        ("created_at", "2026-01-01T00:00:00.000+00:00")])
+    con = _old_file(path, V1_SCHEMA, 1, "2026-01-01T00:00:00.000+00:00")
     offs = b["move_offsets"]
     for g, gi in enumerate(b["game_index"]):
         a, e = offs[g], offs[g + 1]
@@ -178,10 +184,8 @@ def _write_v2(path, board="square8", num_players=2, games=range(5)):
         assert new in v2_table
         v2_table = v2_table.replace(new, old)
     b = _core.selfplay_batch(board, num_players, 4, list(games), "random")
-    con = sqlite3.connect(path)
-    con.executescript(f"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); {v2_table}; {INDEX_SQL};")
-    con.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "ringrift-gamedb"), ("schema_version", "2"),
-                                                        ("created_at", "2026-11-01T00:00:00.000+00:00")])
+    con = _old_file(path, f"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); {v2_table}; {INDEX_SQL};",
+                    2, "2026-11-01T00:00:00.000+00:00")
     offs = b["move_offsets"]
     for g, gi in enumerate(b["game_index"]):
         a, e = offs[g], offs[g + 1]

@@ -18,6 +18,7 @@ See ``docs/game_db.md`` for the schema.  The store is plain :mod:`sqlite3`:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import sqlite3
@@ -770,29 +771,38 @@ _REASON_TEXT = tuple(r if r else None for r in _core.REASONS)
 #: RINGRIFT_DB_WRITER=python writes self-play batches through Python's sqlite3 even where the
 #: native writer can run (the two paths store the same rows; tests compare them).
 _WRITER_ENV = "RINGRIFT_DB_WRITER"
-_native_module: list = []  # [path of Python's _sqlite3 extension, or None]: looked up once
+
+
+@functools.cache
+def _sqlite_module() -> str | None:
+    """The path the native writer resolves SQLite from (Python's _sqlite3 extension; "" when it is
+    built into the interpreter), or None when the writer cannot run here. Looked up once."""
+    import _sqlite3
+
+    path = getattr(_sqlite3, "__file__", None) or ""
+    ok = tuple(_core.DB_WRITER_COLUMNS) == INSERT_COLUMNS and _core.db_writer_available(path)
+    return path if ok else None
+
+
+def native_writer_module() -> str | None:
+    """Where the native writer finds SQLite when self-play batches go through it (not forced to
+    Python by RINGRIFT_DB_WRITER=python, the library found), else None."""
+    return None if os.environ.get(_WRITER_ENV, "") == "python" else _sqlite_module()
 
 
 def _native_writer(batch: dict) -> str | None:
     """The module path the native writer resolves SQLite from, when it can take this batch: a
     self-play batch of numpy arrays with a hash kind it stores, the same column order, the
     library found. Anything else goes the Python way (whose errors name a malformed field)."""
-    if os.environ.get(_WRITER_ENV, "") == "python":
-        return None
-    if not _native_module:
-        import _sqlite3
-
-        path = getattr(_sqlite3, "__file__", None) or ""  # built into the interpreter: the main program
-        ok = tuple(_core.DB_WRITER_COLUMNS) == INSERT_COLUMNS and _core.db_writer_available(path)
-        _native_module.append(path if ok else None)
-    if _native_module[0] is None or not isinstance(batch, dict):
+    module = native_writer_module()
+    if module is None or not isinstance(batch, dict):
         return None
     kind = batch.get("hash_kind", "reference")
     if kind not in HASH_KIND_NAMES or (HASH_KIND_NAMES.index(kind) not in HASH_STORED_AS and kind != "reference"):
         return None
     if not all(isinstance(batch.get(k), np.ndarray) for k in _BATCH_GAME_FIELDS + _BATCH_STEP_FIELDS):
         return None
-    return _native_module[0]
+    return module
 
 
 def _package_version() -> str:

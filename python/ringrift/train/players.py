@@ -41,6 +41,12 @@ HORIZONS = ("move", "turn")
 TURN_STEPS = 64
 
 
+def game_generator(seed: int, game: int) -> np.random.Generator:
+    """Game `game`'s own random stream of a run seeded `seed`: Philox keyed by (seed, game), so a
+    game draws the same numbers whatever its batch, slot or thread."""
+    return np.random.Generator(np.random.Philox(key=((int(seed) & (2**64 - 1)) << 64) | int(game)))
+
+
 class PlayerSpecError(RingRiftError, ValueError):
     """A player spec or model that cannot be used (one line)."""
 
@@ -163,8 +169,7 @@ class MixedPlayer(BuiltinPlayer):
         super().start(slots, games)
         self.random.start(slots, games)
         for s, g in zip(slots.tolist(), games.tolist()):
-            self.gens[s] = np.random.Generator(np.random.Philox(key=(((int(self.seed) + 7919) & (2**64 - 1)) << 64)
-                                                                | int(g)))
+            self.gens[s] = game_generator(int(self.seed) + 7919, g)
 
     def choose(self, slots: np.ndarray) -> np.ndarray:
         u = np.array([self.gens[s].random() for s in slots.tolist()])
@@ -268,8 +273,7 @@ class NetPlayer:
 
     def start(self, slots: np.ndarray, games: np.ndarray) -> None:
         for s, g in zip(slots.tolist(), games.tolist()):
-            key = ((int(self.seed) & (2**64 - 1)) << 64) | int(g)
-            self.gens[s] = np.random.Generator(np.random.Philox(key=key))
+            self.gens[s] = game_generator(self.seed, g)
 
     def evaluate(self, features, globals_):
         from .onnx_export import run
