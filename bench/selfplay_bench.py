@@ -3,9 +3,10 @@
 Modes:
   engine    play only (the rules core and the policy; no per-step records)
   records   play and keep each game's move records and per-step state hashes (what a DB stores)
-  db        the full canonical_selfplay path: the self-play runner (ringrift.selfplay.runner), which
-            writes each batch into a fresh SQLite game database while the next one plays; also
-            reports the file's bytes per game and per move (after VACUUM, off the clock)
+  db        the full canonical_selfplay path: the self-play runner (ringrift.selfplay.runner) into a
+            fresh SQLite game database; on the CPU one native call where each thread plays a chunk,
+            then commits it (csrc/selfplay/db_runner.h); also reports the file's bytes per game and
+            per move (after VACUUM, off the clock)
   cli       the README's main command itself, `ringrift-pipeline run canonical_selfplay ...` into a
             fresh DB, run as a subprocess: interpreter start-up, imports, config, state file and
             logs included; CPU time is the child's (user + system, all threads)
@@ -128,8 +129,8 @@ def run_row(board, players, policy, threads, mode, games, seed=1) -> dict:
     size = None
     with tempfile.TemporaryDirectory() as tmp:
         if mode == "db":
-            # The user's path (ringrift-pipeline's canonical_selfplay): the runner plays batch k + 1
-            # on native threads while this thread writes batch k into a fresh database.
+            # The user's path (ringrift-pipeline's canonical_selfplay): the runner's native threads
+            # play and commit chunks into a fresh database.
             from ringrift.db import GameDB
             from ringrift.selfplay.runner import run_selfplay
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
 PACKAGE = Path(__file__).resolve().parents[1] / "python" / "ringrift"
 
 
@@ -65,3 +67,24 @@ def test_the_checker_sees_every_form_of_import():
     assert [n for _, n in cli_imports("def f():\n    from ringrift.parity.cli import run_db", parts)] == \
         ["ringrift.parity.cli.run_db", "ringrift.parity.cli"]
     assert cli_imports("from ..api import logs_dir\nimport click\nfrom .clients import x", parts) == []
+
+
+def test_importing_ringrift_and_its_pipeline_leaves_numpy_unloaded():
+    # The console scripts (ringrift/cli.py) set OPENBLAS_NUM_THREADS before numpy loads; that only
+    # works while the packages they import first do not load numpy themselves.
+    import subprocess
+    import sys
+
+    code = "import sys, ringrift, ringrift.pipeline; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_every_console_script_starts_through_ringrift_cli():
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts and all(target.startswith("ringrift.cli:") for target in scripts.values())
+    import ringrift.cli as launcher
+
+    assert all(callable(getattr(launcher, target.split(":")[1])) for target in scripts.values())

@@ -4,6 +4,7 @@
 #include "bindings/common.h"
 #include "db/game_writer.h"
 #include "export/step_pack.h"
+#include "selfplay/db_runner.h"
 
 namespace rr {
 namespace bind {
@@ -90,6 +91,27 @@ bool db_writer_available(const std::string& module_path) {
   return sqlite::load(module_path) != nullptr;
 }
 
+// The columns every row of a self-play run shares, checked.
+dbwrite::RunColumns run_columns(const std::string& board, pyarg::Int num_players, const std::string& policy,
+                                pyarg::Int seed, const py::object& engine_version, const py::object& host,
+                                const py::object& max_moves, pyarg::Int stored_kind, bool keep_low32) {
+  dbwrite::RunColumns run;
+  run.board = board;
+  run.policy = policy;
+  run.num_players = num_players.v;
+  run.seed = seed.v;
+  run.has_engine_version = !engine_version.is_none();
+  if (run.has_engine_version) run.engine_version = py::cast<std::string>(engine_version);
+  run.has_host = !host.is_none();
+  if (run.has_host) run.host = py::cast<std::string>(host);
+  run.has_max_moves = !max_moves.is_none();
+  if (run.has_max_moves) run.max_moves = pyarg::int_value(max_moves, "max_moves");
+  run.parity_status = "unchecked";
+  run.stored_kind = (int)pyarg::in_range(stored_kind, 0, 255, "stored_kind");
+  run.keep_low32 = keep_low32;
+  return run;
+}
+
 // Inserts a _core.selfplay_batch result into the game DB at `path` with `sql` (schema.py's INSERT
 // of INSERT_COLUMNS, which the caller has checked against DB_WRITER_COLUMNS). Returns rows added;
 // RuntimeError with SQLite's message, ValueError for a malformed batch; nothing stored then.
@@ -130,22 +152,10 @@ long long db_insert_batch(const std::string& module_path, const std::string& pat
   for (py::ssize_t g = 0; g < G; g++)  // reason codes: checked by insert_games, nothing stored then
     if (off[g] < 0 || off[g + 1] > M || off[g + 1] - off[g] != move_count.data()[g])
       throw py::value_error("move_offsets do not match move_count and the step arrays");
-  dbwrite::RunColumns run;
-  run.board = board;
-  run.policy = policy;
-  run.num_players = num_players.v;
-  run.seed = seed.v;
-  run.has_engine_version = !engine_version.is_none();
-  if (run.has_engine_version) run.engine_version = py::cast<std::string>(engine_version);
-  run.has_host = !host.is_none();
-  if (run.has_host) run.host = py::cast<std::string>(host);
-  run.has_max_moves = !max_moves.is_none();
-  if (run.has_max_moves) run.max_moves = pyarg::int_value(max_moves, "max_moves");
+  dbwrite::RunColumns run = run_columns(board, num_players, policy, seed, engine_version, host, max_moves,
+                                        stored_kind, keep_low32);
   run.started_at = started_at;
   run.created_at = created_at;
-  run.parity_status = "unchecked";
-  run.stored_kind = (int)pyarg::in_range(stored_kind, 0, 255, "stored_kind");
-  run.keep_low32 = keep_low32;
   dbwrite::BatchView b;
   b.games = (size_t)G;
   b.game_index = game_index.data();
@@ -179,6 +189,98 @@ long long db_insert_batch(const std::string& module_path, const std::string& pat
   return added;
 }
 
+// Plays the game indices `runs` ([a, b) pairs, ascending) of run (board, num_players, seed,
+// policy) on `threads` native threads and stores them in the game DB at `path`, a chunk of
+// `chunk_size` games a transaction, in index order (selfplay/db_runner.h): the GIL is released
+// throughout, except to call progress(games_played, games_added) after commits and to check
+// for Ctrl-C. Returns the totals of the committed chunks and whether the run was interrupted.
+// RuntimeError with SQLite's message if a chunk cannot be stored (the chunks before it stay).
+py::dict selfplay_into_db(const std::string& module_path, const std::string& path, const std::string& sql,
+                          const std::string& board, pyarg::Int num_players, py::object seed_,
+                          const std::vector<std::pair<long long, long long>>& runs, const std::string& policy,
+                          pyarg::Int threads_, pyarg::Int max_moves_, pyarg::Int chunk_size_, py::object engine_version,
+                          py::object host, pyarg::Int stored_kind, bool keep_low32, std::vector<std::string> reasons,
+                          pyarg::Int busy_timeout_ms, py::object progress) {
+  const sqlite::Api* api = sqlite::load(module_path);
+  if (!api) throw std::runtime_error("the native game writer found no SQLite library in this process");
+  if (reasons.empty()) throw py::value_error("reasons must name at least code 0");
+  if (num_players.v < 2 || num_players.v > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
+  BatchOptions play;
+  play.board = parse_board(board);
+  play.num_players = (int)num_players.v;
+  play.seed = pyarg::u64(seed_, "seed");
+  play.policy = parse_policy(policy);
+  play.threads = resolve_threads(pyarg::thread_count(threads_));
+  play.max_moves = (int)pyarg::in_range(max_moves_, 1, pyarg::MAX_MOVE_COUNT, "max_moves");
+  const size_t chunk = (size_t)pyarg::in_range(chunk_size_, 1, 1 << 20, "chunk_size");
+  std::vector<std::pair<int64_t, int64_t>> index_runs;
+  long long last = -1;
+  for (auto [a, b] : runs) {
+    if (a < 0 || b > ((long long)1 << 62) || a >= b || a < last)
+      throw py::value_error("runs must be ascending, non-empty [a, b) ranges of game indices in 0..2**62");
+    index_runs.emplace_back(a, b);
+    last = b;
+  }
+  if (play.seed > (uint64_t)INT64_MAX) throw py::value_error("seed: the game DB stores seeds up to 2**63 - 1");
+  dbwrite::RunColumns cols = run_columns(board, num_players, policy, pyarg::Int{(long long)play.seed}, engine_version,
+                                         host, py::int_(play.max_moves), stored_kind, keep_low32);
+  const int timeout = (int)pyarg::in_range(busy_timeout_ms, 0, 3600000, "busy_timeout_ms");
+  const size_t num_reasons = reasons.size();
+  std::string error;
+  bool bad_value = false, interrupted = false;
+  DbRunTotals totals;
+  {
+    py::gil_scoped_release release;
+    try {
+      dbwrite::GameWriter writer(*api, path, sql, std::move(reasons), timeout);
+      DbRun run(play, ChunkCursor(std::move(index_runs), chunk), writer, cols, num_reasons);
+      long long reported = 0;
+      run.run(play.threads, [&]() -> bool {
+        // Between commits, with the GIL: report new commits, and stop on a pending signal.
+        py::gil_scoped_acquire hold;
+        if (PyErr_CheckSignals() != 0) {
+          PyErr_Clear();
+          interrupted = true;
+          return false;
+        }
+        DbRunTotals now = run.totals();
+        if (now.played != reported && !progress.is_none()) {
+          reported = now.played;
+          try {
+            progress(now.played, now.added);
+          } catch (py::error_already_set& e) {
+            if (e.matches(PyExc_KeyboardInterrupt)) {
+              interrupted = true;
+              return false;
+            }
+            throw;
+          }
+        }
+        return true;
+      });
+      totals = run.totals();
+    } catch (const std::invalid_argument& e) {
+      error = e.what();
+      bad_value = true;
+    } catch (py::error_already_set&) {
+      throw;
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (bad_value) throw py::value_error(error);
+  if (!error.empty()) throw std::runtime_error(error);
+  py::dict d;
+  d["added"] = totals.added;
+  d["played"] = totals.played;
+  d["moves"] = totals.moves;
+  d["capped"] = totals.capped;
+  d["wins"] = std::vector<long long>(totals.wins, totals.wins + MAX_PLAYERS + 1);
+  d["reasons"] = totals.reasons;
+  d["interrupted"] = interrupted;
+  return d;
+}
+
 void register_db(py::module_& mod) {
   mod.attr("DB_WRITER_COLUMNS") =
       py::cast(std::vector<std::string>(dbwrite::WRITER_COLUMNS, dbwrite::WRITER_COLUMNS + dbwrite::NUM_WRITER_COLUMNS));
@@ -189,6 +291,12 @@ void register_db(py::module_& mod) {
           py::arg("host"), py::arg("max_moves"), py::arg("started_at"), py::arg("created_at"), py::arg("stored_kind"),
           py::arg("keep_low32"), py::arg("reasons"), py::arg("busy_timeout_ms"),
           "Insert a self-play batch into a game DB in one transaction without the GIL; returns rows added.");
+  mod.def("selfplay_into_db", &selfplay_into_db, py::arg("module_path"), py::arg("path"), py::arg("sql"),
+          py::arg("board"), py::arg("num_players"), py::arg("seed"), py::arg("runs"), py::arg("policy"),
+          py::arg("threads"), py::arg("max_moves"), py::arg("chunk_size"), py::arg("engine_version"), py::arg("host"),
+          py::arg("stored_kind"), py::arg("keep_low32"), py::arg("reasons"), py::arg("busy_timeout_ms"),
+          py::arg("progress") = py::none(),
+          "Play game index runs on native threads straight into a game DB, a transaction a chunk, without the GIL.");
   mod.def("split_blob", &split_blob, py::arg("data"), py::arg("offsets"), py::arg("scale") = 1,
           "Cut a buffer into bytes objects: data[offsets[g]*scale : offsets[g+1]*scale] for each g.");
   mod.def("pack_steps", &pack_steps, py::arg("moves"), py::arg("phases"), py::arg("players"), py::arg("offsets"),

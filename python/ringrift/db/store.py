@@ -578,6 +578,19 @@ class GameDB:
             raise DBError(f"{self.path}: insert_batch failed, nothing of the batch was stored: {exc}",
                           path=str(self.path)) from None
 
+    def native_writer_args(self, hash_kind: str = "cells64") -> dict | None:
+        """The keyword arguments with which the C++ core writes self-play rows of `hash_kind` into
+        this file itself (``_core.selfplay_into_db``: csrc/selfplay/db_runner.h), the same rows as
+        insert_batch; None when the native writer cannot run here (then use insert_batch)."""
+        self._writable()
+        module = native_writer_module()
+        kind = HASH_KIND_NAMES.index(hash_kind)
+        if module is None or kind not in HASH_STORED_AS:
+            return None
+        return {"module_path": module, "path": str(self.path), "sql": _INSERT_SQL,
+                "stored_kind": HASH_STORED_AS[kind], "keep_low32": True,
+                "reasons": [r or "" for r in _REASON_TEXT], "busy_timeout_ms": _BUSY_TIMEOUT_MS}
+
     def _insert_rows(self, rows, *, what: str = "insert", hash_kind: str = "reference") -> int:
         """Insert games given as ``LOGICAL_COLUMNS`` tuples (fixed-width step blobs, hashes of
         ``hash_kind`` as uint64) in one transaction, skipping identities already stored; returns

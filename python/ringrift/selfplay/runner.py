@@ -5,9 +5,10 @@ the same game, whatever the thread count. A run fills the indices 0..N-1 that th
 does not hold yet, in batches that are each committed atomically, so a killed run leaves only
 complete games and the same command resumes exactly where it stopped.
 
-The C++ batch runs on native threads with the GIL released; while it plays batch k+1, this
-thread writes batch k, so database writing overlaps play. The write itself is native too where
-it can be (GameDB.insert_batch: csrc/db/game_writer.h, also without the GIL).
+On the CPU the whole run is one native call (csrc/selfplay/db_runner.h): each of `threads`
+native threads plays a chunk of games, then commits it (chunks in index order), without the GIL,
+so `threads` is the number of cores the run uses. The other paths (CUDA, search, the Python
+writer) play batch k+1 on native threads while this thread writes batch k.
 """
 
 from __future__ import annotations
@@ -71,6 +72,42 @@ def _count_into(counter: Counter, codes, name) -> None:
     for code in np.flatnonzero(counts).tolist():
         if code:
             counter[name(code)] += int(counts[code])
+
+
+# Games a thread plays before it commits them (one transaction) on the native path: about 10 ms
+# of play, so commits are cheap beside play and progress stays lively.
+CHUNK = {"square8": 256, "hex8": 256, "square19": 16, "hexagonal": 16}
+
+
+def _play_into_db(db, result: SelfplayResult, todo: IndexSet, writer: dict, *, threads: int, max_moves: int,
+                  chunk_size: int, host: str, progress, t0: float) -> SelfplayResult:
+    """run_selfplay's CPU path: _core.selfplay_into_db (csrc/selfplay/db_runner.h) plays the
+    index runs on native threads and commits them a chunk at a time, in index order."""
+    from ..db.errors import DBError
+
+    def report(played: int, added: int) -> None:
+        result.seconds = time.perf_counter() - t0
+        if progress:
+            progress(result.already_present + played, result.target, added / result.seconds if result.seconds else 0.0)
+
+    try:
+        out = _core.selfplay_into_db(board=result.board, num_players=result.num_players, seed=result.seed,
+                                     runs=todo.runs, policy=result.policy, threads=threads, max_moves=max_moves,
+                                     chunk_size=chunk_size, engine_version=ENGINE_VERSION, host=host,
+                                     progress=report, **writer)
+    except RuntimeError as exc:
+        raise DBError(f"{db.path}: storing self-play games failed ({exc}); the games committed before it "
+                      f"are stored, and the same command resumes", path=str(db.path)) from None
+    result.games = out["added"]
+    result.duplicates = out["played"] - out["added"]
+    result.moves = out["moves"]
+    result.capped = out["capped"]
+    result.wins.update({p: n for p, n in enumerate(out["wins"]) if p and n})
+    result.reasons.update({_core.REASONS[r]: n for r, n in enumerate(out["reasons"]) if r and n})
+    result.seconds = time.perf_counter() - t0
+    if out["interrupted"]:
+        raise KeyboardInterrupt
+    return result
 
 
 def games_to_play(db, result: SelfplayResult) -> IndexSet:
@@ -146,6 +183,10 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
         size = batch_size or max(64, min(4096, 256 * n_threads if board in ("square8", "hex8") else 16 * n_threads))
     host = socket.gethostname()
     t0 = time.perf_counter()
+    writer = db.native_writer_args("cells64") if device == "cpu" and search is None else None
+    if writer is not None:  # play and store in one native call: each thread plays and writes in turn
+        return _play_into_db(db, result, todo, writer, threads=n_threads, max_moves=max_moves,
+                             chunk_size=batch_size or CHUNK[board], host=host, progress=progress, t0=t0)
 
     def play(chunk):
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
