@@ -5,6 +5,7 @@
 #   gpu.json, gpu.log   self-play differential on every board/players/policy + throughput sweep
 #   env.json, env.log   batch-environment differential + env steps/s
 #   ptxas.log           registers / stack / spills of every kernel for the GPU's architecture
+#   search.log          the search kernel against its host twin (tests/test_search.py, GPU tests)
 # The device image has cupy, pytest, pybind11 and scikit-build-core but no network, so the
 # install takes no dependencies (--no-deps; the GPU path needs none it lacks).
 # Each stage is bounded so a slow stage cannot eat the others' time (about 9 minutes in all, under
@@ -43,7 +44,8 @@ else
 fi
 arch="sm_$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '.')"
 [[ "$arch" == "sm_" ]] && arch=sm_90
-stage ptxas 60 bash -c "for k in selfplay_kernel env_kernel; do nvcc -std=c++17 -I csrc -arch=$arch -Xptxas -v -c csrc/selfplay/\$k.cu -o /tmp/\$k.o; done"
-stage gpu 240 python3 bench/gpu_bench.py --json "$OUT/gpu.json" --budget-s 150
+stage ptxas 60 bash -c "for k in selfplay/selfplay_kernel selfplay/env_kernel search/search_kernel; do nvcc -std=c++17 -I csrc -arch=$arch -Xptxas -v -c csrc/\$k.cu -o /tmp/\$(basename \$k).o; done"
+stage search 60 python3 -m pytest -q -x -rs -p no:cacheprovider tests/test_search.py -k cuda_search_kernel
+stage gpu 190 python3 bench/gpu_bench.py --json "$OUT/gpu.json" --budget-s 110
 stage env 120 python3 bench/env_bench.py --device cuda --json "$OUT/env.json" --steps 20
 exit $status

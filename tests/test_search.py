@@ -10,6 +10,7 @@ import pytest
 from conftest import make_state, random_positions
 from ringrift import _core
 from ringrift.engine import Game, IllegalMoveError
+from ringrift.gpu import gpu_status
 from ringrift.gpu.nvrtc import find_libnvrtc
 from ringrift.search import GumbelSearch, uniform_evaluator
 
@@ -210,6 +211,51 @@ def test_search_kernel_compiles_with_nvrtc():
     from ringrift.gpu.nvrtc import compile_ptx
 
     assert ".entry rr_search_netfree" in compile_ptx("compute_90", ("-G",), source="search_kernel.cu")
+
+
+def positions_on(board: str, players: int, seed: int) -> list:
+    """Live positions of one random game (its start included), a few dozen moves apart."""
+    every = 40 if board in ("square8", "hex8") else 120
+    return [g.clone() for g in random_positions(board, players, seed, max_moves=12 * every, every=every)
+            if g.status == "active"]
+
+
+@pytest.mark.skipif(not gpu_status()[0], reason=f"no GPU: {gpu_status()[1]}")
+@pytest.mark.parametrize("board, players", [("square8", 2), ("hex8", 3), ("square19", 2), ("hexagonal", 4)])
+@pytest.mark.parametrize("leaf, gumbel_scale", [("rollout", 0.0), ("heuristic", 0.0), ("heuristic", 1.0)])
+def test_cuda_search_kernel_equals_its_host_twin(board, players, leaf, gumbel_scale):
+    # The device twin: one tree per GPU thread against the CPU SearchBatch with the same roots,
+    # seed, streams and parameters. Integer play and basic float operations round the same on both
+    # sides (the kernel is built without FMA contraction); logf and expf need not, so with Gumbel
+    # noise (gumbel_scale 1) a root value may differ in its last bits and, rarely, a near-tie at
+    # the root may break the other way.
+    from ringrift.gpu.search_kernel import search_netfree_cuda
+
+    games = positions_on(board, players, seed=17)
+    streams = [1000 + i for i in range(len(games))]
+    kw = dict(seed=5, streams=streams, simulations=24, top_k=8, gumbel_scale=gumbel_scale, rollout_moves=16)
+    host = GumbelSearch(games, evaluator=leaf, max_nodes=16384, **kw).run()
+    dev = search_netfree_cuda(games, leaf=leaf, max_nodes=16384, **kw)
+    actions = np.array([r.action for r in host], dtype=np.int32)
+    values = np.array([r.root_value for r in host], dtype=np.float32)
+    if gumbel_scale == 0.0:
+        assert np.array_equal(dev["action"], actions)
+        assert np.array_equal(dev["root_value"], values)
+    else:
+        assert np.mean(dev["action"] == actions) >= 0.9
+        same = dev["action"] == actions
+        assert np.allclose(dev["root_value"][same], values[same], rtol=1e-4, atol=1e-5)
+
+
+def test_the_search_kernel_launcher_without_a_gpu_says_so():
+    if gpu_status()[0]:
+        pytest.skip("a GPU is present here: the twin test runs instead")
+    from ringrift.gpu import GpuUnavailable
+    from ringrift.gpu.search_kernel import PARAMS_DTYPE, search_netfree_cuda
+
+    assert _core.search_struct_sizes()["SearchParams"] == PARAMS_DTYPE.itemsize  # the bytes the launcher writes
+    with pytest.raises(GpuUnavailable, match="the cuda search kernel"):
+        search_netfree_cuda([Game("square8", 2)], seed=0, streams=[0], simulations=4, top_k=4)
 
 
 def test_the_search_bench_and_match_scripts_run(tmp_path):

@@ -244,6 +244,14 @@ class SearchBatch {
 void register_search(py::module_& mod) {
   mod.attr("SEARCH_LEAF_EVALS") = py::cast(std::vector<std::string>(LEAF_EVAL_NAMES, LEAF_EVAL_NAMES + NUM_LEAF_EVALS));
   mod.attr("SEARCH_MAX_TOPK") = SEARCH_MAX_TOPK;
+  mod.def("search_struct_sizes", []() {
+    py::dict d;
+    d["SearchTree"] = sizeof(SearchTree);
+    d["SearchNode"] = sizeof(SearchNode);
+    d["SearchWork"] = sizeof(SearchWork);
+    d["SearchParams"] = sizeof(SearchParams);
+    return d;
+  }, "sizeof of the structs the CUDA search kernel takes per tree (python/ringrift/gpu/search_kernel.py).");
   py::class_<SearchBatch>(mod, "SearchBatch",
                           "B Gumbel search trees over one board (docs/search.md); use ringrift.search.GumbelSearch.")
       .def(py::init<const std::string&, py::list, py::object, py::iterable, pyarg::Int, pyarg::Int, double, double,
