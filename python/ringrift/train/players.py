@@ -254,14 +254,14 @@ class NetPlayer:
         self.scratch = None
 
     def bind(self, env: BatchEnv, seed: int):
-        from .checkpoint import COMPAT_KEYS
+        from .checkpoint import BASE_KEYS
 
         m = self.meta
         if m.get("board") != env.board or m.get("action_space_size") != env.action_size:
             raise PlayerSpecError(f"{self.path}: a net for board {m.get('board')!r} cannot play {env.board}")
         if m.get("encoding") != "native":
             raise PlayerSpecError(f"{self.path}: a net of encoding {m.get('encoding')!r}; BatchEnv gives 'native'")
-        missing = [k for k in COMPAT_KEYS if k not in m]
+        missing = [k for k in BASE_KEYS if k not in m]
         if missing:
             raise PlayerSpecError(f"{self.path}: no ringrift metadata {missing} (not written by ringrift-train)")
         if not env.features:
