@@ -108,7 +108,9 @@ def _read_meta(path: Path) -> dict:
         raise DataError(f"{path}: not an NPZ archive")
     try:
         with np.load(path, allow_pickle=False) as d:
-            meta = json.loads(str(d["metadata"])) if "metadata" in d.files else {}
+            # upstream's own files hold a pickled dict here: left unread (upstream_data refuses them)
+            pickled = "metadata" in d.files and _member_dtype(path, "metadata").hasobject
+            meta = json.loads(str(d["metadata"])) if "metadata" in d.files and not pickled else {}
             n = int(d["values"].shape[0]) if "values" in d.files else -1
             meta["_files"] = list(d.files)
             meta["_samples"] = n
@@ -121,6 +123,11 @@ def _read_meta(path: Path) -> dict:
             return meta
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable NPZ file ({exc})") from None
+
+
+def _member_dtype(path: Path, key: str) -> np.dtype:
+    with zipfile.ZipFile(path) as z:
+        return up.member_header(z, key)[1]
 
 
 def _member_shape(path: Path, key: str) -> tuple:
