@@ -66,8 +66,8 @@ def read_meta(path: Path) -> dict:
             raise UpstreamDataError(
                 f"{', '.join(pickled)} are pickled object arrays (upstream's own exporter, or ringrift-export "
                 f"--object-arrays); ringrift-train reads no pickles: export the games again with ringrift-export "
-                f"--encoding upstream (no --object-arrays), or rewrite the file pickle-free as docs/upstream_npz.md "
-                f"shows (flat policy_indices/policy_values + *_offsets)")
+                f"--encoding upstream (no --object-arrays), or rewrite a file you trust pickle-free as "
+                f"docs/training.md shows (\"Upstream's encoding\", pickled files)")
         if missing:
             raise UpstreamDataError(f"upstream's encoding without the keys {', '.join(missing)}")
         shapes = {k: member_header(z, k) for k in SAMPLE_KEYS}
