@@ -35,6 +35,26 @@ const up::Layout& layout_of(BoardType b) {
 namespace rr {
 namespace bind {
 
+const EnvTables& env_tables_of(BoardType b);  // bindings/env.cpp
+
+namespace {
+
+// The State structs of a BatchEnv's `states` array (uint8, n * sizeof(State)) and the slots asked for.
+const State* env_state_rows(const py::array& states, const py::array_t<int64_t>& slots, py::ssize_t* n_out) {
+  if (!states.dtype().is(py::dtype::of<uint8_t>()) || !(states.flags() & py::array::c_style))
+    throw py::type_error("states: expected a C-contiguous uint8 array (BatchEnv.states)");
+  if (states.size() % (py::ssize_t)sizeof(State) != 0)
+    throw py::value_error("states: size is not a multiple of the State size");
+  const py::ssize_t n = states.size() / (py::ssize_t)sizeof(State);
+  for (py::ssize_t i = 0; i < slots.size(); i++)
+    if (slots.data()[i] < 0 || slots.data()[i] >= n)
+      throw py::value_error("slots: " + std::to_string(slots.data()[i]) + " is not a slot of " + std::to_string(n));
+  *n_out = n;
+  return (const State*)states.data();
+}
+
+}  // namespace
+
 void register_upstream_export(py::module_& parent) {
   py::module_ m = parent.def_submodule(
       "upstream", "Upstream's default training encoding (docs/upstream_npz.md), computed from our engine's states");
@@ -135,6 +155,73 @@ void register_upstream_export(py::module_& parent) {
      "(features with history, globals, values, values_mp by seat, policy index). The GIL is released. "
      "features_buffer: a float32 array reused for the features when it holds enough elements (the "
      "returned features are then a view of it, valid until the next call that uses it).");
+
+  // Live play with a net of upstream's encoding (python/ringrift/train/players.py): the same base
+  // frame and globals the export writes, of BatchEnv states, and upstream's policy index of
+  // each playable action.
+  m.def("encode_env_frames", [](const std::string& board, py::array states,
+                                py::array_t<int64_t, py::array::c_style | py::array::forcecast> slots) {
+    const BoardType b = exportpy::board_arg(board);
+    const up::Layout& L = layout_of(b);
+    const Geometry& g = host_geometry(b);
+    py::ssize_t n = 0;
+    const State* s = env_state_rows(states, slots, &n);
+    const py::ssize_t k = slots.size();
+    py::array_t<float> frames({k, (py::ssize_t)L.planes, (py::ssize_t)L.S, (py::ssize_t)L.S});
+    py::array_t<float> globals({k, (py::ssize_t)up::GLOBALS});
+    float* f = frames.mutable_data();
+    float* gl = globals.mutable_data();
+    const int64_t* sl = slots.data();
+    {
+      py::gil_scoped_release release;
+      const size_t frame = (size_t)L.planes * L.S * L.S;
+      for (py::ssize_t i = 0; i < k; i++) up::encode_frame(L, g, s[sl[i]], f + (size_t)i * frame, gl + (size_t)i * up::GLOBALS);
+    }
+    return py::make_tuple(frames, globals);
+  }, py::arg("board"), py::arg("states"), py::arg("slots"),
+     "Base frames (k, planes, S, S) and globals (k, 20) of upstream's encoding of BatchEnv states `slots`.");
+
+  m.def("env_policy_indices", [](const std::string& board, py::array states,
+                                 py::array_t<int64_t, py::array::c_style | py::array::forcecast> slots,
+                                 py::array_t<int32_t, py::array::c_style | py::array::forcecast> actions,
+                                 py::array_t<int32_t, py::array::c_style | py::array::forcecast> counts) {
+    const BoardType b = exportpy::board_arg(board);
+    const up::Layout& L = layout_of(b);
+    const EnvTables& t = env_tables_of(b);
+    py::ssize_t n = 0;
+    const State* s = env_state_rows(states, slots, &n);
+    const py::ssize_t k = slots.size();
+    if (actions.ndim() != 2 || actions.shape(0) != k || counts.size() != k)
+      throw py::value_error("actions must be (len(slots), W) and counts (len(slots),)");
+    const py::ssize_t w = actions.shape(1);
+    py::array_t<int32_t> out({k, w});
+    int32_t* o = out.mutable_data();
+    const int32_t* a = actions.data();
+    const int32_t* c = counts.data();
+    const int64_t* sl = slots.data();
+    {
+      py::gil_scoped_release release;
+      std::unique_ptr<EnvHostScratch> scratch(new EnvHostScratch);
+      std::unique_ptr<State> st(new State);
+      for (py::ssize_t i = 0; i < k; i++) {
+        for (py::ssize_t j = 0; j < w; j++) {
+          int32_t idx = -1;
+          if (j < c[i]) {
+            *st = s[sl[i]];  // env_decode may use the state as scratch
+            Move mv;
+            if (env_decode(t, *st, scratch->sc, scratch->opts, a[i * w + j], &mv) == ENV_OK && !up::policy_invalid_type(L, mv.type)) {
+              idx = up::policy_index(L, t.geo, s[sl[i]], mv);
+              if (idx >= L.policy_size) idx = -1;
+            }
+          }
+          o[i * w + j] = idx;
+        }
+      }
+    }
+    return out;
+  }, py::arg("board"), py::arg("states"), py::arg("slots"), py::arg("actions"), py::arg("counts"),
+     "Upstream's policy index of each playable action actions[i, :counts[i]] of BatchEnv state slots[i] "
+     "(-1 where upstream has none, e.g. swap_sides on hex boards, and past counts[i]).");
 }
 
 }  // namespace bind

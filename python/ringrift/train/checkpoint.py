@@ -12,7 +12,9 @@ import torch
 
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "ringrift-train-checkpoint", 1
 #: Metadata keys that must agree between a checkpoint and the data (or model) it is used with.
-COMPAT_KEYS = ("board", "encoding", "format_version", "action_space_size", "feature_shape", "num_globals")
+#: Upstream's encoding adds its version facts (data.UPSTREAM_FACTS); native metadata has none of them.
+BASE_KEYS = ("board", "encoding", "format_version", "action_space_size", "feature_shape", "num_globals")
+COMPAT_KEYS = BASE_KEYS + ("encoder_type", "feature_version", "history_length", "policy_size", "in_channels")
 
 
 class CheckpointError(ValueError):
@@ -42,6 +44,10 @@ def load(path: Path) -> dict:
 
 def check_compatible(meta: dict, want: dict, what: str) -> None:
     """Refuse (one line) a checkpoint whose data layout differs from ``want`` (the data's)."""
+    a, b = meta.get("encoding"), want.get("encoding")
+    if a != b:  # named first: every other key differs too
+        raise CheckpointError(f"{what}: a checkpoint of encoding {a!r} (board {meta.get('board')!r}), but the data "
+                              f"has encoding {b!r} (board {want.get('board')!r})")
     for key in COMPAT_KEYS:
         a, b = meta.get(key), want.get(key)
         if isinstance(a, tuple):

@@ -17,7 +17,8 @@ PROG = "ringrift-train"
 
 
 def build_parser():
-    p = OneLineParser(prog=PROG, description="Train a residual policy/value net on a ringrift NPZ export.")
+    p = OneLineParser(prog=PROG, description="Train a residual policy/value net on a ringrift NPZ export "
+                                                "(native encoding or upstream's).")
     p.add_argument("--data", required=True, metavar="NAME.npz",
                    help="the export's training file NAME.npz (or its shards NAME_part*.npz); NAME_val*.npz validates")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory: last.pt, model.onnx, history.json")
@@ -40,6 +41,11 @@ def build_parser():
     p.add_argument("--time-budget", type=float, metavar="MINUTES",
                    help="stop after this much training time; the learning-rate schedule follows the time")
     p.add_argument("--max-val-batches", type=int, help="validate on at most this many batches of 512")
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+                   help="upstream's encoding without NAME_val.npz: validate on this share of each file's games")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of that split by game")
+    p.add_argument("--block-mb", type=float, default=512.0, metavar="MIB",
+                   help="upstream's encoding: read each file in blocks of about this many MiB of feature planes")
     p.add_argument("--init", metavar="CKPT", help="start from the weights of another checkpoint of the same layout")
     p.add_argument("--no-onnx", action="store_true", help="do not write OUT/model.onnx")
     p.add_argument("--plot", action="store_true", help="write OUT/curves.png (needs matplotlib)")
@@ -70,6 +76,7 @@ def main(argv=None) -> int:
                        value_weight=args.value_weight, value_target=args.value_target, checkpoint_every=args.checkpoint_every,
                        max_batches=args.max_batches, time_budget=args.time_budget, max_val_batches=args.max_val_batches, onnx=not args.no_onnx,
                        plot=args.plot, init=args.init, log=log,
+                       val_fraction=args.val_fraction, split_seed=args.split_seed, block_mb=args.block_mb,
                        progress=None if args.quiet else Progress("train", unit="batches", interval=30.0))
     try:
         result = train(opt)

@@ -5,6 +5,11 @@ and ``NAME_val.npz`` / ``NAME_val_part*.npz`` for validation. Only one shard is 
 time, so an export larger than memory trains as well as a small one (shard it with
 ``ringrift-export --max-samples-per-file``).
 
+Files in upstream's encoding (``ringrift-export --encoding upstream``, or upstream's own exporter
+made pickle-free) train too (``upstream_data``): each file is read in blocks of consecutive
+samples (the unit of loading instead of a shard), blocks of one file in file order, files in a
+seeded order; without ``NAME_val.npz`` each file is split by game (``plan_upstream``).
+
 The order of an epoch depends only on (seed, epoch): the shard order and each shard's sample
 order are permutations drawn from ``default_rng([seed, epoch, ...])``, and so are the
 augmentation symmetries. A run resumed at batch k of an epoch therefore sees exactly the
@@ -23,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..export.symmetry import symmetries
+from . import upstream_data as up
 
 #: The encodings this trainer reads (the key is the file's ``metadata["format"]``).
 NATIVE_FORMAT, NATIVE_VERSION = "ringrift-npz", 2
@@ -32,28 +38,47 @@ class DataError(ValueError):
     """A data set that cannot be trained on; the message says which file and why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Shard:
+    """A unit of loading: a whole native file, or a block [lo, hi) of an upstream-encoding file
+    of which ``rows`` (file row numbers; None = all) belong to this split."""
     path: Path
     samples: int
+    lo: int | None = None
+    hi: int | None = None
+    rows: np.ndarray | None = None
+
+
+#: What upstream-encoding data (and a net trained on it) records of its encoding's version.
+UPSTREAM_FACTS = ("encoder_type", "feature_version", "history_length", "policy_size", "in_channels")
 
 
 @dataclass
 class DataInfo:
     board: str
     players: list
-    encoding: str  # "native"
-    format_version: int
+    encoding: str  # "native" or "upstream"
+    format_version: int | None  # native format version; None for upstream's encoding (see UPSTREAM_FACTS)
     action_space_size: int
     feature_shape: tuple  # (C, H, W)
     num_globals: int
     symmetries: int  # S of policy_indices_sym, 0 when absent
     exact_symmetries: tuple
+    # upstream's encoding only (None for native data):
+    encoder_type: str | None = None
+    feature_version: int | None = None
+    history_length: int | None = None
+    policy_size: int | None = None
+    in_channels: int | None = None
+    export_version: str | None = None
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["feature_shape"] = list(self.feature_shape)
         d["exact_symmetries"] = list(self.exact_symmetries)
+        if self.encoding != "upstream":
+            for k in (*UPSTREAM_FACTS, "export_version"):
+                d.pop(k)
         return d
 
 
@@ -83,7 +108,9 @@ def _read_meta(path: Path) -> dict:
         raise DataError(f"{path}: not an NPZ archive")
     try:
         with np.load(path, allow_pickle=False) as d:
-            meta = json.loads(str(d["metadata"])) if "metadata" in d.files else {}
+            # upstream's own files hold a pickled dict here: left unread (upstream_data refuses them)
+            pickled = "metadata" in d.files and _member_dtype(path, "metadata").hasobject
+            meta = json.loads(str(d["metadata"])) if "metadata" in d.files and not pickled else {}
             n = int(d["values"].shape[0]) if "values" in d.files else -1
             meta["_files"] = list(d.files)
             meta["_samples"] = n
@@ -98,6 +125,11 @@ def _read_meta(path: Path) -> dict:
         raise DataError(f"{path}: not a readable NPZ file ({exc})") from None
 
 
+def _member_dtype(path: Path, key: str) -> np.dtype:
+    with zipfile.ZipFile(path) as z:
+        return up.member_header(z, key)[1]
+
+
 def _member_shape(path: Path, key: str) -> tuple:
     """Shape of one array of an .npz without reading its data."""
     with zipfile.ZipFile(path) as z, z.open(f"{key}.npy") as f:
@@ -108,34 +140,100 @@ def _member_shape(path: Path, key: str) -> tuple:
     return tuple(shape)
 
 
-def describe(files: list[Path]) -> tuple[DataInfo, list[Shard]]:
-    """Check that the files are one native export of one board and describe them."""
+def _describe_one(f: Path) -> tuple[DataInfo, int]:
+    m = _read_meta(f)
+    fmt = m.get("format")
+    if fmt != NATIVE_FORMAT and up.is_upstream(m.get("_files", [])):
+        try:
+            u = up.read_meta(f)
+        except (up.UpstreamDataError, KeyError) as exc:
+            raise DataError(f"{f}: {exc}") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{f}: not a readable NPZ file ({exc})") from None
+        return DataInfo(board=u["board"], players=u["players"], encoding="upstream", format_version=None,
+                        action_space_size=u["policy_size"], feature_shape=u["feature_shape"],
+                        num_globals=u["num_globals"], symmetries=0, exact_symmetries=(),
+                        **{k: u[k] for k in (*UPSTREAM_FACTS, "export_version")}), u["samples"]
+    if fmt != NATIVE_FORMAT:
+        raise DataError(f"{f}: neither the native NPZ format nor upstream's encoding (format {fmt!r})")
+    if int(m.get("format_version", 0)) != NATIVE_VERSION:
+        raise DataError(f"{f}: native format version {m.get('format_version')}, this trainer reads version "
+                        f"{NATIVE_VERSION}; export again")
+    return DataInfo(board=m["board"], players=sorted(int(p) for p in m.get("players", [])), encoding="native",
+                    format_version=NATIVE_VERSION, action_space_size=int(m["action_space_size"]),
+                    feature_shape=tuple(int(x) for x in m["_feature_shape"]), num_globals=int(m["_num_globals"]),
+                    symmetries=int(m.get("_sym", 0)), exact_symmetries=tuple(m.get("exact_symmetries", []))), \
+        m["_samples"]
+
+
+#: Facts every file of one data set shares.
+SAME_KEYS = ("encoding", "board", "action_space_size", "feature_shape", "num_globals", *UPSTREAM_FACTS)
+
+
+def describe(files: list[Path], like: DataInfo | None = None, like_file: Path | None = None) \
+        -> tuple[DataInfo, list[Shard]]:
+    """Check that the files are one export (one encoding, board, action space, feature shape) and
+    describe them; ``like``: the description they must also agree with (the training files')."""
     info, shards = None, []
+    first = like_file
     for f in files:
-        m = _read_meta(f)
-        fmt = m.get("format")
-        if fmt != NATIVE_FORMAT:
-            kind = "upstream's encoding" if "data_checksums" in m.get("_files", []) or fmt is None else repr(fmt)
-            raise DataError(f"{f}: {kind} is not supported by ringrift-train (export with --encoding native)")
-        if int(m.get("format_version", 0)) != NATIVE_VERSION:
-            raise DataError(f"{f}: native format version {m.get('format_version')}, this trainer reads version "
-                            f"{NATIVE_VERSION}; export again")
-        here = DataInfo(board=m["board"], players=sorted(int(p) for p in m.get("players", [])), encoding="native",
-                        format_version=NATIVE_VERSION, action_space_size=int(m["action_space_size"]),
-                        feature_shape=tuple(int(x) for x in m["_feature_shape"]), num_globals=int(m["_num_globals"]),
-                        symmetries=int(m.get("_sym", 0)), exact_symmetries=tuple(m.get("exact_symmetries", [])))
-        if info is None:
-            info = here
+        here, samples = _describe_one(f)
+        ref = like if like is not None else info
+        if ref is None:
+            info, first = here, f
         else:
-            for key in ("board", "action_space_size", "feature_shape", "num_globals"):
-                if getattr(here, key) != getattr(info, key):
-                    raise DataError(f"{f}: {key} {getattr(here, key)} differs from {files[0]}'s {getattr(info, key)}")
-            info.players = sorted(set(info.players) | set(here.players))
-            info.symmetries = min(info.symmetries, here.symmetries)
-        shards.append(Shard(f, m["_samples"]))
+            for key in SAME_KEYS:
+                if getattr(here, key) != getattr(ref, key):
+                    raise DataError(f"{f}: {key} {getattr(here, key)!r} differs from {first}'s {getattr(ref, key)!r}")
+            if info is None:
+                info = here
+            else:
+                info.players = sorted(set(info.players) | set(here.players))
+                info.symmetries = min(info.symmetries, here.symmetries)
+        shards.append(Shard(f, samples))
     if info is None:
         raise DataError("no data files")
     return info, shards
+
+
+def plan_upstream(info: DataInfo, shards: list[Shard], val_shards: list[Shard] | None, *, val_fraction: float,
+                  split_seed: int, block_mb: float) -> tuple[list[Shard], list[Shard], str]:
+    """Blocks of upstream-encoding files for training and validation, and a line saying how the
+    data was split. With validation files (``NAME_val.npz``) those validate; otherwise each
+    training file gives ``val_fraction`` of its games to validation (upstream_data.split_games)."""
+    per = up.block_rows(info.feature_shape, block_mb)
+
+    def blocks(shard: Shard, rows: np.ndarray | None) -> list[Shard]:
+        out = []
+        for lo in range(0, shard.samples, per):
+            hi = min(lo + per, shard.samples)
+            if rows is None:
+                out.append(Shard(shard.path, hi - lo, lo, hi, None))
+                continue
+            sel = rows[(rows >= lo) & (rows < hi)]
+            if len(sel):
+                out.append(Shard(shard.path, len(sel), lo, hi, sel))
+        return out
+
+    train, val = [], []
+    if val_shards is not None:
+        for s in shards:
+            train += blocks(s, None)
+        for s in val_shards:
+            val += blocks(s, None)
+        return train, val, f"validation: {len(val_shards)} file(s) of the export's split"
+    games = vgames = 0
+    for s in shards:
+        try:
+            tr, va, g, vg = up.split_games(s.path, s.samples, val_fraction, split_seed)
+        except up.UpstreamDataError as exc:
+            raise DataError(f"{s.path}: {exc}") from None
+        games += g
+        vgames += vg
+        train += blocks(s, tr)
+        val += blocks(s, va)
+    return train, val, (f"validation: no NAME_val.npz, so {val_fraction:g} of each file's games by game "
+                        f"(--split-seed {split_seed}): {vgames} of {games} games, {sum(v.samples for v in val)} samples")
 
 
 def file_hash(path: Path) -> str:
@@ -244,7 +342,9 @@ def make_batch(d: dict, rows: np.ndarray, board: str, sym: np.ndarray | None, se
 
 
 class BatchStream:
-    """Batches of one epoch over shards, seeded by (seed, epoch); ``start`` skips batches."""
+    """Batches of one epoch over shards (or upstream blocks), seeded by (seed, epoch); ``start``
+    skips batches. Blocks of one upstream file stay together, in file order (each file is read
+    front to back once per epoch); the order of files and each unit's sample order are seeded."""
 
     def __init__(self, shards: list[Shard], board: str, batch_size: int, *, seed: int, shuffle: bool,
                  augment: bool = False, exact: tuple = (), search_weight: float = 0.0):
@@ -260,24 +360,53 @@ class BatchStream:
     def num_batches(self) -> int:
         return sum(self.batches_in(s) for s in self.shards)
 
+    def _groups(self) -> list[list[int]]:
+        """Shard indices in units that stay together: one native file, or an upstream file's blocks."""
+        groups: list[list[int]] = []
+        for i, s in enumerate(self.shards):
+            if groups and s.lo is not None and self.shards[groups[-1][-1]].path == s.path:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return groups
+
     def epoch(self, epoch: int, start: int = 0):
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards)) if self.shuffle else \
-            np.arange(len(self.shards))
+        groups = self._groups()
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(groups)) if self.shuffle else \
+            np.arange(len(groups))
         k = 0
-        for si in order:
-            shard = self.shards[si]
-            nb = self.batches_in(shard)
-            if k + nb <= start:  # already trained on: not even read
-                k += nb
-                continue
-            d = load_shard(shard.path, search_values=self.search_weight > 0)
-            rng = np.random.default_rng([self.seed, epoch, int(si)])
-            rows_all = rng.permutation(shard.samples) if self.shuffle else np.arange(shard.samples)
-            syms = self.exact[rng.integers(0, len(self.exact), shard.samples)] if self.augment else None
-            for b in range(nb):
-                if k >= start:
-                    sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-                    yield k, make_batch(d, rows_all[sl], self.board, None if syms is None else syms[sl],
-                                        self.search_weight)
-                k += 1
-            del d
+        reader = None
+        try:
+            for gi in order:
+                for si in groups[gi]:
+                    shard = self.shards[si]
+                    nb = self.batches_in(shard)
+                    if k + nb <= start:  # already trained on: not even read
+                        k += nb
+                        continue
+                    if shard.lo is None:
+                        d = load_shard(shard.path, search_values=self.search_weight > 0)
+                        local = np.arange(shard.samples)
+                    else:
+                        if reader is None or reader.path != shard.path:
+                            if reader is not None:
+                                reader.close()
+                            reader = up.BlockReader(shard.path)
+                        try:
+                            d = reader.block(shard.lo, shard.hi)
+                        except up.UpstreamDataError as exc:
+                            raise DataError(f"{shard.path}: {exc}") from None
+                        local = np.arange(shard.hi - shard.lo) if shard.rows is None else shard.rows - shard.lo
+                    rng = np.random.default_rng([self.seed, epoch, int(si)])
+                    rows_all = local[rng.permutation(shard.samples)] if self.shuffle else local
+                    syms = self.exact[rng.integers(0, len(self.exact), shard.samples)] if self.augment else None
+                    for b in range(nb):
+                        if k >= start:
+                            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+                            yield k, make_batch(d, rows_all[sl], self.board, None if syms is None else syms[sl],
+                                                self.search_weight)
+                        k += 1
+                    del d
+        finally:
+            if reader is not None:
+                reader.close()

@@ -24,6 +24,9 @@ Net spec: ``onnx:PATH[:temperature=T][:lookahead=K][:horizon=move|turn]``
   of the turn for ``turn`` (at most TURN_STEPS).
 
 A position with one playable action (bookkeeping moves) is played without asking the net.
+
+A net of upstream's encoding plays with upstream's planes and its history of earlier states
+(``upstream_play``); lookahead is for native nets only.
 """
 
 from __future__ import annotations
@@ -254,18 +257,30 @@ class NetPlayer:
         self.scratch = None
 
     def bind(self, env: BatchEnv, seed: int):
-        from .checkpoint import COMPAT_KEYS
+        from .checkpoint import BASE_KEYS
 
         m = self.meta
-        if m.get("board") != env.board or m.get("action_space_size") != env.action_size:
-            raise PlayerSpecError(f"{self.path}: a net for board {m.get('board')!r} cannot play {env.board}")
-        if m.get("encoding") != "native":
-            raise PlayerSpecError(f"{self.path}: a net of encoding {m.get('encoding')!r}; BatchEnv gives 'native'")
-        missing = [k for k in COMPAT_KEYS if k not in m]
+        self.upstream = None
+        if m.get("encoding") == "upstream":
+            from .upstream_play import UpstreamInputs, check_model
+
+            why = check_model(m, env.board, self.path)
+            if why:
+                raise PlayerSpecError(why)
+            if self.lookahead:
+                raise PlayerSpecError(f"{self.path}: a net of upstream's encoding plays without lookahead "
+                                      f"(use temperature=T)")
+            self.upstream = UpstreamInputs(env)
+        else:
+            if m.get("board") != env.board or m.get("action_space_size") != env.action_size:
+                raise PlayerSpecError(f"{self.path}: a net for board {m.get('board')!r} cannot play {env.board}")
+            if m.get("encoding") != "native":
+                raise PlayerSpecError(f"{self.path}: a net of encoding {m.get('encoding')!r}; BatchEnv gives 'native'")
+            if not env.features:
+                raise PlayerSpecError("an onnx player needs a BatchEnv with features=True")
+        missing = [k for k in BASE_KEYS if k not in m]
         if missing:
             raise PlayerSpecError(f"{self.path}: no ringrift metadata {missing} (not written by ringrift-train)")
-        if not env.features:
-            raise PlayerSpecError("an onnx player needs a BatchEnv with features=True")
         self.env, self.seed = env, seed
         self.gens = [None] * env.n
         if self.lookahead:
@@ -274,6 +289,17 @@ class NetPlayer:
     def start(self, slots: np.ndarray, games: np.ndarray) -> None:
         for s, g in zip(slots.tolist(), games.tolist()):
             self.gens[s] = game_generator(self.seed, g)
+        if self.upstream is not None:
+            self.upstream.start(slots)
+
+    def before_step(self, live: np.ndarray) -> None:
+        """Every game in ``live`` is about to make one move (whoever chooses it)."""
+        if self.upstream is not None:
+            self.upstream.before_step(live)
+
+    def after_step(self, live: np.ndarray) -> None:
+        if self.upstream is not None:
+            self.upstream.after_step(live)
 
     def evaluate(self, features, globals_):
         from .onnx_export import run
@@ -288,14 +314,21 @@ class NetPlayer:
         ask = slots[counts > 1]
         if not len(ask):
             return acts
-        logits, _ = self.evaluate(to_host(env.planes)[ask], to_host(env.globals)[ask])
+        if self.upstream is not None:
+            logits, _ = self.evaluate(*self.upstream.inputs(ask))
+        else:
+            logits, _ = self.evaluate(to_host(env.planes)[ask], to_host(env.globals)[ask])
         # Only the playable actions matter: gather their logits from the env's action lists
         # (surface order) instead of masking the whole action space.
         n_act = counts[counts > 1]
         width = int(n_act.max())
         legal = to_host(env.legal_actions)[ask, :width]
         valid = np.arange(width)[None, :] < n_act[:, None]
-        z = np.where(valid, np.take_along_axis(logits, np.where(valid, legal, 0), axis=1).astype(np.float64), -np.inf)
+        if self.upstream is not None:
+            z = self.upstream.legal_logits(logits, ask, legal, n_act)
+        else:
+            z = np.where(valid, np.take_along_axis(logits, np.where(valid, legal, 0), axis=1).astype(np.float64),
+                         -np.inf)
         if self.lookahead:
             pick = self._lookahead(ask, legal, z)
         elif self.temperature == 0:
@@ -367,6 +400,10 @@ def play_step(env: BatchEnv, players: list, owner: np.ndarray, active: np.ndarra
     applied in C++ (the same step). Returns the actions array as EnvRecorder.record wants it
     (>= 0 for every game that moved)."""
     live = active & (to_host(env.info["done"]) == 0)
+    moving = np.flatnonzero(live)
+    watchers = [p for p in players if hasattr(p, "before_step")]  # players that keep a history of states
+    for p in watchers:
+        p.before_step(moving)
     actions = np.full(env.n, -1, dtype=np.int32)
     builtin = []
     for pi, p in enumerate(players):
@@ -384,4 +421,6 @@ def play_step(env: BatchEnv, players: list, owner: np.ndarray, active: np.ndarra
         env.last_moves[slots] = p.chosen[slots]
         env.observe(only)
         actions[slots] = 0
+    for p in watchers:
+        p.after_step(moving)
     return actions

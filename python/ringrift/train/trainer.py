@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from .. import __version__
 from . import checkpoint as ckpt
-from .data import Batch, BatchStream, DataError, describe, file_hash, has_search_values, parse_value_target, split_files
+from .data import (Batch, BatchStream, DataError, describe, file_hash, has_search_values, parse_value_target,
+                   plan_upstream, split_files)
+from .upstream_data import DEFAULT_BLOCK_MB
 from .model import DEFAULT_SIZE, NetConfig, build_model, count_params
 
 LAST, BEST = "last.pt", "best.pt"
@@ -45,6 +47,11 @@ class TrainOptions:
     onnx: bool = True
     plot: bool = False
     init: str | None = None
+    # upstream's encoding: validation share of each file's games when there is no NAME_val.npz,
+    # the seed of that split, and MiB of feature planes per block read into memory
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    block_mb: float = DEFAULT_BLOCK_MB
     progress: object = None
     log: object = print
     extra_meta: dict = field(default_factory=dict)
@@ -105,14 +112,15 @@ def train(opt: TrainOptions) -> dict:
         torch.set_num_threads(opt.threads)
     train_files, val_files = split_files(opt.data)
     info, shards = describe(train_files)
-    val_shards = describe(val_files)[1] if val_files else []
-    if val_files:
-        vinfo, _ = describe(val_files)
-        if (vinfo.board, vinfo.action_space_size) != (info.board, info.action_space_size):
-            raise DataError(f"{val_files[0]}: validation split of another board")
+    val_shards = describe(val_files, like=info, like_file=train_files[0])[1] if val_files else []
     augment = opt.augment and info.symmetries > 0
     if opt.augment and not augment:
-        log("note: the export has no policy_indices_sym (ringrift-export --symmetries): training without augmentation")
+        if info.encoding == "upstream":
+            log("note: upstream's encoding: training without augmentation (no exact symmetry of its policy indices "
+                "is known; docs/training.md)")
+        else:
+            log("note: the export has no policy_indices_sym (ringrift-export --symmetries): training without "
+                "augmentation")
     out = Path(opt.out)
     out.mkdir(parents=True, exist_ok=True)
     last = out / LAST
@@ -125,6 +133,11 @@ def train(opt: TrainOptions) -> dict:
         if hp["batch_size"] != opt.batch_size or hp["seed"] != opt.seed:
             log(f"note: resuming with the checkpoint's batch size {hp['batch_size']} and seed {hp['seed']}")
         opt.batch_size, opt.seed, opt.epochs = hp["batch_size"], hp["seed"], max(opt.epochs, hp["epochs"])
+        split = tuple(hp.get(k) for k in ("val_fraction", "split_seed", "block_mb"))
+        if "val_fraction" in hp and split != (opt.val_fraction, opt.split_seed, opt.block_mb):
+            log(f"note: resuming with the checkpoint's --val-fraction {split[0]:g} --split-seed {split[1]} "
+                f"--block-mb {split[2]:g}")
+            opt.val_fraction, opt.split_seed, opt.block_mb = split
         augment = hp["augment"]
         if hp.get("value_target", "outcome") != opt.value_target:
             log(f"note: resuming with the checkpoint's value target {hp.get('value_target', 'outcome')}")
@@ -132,7 +145,16 @@ def train(opt: TrainOptions) -> dict:
     else:
         w0, d0 = DEFAULT_SIZE[info.board]
         cfg = NetConfig(board=info.board, width=opt.width or w0, depth=opt.depth or d0,
-                        planes=info.feature_shape[0], globals=info.num_globals)
+                        planes=info.feature_shape[0], globals=info.num_globals, encoding=info.encoding)
+    split_note = None
+    if info.encoding == "upstream":
+        if not 0 <= opt.val_fraction < 1:
+            raise DataError(f"--val-fraction {opt.val_fraction:g}: expected 0 <= F < 1")
+        if not opt.block_mb > 0:
+            raise DataError(f"--block-mb {opt.block_mb:g}: expected a positive number of MiB")
+        shards, val_shards, split_note = plan_upstream(info, shards, val_shards if val_files else None,
+                                                       val_fraction=opt.val_fraction, split_seed=opt.split_seed,
+                                                       block_mb=opt.block_mb)
     search_weight = parse_value_target(opt.value_target)
     if search_weight > 0:
         for s in shards:
@@ -168,9 +190,14 @@ def train(opt: TrainOptions) -> dict:
                              "weight_decay": opt.weight_decay, "augment": augment, "seed": opt.seed,
                              "value_weight": opt.value_weight, "value_target": opt.value_target},
                  "train_samples": sum(s.samples for s in shards), "val_samples": sum(s.samples for s in val_shards)})
+    if info.encoding == "upstream":
+        meta["hparams"].update({"val_fraction": opt.val_fraction, "split_seed": opt.split_seed,
+                                "block_mb": opt.block_mb})
     if resume is None:
+        if split_note:
+            log(split_note)
         log(f"training {cfg.board} net width {cfg.width} depth {cfg.depth} ({meta['params']:,} parameters) on "
-            f"{meta['train_samples']:,} samples ({len(shards)} file(s)), validating on {meta['val_samples']:,}; "
+            f"{meta['train_samples']:,} samples ({_units(shards)}), validating on {meta['val_samples']:,}; "
             f"{opt.epochs} epoch(s) of {per_epoch} batches of {opt.batch_size}, augment={augment}")
 
     def state(ep, batch):
@@ -238,6 +265,12 @@ def train(opt: TrainOptions) -> dict:
     if opt.plot and history:
         files["plot"] = str(plot_history(history, out / "curves.png"))
     return {"history": history, "files": files, "meta": meta, "complete": epoch >= opt.epochs}
+
+
+def _units(shards) -> str:
+    files = len({s.path for s in shards})
+    blocks = sum(s.lo is not None for s in shards)
+    return f"{files} file(s)" + (f" in {blocks} block(s)" if blocks > files else "")
 
 
 def _epoch_line(r: dict) -> str:
