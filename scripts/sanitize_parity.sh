@@ -92,11 +92,13 @@ fuzz_rc=0
 if [[ "${RINGRIFT_SANITIZE_FUZZ:-1}" != 0 ]]; then
   # The fuzz pass feeds mutated states, moves, raw records and out-of-range indices to every
   # loader and index-taking function of the instrumented build (a minute or two at -O1); the
-  # search tests (about 10 s) walk its trees and node pools on every board, small pools included.
+  # search tests (about 10 s) walk its trees and node pools on every board, small pools included;
+  # the game-writer tests run the native threads that play and commit into SQLite (a few seconds).
   say "running the engine API fuzz pass under ASan+UBSan (log: $log)"
   RINGRIFT_FUZZ_EXAMPLES="${RINGRIFT_FUZZ_EXAMPLES:-0.5}" \
     sanitized "$vpy" -m pytest -q -p no:cacheprovider tests/test_fuzz.py tests/test_api_hardening.py \
-      tests/test_search.py tests/test_search_selfplay.py -k "not nvrtc" 2>&1 \
+      tests/test_search.py tests/test_search_selfplay.py tests/test_db_writer.py tests/test_selfplay_into_db.py \
+      -k "not nvrtc" 2>&1 \
     | tee -a "$log"
   fuzz_rc=${PIPESTATUS[0]}
 fi
