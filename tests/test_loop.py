@@ -35,28 +35,28 @@ def test_two_generations_resume_after_an_interrupted_step(tmp_path):
     run = tmp_path / "loop"
     seen = []
 
-    def stop_in_gen2_after_targets(g, step):
+    def stop_in_gen2_after_export(g, step):
         seen.append((g, step))
-        if (g, step) == (2, "targets"):
+        if (g, step) == (2, "export"):
             raise Stop
 
     with pytest.raises(Stop):
-        Loop(_opts(run, 2), log=lambda s: None, on_step=stop_in_gen2_after_targets).run_generations()
-    assert seen == [(1, s) for s in STEPS] + [(2, s) for s in STEPS[:4]]
+        Loop(_opts(run, 2), log=lambda s: None, on_step=stop_in_gen2_after_export).run_generations()
+    assert seen == [(1, s) for s in STEPS] + [(2, s) for s in STEPS[:3]]
     st2 = json.loads((run / "gen_002" / "state.json").read_text())
-    assert st2["done"] == list(STEPS[:4])
+    assert st2["done"] == list(STEPS[:3])
     # gen 1 played with the net-free search, gen 2 with gen 1's net if it was promoted
     loop = json.loads((run / "loop.json").read_text())
     g1 = loop["generations"][0]
     assert g1["selfplay_policy"].startswith("gumbel:heuristic:sims=4")
     assert st2["results"]["selfplay"]["policy"].startswith(
         "gumbel:onnx:square8-" if g1["promoted"] else "gumbel:heuristic:")
-    assert any("under way, steps done: selfplay, parity, export, targets" in line for line in status_lines(run))
+    assert any("under way, steps done: selfplay, parity, export" in line for line in status_lines(run))
     games_before = (run / "gen_002" / "games.db").stat().st_mtime_ns
 
     resumed = []
     state = Loop(_opts(run, 2), log=lambda s: None, on_step=lambda g, s: resumed.append((g, s))).run_generations()
-    assert resumed == [(2, s) for s in STEPS[4:]]  # only the steps not done
+    assert resumed == [(2, s) for s in STEPS[3:]]  # only the steps not done
     assert (run / "gen_002" / "games.db").stat().st_mtime_ns == games_before  # self-play was not redone
     gens = state["generations"]
     assert [r["generation"] for r in gens] == [1, 2]
