@@ -33,8 +33,8 @@ def dbs(tmp_path_factory):
     for board in ("square8", "hex8"):
         path = root / f"{board}.db"
         with GameDB(path) as db:
-            run_selfplay(db, board=board, num_games=2, seed=3, policy=POLICY, max_moves=200, threads=1)
-            run_selfplay(db, board=board, num_games=1, seed=3, policy="random", max_moves=200, threads=1)
+            run_selfplay(db, board=board, num_games=2, seed=1, policy=POLICY, max_moves=200, threads=1)
+            run_selfplay(db, board=board, num_games=1, seed=1, policy="random", max_moves=200, threads=1)
         out[board] = path
     return out
 
