@@ -215,3 +215,21 @@ def test_cli_summary_and_one_line_errors(dbs, tmp_path):
                     "--split-ratio", "1", "--encoding", enc)
         assert p.returncode != 0 and "search targets for" in p.stderr and len(p.stderr.strip().splitlines()) == 1
         assert not (tmp_path / f"b_{enc}.npz").exists()
+
+
+@pytest.mark.parametrize("counts", [[2, 2, 2], [1, 3, 2], [1, 1], []])
+def test_streamed_policy_checksums_are_upstreams_for_any_entry_counts(counts):
+    from ringrift.export.upstream import _float_texts, _int_texts, _object_policy, _PolicyChecksum
+
+    counts = np.array(counts, dtype=np.int64)
+    idx = np.arange(int(counts.sum()), dtype=np.int32) * 7
+    val = (np.arange(int(counts.sum()), dtype=np.float32) + 1) / 10
+    for flat, text in ((idx, _int_texts), (val, _float_texts)):
+        whole = _object_policy(counts, flat)  # what upstream's exporter builds from per-sample arrays
+        assert whole.shape == ((len(counts), int(counts[0])) if len(set(counts.tolist())) == 1 else
+                               (len(counts),) if len(counts) else (0, 1))
+        c = _PolicyChecksum(len(counts), text)
+        for a in range(0, len(counts), 2):  # fed in chunks
+            lo, hi = int(counts[:a].sum()), int(counts[:a + 2].sum())
+            c.feed(counts[a:a + 2], flat[lo:hi])
+        assert c.hexdigest() == array_checksum(whole)
