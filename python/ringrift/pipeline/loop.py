@@ -176,6 +176,8 @@ class Loop:
         if st is None:  # the best at the generation's start: a resume plays with the same one
             st = {"generation": g, "done": [], "best": self.state["best"], "results": {}}
             _write_json(spath, st)
+        if "export" in st["done"] and not (gdir / "data" / "soft.npz").exists():
+            st["done"] = st["done"][:st["done"].index("export")]  # a run from before the export wrote soft.npz
         for step in STEPS:
             if step in st["done"]:
                 continue
