@@ -206,15 +206,20 @@ def test_cli_summary_and_one_line_errors(dbs, tmp_path):
     p = run_cli("--db", str(bare), "--output", str(tmp_path / "z.npz"), "--include-unchecked", "--include-capped",
                 "--search-targets")
     assert p.returncode != 0 and "no search targets" in p.stderr and len(p.stderr.strip().splitlines()) == 1
-    broken = tmp_path / "broken.db"
-    shutil.copy(dbs["hex8"], broken)
-    with sqlite3.connect(broken) as conn:
-        conn.execute("UPDATE search_targets SET num_moves = num_moves + 1")
-    for enc in ("native", "upstream"):
-        p = run_cli("--db", str(broken), "--output", str(tmp_path / f"b_{enc}.npz"), "--include-unchecked",
-                    "--split-ratio", "1", "--encoding", enc)
-        assert p.returncode != 0 and "search targets for" in p.stderr and len(p.stderr.strip().splitlines()) == 1
-        assert not (tmp_path / f"b_{enc}.npz").exists()
+    damage = {"num_moves = num_moves + 1": "search targets for",
+              "policy_offsets = x'010203'": "reading the search targets of game",
+              "policy_actions = CAST(x'ffffff7f' || substr(policy_actions, 5) AS BLOB)": "damaged"}
+    for k, (change, says) in enumerate(damage.items()):
+        broken = tmp_path / f"broken{k}.db"
+        shutil.copy(dbs["hex8"], broken)
+        with sqlite3.connect(broken) as conn:
+            conn.execute(f"UPDATE search_targets SET {change}")
+        for enc in ("native", "upstream"):
+            out = tmp_path / f"b{k}_{enc}.npz"
+            p = run_cli("--db", str(broken), "--output", str(out), "--include-unchecked", "--split-ratio", "1",
+                        "--encoding", enc)
+            assert p.returncode != 0 and says in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+            assert not out.exists()
 
 
 @pytest.mark.parametrize("counts", [[2, 2, 2], [1, 3, 2], [1, 1], []])

@@ -26,6 +26,7 @@ from .. import _core
 from ..engine import Game
 from ..engine.errors import RingRiftError
 from ..search.selfplay import fetch_targets
+from .actions import action_space_size
 
 
 class SearchTargetsError(RingRiftError):
@@ -49,11 +50,24 @@ def targets_present(conn: sqlite3.Connection, board: str | None, players: int | 
 
 def game_targets(conn: sqlite3.Connection, row, path) -> dict | None:
     """The targets of game ``row`` (a GameRow), or None; SearchTargetsError when they are not one per move."""
-    t = fetch_targets(conn, board=row.board, num_players=row.num_players, policy=row.policy, seed=row.seed,
-                      game_index=row.game_index)
-    if t is not None and t["num_moves"] != row.move_count:
+    try:
+        t = fetch_targets(conn, board=row.board, num_players=row.num_players, policy=row.policy, seed=row.seed,
+                          game_index=row.game_index)
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a blob that is not whole numbers
+        raise SearchTargetsError(f"{path}: reading the search targets of game {row.id} failed: {exc}") from None
+    if t is None:
+        return None
+    if t["num_moves"] != row.move_count:
         raise SearchTargetsError(f"{path}: game {row.id} has {row.move_count} moves but search targets for "
                                  f"{t['num_moves']}")
+    po, n_entries = t["policy_offsets"], len(t["policy_actions"])
+    whole = (len(t["root_value"]) == row.move_count and len(po) == row.move_count + 1 and po[0] == 0
+             and po[-1] == n_entries == len(t["policy_probs"]) and bool(np.all(np.diff(po) >= 0))
+             and bool(np.all(t["policy_probs"] >= 0)))  # False for NaN too
+    if not whole or (n_entries and not 0 <= int(t["policy_actions"].min()) <= int(t["policy_actions"].max())
+                     < action_space_size(row.board)):
+        raise SearchTargetsError(f"{path}: game {row.id}: its search targets are damaged (offsets, lengths, "
+                                 f"probabilities or action indices out of range)")
     return t
 
 
