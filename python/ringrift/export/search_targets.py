@@ -86,13 +86,14 @@ def _replay(row, plies, visit) -> None:
     """Replay game ``row`` and call ``visit(game, k)`` in the state before move ``plies[k]``
     (ascending)."""
     game = Game(row.board, row.num_players)
-    moves = row.moves
     k = 0
     for j in range(int(plies[-1]) + 1 if len(plies) else 0):
-        if k < len(plies) and plies[k] == j:
+        if plies[k] == j:
             visit(game, k)
             k += 1
-        game._apply_unchecked(_core.move_from_record(moves[j].tobytes()))
+            if k == len(plies):
+                return
+        game._apply_unchecked(_core.move_from_record(row.moves[j].tobytes()))
 
 
 def native_segment(row, t: dict | None, ply: np.ndarray, played: np.ndarray, played_sym, path) -> dict:
