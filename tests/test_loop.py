@@ -1,5 +1,5 @@
 """ringrift-pipeline run loop: two tiny generations end to end (search self-play -> parity ->
-export -> search targets -> train -> eval -> promote), a resume after an interrupted step, the
+export with the search's targets -> train -> eval -> promote), a resume after an interrupted step, the
 status lines and the Elo plot. Tiny everything: 4 games of a 4-simulation search, a net of width 8
 trained for 3 batches, 4 evaluation games."""
 
@@ -35,28 +35,28 @@ def test_two_generations_resume_after_an_interrupted_step(tmp_path):
     run = tmp_path / "loop"
     seen = []
 
-    def stop_in_gen2_after_targets(g, step):
+    def stop_in_gen2_after_export(g, step):
         seen.append((g, step))
-        if (g, step) == (2, "targets"):
+        if (g, step) == (2, "export"):
             raise Stop
 
     with pytest.raises(Stop):
-        Loop(_opts(run, 2), log=lambda s: None, on_step=stop_in_gen2_after_targets).run_generations()
-    assert seen == [(1, s) for s in STEPS] + [(2, s) for s in STEPS[:4]]
+        Loop(_opts(run, 2), log=lambda s: None, on_step=stop_in_gen2_after_export).run_generations()
+    assert seen == [(1, s) for s in STEPS] + [(2, s) for s in STEPS[:3]]
     st2 = json.loads((run / "gen_002" / "state.json").read_text())
-    assert st2["done"] == list(STEPS[:4])
+    assert st2["done"] == list(STEPS[:3])
     # gen 1 played with the net-free search, gen 2 with gen 1's net if it was promoted
     loop = json.loads((run / "loop.json").read_text())
     g1 = loop["generations"][0]
     assert g1["selfplay_policy"].startswith("gumbel:heuristic:sims=4")
     assert st2["results"]["selfplay"]["policy"].startswith(
         "gumbel:onnx:square8-" if g1["promoted"] else "gumbel:heuristic:")
-    assert any("under way, steps done: selfplay, parity, export, targets" in line for line in status_lines(run))
+    assert any("under way, steps done: selfplay, parity, export" in line for line in status_lines(run))
     games_before = (run / "gen_002" / "games.db").stat().st_mtime_ns
 
     resumed = []
     state = Loop(_opts(run, 2), log=lambda s: None, on_step=lambda g, s: resumed.append((g, s))).run_generations()
-    assert resumed == [(2, s) for s in STEPS[4:]]  # only the steps not done
+    assert resumed == [(2, s) for s in STEPS[3:]]  # only the steps not done
     assert (run / "gen_002" / "games.db").stat().st_mtime_ns == games_before  # self-play was not redone
     gens = state["generations"]
     assert [r["generation"] for r in gens] == [1, 2]
@@ -88,6 +88,26 @@ def test_two_generations_resume_after_an_interrupted_step(tmp_path):
     again = []
     Loop(_opts(run, 2), log=lambda s: None, on_step=lambda g, s: again.append(g)).run_generations()
     assert again == []
+
+
+def test_a_generation_exported_before_the_export_wrote_soft_npz_is_exported_again(tmp_path):
+    run = tmp_path / "loop"
+
+    def stop_after_export(g, step):
+        if step == "export":
+            raise Stop
+
+    with pytest.raises(Stop):
+        Loop(_opts(run, 1), log=lambda s: None, on_step=stop_after_export).run_generations()
+    data = run / "gen_001" / "data"
+    for name in ("soft.npz", "soft_val.npz"):  # as an older loop left it: plain.npz, then a targets step
+        (data / name).rename(data / name.replace("soft", "plain"))
+    steps = []
+    with pytest.raises(Stop):
+        Loop(_opts(run, 1), log=lambda s: None,
+             on_step=lambda g, s: (steps.append(s), stop_after_export(g, s))).run_generations()
+    assert steps == ["export"] and (data / "soft.npz").exists()
+    assert json.loads((run / "gen_001" / "state.json").read_text())["done"] == ["selfplay", "parity", "export"]
 
 
 def test_a_selfplay_step_killed_half_way_plays_only_the_missing_games(tmp_path):

@@ -62,7 +62,7 @@ def soft_export(tmp_path_factory):
     with GameDB(d / "games.db") as db:
         run_selfplay(db, board="square8", num_games=4, seed=2, policy=POLICY, max_moves=300, threads=1)
     export_db(d / "games.db", output_dir=d / "plain", board="square8", include_unchecked=True, drop_forced=True,
-              split_ratio=1.0)
+              split_ratio=1.0, search_targets=False)  # the played moves only
     plain = d / "plain" / "canonical_square8.npz"
     apply_search_targets(plain, d / "games.db", d / "soft.npz")
     return plain, d / "soft.npz"

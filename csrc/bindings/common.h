@@ -170,6 +170,36 @@ inline std::vector<std::string> global_names() {
   return out;
 }
 
+// The legal moves of `game` that canonical action indices `actions` name (as decode_action
+// decodes one: a structural match first, then a canonical alias). A search target lists the
+// root's playable canonical actions, so an index that names no legal move is a target that does
+// not belong to this state: ValueError naming it.
+template <class GameT>
+std::vector<Move> decode_actions(GameT& game, const int32_t* actions, py::ssize_t n) {
+  const Geometry& g = game.geo();
+  const ActionSpace& a = action_space_of((BoardType)g.board);
+  std::vector<Move> legal = game.legal_moves();
+  std::unique_ptr<MoveList> l(new MoveList());
+  for (const Move& x : legal) ml_push(*l, x);
+  std::vector<int32_t> structural(legal.size()), canonical(legal.size());
+  for (size_t i = 0; i < legal.size(); i++) {
+    structural[i] = action_index(g, a, legal[i]);
+    canonical[i] = canonical_action_index(g, a, game.st(), legal[i], *l);
+  }
+  std::vector<Move> out((size_t)n);
+  for (py::ssize_t e = 0; e < n; e++) {
+    size_t hit = legal.size();
+    for (size_t i = 0; i < legal.size() && hit == legal.size(); i++)
+      if (structural[i] == actions[e]) hit = i;
+    for (size_t i = 0; i < legal.size() && hit == legal.size(); i++)
+      if (canonical[i] == actions[e]) hit = i;
+    if (hit == legal.size())
+      throw py::value_error("action index " + std::to_string(actions[e]) + " is not a legal move in this state");
+    out[(size_t)e] = legal[hit];
+  }
+  return out;
+}
+
 }  // namespace exportpy
 
 namespace bind {

@@ -245,6 +245,28 @@ void register_export(py::module_& parent) {
     return sym_action_index(g, action_space_of((BoardType)g.board), y, t, game.st(), mv, *img, *sc, *l);
   }, py::arg("game"), py::arg("move"), py::arg("symmetry"),
      "Canonical action index, in the image position, of the image of a legal move under a board symmetry.");
+
+  m.def("symmetric_action_indices", [](GameT& game, py::array_t<int32_t, py::array::c_style | py::array::forcecast> actions) {
+    const Geometry& g = game.geo();
+    const Symmetries& y = symmetries_of((BoardType)g.board);
+    const ActionSpace& a = action_space_of((BoardType)g.board);
+    if (actions.ndim() != 1) throw py::value_error("actions must be a one-dimensional int32 array");
+    const py::ssize_t E = actions.shape(0);
+    const std::vector<Move> moves = decode_actions(game, actions.data(), E);
+    py::array_t<int32_t> out({E, (py::ssize_t)y.n});
+    int32_t* o = out.mutable_data();
+    std::unique_ptr<State> img(new State);
+    std::unique_ptr<Scratch> sc(new Scratch);
+    std::unique_ptr<MoveList> l(new MoveList());
+    for (py::ssize_t e = 0; e < E; e++) {
+      o[e * y.n] = actions.data()[e];  // symmetry 0 is the identity
+      for (int t = 1; t < y.n; t++)
+        o[e * y.n + t] = sym_action_index(g, a, y, t, game.st(), moves[(size_t)e], *img, *sc, *l);
+    }
+    return out;
+  }, py::arg("game"), py::arg("actions"),
+     "(E, symmetries) int32: each canonical action of the state (a search target's entries) under every board "
+     "symmetry, as policy_indices_sym holds a played move's. ValueError for an action that is not legal here.");
 }
 
 }  // namespace exportpy

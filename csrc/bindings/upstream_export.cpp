@@ -83,6 +83,24 @@ void register_upstream_export(py::module_& parent) {
     return out;
   }, py::arg("board"), "Move type indices that upstream cannot encode (no sample).");
 
+  m.def("action_policy_indices", [](Game& game, py::array_t<int32_t, py::array::c_style | py::array::forcecast> actions) {
+    const Geometry& g = game.geo();
+    const up::Layout& L = layout_of((BoardType)g.board);
+    if (actions.ndim() != 1) throw py::value_error("actions must be a one-dimensional int32 array");
+    const py::ssize_t E = actions.shape(0);
+    const std::vector<Move> moves = exportpy::decode_actions(game, actions.data(), E);
+    py::array_t<int32_t> out(E);
+    int32_t* o = out.mutable_data();
+    for (py::ssize_t e = 0; e < E; e++) {
+      const Move& m = moves[(size_t)e];
+      const int32_t idx = up::policy_invalid_type(L, m.type) ? -1 : up::policy_index(L, g, game.st(), m);
+      o[e] = idx >= 0 && idx < L.policy_size ? idx : -1;
+    }
+    return out;
+  }, py::arg("game"), py::arg("actions"),
+     "Upstream's policy index, in this state, of the move each of our canonical actions names (the encoder's "
+     "index of a played move), or -1 where upstream's layout has none. ValueError for an action not legal here.");
+
   m.def("encode_games", [](const std::string& board,
                            py::array_t<uint8_t, py::array::c_style | py::array::forcecast> moves,
                            py::array_t<int64_t, py::array::c_style | py::array::forcecast> game_offsets,

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--symmetries", action=argparse.BooleanOptionalAction, default=None,
                     help="also store each sample's policy index under every board symmetry (policy_indices_sym, "
                          "for augmentation; see ringrift.export.symmetry; config: export.symmetries)")
+    ap.add_argument("--search-targets", action=argparse.BooleanOptionalAction, default=None,
+                    help="samples of search self-play games (--policy gumbel:...) get the search's improved policy "
+                         "as their policy target (native: also search_values); default: whenever the DB holds "
+                         "search targets for the board; --no-search-targets: the played move only; "
+                         "--search-targets: fail when there are none (docs/search.md, 'Training targets')")
     ap.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
     ap.add_argument("--split-ratio", type=float,
                     help="fraction of games for training, in (0, 1]; 1 writes one file with every sample and no "
@@ -117,7 +122,8 @@ def main(argv=None) -> int:
                                      players=args.players, include_unchecked=args.include_unchecked,
                                      verify=args.verify, split_ratio=split_ratio, seed=args.seed,
                                      compression=compression, chunk_games=args.chunk_games, chunk_mb=args.chunk_mb,
-                                     threads=args.threads, object_arrays=args.object_arrays, progress=progress)
+                                     threads=args.threads, object_arrays=args.object_arrays,
+                                     search_targets=args.search_targets, progress=progress)
             for line in result.summary_lines():
                 print(line)
             return 0
@@ -128,7 +134,7 @@ def main(argv=None) -> int:
                            drop_forced=args.drop_forced, verify=args.verify, split_ratio=split_ratio,
                            seed=args.seed, compression=compression, max_samples_per_file=args.max_samples_per_file,
                            chunk_games=args.chunk_games, chunk_mb=args.chunk_mb, threads=args.threads,
-                           with_symmetries=with_symmetries, progress=progress)
+                           with_symmetries=with_symmetries, search_targets=args.search_targets, progress=progress)
     except RingRiftError as exc:
         print(f"ringrift-export: error: {exc}", file=sys.stderr)
         return exit_status(exc)

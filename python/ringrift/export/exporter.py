@@ -54,6 +54,7 @@ class ExportResult:
     left_out: dict = field(default_factory=dict)  # why -> games of the board (and players) not taken
     candidates: int = 0
     seconds: float = 0.0
+    search_samples: int | None = None  # samples given the search's targets (None: not asked / none in the DB)
 
     def summary_lines(self) -> list[str]:
         total = sum(self.samples.values())
@@ -69,6 +70,9 @@ class ExportResult:
             files = self.files.get(split, [])
             names = ", ".join(str(p) for p in files[:3]) + (f", ... ({len(files)} files)" if len(files) > 3 else "")
             lines.append(f"  {split}: {self.games.get(split, 0)} games, {self.samples.get(split, 0)} samples -> {names}")
+        if self.search_samples is not None:
+            lines.append(f"  search targets: {self.search_samples} of {total} samples (the search's improved policy"
+                         f"{'' if self.search_samples == total else '; the others: the played move'})")
         if self.skipped:
             shown = "; ".join(f"game {gid}: {why}" for gid, why in self.skipped[:5])
             lines.append(f"  skipped {len(self.skipped)} games that do not replay ({shown}"
@@ -132,7 +136,12 @@ def split_by_keys(ids: np.ndarray, keys: np.ndarray, ratio: float) -> np.ndarray
     return is_train
 
 
-def _schema(board: str, with_symmetries: bool = False) -> dict:
+_POLICY_KEYS = ("policy_indices", "policy_values", "policy_indices_sym")
+
+
+def _schema(board: str, with_symmetries: bool = False, search: bool = False) -> dict:
+    """Every column's dtype and trailing shape. With ``search`` the policy columns are per entry
+    (``_POLICY_KEYS``, split off by the caller) and two per-sample search columns are added."""
     H, W = spatial_size(board)
     sym = {"policy_indices_sym": (np.int32, (symmetries(board).n,))} if with_symmetries else {}
     return {
@@ -149,6 +158,7 @@ def _schema(board: str, with_symmetries: bool = False) -> dict:
         "game_ids": (np.int64, ()),
         "moves": (np.uint8, (16,)),
         **sym,
+        **({"search_values": (np.float32, ()), "has_search_target": (np.uint8, ())} if search else {}),
     }
 
 
@@ -244,7 +254,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
               split_ratio: float = 0.9, seed: int = 0, compression: bool = True,
               max_samples_per_file: int | None = None, chunk_games: int | None = None,
               chunk_mb: float = DEFAULT_CHUNK_MB, threads: int = 0, verify: bool = False,
-              with_symmetries: bool = False, progress=None) -> ExportResult:
+              with_symmetries: bool = False, search_targets: bool | None = None, progress=None) -> ExportResult:
     """Export the validated games of the game DB at ``db_path`` to ``<output>.npz`` (train)
     and ``<output>_val.npz`` (validation); see ``docs/npz_format.md``. Without ``output`` the
     files are ``canonical_<board>.npz`` in ``output_dir`` (default ``data/training``).
@@ -254,7 +264,10 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
     games that hit the move cap, as draws (all values 0). ``drop_forced`` leaves out the states
     whose only legal move is a ``no_*_action``. ``verify`` verifies every game like an unchecked
     one. ``with_symmetries`` adds ``policy_indices_sym``: each sample's policy index under every
-    board symmetry (``ringrift.export.symmetry``). ``max_samples_per_file`` shards each split into ``_partNNN`` files. ``chunk_games`` /
+    board symmetry (``ringrift.export.symmetry``). ``search_targets``: write the search's
+    improved policy and root value for the samples of search self-play games
+    (``ringrift.export.search_targets``); None (default) = when the DB holds any for the board,
+    True = required (ExportError when there are none), False = the played move only. ``max_samples_per_file`` shards each split into ``_partNNN`` files. ``chunk_games`` /
     ``chunk_mb`` bound the games and the feature memory of one encoding chunk. ``progress`` is
     called as ``progress(games_done, games_total, samples_done)``.
     """
@@ -302,16 +315,20 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
             raise ExportError(f"cannot create directory {base.parent}: {exc.strerror}") from None
         if not os.access(base.parent, os.W_OK):
             raise ExportError(f"directory {base.parent} is not writable")
+        search = search_wanted(db, path, board, players, search_targets)
         work = ExportTmpDir(base)  # also removes the working folders that killed exports left here
         tmpdir = work.path
-        schema = _schema(board, with_symmetries)
+        schema = _schema(board, with_symmetries, search)
+        ragged = {k: schema.pop(k) for k in _POLICY_KEYS if k in schema} if search else None
         nthreads = int(threads) if threads and int(threads) > 0 else (os.cpu_count() or 1)
         splits = ("train",) if float(split_ratio) >= 1 else ("train", "val")  # 1: one file, no val split
         writers = {s: ShardedNpzWriter(tmpdir, s, schema, max_rows=max_samples_per_file, compress=compression,
-                                       threads=nthreads, deflate=lib) for s in splits}
+                                       threads=nthreads, deflate=lib, ragged=ragged) for s in splits}
         result = ExportResult(board=board, db=str(path), candidates=len(ids),
-                              left_out=_left_out(db, board, players, statuses, include_capped))
+                              left_out=_left_out(db, board, players, statuses, include_capped),
+                              search_samples=0 if search else None)
         games_out = {"train": 0, "val": 0}
+        search_out = {"train": 0, "val": 0}
         try:
             H, W = spatial_size(board)
             bytes_per_sample = 4 * (NUM_PLANES * H * W + NUM_GLOBALS + 8) + 32
@@ -326,7 +343,8 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                 nonlocal chunk, chunk_samples, samples_done
                 if chunk:
                     n = _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced,
-                                      verify, threads, with_symmetries, buffers)
+                                      verify, threads, with_symmetries, buffers,
+                                      (db.conn, path, search_out) if search else None)
                     samples_done += n
                 chunk, chunk_samples = [], 0
 
@@ -367,8 +385,10 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
                         "symmetries": symmetries(board).n if with_symmetries else 0,
                         "exact_symmetries": list(symmetries(board).exact) if with_symmetries else [],
                     }
+                    if search:  # the split's count (like split_samples); the offsets are a column
+                        meta["search_targets"] = {"samples_with_targets": search_out[split]}
                     return {
-                        "policy_offsets": np.arange(rows + 1, dtype=np.int64),
+                        **({} if search else {"policy_offsets": np.arange(rows + 1, dtype=np.int64)}),
                         "board": np.array(board),
                         "split": np.array(split),
                         "spatial_size": np.int32(H),
@@ -396,8 +416,27 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
             raise
         finally:
             work.cleanup()
+    if search:
+        result.search_samples = sum(search_out.values())
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def search_wanted(db, path, board, players, search_targets) -> bool:
+    """Whether the export writes search targets: ``search_targets`` True / False as asked, None
+    when the DB holds some for the board (and players). True without any is an ExportError."""
+    from .search_targets import targets_present
+
+    if search_targets is False:
+        return False
+    try:
+        present = targets_present(db.conn, board, players)
+    except sqlite3.Error as exc:
+        raise ExportError(f"{path}: reading the search targets failed: {exc}") from None
+    if search_targets and not present:
+        what = " ".join(x for x in (board, f"{players}p" if players else None) if x)
+        raise ExportError(f"{path}: no search targets for {what} games (they come from --policy gumbel:... self-play)")
+    return present
 
 
 def _samples_of(gsel: np.ndarray, sample_offsets: np.ndarray, per_game: np.ndarray):
@@ -410,7 +449,7 @@ def _samples_of(gsel: np.ndarray, sample_offsets: np.ndarray, per_game: np.ndarr
 
 
 def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_forced, verify, threads,
-                  with_symmetries, buffers: TurnBuffers) -> int:
+                  with_symmetries, buffers: TurnBuffers, search=None) -> int:
     # train games first, then validation games (each in id order, as they came): each split's
     # samples are then one slice of the encoder's arrays, written without a copy
     chunk = sorted(chunk, key=lambda item: not is_train[item[0]])
@@ -439,6 +478,7 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
         result.skipped.append((int(rows[i].id), why))
     per_game = np.diff(out["sample_offsets"])
     train_game = is_train[pos]
+    segments = _search_segments(rows, good, out, search, with_symmetries) if search else None
     n = 0
     for split, want in (("train", True), ("val", False)):
         gsel = good & (train_game == want)
@@ -451,7 +491,7 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
         ssel = _samples_of(gsel, out["sample_offsets"], per_game)
         N = int(per_game[gsel].sum())
         take = lambda a: a[ssel]  # noqa: E731
-        writers[split].append({
+        cols = {
             "features": take(out["features"]),
             "globals": take(out["globals"]),
             "values": take(out["values"]),
@@ -465,9 +505,40 @@ def _encode_chunk(board, chunk, ids, is_train, writers, games_out, result, drop_
             "game_ids": np.repeat(np.array([r.id for r in rows], dtype=np.int64)[gsel], per_game[gsel]),
             "moves": take(out["records"]),
             **({"policy_indices_sym": take(out["policy_sym"])} if with_symmetries else {}),
-        })
+        }
+        if segments is None:
+            writers[split].append(cols)
+        else:
+            from .search_targets import join
+
+            seg = join([segments[i] for i in np.flatnonzero(gsel)],
+                       ("counts", "indices", "values", "search_values", "has") + (("sym",) if with_symmetries else ()))
+            for k in _POLICY_KEYS:
+                cols.pop(k, None)
+            cols["search_values"], cols["has_search_target"] = seg["search_values"], seg["has"]
+            flat = {"policy_indices": seg["indices"], "policy_values": seg["values"]}
+            if with_symmetries:
+                flat["policy_indices_sym"] = seg["sym"]
+            writers[split].append(cols, counts=seg["counts"], flat=flat)
+            search[2][split] += int(seg["has"].sum())
         n += N
     return n
+
+
+def _search_segments(rows, good, out, search, with_symmetries) -> dict:
+    """Per good game of the chunk (by position): its samples' policy entries and search columns
+    (``ringrift.export.search_targets.native_segment``)."""
+    from .search_targets import game_targets, native_segment
+
+    conn, path, _ = search
+    soff = out["sample_offsets"]
+    segments = {}
+    for i in np.flatnonzero(good):
+        a, b = int(soff[i]), int(soff[i + 1])
+        t = game_targets(conn, rows[i], path)
+        segments[i] = native_segment(rows[i], t, out["ply"][a:b], out["policy"][a:b],
+                                     out["policy_sym"][a:b] if with_symmetries else None, path)
+    return segments
 
 
 def _version() -> str:

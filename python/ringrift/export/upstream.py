@@ -31,7 +31,7 @@ import numpy as np
 from .. import _core
 from ..db.replaydb import completed_at  # the converter's completed_at: what upstream's exporter reads
 from .exporter import (DEFAULT_CHUNK_MB, ExportError, ExportResult, _STATUS_TEXT, _left_out, _nothing_to_export,
-                       _output_base, _scope, _split_key, check_export_args, deflate_library,
+                       _output_base, _scope, _split_key, check_export_args, deflate_library, search_wanted,
                        split_by_keys)
 from .writer import ShardedNpzWriter, TurnBuffers, final_names, publish, stale_files
 
@@ -152,13 +152,59 @@ class _StreamChecksum:
         return self.h.hexdigest()
 
 
+class _PolicyChecksum:
+    """Upstream's checksum of ``policy_indices`` or ``policy_values`` fed chunk by chunk, for
+    policies of any number of entries. Upstream builds the array as ``np.array(per-sample
+    arrays, dtype=object)``: (N, k) of Python numbers (hashed as their ``str()``) when every
+    sample has k entries, else (N,) of arrays (hashed as their bytes). Both are fed until the
+    counts tell which it is. One entry per sample gives the one-hot export's checksum."""
+
+    def __init__(self, n: int, text):
+        self.n, self.text = n, text  # text: flat entries -> their str() joined, as bytes
+        self.k = None               # the entry count of every sample so far, or -1 once they differ
+        self.uniform = self.ragged = None
+
+    def feed(self, counts: np.ndarray, flat: np.ndarray) -> None:
+        if not len(counts):
+            return
+        if self.k is None:
+            self.k = int(counts[0])
+            self.uniform = _StreamChecksum((self.n, self.k), "object")
+            self.ragged = _StreamChecksum((self.n,), "object")
+        if self.k >= 0 and np.any(counts != self.k):
+            self.k, self.uniform = -1, None
+        if self.uniform is not None:
+            self.uniform.h.update(self.text(flat))
+        self.ragged.raw(flat)
+
+    def hexdigest(self) -> str:
+        if self.k is None:  # no samples: as the one-hot export
+            return _StreamChecksum((self.n, 1), "object").hexdigest()
+        return (self.uniform if self.k >= 0 else self.ragged).hexdigest()
+
+
+def _int_texts(flat: np.ndarray) -> bytes:
+    return "".join(map(str, flat.tolist())).encode()
+
+
+def _float_texts(flat: np.ndarray) -> bytes:
+    return "".join(map(str, flat.astype(np.float32).tolist())).encode()
+
+
+def _object_policy(counts: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """The per-sample object array upstream's exporter writes for these entries."""
+    if not len(counts):
+        return np.empty((0, 1), dtype=object)
+    return np.array(np.split(flat, np.cumsum(counts)[:-1]), dtype=object)
+
+
 # ---- the export -----------------------------------------------------------------------------------------
 
 def export_upstream(db_path, output=None, *, output_dir=None, board: str | None = None, players: int | None = None,
                     include_unchecked: bool = False, split_ratio: float = 1.0, seed: int = 0,
                     compression: bool = True, chunk_games: int | None = None, chunk_mb: float = DEFAULT_CHUNK_MB,
                     threads: int = 0, verify: bool = False, object_arrays: bool = False,
-                    progress=None) -> ExportResult:
+                    search_targets: bool | None = None, progress=None) -> ExportResult:
     """Export the validated games of ``db_path`` in upstream's default training encoding.
 
     One board and one player count per file (upstream's exporter takes both as arguments).
@@ -166,7 +212,10 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
     :func:`ringrift.export.export_db` and ``<output>_val.npz`` holds the rest. Games without
     a winner (stopped at the move cap) are left out, as upstream drops them. By default the
     file is pickle-free (``docs/upstream_npz.md``); ``object_arrays`` writes the object arrays
-    upstream's own exporter writes (loading them needs ``allow_pickle=True``).
+    upstream's own exporter writes (loading them needs ``allow_pickle=True``). ``search_targets``
+    as in :func:`ringrift.export.export_db`: a searched game's samples get the search's improved
+    policy in upstream's policy indices (``ringrift.export.search_targets``); upstream's format
+    has no key for the search's value, so ``values`` stay the outcomes.
     """
     from ..db import GameDB
     from ..db.errors import DBError
@@ -213,6 +262,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
                               f"upstream's encoding takes one player count per file: choose one with --players")
         board = boards.pop()
         num_players = player_set.pop()
+        search = search_wanted(db, path, board, num_players, search_targets)
         order_ids = np.frombuffer(order, dtype=np.int64)
         keys_arr = np.frombuffer(keys, dtype=np.uint64)
         asc = np.argsort(order_ids, kind="stable")
@@ -244,7 +294,8 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
         skipped: list = []
         for attempt in range(3):
             res = _Pass(db, path, board, num_players, order_ids, planned, vtypes, otypes, is_train, exclude, expected,
-                        splits, base, compression, object_arrays, chunk_games, chunk_mb, threads, verify, progress)
+                        splits, base, compression, object_arrays, chunk_games, chunk_mb, threads, verify, progress,
+                        search)
             result = res.run()
             skipped += res.skipped
             if result is not None:
@@ -266,7 +317,8 @@ class _Pass:
     split's sample count differs from ``expected`` (the checksums start with the shape)."""
 
     def __init__(self, db, path, board, num_players, order_ids, counts, vtypes, otypes, is_train, exclude, expected,
-                 splits, base, compression, object_arrays, chunk_games, chunk_mb, threads, verify, progress):
+                 splits, base, compression, object_arrays, chunk_games, chunk_mb, threads, verify, progress,
+                 search=False):
         self.db, self.path, self.board, self.num_players = db, path, board, num_players
         self.order_ids, self.is_train, self.exclude, self.expected = order_ids, is_train, exclude, expected
         self.splits, self.base, self.compression, self.object_arrays = splits, base, compression, object_arrays
@@ -278,6 +330,7 @@ class _Pass:
         self.features_buffers = TurnBuffers()  # reused by the chunks, two by turns
         self.hash_pool = None
         self.actual = {s: 0 for s in ("train", "val")}
+        self.search = search  # soft policies from the search's targets (ragged policy columns)
 
     def _schema(self, widths) -> dict:
         S, C = self.layout["spatial_size"], self.layout["in_channels"]
@@ -294,8 +347,9 @@ class _Pass:
             "quality_score": (np.float32, ()),
         }
         if not self.object_arrays:
-            schema["policy_indices"] = (np.int32, ())
-            schema["policy_values"] = (np.float32, ())
+            if not self.search:
+                schema["policy_indices"] = (np.int32, ())
+                schema["policy_values"] = (np.float32, ())
             for k in _STRING_COLUMNS:
                 schema[k] = (f"<U{widths[k]}", ())
         return schema
@@ -321,23 +375,33 @@ class _Pass:
         nthreads = int(self.threads) if self.threads and int(self.threads) > 0 else (os.cpu_count() or 1)
         self.hash_pool = ThreadPoolExecutor(max_workers=1) if nthreads > 1 else None
         schema = self._schema(widths)
+        ragged = {"policy_indices": (np.int32, ()), "policy_values": (np.float32, ())} \
+            if self.search and not self.object_arrays else None
         writers = {s: ShardedNpzWriter(tmpdir, s, schema, compress=self.compression, threads=nthreads,
-                                       pickle_extras=self.object_arrays) for s in self.splits}
+                                       pickle_extras=self.object_arrays, ragged=ragged,
+                                       offsets_key=("policy_indices_offsets", "policy_values_offsets"))
+                   for s in self.splits}
         # streaming checksums; shapes from the expected sample counts
         sums: dict = {}
         for s in self.splits:
             n = self.expected[s]
             cs = {k: _StreamChecksum((n,) + tuple(t), str(np.dtype(d))) for k, (d, t) in self._schema(widths).items()
                   if k not in ("policy_indices", "policy_values") and k not in _STRING_COLUMNS}
-            cs["policy_indices"] = _StreamChecksum((n, 1), "object")
-            cs["policy_values"] = _StreamChecksum((n, 1), "object")
+            if self.search:
+                cs["policy_indices"] = _PolicyChecksum(n, _int_texts)
+                cs["policy_values"] = _PolicyChecksum(n, _float_texts)
+            else:
+                cs["policy_indices"] = _StreamChecksum((n, 1), "object")
+                cs["policy_values"] = _StreamChecksum((n, 1), "object")
             for k in _STRING_COLUMNS:
                 cs[k] = _StreamChecksum((n,), "object")
             sums[s] = cs
         kept_codes = {s: {k: array("B") for k in _STRING_COLUMNS} for s in self.splits}
         kept_policy = {s: array("i") for s in self.splits}
-        stats = {s: {"games": 0, "samples": 0, "max_policy": 0, "newest": None} for s in self.splits}
-        result = ExportResult(board=board, db=str(self.path), candidates=len(self.order_ids))
+        kept_soft = {s: (array("q"), array("i"), array("f")) for s in self.splits}  # counts, indices, values
+        stats = {s: {"games": 0, "samples": 0, "max_policy": 0, "newest": None, "search": 0} for s in self.splits}
+        result = ExportResult(board=board, db=str(self.path), candidates=len(self.order_ids),
+                              search_samples=0 if self.search else None)
         one_str = b"1.0"
         try:
             bytes_per_sample = 4 * (C * S * S + 40) + 64
@@ -359,7 +423,7 @@ class _Pass:
                 pos = {gid: i for i, gid in enumerate(chunk_ids)}
                 rows = sorted(self.db.iter_games(ids=chunk_ids), key=lambda r: pos[r.id])
                 self._encode_chunk(rows, train_of, writers, sums, kept_codes, kept_policy, stats, result,
-                                   vocab_bytes, code_of, vocab_np, one_str)
+                                   vocab_bytes, code_of, vocab_np, one_str, kept_soft)
                 done += len(rows)
                 if self.progress:
                     self.progress(done, len(ids), sum(st["samples"] for st in stats.values()))
@@ -404,19 +468,26 @@ class _Pass:
                            checksums=checksums, n=n):
                     out = dict(scalars)
                     if self.object_arrays:
-                        pol = np.frombuffer(kept_policy[split], dtype=np.int32)
-                        pi = np.empty((n, 1), dtype=object)
-                        pi[:, 0] = pol.tolist()
-                        pv = np.empty((n, 1), dtype=object)
-                        pv[:, 0] = [1.0] * n
-                        out["policy_indices"], out["policy_values"] = pi, pv
+                        if self.search:
+                            counts, idx, val = (np.frombuffer(a, dtype=d) for a, d in
+                                                zip(kept_soft[split], (np.int64, np.int32, np.float32)))
+                            out["policy_indices"] = _object_policy(counts, idx)
+                            out["policy_values"] = _object_policy(counts, val)
+                        else:
+                            pol = np.frombuffer(kept_policy[split], dtype=np.int32)
+                            pi = np.empty((n, 1), dtype=object)
+                            pi[:, 0] = pol.tolist()
+                            pv = np.empty((n, 1), dtype=object)
+                            pv[:, 0] = [1.0] * n
+                            out["policy_indices"], out["policy_values"] = pi, pv
                         for k in _STRING_COLUMNS:
                             codes = np.frombuffer(kept_codes[split][k], dtype=np.uint8)
                             out[k] = np.array(vocab[k], dtype=object)[codes] if n else np.empty(0, dtype=object)
                         out["metadata"] = meta_obj
                     else:
-                        out["policy_indices_offsets"] = np.arange(n + 1, dtype=np.int64)
-                        out["policy_values_offsets"] = np.arange(n + 1, dtype=np.int64)
+                        if not self.search:  # with search targets the offsets are columns
+                            out["policy_indices_offsets"] = np.arange(n + 1, dtype=np.int64)
+                            out["policy_values_offsets"] = np.arange(n + 1, dtype=np.int64)
                         out["metadata"] = np.asarray(json.dumps(meta))
                     out["data_checksums"] = checksums
                     return out
@@ -431,6 +502,8 @@ class _Pass:
             stale = stale_files(self.base, result.files["train"]) + stale_files(
                 self.base.with_name(self.base.name + "_val"), result.files.get("val", []))
             publish(moves, stale)
+            if self.search:
+                result.search_samples = sum(stats[s]["search"] for s in self.splits)
         except sqlite3.Error as exc:
             for w in writers.values():
                 w.abort()
@@ -446,7 +519,7 @@ class _Pass:
         return result
 
     def _encode_chunk(self, rows, train_of, writers, sums, kept_codes, kept_policy, stats, result, vocab_bytes,
-                      code_of, vocab_np, one_str) -> None:
+                      code_of, vocab_np, one_str, kept_soft=None) -> None:
         if not rows:
             return
         counts = np.array([r.move_count for r in rows], dtype=np.int64)
@@ -474,6 +547,7 @@ class _Pass:
             self.failed_ids.add(int(rows[i].id))
         soff = out["sample_offsets"]
         per_game = np.diff(soff)
+        segments = self._search_segments(rows, good, out) if self.search else None
         in_train = np.array([train_of[r.id] for r in rows], dtype=bool)
         game_cols = {  # per-game values, repeated over the game's samples below
             "num_players": np.array([r.num_players for r in rows], dtype=np.int32),
@@ -517,12 +591,22 @@ class _Pass:
                      "engine_modes": np.zeros(n, dtype=np.uint8),
                      "opponent_types": np.repeat(game_codes["opponent_types"][gsel], reps)}
             cs = sums[split]
+            soft = None
+            if segments is not None:
+                from .search_targets import join
 
-            def hash_chunk(cs=cs, cols=dict(cols), codes=codes, pol=pol, n=n):
+                soft = join([segments[i] for i in np.flatnonzero(gsel)], ("counts", "indices", "values", "has"))
+                pol = soft["indices"]  # every entry (for max_policy_index)
+
+            def hash_chunk(cs=cs, cols=dict(cols), codes=codes, pol=pol, n=n, soft=soft):
                 for k, a_ in cols.items():
                     cs[k].raw(a_)
-                cs["policy_indices"].h.update("".join(map(str, pol.tolist())).encode())
-                cs["policy_values"].h.update(one_str * n)
+                if soft is None:
+                    cs["policy_indices"].h.update("".join(map(str, pol.tolist())).encode())
+                    cs["policy_values"].h.update(one_str * n)
+                else:
+                    cs["policy_indices"].feed(soft["counts"], soft["indices"])
+                    cs["policy_values"].feed(soft["counts"], soft["values"])
                 for k, c in codes.items():
                     cs[k].texts(c, vocab_bytes[k])
 
@@ -530,16 +614,29 @@ class _Pass:
             hashing = self.hash_pool.submit(hash_chunk) if self.hash_pool else None
             if hashing is None:
                 hash_chunk()
+            flat = None
             if self.object_arrays:
-                kept_policy[split].extend(pol.astype(np.int32).tolist())
+                if soft is None:
+                    kept_policy[split].extend(pol.astype(np.int32).tolist())
+                else:
+                    for a_, v in zip(kept_soft[split], (soft["counts"], soft["indices"], soft["values"])):
+                        a_.frombytes(np.ascontiguousarray(v).tobytes())
                 for k, c in codes.items():
                     kept_codes[split][k].extend(c.astype(np.uint8).tolist())
             else:
-                cols["policy_indices"] = pol
-                cols["policy_values"] = np.ones(n, dtype=np.float32)
+                if soft is None:
+                    cols["policy_indices"] = pol
+                    cols["policy_values"] = np.ones(n, dtype=np.float32)
+                else:
+                    flat = {"policy_indices": soft["indices"], "policy_values": soft["values"]}
                 for k, c in codes.items():
                     cols[k] = vocab_np[k][c]
-            writers[split].append(cols)
+            if flat is None:
+                writers[split].append(cols)
+            else:
+                writers[split].append(cols, counts=soft["counts"], flat=flat)
+            if soft is not None:
+                stats[split]["search"] += int(soft["has"].sum())
             if hashing is not None:
                 hashing.result()
             st = stats[split]
@@ -551,6 +648,20 @@ class _Pass:
                 t = completed_at(r.started_at, r.duration_ms) or (r.started_at or r.created_at)
                 if t and (st["newest"] is None or t > st["newest"]):
                     st["newest"] = t
+
+
+    def _search_segments(self, rows, good, out) -> dict:
+        """Per good game of the chunk (by position): its samples' soft policies in upstream's
+        indices (``ringrift.export.search_targets.upstream_segment``)."""
+        from .search_targets import game_targets, upstream_segment
+
+        soff = out["sample_offsets"]
+        segments = {}
+        for i in np.flatnonzero(good):
+            a, b = int(soff[i]), int(soff[i + 1])
+            t = game_targets(self.db.conn, rows[i], self.path)
+            segments[i] = upstream_segment(rows[i], t, out["move_numbers"][a:b], out["policy"][a:b], self.path)
+        return segments
 
 
 __all__ = ["array_checksum", "export_upstream", "quality_score", "victory_type"]

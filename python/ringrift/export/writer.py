@@ -219,10 +219,17 @@ class ShardedNpzWriter:
     """
 
     def __init__(self, tmpdir: Path, tag: str, schema: dict, *, max_rows: int | None = None,
-                 compress: bool = True, threads: int = 1, pickle_extras: bool = False, deflate=None):
+                 compress: bool = True, threads: int = 1, pickle_extras: bool = False, deflate=None,
+                 ragged: dict | None = None, offsets_key="policy_offsets"):
         self.tmpdir = Path(tmpdir)
         self.tag = tag
         self.schema = {k: (np.dtype(d), tuple(t)) for k, (d, t) in schema.items()}
+        # Ragged columns: a variable number of entries per row, flat, plus the int64 column
+        # ``offsets_key`` (rows + 1 per archive, starting at 0) that says which are whose; a
+        # tuple of names writes the same offsets under each.
+        self.ragged = {k: (np.dtype(d), tuple(t)) for k, (d, t) in (ragged or {}).items()}
+        self.offsets_keys = (offsets_key,) if isinstance(offsets_key, str) else tuple(offsets_key)
+        self._entries = 0  # entries of the open shard's ragged columns
         self.max_rows = max_rows
         self.compress = bool(compress)
         self.pickle_extras = bool(pickle_extras)  # object arrays among the extras (opt-in)
@@ -237,18 +244,41 @@ class ShardedNpzWriter:
 
     def _open_shard(self) -> None:
         k = len(self.shards)
+        layout = dict(self.schema)
+        if self.ragged:
+            layout.update(self.ragged)
+            for key in self.offsets_keys:
+                layout[key] = (np.dtype(np.int64), ())
         self._cols = {key: _Column(self.tmpdir / f"{self.tag}.{k:05d}.{key}.part", d, t, self.lib, self.crc_lib,
                                    self.pool)
-                      for key, (d, t) in self.schema.items()}
+                      for key, (d, t) in layout.items()}
         self._rows = 0
+        self._entries = 0
+        if self.ragged:
+            for key in self.offsets_keys:
+                self._cols[key].append(np.zeros(1, dtype=np.int64))
 
-    def append(self, columns: dict) -> None:
+    def append(self, columns: dict, counts=None, flat: dict | None = None) -> None:
+        """Append rows: ``columns`` per row; with ragged columns also ``counts`` (entries per
+        row) and ``flat`` (each ragged column's entries of these rows, in row order)."""
         if set(columns) != set(self.schema):
             raise ValueError(f"columns {sorted(columns)} differ from the schema {sorted(self.schema)}")
         lengths = {np.asarray(a).shape[0] for a in columns.values()}
         if len(lengths) != 1:
             raise ValueError(f"columns have different lengths {sorted(lengths)}")
         n = lengths.pop()
+        flat = flat or {}
+        if set(flat) != set(self.ragged):
+            raise ValueError(f"ragged columns {sorted(flat)} differ from the schema {sorted(self.ragged)}")
+        if self.ragged:
+            counts = np.asarray(counts, dtype=np.int64)
+            if counts.shape != (n,) or (n and counts.min() < 0):
+                raise ValueError(f"counts must be {n} entry counts >= 0")
+            cum = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(counts, out=cum[1:])
+            for key, arr in flat.items():
+                if np.asarray(arr).shape[0] != cum[-1]:
+                    raise ValueError(f"{key}: {np.asarray(arr).shape[0]} entries, the counts say {cum[-1]}")
         start = 0
         fresh: dict = {}
         while start < n:
@@ -259,6 +289,14 @@ class ShardedNpzWriter:
             take = min(room, n - start)
             for key, arr in columns.items():
                 fresh[key] = fresh.get(key, 0) + self._cols[key].append(arr[start:start + take])
+            if self.ragged:
+                a, b = int(cum[start]), int(cum[start + take])
+                for key, arr in flat.items():
+                    fresh[key] = fresh.get(key, 0) + self._cols[key].append(arr[a:b])
+                offs = cum[start + 1:start + take + 1] - a + self._entries
+                for key in self.offsets_keys:
+                    fresh[key] = fresh.get(key, 0) + self._cols[key].append(offs)
+                self._entries += b - a
             self._rows += take
             self.total_rows += take
             start += take

@@ -4,8 +4,8 @@ Per generation g = 1, 2, ... (each in ``RUN/gen_NNN``):
 
     selfplay  games with the current best: gumbel:onnx:BEST (gumbel:heuristic before any net)
     parity    every game replayed and checked (ringrift.parity.db_check.verify_db)
-    export    the generation's games to a native NPZ (drop forced moves, train/val split by game)
-    targets   the search's improved policies and root values into that NPZ (ringrift.search.targets)
+    export    the generation's games to a native NPZ (drop forced moves, train/val split by game) with
+              the search's improved policies and root values as targets (ringrift-export writes them)
     train     on the last ``window`` generations' NPZs, warm-started from the best's checkpoint
               (before any promotion: from the previous generation's candidate)
     eval      ringrift-eval: the new net with search against the best with search, seat-balanced
@@ -14,7 +14,7 @@ Per generation g = 1, 2, ... (each in ``RUN/gen_NNN``):
 
 Resumable after a kill at any step: ``gen_NNN/state.json`` lists the steps done (written after
 each step, atomically), and every step is safe to redo (self-play fills only missing game
-indices, export/targets rewrite their files, training resumes from its last checkpoint, an
+indices, export rewrites its files, training resumes from its last checkpoint, an
 evaluation is replayed whole). ``RUN/loop.json`` holds the best net and one record per finished
 generation: model, data, evaluation, Elo (the first best, gumbel:heuristic, is Elo 0; a
 candidate's Elo is the best's plus the evaluation's Elo difference). ``RUN/elo.png`` with --plot.
@@ -32,7 +32,7 @@ from pathlib import Path
 from .. import BOARDS
 from ..exitcodes import UsageError
 
-STEPS = ("selfplay", "parity", "export", "targets", "train", "eval", "promote")
+STEPS = ("selfplay", "parity", "export", "train", "eval", "promote")
 
 _POS_INT = (int, lambda v: v > 0, "a positive integer")
 _NON_NEG_INT = (int, lambda v: v >= 0, "a non-negative integer")
@@ -176,6 +176,8 @@ class Loop:
         if st is None:  # the best at the generation's start: a resume plays with the same one
             st = {"generation": g, "done": [], "best": self.state["best"], "results": {}}
             _write_json(spath, st)
+        if "export" in st["done"] and not (gdir / "data" / "soft.npz").exists():
+            st["done"] = st["done"][:st["done"].index("export")]  # a run from before the export wrote soft.npz
         for step in STEPS:
             if step in st["done"]:
                 continue
@@ -218,19 +220,9 @@ class Loop:
 
         data = gdir / "data"
         data.mkdir(exist_ok=True)
-        r = export_db(gdir / "games.db", data / "plain.npz", drop_forced=True, include_unchecked=True,
-                      include_capped=True, split_ratio=0.9, seed=g, threads=self.opt.threads)
-        return {"samples": r.samples, "games": r.games, "skipped": len(r.skipped)}
-
-    def _targets(self, g, gdir, st):
-        from ..search.targets import apply_search_targets
-
-        data = gdir / "data"
-        out = {}
-        for src, dst in (("plain.npz", "soft.npz"), ("plain_val.npz", "soft_val.npz")):
-            if (data / src).exists():
-                out[dst] = apply_search_targets(data / src, gdir / "games.db", data / dst)
-        return out
+        r = export_db(gdir / "games.db", data / "soft.npz", drop_forced=True, include_unchecked=True,
+                      include_capped=True, split_ratio=0.9, seed=g, threads=self.opt.threads, search_targets=True)
+        return {"samples": r.samples, "games": r.games, "skipped": len(r.skipped), "with_targets": r.search_samples}
 
     def _window(self, g, gdir) -> Path:
         """Links to the soft NPZs of the last ``window`` generations, as one sharded export."""

@@ -315,12 +315,19 @@ class SearchTargets:
         return self.conn.total_changes - before
 
     def get(self, *, board: str, num_players: int, policy: str, seed: int, game_index: int) -> dict | None:
-        row = self.conn.execute(
-            "SELECT num_moves, root_value, policy_offsets, policy_actions, policy_probs FROM search_targets "
-            "WHERE board = ? AND num_players = ? AND policy = ? AND seed = ? AND game_index = ?",
-            (board, int(num_players), policy, int(seed), int(game_index))).fetchone()
-        if row is None:
-            return None
-        n, v, o, a, p = row
-        return {"num_moves": n, "root_value": np.frombuffer(v, "<f4"), "policy_offsets": np.frombuffer(o, "<i4"),
-                "policy_actions": np.frombuffer(a, "<i4"), "policy_probs": np.frombuffer(p, "<f2")}
+        return fetch_targets(self.conn, board=board, num_players=num_players, policy=policy, seed=seed,
+                             game_index=game_index)
+
+
+def fetch_targets(conn: sqlite3.Connection, *, board: str, num_players: int, policy: str, seed: int,
+                  game_index: int) -> dict | None:
+    """One game's targets from the side table through any connection (a read-only one too), or None."""
+    row = conn.execute(
+        "SELECT num_moves, root_value, policy_offsets, policy_actions, policy_probs FROM search_targets "
+        "WHERE board = ? AND num_players = ? AND policy = ? AND seed = ? AND game_index = ?",
+        (board, int(num_players), policy, int(seed), int(game_index))).fetchone()
+    if row is None:
+        return None
+    n, v, o, a, p = row
+    return {"num_moves": n, "root_value": np.frombuffer(v, "<f4"), "policy_offsets": np.frombuffer(o, "<i4"),
+            "policy_actions": np.frombuffer(a, "<i4"), "policy_probs": np.frombuffer(p, "<f2")}

@@ -3,14 +3,18 @@ search's improved policy and add its root values (docs/search.md, "Training targ
 
     python -m ringrift.search.targets data/training/sq8_train.npz --db games.db --output sq8_soft.npz
 
+``ringrift-export`` now writes the same arrays itself (by default when the DB has search
+targets; ``ringrift.export.search_targets``), in both encodings and with ``--symmetries``; this
+post-processing step remains for files exported with ``--no-search-targets`` or before.
+
 The native NPZ already stores a policy as flat entries with offsets (docs/npz_format.md); the
 exporter writes one entry per sample (the played move). For every sample whose game has search
 targets (``search_targets`` table beside the games, ringrift.search.selfplay) this writes the
 improved policy over the root's actions instead, and ``search_values`` (N,) float32, the search's
 root value for the player to move (NaN where a game has none; ``has_search_target`` (N,) uint8
 says which). Samples are matched by ``game_ids`` and ``ply``, so ``--drop-forced`` exports work.
-``policy_indices_sym`` is per entry and cannot follow: an NPZ exported with ``--symmetries`` is
-refused.
+``policy_indices_sym`` would need the positions: an NPZ exported with ``--symmetries`` is refused
+(``ringrift-export --symmetries`` writes the targets with their symmetric indices itself).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def apply_search_targets(npz_path, db_path, output) -> dict:
             raise TargetsError(f"{npz_path}: missing key {key!r} (not a native ringrift NPZ export)")
     if "policy_indices_sym" in arrays:
         raise TargetsError(f"{npz_path}: exported with --symmetries; its per-entry symmetric indices cannot "
-                           "follow a new policy (export without --symmetries)")
+                           "follow a new policy here (ringrift-export --symmetries writes the search targets itself)")
     ids, ply = arrays["game_ids"], arrays["ply"]
     n = len(ids)
     identity = {}
