@@ -35,7 +35,7 @@ def build_parser():
     p.add_argument("--value-weight", type=float, default=1.0)
     p.add_argument("--value-target", default="outcome", metavar="outcome|search|mix:F",
                    help="value target: the game's outcome, the search's root value (search_values of "
-                        "python -m ringrift.search.targets), or F * search + (1 - F) * outcome")
+                        "ringrift-export of search games), or F * search + (1 - F) * outcome")
     p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
     p.add_argument("--max-batches", type=int, help="stop after this many batches in all (resumable)")
     p.add_argument("--time-budget", type=float, metavar="MINUTES",

@@ -295,7 +295,7 @@ def load_shard(path: Path, search_values: bool = False) -> dict:
         if search_values:
             if "search_values" not in d.files:
                 raise DataError(f"{path}: no search_values for a search value target "
-                                "(python -m ringrift.search.targets adds them)")
+                                "(ringrift-export writes them for games played with --policy gumbel:...)")
             out["search_values"] = d["search_values"]
     return out
 

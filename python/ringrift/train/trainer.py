@@ -160,7 +160,7 @@ def train(opt: TrainOptions) -> dict:
         for s in shards:
             if not has_search_values(s.path):
                 raise DataError(f"{s.path}: no search_values for --value-target {opt.value_target} "
-                                "(python -m ringrift.search.targets adds them)")
+                                "(ringrift-export writes them for games played with --policy gumbel:...)")
     model = build_model(cfg)
     stream = BatchStream(shards, info.board, opt.batch_size, seed=opt.seed, shuffle=True, augment=augment,
                          exact=info.exact_symmetries, search_weight=search_weight)
