@@ -122,3 +122,46 @@ class NodeClient:
         except (aiohttp.ClientError, OSError) as exc:
             tmp.unlink(missing_ok=True)
             raise NodeError(url, f"download failed: {type(exc).__name__}: {exc}") from None
+
+    async def has(self, url: str, *, timeout: float | None = None) -> bool:
+        """HEAD `url`: True for 200, False for 404; NodeError otherwise."""
+        s = await self.session()
+        t = aiohttp.ClientTimeout(total=timeout or self.timeout)
+        try:
+            async with s.head(url, timeout=t) as resp:
+                if resp.status == 404:
+                    return False
+                if resp.status >= 400:
+                    raise NodeError(url, f"HTTP {resp.status}: {resp.reason}", resp.status)
+                return True
+        except NodeError:
+            raise
+        except asyncio.TimeoutError:
+            raise NodeError(url, f"no answer within {timeout or self.timeout:g}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NodeError(url, f"{type(exc).__name__}: {_why(exc)}") from None
+
+    async def upload(self, url: str, path: Path, *, timeout: float = 600.0, idle: float = 30.0) -> dict:
+        """PUT the file `path` to `url`, streamed from disk (its Content-Length announced)."""
+        s = await self.session()
+        t = aiohttp.ClientTimeout(total=timeout, sock_read=idle)
+        try:
+            with open(path, "rb") as fh:
+                async with s.put(url, data=fh, timeout=t,
+                                 headers={"Content-Type": "application/octet-stream"}) as resp:
+                    raw = await resp.read()
+                    try:
+                        data = json.loads(raw) if raw else {}
+                    except ValueError:
+                        data = {}
+                    if resp.status >= 400:
+                        msg = data.get("error") if isinstance(data, dict) else None
+                        raise NodeError(url, f"HTTP {resp.status}: {msg or resp.reason}", resp.status,
+                                        data if isinstance(data, dict) else None)
+                    return data if isinstance(data, dict) else {}
+        except NodeError:
+            raise
+        except asyncio.TimeoutError:
+            raise NodeError(url, "upload timed out") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise NodeError(url, f"upload failed: {type(exc).__name__}: {_why(exc)}") from None

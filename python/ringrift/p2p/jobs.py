@@ -31,6 +31,7 @@ from pathlib import Path
 
 from . import TOKEN_ENV
 from . import dbtools
+from ..pipeline.models import model_rel
 from ..pipeline.worker import parse_event
 
 log = logging.getLogger("ringrift.p2p")
@@ -147,6 +148,9 @@ class JobManager:
         job_id = spec["job_id"]
         if job_id in self.jobs:
             return self.public(self.jobs[job_id]), False
+        if spec.get("model_sha256") and not (self.data_dir / model_rel(spec["model_sha256"])).is_file():
+            raise FileNotFoundError(f"model {spec['model_sha256'][:12]} is not on {self.node_id}: upload it first "
+                                    f"(PUT /models/<sha256>)")
         if self.free_slots() <= 0:
             raise LookupError(f"no free job slot on {self.node_id} ({self.max_jobs} in use)")
         used = {j.get("slot") for j in self.running()}
@@ -157,6 +161,7 @@ class JobManager:
             "board": spec["board"], "players": spec["players"], "policy": spec["policy"], "seed": spec["seed"],
             "max_moves": spec["max_moves"], "batch_size": spec.get("batch_size"), "threads": spec.get("threads", 0),
             "device": spec.get("device", "cpu"),
+            "model_sha256": spec.get("model_sha256"), "play_policy": spec.get("play_policy"),
             "indices": spec["indices"], "lo": spec["lo"], "hi": spec["hi"], "total": spec["total"], "slot": slot,
             "status": "running", "done": 0, "pid": None, "boot": self.boot, "started_at": now_iso(),
             "finished_at": None, "error": None, "db": f"runs/{run_dir}/{job_id}.db", "games": 0, "size": None,
@@ -167,7 +172,8 @@ class JobManager:
         path.parent.mkdir(parents=True, exist_ok=True)
         await self.persist(job)  # the record exists before the worker does: a crash never orphans a DB
         argv = [sys.executable, "-m", "ringrift.pipeline", "worker", "--board", job["board"],
-                "--players", str(job["players"]), "--policy", job["policy"], "--seed", str(job["seed"]),
+                "--players", str(job["players"]), "--policy", job.get("play_policy") or job["policy"],
+                "--seed", str(job["seed"]),
                 "--indices", job["indices"], "--max-moves", str(job["max_moves"]),
                 "--threads", str(job["threads"] or 0), "--parallel-jobs", str(self.max_jobs),
                 "--output-db", str(path), "--host-name", self.node_id, "--exit-on-stdin-eof"]
@@ -175,6 +181,8 @@ class JobManager:
             argv += ["--batch-size", str(job["batch_size"])]
         if job.get("device", "cpu") != "cpu":
             argv += ["--device", job["device"]]
+        if job.get("model_sha256"):  # the worker checks the file's hash before it plays
+            argv += ["--model-sha256", job["model_sha256"]]
         env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # the worker needs no secret
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -48,7 +49,10 @@ def run_id_for(p: dict) -> str:
     key = json.dumps({k: p[k] for k in ("board", "players", "policy", "seed", "num_games", "max_moves",
                                         "games_per_worker")}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-    return f"{p['board']}_{p['players']}p_{p['policy']}_s{p['seed']}_{digest}"
+    # job ids extend the run id and allow only [A-Za-z0-9_.-]: a search or a net's policy
+    # (gumbel:onnx:square8-<id>:sims=...) is shortened to those; the digest keeps ids apart
+    policy = re.sub(r"[^A-Za-z0-9_.-]+", "-", p["policy"])[:48]
+    return f"{p['board']}_{p['players']}p_{policy}_s{p['seed']}_{digest}"
 
 
 class RangeState:
@@ -398,6 +402,8 @@ class Coordinator:
     async def _dispatch(self, run: Run, views: dict, free: dict) -> None:
         cap = run.params["capability"]
         able = [n for n in free if cap in views[n].get("capabilities", ())]
+        if run.params.get("model_sha256"):  # a net's policy: nodes that can load the net
+            able = [n for n in able if views[n].get("onnxruntime")]
         starts = []
         for r in run.ranges:
             if r.status != "queued" or not r.todo or r.pending:
@@ -422,6 +428,8 @@ class Coordinator:
                 "players": p["players"], "policy": p["policy"], "seed": p["seed"], "max_moves": p["max_moves"],
                 "batch_size": p.get("batch_size"), "threads": p.get("threads") or 0,
                 "device": p.get("device", "cpu"), "indices": str(r.todo), "range": [r.start, r.end]}
+        if p.get("model_sha256"):  # a net's policy: the node gets the model first (Node.call_start_job)
+            spec.update(model_sha256=p["model_sha256"], play_policy=p["play_policy"])
         node_id = r.node
         try:
             job = await self.node.call_start_job(view, spec)

@@ -37,6 +37,7 @@ from .client import NodeClient, NodeError
 from .discovery import Discovery
 from .jobs import FINISHED, JOB_ID, JobManager
 from .leader import Coordinator
+from .models import ModelStore
 from .netaddr import url_host
 
 log = logging.getLogger("ringrift.p2p")
@@ -52,6 +53,7 @@ SPEC_SLICE = 250  # index runs parsed per slice
 MAX_PEERS = 256
 DEFAULT_MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 10000}
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -180,6 +182,46 @@ async def _parse_indices(text: str, name: str, within: int | None = None) -> Ind
     return out if within is None else out.within(0, within)
 
 
+_NET_NAME = re.compile(r"^(gumbel:)?onnx:[A-Za-z0-9_.:=,+-]{1,280}$")
+
+
+def _policy_params(body: dict, policy: str) -> dict:
+    """The policy fields of a run or job body. A built-in policy or a net-free search as it is;
+    a net's policy is its stored name (`policy`, the net's id) plus the model's SHA-256 and the
+    spec the worker plays (`play_policy`), which must name the model at models/<sha256>.onnx
+    under the node's data dir (content-addressed, uploaded by PUT /models/<sha256>) and nothing
+    else on the node."""
+    from ..pipeline.models import ModelError, model_of_policy, model_path_ok
+
+    sha = _field(body, "model_sha256", str, default=None, check=lambda v: bool(SHA256_HEX.match(v)),
+                 what="64 lowercase hex digits")
+    play = _field(body, "play_policy", str, default=None, check=lambda v: 0 < len(v) <= 600, what="a policy spec")
+    if sha is None:
+        if play is not None:
+            raise BadRequest("field 'play_policy' goes with 'model_sha256'")
+        if policy in POLICIES:
+            return {}
+        from ..search.selfplay import check_policy
+
+        try:
+            if not policy.startswith("gumbel:onnx:"):
+                return {"policy": check_policy(policy)}
+        except ValueError as exc:
+            raise BadRequest(f"field 'policy': {exc}") from None
+        raise BadRequest(f"field 'policy': {policy!r} plays a net: give 'model_sha256' and 'play_policy'")
+    if play is None:
+        raise BadRequest("field 'model_sha256' needs 'play_policy' (the spec at models/<sha256>.onnx)")
+    if not _NET_NAME.match(policy):
+        raise BadRequest(f"field 'policy': {policy!r} is not a net's name like onnx:square8-<id>:temperature=1")
+    try:
+        parts = model_of_policy(play)
+    except ModelError as exc:
+        raise BadRequest(f"field 'play_policy': {exc}") from None
+    if parts is None or not model_path_ok(parts[1], sha):
+        raise BadRequest(f"field 'play_policy' must name the model at models/{sha}.onnx")
+    return {"model_sha256": sha, "play_policy": play}
+
+
 class Peer:
     def __init__(self, node_id: str, url: str):
         self.node_id = node_id
@@ -200,7 +242,9 @@ class Node:
         self.started_at = time.time()
         self.t0 = time.monotonic()
         self.build: str | None = None
+        self.onnxruntime: str | None = None
         self.jobs = JobManager(cfg.data_dir, cfg.node_id, cfg.max_jobs, self.boot)
+        self.models = ModelStore(cfg.data_dir, cfg.node_id)
         self.coordinator = Coordinator(self)
         self.client = NodeClient(cfg.token, timeout=10.0)
         self.peers: dict[str, Peer] = {}
@@ -235,10 +279,12 @@ class Node:
         self.lock_fd = fd
 
     async def start(self) -> None:
+        from ..pipeline.models import onnxruntime_version
         from ..pipeline.worker import build_id
 
         self.lock_data_dir()
         self.build = await asyncio.to_thread(build_id)
+        self.onnxruntime = await asyncio.to_thread(onnxruntime_version)  # can this node play a net's policy
         await self.jobs.recover()
         await self.coordinator.restore()  # before any request can start a run
         app = self.make_app()
@@ -407,7 +453,7 @@ class Node:
             "started_at": self.started_at, "priority": self.cfg.priority, "version": __version__,
             "build": self.build, "capabilities": list(self.cfg.capabilities), "max_jobs": self.cfg.max_jobs,
             "running": len(running), "free": self.jobs.free_slots(), "load": self.load(),
-            "leader": self.leader()[0],
+            "leader": self.leader()[0], "onnxruntime": self.onnxruntime,
             "peers": [{"node_id": p.node_id, "url": p.url} for p in self.alive_peers()][:64],
             "jobs": jobs,
         }
@@ -423,6 +469,7 @@ class Node:
             out[p.node_id] = {"alive": p.alive(now, self.cfg.down_after), "url": p.url, "free": int(i.get("free", 0)),
                               "build": i.get("build"), "capabilities": i.get("capabilities", []),
                               "load": float(i.get("load", 0.0)), "boot": i.get("boot"),
+                              "onnxruntime": i.get("onnxruntime"),
                               "jobs": {j["job_id"]: j for j in i.get("jobs", []) if isinstance(j, dict)
                                        and isinstance(j.get("job_id"), str)}}
         return out
@@ -433,9 +480,13 @@ class Node:
                 job, _ = await self.jobs.start(await self._job_spec_off_loop(spec))
             except LookupError as exc:
                 raise NodeError(self.cfg.advertise, str(exc), 409) from None
+            except FileNotFoundError as exc:
+                raise NodeError(self.cfg.advertise, str(exc), 424) from None
             except BadRequest as exc:
                 raise NodeError(self.cfg.advertise, str(exc), exc.status) from None
             return job
+        if spec.get("model_sha256"):  # a net's policy: the node gets the model (once) before the job
+            await self.models.push(self.client, view["url"], spec["model_sha256"])
         data = await self.client.post(f"{view['url']}/pipeline/selfplay_worker", spec, timeout=10)
         return data.get("job", {})
 
@@ -494,6 +545,9 @@ class Node:
         r.add_get("/jobs/{job_id}/db", self.h_job_db)
         r.add_post("/jobs/{job_id}/kill", self.h_job_kill)
         r.add_post("/jobs/{job_id}/collected", self.h_job_collected)
+        r.add_get("/models", self.models.h_list)
+        r.add_get("/models/{sha256}", self.models.h_get)
+        r.add_put("/models/{sha256}", self.models.h_put)
         r.add_get("/debug/loop", self.h_debug_loop)
         r.add_post("/debug/loop/reset", self.h_debug_loop_reset)
         return app
@@ -560,7 +614,7 @@ class Node:
                     "capabilities": info.get("capabilities", []), "max_jobs": info.get("max_jobs"),
                     "running": info.get("running"), "free": info.get("free"), "load": info.get("load"),
                     "version": info.get("version"), "build": info.get("build"),
-                    "build_ok": info.get("build") == self.build, "boot": info.get("boot"), "jobs": jobs[:16]}
+                    "build_ok": info.get("build") == self.build, "onnxruntime": info.get("onnxruntime"), "boot": info.get("boot"), "jobs": jobs[:16]}
 
         me = self.local_state()
         me["jobs"] = self.jobs.listing(limit=200)
@@ -583,8 +637,8 @@ class Node:
         p = {
             "board": board,
             "players": _field(body, "players", int, default=2, check=lambda v: 2 <= v <= 4, what="2, 3 or 4"),
-            "policy": _field(body, "policy", str, default="random", check=lambda v: v in POLICIES,
-                             what=" or ".join(POLICIES)),
+            "policy": _field(body, "policy", str, default="random", check=lambda v: 0 < len(v) <= 300,
+                             what=" or ".join(POLICIES) + ", a gumbel:... spec or a net's name"),
             "seed": _field(body, "seed", int, default=0, check=lambda v: 0 <= v <= MAX_SEED,
                            what=f"0..{MAX_SEED}"),
             "max_moves": _field(body, "max_moves", int, default=DEFAULT_MAX_MOVES[board],
@@ -594,6 +648,7 @@ class Node:
             "device": _field(body, "device", str, default="cpu", check=lambda v: v in ("cpu", "cuda"),
                              what="cpu or cuda"),
         }
+        p.update(_policy_params(body, p["policy"]))
         return p
 
     async def h_pipeline_start(self, request):
@@ -605,7 +660,8 @@ class Node:
             raise BadRequest(f"phase {phase} runs on the pipeline's own machine, not on the cluster "
                              f"(cluster phases: {', '.join(CLUSTER_PHASES)})", 422)
         _only(body, ("phase", "board", "players", "policy", "seed", "max_moves", "batch_size", "threads", "num_games",
-                     "games_per_worker", "timeout", "capability", "skip", "keep_worker_dbs", "device"))
+                     "games_per_worker", "timeout", "capability", "skip", "keep_worker_dbs", "device",
+                     "model_sha256", "play_policy"))
         p = self._selfplay_params(body)
         p["num_games"] = _field(body, "num_games", int, required=True, check=lambda v: 0 <= v <= 10**9,
                                 what="0..1000000000")
@@ -639,6 +695,13 @@ class Node:
         if not able:
             raise BadRequest(f"no live node of this build has capability {p['capability']} "
                              f"(nodes: {', '.join(sorted(views))})", 409)
+        if p.get("model_sha256") and not any(views[n].get("onnxruntime") for n in able):
+            raise BadRequest(f"policy {p['policy']} needs onnxruntime, and no live node that could play it has it "
+                             f"(nodes without onnxruntime: {', '.join(sorted(able))}): pip install "
+                             f"'ringrift[train]' on them", 409)
+        if p.get("model_sha256") and not self.models.has(p["model_sha256"]):
+            raise BadRequest(f"the leader does not hold model {p['model_sha256'][:12]}: upload it first "
+                             f"(PUT /models/<sha256>)", 424)
         run, created = await self.coordinator.start_run(p, skip)
         return _json({"created": created, "run": self.coordinator.status(run)}, 201 if created else 200)
 
@@ -702,7 +765,7 @@ class Node:
         """The validated job of a /pipeline/selfplay_worker body (`indices`: its 'indices'
         field parsed already, off the loop)."""
         _only(body, ("job_id", "run_id", "owner", "board", "players", "policy", "seed", "max_moves", "batch_size",
-                     "threads", "device", "indices", "start", "count", "range"))
+                     "threads", "device", "indices", "start", "count", "range", "model_sha256", "play_policy"))
         spec = self._selfplay_params(body)
         spec["job_id"] = _field(body, "job_id", str, default=None, check=lambda v: bool(JOB_ID.match(v)),
                                 what="letters, digits, '_', '.', '-' (at most 120)")
@@ -758,6 +821,8 @@ class Node:
             job, created = await self.jobs.start(spec)
         except LookupError as exc:
             raise BadRequest(str(exc), 409) from None
+        except FileNotFoundError as exc:
+            raise BadRequest(str(exc), 424) from None
         return _json({"job": job, "created": created}, 202 if created else 200)
 
     def _job(self, request) -> dict:

@@ -19,7 +19,7 @@ from .config import load_config, load_hosts
 from .progress import Progress
 from .ranges import MAX_INDEX, MAX_SEED, check_range_count
 from .state import PHASES, PipelineState, StateLock, read_state, state_path
-from .train_phase import check_train_available, onnx_policy_spec, refuse_remote_onnx, train_after_export
+from .train_phase import check_train_available, onnx_policy_spec, train_after_export
 
 LOG_DIR_ENV = "RINGRIFT_LOG_DIR"  # where the pipeline's logs go (default: logs/ under the working directory)
 ORCHESTRATOR_LOG = "pipeline_orchestrator.log"
@@ -163,11 +163,18 @@ def selfplay_spec(args, cfg):
     if args.batch_size is not None and not 1 <= args.batch_size <= 100_000:
         raise UsageError("--batch-size must be 1..100000")
     out = Path(args.output_db or f"data/games/canonical_{board}.db")
+    # A net's policy: the file is checked here (exists, loads, fits the board), before any game,
+    # and the games are stored under its id; the workers get the file (models.py).
+    from .models import resolve_policy
+
+    play_policy = policy
+    policy, model = resolve_policy(policy, board)
     return SelfplaySpec(board=board, players=players, policy=policy, seed=seed, num_games=args.num_games,
                         max_moves=max_moves, output_db=out, games_per_worker=gpw,
                         timeout=float(sc["timeout_seconds"]), threads=args.threads, default_threads=sc["threads"],
                         batch_size=args.batch_size, keep_worker_dbs=sc["keep_worker_dbs"],
-                        device=getattr(args, "device", "cpu"))
+                        device=getattr(args, "device", "cpu"), play_policy=play_policy if model else None,
+                        model=model)
 
 
 def state_note(ctx: Context) -> str:
@@ -181,14 +188,12 @@ def selfplay_phase(ctx: Context, *, phases=("canonical_selfplay",), run_key=None
         check_ranges(spec)
         return _selfplay_scheduled(ctx, spec, phases, run_key)
     if ctx.args.backend == "p2p":
-        refuse_remote_onnx(spec.policy)
         from .backends.p2p import selfplay_p2p
 
         return selfplay_p2p(ctx, spec, phases, run_key)
     hosts = ctx.hosts
     if hosts.all_local:
         return _selfplay_local(ctx, spec, phases, run_key)
-    refuse_remote_onnx(spec.policy)
     check_ranges(spec)
     return _selfplay_hosts(ctx, spec, phases, run_key)
 
@@ -262,7 +267,7 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
     try:
         with GameDB(spec.output_db) as db:
             result = run_selfplay(db, board=spec.board, num_games=spec.num_games, num_players=spec.players,
-                                  seed=spec.seed, policy=spec.policy, threads=threads, max_moves=spec.max_moves,
+                                  seed=spec.seed, policy=spec.local_policy, threads=threads, max_moves=spec.max_moves,
                                   batch_size=spec.batch_size, progress=progress, device=device)
             if bar:
                 bar.close()

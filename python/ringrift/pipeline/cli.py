@@ -158,9 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--host-name", help="host name recorded with each game")
     wk.add_argument("--progress-interval", type=float, default=0.5)
     wk.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when standard input closes")
+    wk.add_argument("--model-sha256", metavar="HEX", help="the SHA-256 the policy's model file must have")
+    mi = sub.add_parser("model-install", description="Internal: check a model file received by a host against "
+                                                     "its SHA-256 and move it to models/<sha256>.onnx (JSON line).")
+    mi.add_argument("--work-dir", default=".")
+    mi.add_argument("--sha256", required=True)
+    mi.add_argument("--part", required=True, help="the received file, relative to --work-dir")
     pr = sub.add_parser("probe", description="Internal: print this host's ringrift version, build, cores, GPU, "
                                              "disk and load as JSON.")
     pr.add_argument("--work-dir", default=".")
+    pr.add_argument("--model", metavar="SHA256", help="also say whether models/SHA256.onnx is here and whether "
+                                                      "onnxruntime is installed")
     return ap
 
 
@@ -190,6 +198,10 @@ def main(argv=None) -> int:
             from .worker import probe_main
 
             return probe_main(args)
+        if args.command == "model-install":
+            from .models import install_main
+
+            return install_main(args)
         if args.command == "status":
             return show_status(args.state, as_json=args.json)
         token = args.p2p_auth_token or os.environ.get(TOKEN_ENV)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.errors import RingRiftError
+from .models import ShippedModel
 from .ranges import IndexSet, Range, assign, index_runs, split
 
 
@@ -37,6 +38,16 @@ class SelfplaySpec:
     batch_size: int | None = None
     keep_worker_dbs: bool = False  # config selfplay.keep_worker_dbs
     device: str = "cpu"  # cuda: hosts declaring capability gpu play on their GPU
+    # A net's policy: `policy` is the name its games are stored under (the net's id), `play_policy`
+    # the spec with the model's path on this machine, `model` the file shipped to the workers
+    # (models.py); all None for a policy without a model file.
+    play_policy: str | None = None
+    model: "ShippedModel | None" = None
+
+    @property
+    def local_policy(self) -> str:
+        """The spec to play in this process (the model at its path here)."""
+        return self.play_policy or self.policy
 
     @property
     def run_id(self) -> str:
@@ -61,7 +72,8 @@ class SelfplaySpec:
         return cfg.threads or self.default_threads
 
     def worker_argv(self, cfg, r: Range, todo: IndexSet) -> list[str]:
-        argv = ["worker", "--board", self.board, "--players", str(self.players), "--policy", self.policy,
+        policy = self.model.remote_policy if self.model else self.policy
+        argv = ["worker", "--board", self.board, "--players", str(self.players), "--policy", policy,
                 "--seed", str(self.seed), "--indices", str(todo), "--max-moves", str(self.max_moves),
                 "--threads", str(self.threads_for(cfg)), "--parallel-jobs", str(cfg.max_parallel_jobs),
                 "--output-db", self.remote_db(r), "--host-name", cfg.name, "--exit-on-stdin-eof"]
@@ -69,6 +81,8 @@ class SelfplaySpec:
             argv += ["--batch-size", str(self.batch_size)]
         if self.device != "cpu":
             argv += ["--device", self.device]
+        if self.model:
+            argv += ["--model-sha256", self.model.sha256]
         return argv
 
 

@@ -144,12 +144,6 @@ def onnx_policy_spec(policy: str, temperature: float | None) -> str:
     return f"{policy}:temperature={temperature:g}"
 
 
-def refuse_remote_onnx(policy: str) -> None:
-    if policy.startswith(("onnx:", "gumbel:onnx:")):
-        raise UsageError(f"{policy.split(':')[0]}:...onnx:PATH self-play runs on this machine only (no hosts, no p2p backend) for now: "
-                         "the hosts would need the model file")
-
-
 def train_after_export(ctx, output_dir: Path, board: str) -> int:
     """`run all --train`: the train phase on the export `npz_export` just wrote."""
     data = Path(output_dir) / f"canonical_{board}.npz"

@@ -81,6 +81,10 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     from .. import _core
     from ..selfplay.runner import ENGINE_VERSION, stored_indices
 
+    if policy.startswith(("onnx:", "heuristic:")):  # a net (or the mixed heuristic) in a BatchEnv
+        return _selfplay_range_env(db, board=board, num_players=num_players, seed=seed, policy=policy,
+                                   indices=indices, threads=threads, max_moves=max_moves, batch_size=batch_size,
+                                   progress=progress, device=device)
     search = None  # a gumbel:... policy: games played by the search (ringrift.search.selfplay)
     if policy.startswith("gumbel:"):
         from ..search import selfplay as search
@@ -129,6 +133,39 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
             "seconds": time.perf_counter() - t0, "engine_version": ENGINE_VERSION}
 
 
+def _selfplay_range_env(db, *, board, num_players, seed, policy, indices, threads, max_moves, batch_size, progress,
+                        device) -> dict:
+    """selfplay_range for ``onnx:PATH`` and ``heuristic:random=P``: the games advance in a BatchEnv
+    (ringrift.train.games), stored under the player's name (a net's id, not its path), each game
+    keyed by (seed, index) alone, so the same games as a local ``run_onnx_selfplay``."""
+    from ..selfplay.runner import ENGINE_VERSION, stored_indices
+    from ..train.games import play_games
+    from ..train.players import make_player
+
+    player = make_player(policy, device=device, threads=threads)
+    indices = IndexSet.from_indices(indices)
+    have = stored_indices(db, board=board, num_players=num_players, seed=seed, policy=player.name)
+    todo = indices - have
+    total, present = indices.count, indices.count - todo.count
+    counts = {"games": 0, "moves": 0}
+    t0 = time.perf_counter()
+    if progress:
+        progress(present, total)
+
+    def on_game(i, winner, reason, capped, moves):
+        counts["games"] += 1
+        counts["moves"] += moves
+        if progress:
+            progress(present + counts["games"], total)
+
+    if todo:
+        play_games(board, num_players, [player], iter(todo), lambda i: [0] * num_players, seed=seed,
+                   batch_size=max(1, min(batch_size or 256, todo.count)), max_moves=max_moves, threads=threads,
+                   db=db, policy_name=player.name, on_game=on_game, device=device)
+    return {"games": counts["games"], "present": present, "total": total, "moves": counts["moves"],
+            "seconds": time.perf_counter() - t0, "engine_version": ENGINE_VERSION}
+
+
 def _stdin_watchdog() -> None:
     """Exit the process when stdin reaches EOF (the orchestrator's channel or pipe closed)."""
     def watch():
@@ -171,6 +208,13 @@ def worker_main(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RingRiftError(f"cannot create directory {out.parent}: {exc.strerror}") from None
+    if args.model_sha256:  # a shipped net: the file the controller sent, byte for byte
+        from .models import check_model, model_of_policy
+
+        parts = model_of_policy(args.policy)
+        if parts is None:
+            raise RingRiftError("--model-sha256 goes with an onnx:PATH or gumbel:onnx:PATH policy")
+        check_model(parts[1], args.model_sha256)
     emit("start", pid=os.getpid(), host=socket.gethostname(), db=str(out), threads=threads,
          version=__version__, build=build_id(), device=args.device)
     last = [0.0]
@@ -217,7 +261,7 @@ def _gpu_info() -> str:
     return "none"
 
 
-def probe_info(work_dir: str | None = None) -> dict:
+def probe_info(work_dir: str | None = None, model: str | None = None) -> dict:
     from .. import _core
 
     where = Path(os.path.expanduser(work_dir or "."))
@@ -229,7 +273,7 @@ def probe_info(work_dir: str | None = None) -> dict:
         load = os.getloadavg()
     except OSError:
         load = (0.0, 0.0, 0.0)
-    return {
+    info = {
         "hostname": socket.gethostname(),
         "version": __version__,
         "build": build_id(),
@@ -243,8 +287,13 @@ def probe_info(work_dir: str | None = None) -> dict:
         "disk_free_gb": round(du.free / 2**30, 2),
         "load": [round(x, 2) for x in load],
     }
+    if model:  # a net to ship: is it here already, and can this host play it
+        from .models import have_model, onnxruntime_version
+
+        info["model"] = {"sha256": model, "present": have_model(where, model), "onnxruntime": onnxruntime_version()}
+    return info
 
 
 def probe_main(args) -> int:
-    print(json.dumps(probe_info(args.work_dir)), flush=True)
+    print(json.dumps(probe_info(args.work_dir, getattr(args, "model", None))), flush=True)
     return 0

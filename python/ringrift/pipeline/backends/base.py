@@ -67,8 +67,13 @@ class HostHandle(ABC):
         """A file on the host, as printed in plans: `host:path`."""
 
     @abstractmethod
-    async def probe(self) -> dict:
-        """`probe` output of the host (raises HostError)."""
+    async def probe(self, model: str | None = None) -> dict:
+        """`probe` output of the host (raises HostError); with `model` (a SHA-256) it also says
+        whether the host holds that model and has onnxruntime (info["model"])."""
+
+    @abstractmethod
+    def pipeline_argv(self, argv: list[str]) -> list[str]:
+        """The argv of `python -m ringrift.pipeline ARGV` on the host (for `run`)."""
 
     @abstractmethod
     async def start(self, argv: list[str]) -> RemoteProcess:

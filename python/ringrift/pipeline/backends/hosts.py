@@ -62,6 +62,7 @@ class HostsExecutor(Executor):
         self.stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.host_logs: dict = {}
         self.cleanups: set = set()
+        self.shipped = 0  # hosts the model of a net's policy was copied to
 
     # -- helpers ---------------------------------------------------------------------------
     def say(self, msg: str, level=logging.INFO) -> None:
@@ -89,8 +90,11 @@ class HostsExecutor(Executor):
 
         local_build = build_id()
         handles = list(self.handles.values())
-        probes = await asyncio.gather(*(asyncio.wait_for(h.probe(), h.cfg.connect_timeout + 120) for h in handles),
-                                      return_exceptions=True)
+        model = self.spec.model.sha256 if self.spec.model else None
+        probes = await asyncio.gather(*(asyncio.wait_for(h.probe(model), h.cfg.connect_timeout + 120)
+                                        for h in handles), return_exceptions=True)
+        if model:  # a net's policy: every host that can play gets the model, once, before any range
+            probes = await asyncio.gather(*(self._with_model(h, res, local_build) for h, res in zip(handles, probes)))
         for h, res in zip(handles, probes):
             if isinstance(res, BaseException):
                 if isinstance(res, HostError):
@@ -118,6 +122,46 @@ class HostsExecutor(Executor):
         if not self.alive:
             raise RingRiftError("no healthy host: every selfplay host failed its check (see above); "
                                 "rerun when one is back to resume")
+
+    # -- the model of a net's policy --------------------------------------------------------
+    async def _with_model(self, h, probed, build: str):
+        """The probe result of `h`, or the exception that keeps it from playing: a host without
+        onnxruntime, or one the model could not be shipped to, gets no work."""
+        if isinstance(probed, BaseException) or probed.get("build") != build:
+            return probed
+        info = probed.get("model") or {}
+        if not info.get("onnxruntime"):
+            python = getattr(h.cfg, "remote_python", None) or probed.get("executable") or "its python"
+            return HostError(h.name, f"onnxruntime is not installed for {python} (policy {self.spec.policy} needs "
+                                     f"it): pip install 'ringrift[train]' there")
+        try:
+            await self._ship(h, present=bool(info.get("present")))
+        except HostError as exc:
+            return exc
+        return probed
+
+    async def _ship(self, h, *, present: bool) -> None:
+        """Copy the model to the host's models/<sha256>.onnx unless it holds it already; the host
+        checks the copy's SHA-256 before it moves it into place (`model-install`)."""
+        import time
+
+        m = self.spec.model
+        if present:
+            self.say(f"{h.name}: has model {m.sha256[:12]} already: not shipped")
+            return
+        t0 = time.perf_counter()
+        part = f"models/.{m.sha256}.{self.stamp}.part"
+        await h.put(m.path, part)
+        rc, out = await h.run(h.pipeline_argv(["model-install", "--work-dir", ".", "--sha256", m.sha256,
+                                               "--part", part]), 120)
+        from ..worker import parse_event
+
+        res = next((parse_event(line) for line in reversed(out.strip().splitlines()) if parse_event(line)), None)
+        if rc != 0 or not res or not res.get("ok"):
+            why = (res or {}).get("error") or (out.strip().splitlines() or ["no output"])[-1]
+            raise HostError(h.name, f"model {m.path.name} could not be installed: {why}")
+        self.shipped += 1
+        self.say(f"{h.name}: shipped model {m.sha256[:12]} ({m.size} bytes) in {time.perf_counter() - t0:.2f}s")
 
     # -- slots -----------------------------------------------------------------------------
     def _pick(self, r: Range, preferred: str) -> str:

@@ -56,12 +56,16 @@ class LocalHost(HostHandle):
     def location(self, rel):
         return str(self.work_dir / rel)
 
-    async def probe(self):
+    def pipeline_argv(self, argv):
+        return [self.python, "-m", "ringrift.pipeline", *argv]
+
+    async def probe(self, model=None):
         if self.python == sys.executable:
             from ..worker import probe_info
 
-            return await asyncio.to_thread(probe_info, str(self.work_dir))
-        rc, out = await self.run([self.python, "-m", "ringrift.pipeline", "probe", "--work-dir", str(self.work_dir)], 60)
+            return await asyncio.to_thread(probe_info, str(self.work_dir), model)
+        extra = ["--model", model] if model else []
+        rc, out = await self.run(self.pipeline_argv(["probe", "--work-dir", str(self.work_dir), *extra]), 60)
         try:
             return json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):

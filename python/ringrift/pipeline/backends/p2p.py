@@ -134,6 +134,7 @@ class P2PExecutor(Executor):
         self.running: dict = {}  # range start -> (node, slot) while the leader reports it running
         self.nodes: set = set()
         self.requeued = 0
+        self.shipped = 0  # uploads of the net to the leader
         self._start_body: dict = {}
         self.n_ranges = len(split(spec.num_games, spec.games_per_worker))
 
@@ -176,6 +177,8 @@ class P2PExecutor(Executor):
             body["batch_size"] = spec.batch_size
         if spec.device != "cpu":
             body["device"] = spec.device  # the leader sends these ranges to nodes with capability gpu
+        if spec.model:  # a net's policy: games stored by the net's id, played from models/<sha256>.onnx
+            body.update(model_sha256=spec.model.sha256, play_policy=spec.model.remote_policy)
         self._start_body = body
         await self._start()
         self.follower = asyncio.create_task(self._follow())
@@ -188,6 +191,10 @@ class P2PExecutor(Executor):
         while True:
             tried = f"POST {self.url}/pipeline/start"
             try:
+                if self.spec.model:
+                    tried = f"PUT {self.url}/models/{self.spec.model.sha256}"
+                    await self._ship_model()
+                    tried = f"POST {self.url}/pipeline/start"
                 data = await self.client.post(f"{self.url}/pipeline/start", self._start_body, timeout=30)
                 break
             except NodeError as exc:
@@ -204,6 +211,20 @@ class P2PExecutor(Executor):
         self.run_id = run["run_id"]
         self.sched.record("backend", {"name": "p2p", "leader": self.url, "run_id": self.run_id})
         self.say(f"run {self.run_id} {'started' if data.get('created') else 'resumed'} on the leader at {self.url}")
+
+    async def _ship_model(self) -> None:
+        """Upload the net to the leader unless it holds that hash already (content-addressed);
+        the leader hands it on to each node that plays a range, once per node."""
+        m = self.spec.model
+        url = f"{self.url}/models/{m.sha256}"
+        if await self.client.has(url):
+            self.say(f"the leader at {self.url} has model {m.sha256[:12]} already: not shipped")
+            return
+        t0 = time.perf_counter()
+        await self.client.upload(url, m.path)
+        self.shipped += 1
+        self.say(f"shipped model {m.sha256[:12]} ({m.size} bytes) to the leader at {self.url} in "
+                 f"{time.perf_counter() - t0:.2f}s")
 
     # -- one range -------------------------------------------------------------------------
     async def run_range(self, task: RangeTask, report) -> RangeResult:

@@ -52,7 +52,7 @@ class LocalPoolExecutor(Executor):
                 report("localhost", done, total)
 
             with GameDB(part) as db:
-                selfplay_range(db, board=spec.board, num_players=spec.players, seed=spec.seed, policy=spec.policy,
+                selfplay_range(db, board=spec.board, num_players=spec.players, seed=spec.seed, policy=spec.local_policy,
                                indices=task.todo, threads=self.threads, max_moves=spec.max_moves,
                                batch_size=spec.batch_size, host=self.host, progress=progress, device=spec.device)
 

@@ -105,12 +105,15 @@ def play_range(fields: dict, indices: str, threads: int, inline_bytes: int) -> d
     from ..worker import selfplay_range
 
     node = _node_name(ray)
+    policy = fields["policy"]
+    if fields.get("model"):  # a net's policy: the node's copy of the model (fetched once per node)
+        policy = node_model(ray, fields["model"])
     folder = tempfile.mkdtemp(prefix="ringrift-range-")
     path = os.path.join(folder, "range.db")
     try:
         with GameDB(path) as db:
             stats = selfplay_range(db, board=fields["board"], num_players=fields["players"], seed=fields["seed"],
-                                   policy=fields["policy"], indices=IndexSet.parse(indices), threads=threads,
+                                   policy=policy, indices=IndexSet.parse(indices), threads=threads,
                                    max_moves=fields["max_moves"], batch_size=fields["batch_size"],
                                    host=f"ray:{node}", device=fields["device"])
         files = sorted(f for f in os.listdir(folder) if f.startswith("range.db"))
@@ -129,6 +132,35 @@ def play_range(fields: dict, indices: str, threads: int, inline_bytes: int) -> d
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def node_work_dir() -> str:
+    """Where a Ray node keeps shipped models (models/<sha256>.onnx below it):
+    $RINGRIFT_RAY_WORK_DIR, else ringrift-ray in the node's temporary folder."""
+    import tempfile
+
+    return os.environ.get("RINGRIFT_RAY_WORK_DIR") or os.path.join(tempfile.gettempdir(), "ringrift-ray")
+
+
+def node_model(ray, model: dict) -> str:
+    """The policy spec with the model at this node's copy. When the node lacks it (or its bytes
+    differ), the bytes come from the object store (`model["ref"]`, put there once by the
+    driver), are checked against the SHA-256 and moved into place."""
+    from ..models import ModelError, have_model, install_model, model_rel
+
+    work = node_work_dir()
+    sha = model["sha256"]
+    if not have_model(work, sha):
+        data = ray.get(model["ref"][0])
+        os.makedirs(os.path.join(work, "models"), exist_ok=True)
+        part = os.path.join(work, "models", f".{sha}.{os.getpid()}.part")
+        with open(part, "wb") as fh:
+            fh.write(data)
+        try:
+            install_model(work, sha, part)
+        except ModelError as exc:
+            raise RuntimeError(f"{_node_name(ray)}: {exc}") from None
+    return model["prefix"] + os.path.join(work, model_rel(sha)) + model["suffix"]
 
 
 def read_chunk(path: str, offset: int, size: int) -> bytes:
@@ -193,6 +225,8 @@ class RayExecutor(Executor):
         else:
             opts.update(num_cpus=self.threads)
         self._play = remote(play_range).options(**opts)
+        if self.spec.model:  # a net's policy: its bytes go into the object store once
+            self._model_ref = ray.put(self.spec.model.path.read_bytes())
         self._read = remote(read_chunk)
         self._remove = remote(remove_folder)
 
@@ -201,8 +235,12 @@ class RayExecutor(Executor):
 
     def _fields(self) -> dict:
         s = self.spec
-        return {"board": s.board, "players": s.players, "seed": s.seed, "policy": s.policy, "max_moves": s.max_moves,
-                "batch_size": s.batch_size, "device": s.device}
+        out = {"board": s.board, "players": s.players, "seed": s.seed, "policy": s.policy, "max_moves": s.max_moves,
+               "batch_size": s.batch_size, "device": s.device}
+        if s.model:  # the ref in a list: Ray hands it over unresolved, so a node fetches the bytes only when it lacks them
+            out["model"] = {"sha256": s.model.sha256, "ref": [self._model_ref], "prefix": s.model.prefix,
+                            "suffix": s.model.suffix}
+        return out
 
     async def run_range(self, task: RangeTask, report) -> RangeResult:
         ray = self.ray

@@ -147,8 +147,10 @@ class SSHHost(HostHandle):
         wd = shell_path(self.cfg.work_dir)
         return f"mkdir -p {wd} && cd {wd} && exec {shell_path(argv[0])} {shlex.join(argv[1:])}".rstrip()
 
-    def _pipeline_argv(self, argv: list[str]) -> list[str]:
+    def pipeline_argv(self, argv: list[str]) -> list[str]:
         return [self.cfg.remote_python, "-m", "ringrift.pipeline", *argv]
+
+    _pipeline_argv = pipeline_argv
 
     def command_line(self, argv):
         cfg = self.cfg
@@ -170,8 +172,9 @@ class SSHHost(HostHandle):
         out = res.stdout if isinstance(res.stdout, str) else (res.stdout or b"").decode(errors="replace")
         return res.exit_status, out
 
-    async def probe(self):
-        rc, out = await self.run(self._pipeline_argv(["probe", "--work-dir", "."]), 120)
+    async def probe(self, model=None):
+        extra = ["--model", model] if model else []
+        rc, out = await self.run(self._pipeline_argv(["probe", "--work-dir", ".", *extra]), 120)
         for line in reversed(out.strip().splitlines()):
             if line.startswith("{"):
                 try:

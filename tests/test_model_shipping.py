@@ -1,0 +1,251 @@
+"""Self-play with a net (onnx:PATH, gumbel:onnx:PATH) on the ssh and p2p backends: the model is
+shipped to each worker once, content-addressed and checked on arrival, and the remote games are
+the games a local run plays (same moves per (seed, index)), stored under the net's id.
+
+Real things only: sshd hosts on 127.0.0.1 (tests/test_pipeline_ssh.py's Cluster), ringrift-p2p
+nodes as processes on 127.0.0.1 (tests/test_p2p_cluster.py's Node), a tiny net trained here for
+a few batches (what matters is that it is a real ringrift-train ONNX file, not its strength)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the train extra is not installed: pip install torch==2.13.0 '.[train]'")
+pytest.importorskip("onnxruntime", reason="the train extra is not installed: pip install torch==2.13.0 '.[train]'")
+
+from ringrift.db import GameDB  # noqa: E402
+from ringrift.selfplay.runner import run_selfplay  # noqa: E402
+
+import test_p2p_cluster as p2p  # noqa: E402
+import test_pipeline_ssh as ssh  # noqa: E402
+
+HAVE_SSHD = (os.path.exists(ssh.SSHD) and os.path.exists(ssh.KEYGEN) and hasattr(os, "geteuid")
+             and os.geteuid() == 0)
+needs_sshd = pytest.mark.skipif(not HAVE_SSHD, reason="needs root and OpenSSH's sshd and ssh-keygen "
+                                                      "(run: bash scripts/setup_sshd.sh)")
+MAX_MOVES = 200
+
+
+@pytest.fixture(scope="module")
+def tiny_net(tmp_path_factory):
+    from ringrift.export import export_db
+    from ringrift.train.trainer import TrainOptions, train
+
+    d = tmp_path_factory.mktemp("tiny_net")
+    with GameDB(d / "g.db") as db:
+        run_selfplay(db, board="square8", num_games=6, policy="heuristic", seed=1, threads=1)
+    export_db(d / "g.db", d / "d.npz", include_unchecked=True, drop_forced=True, split_ratio=0.8, seed=1, threads=1)
+    train(TrainOptions(data=str(d / "d.npz"), out=str(d / "run"), width=8, depth=1, batch_size=32, warmup=2,
+                       threads=1, epochs=1, max_batches=3, plot=False, log=lambda s: None))
+    return d / "run" / "model.onnx"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def games(db: Path) -> dict:
+    """{(policy, seed, index): moves bytes} of every game of a DB."""
+    with GameDB(db, readonly=True) as g:
+        return {(x.policy, x.seed, x.game_index): x.moves.tobytes() for x in g.iter_games()}
+
+
+def local_games(tmp_path: Path, policy: str, n: int, seed: int) -> dict:
+    """The reference: the same run in this process (no pipeline, no worker)."""
+    path = tmp_path / f"local_{abs(hash((policy, n, seed)))}.db"
+    with GameDB(path) as db:
+        r = run_selfplay(db, board="square8", num_games=n, seed=seed, policy=policy, threads=1, max_moves=MAX_MOVES)
+    assert r.games == n
+    return games(path)
+
+
+def log_text(cwd: Path) -> str:
+    """The orchestrator's log: $RINGRIFT_LOG_DIR (conftest: tmp_path/logs), else logs/ under `cwd`."""
+    logs = Path(os.environ.get("RINGRIFT_LOG_DIR") or cwd / "logs")
+    return (logs / "pipeline_orchestrator.log").read_text()
+
+
+# ---- ssh -----------------------------------------------------------------------------------------
+
+@needs_sshd
+def test_ssh_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny_net):
+    (tmp_path / "c").mkdir()
+    c = ssh.Cluster(tmp_path / "c", ["h1", "h2"])
+    try:
+        cfg = c.write_config(games_per_worker=3)
+        work = tmp_path / "pipe"
+        work.mkdir()
+        sha = sha256(tiny_net)
+        spec = f"onnx:{tiny_net}"
+        r = ssh.pipeline(cfg, "run", "canonical_selfplay", "--board", "square8", "--num-games", "8", "--seed", "4",
+                         "--policy", spec, "--temperature", "1", "--threads", "1", "--max-moves", str(MAX_MOVES),
+                         "--output-db", str(tmp_path / "net.db"), "--quiet", cwd=work)
+        assert r.returncode == 0, r.stderr
+        got = games(tmp_path / "net.db")
+        assert got == local_games(tmp_path, f"{spec}:temperature=1", 8, 4)  # the same games, the same net id
+        assert {k[0] for k in got} == {f"onnx:square8-{_model_id(tiny_net)}:temperature=1"}
+        for name in ("h1", "h2"):
+            copy = c.hosts[name].work / "models" / f"{sha}.onnx"
+            assert copy.read_bytes() == tiny_net.read_bytes()
+            assert f"{name}: shipped model {sha[:12]}" in log_text(work)
+        assert not list((c.hosts["h1"].work / "models").glob(".*"))  # no part file left behind
+
+        # Second run, the same net under search: h2 has it (not shipped again), h1's copy was
+        # tampered with, so its probe's hash check fails and it gets a fresh, checked copy.
+        (c.hosts["h1"].work / "models" / f"{sha}.onnx").write_bytes(b"not the model")
+        stamp = (c.hosts["h2"].work / "models" / f"{sha}.onnx").stat().st_mtime_ns
+        gspec = f"gumbel:onnx:{tiny_net}:sims=4,top_k=4"
+        r = ssh.pipeline(cfg, "run", "canonical_selfplay", "--board", "square8", "--num-games", "4", "--seed", "6",
+                         "--policy", gspec, "--threads", "1", "--max-moves", str(MAX_MOVES), "--games-per-worker", "2",
+                         "--output-db", str(tmp_path / "search.db"), "--quiet", cwd=work)
+        assert r.returncode == 0, r.stderr
+        log = log_text(work)
+        assert f"h2: has model {sha[:12]} already: not shipped" in log
+        assert log.count(f"h1: shipped model {sha[:12]}") == 2 and log.count(f"h2: shipped model {sha[:12]}") == 1
+        assert (c.hosts["h2"].work / "models" / f"{sha}.onnx").stat().st_mtime_ns == stamp
+        assert (c.hosts["h1"].work / "models" / f"{sha}.onnx").read_bytes() == tiny_net.read_bytes()
+        got = games(tmp_path / "search.db")
+        assert got == local_games(tmp_path, gspec, 4, 6)
+        assert all(k[0].startswith(f"gumbel:onnx:square8-{_model_id(tiny_net)}:") for k in got)
+        assert ssh.parity(tmp_path / "search.db").returncode == 0
+    finally:
+        c.stop()
+
+
+@needs_sshd
+def test_ssh_host_without_onnxruntime_and_bad_models_fail_in_one_line(tmp_path, tiny_net):
+    # h2's python cannot import onnxruntime (a real interpreter with a blocking module first on its path)
+    block = tmp_path / "block"
+    (block / "onnxruntime").mkdir(parents=True)
+    (block / "onnxruntime" / "__init__.py").write_text("raise ImportError('onnxruntime is blocked on this host')\n")
+    wrapper = tmp_path / "python-without-onnxruntime"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={block} exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    (tmp_path / "c").mkdir()
+    c = ssh.Cluster(tmp_path / "c", ["h1", "h2"])
+    try:
+        cfg = c.write_config(games_per_worker=2, per_host={"h2": {"python": str(wrapper)}})
+        work = tmp_path / "pipe"
+        work.mkdir()
+        args = ["run", "canonical_selfplay", "--board", "square8", "--num-games", "4", "--threads", "1",
+                "--max-moves", str(MAX_MOVES), "--output-db", str(tmp_path / "o.db"), "--quiet"]
+        r = ssh.pipeline(cfg, *args, "--policy", f"onnx:{tiny_net}", cwd=work)
+        assert r.returncode == 0, r.stderr
+        line = next(x for x in r.stderr.splitlines() if "h2" in x)
+        assert "onnxruntime is not installed" in line and str(wrapper) in line, r.stderr
+        assert not (c.hosts["h2"].work / "models").exists()  # nothing was shipped to it
+        assert len(games(tmp_path / "o.db")) == 4  # h1 played them all
+
+        # before any host is contacted: a missing file, a file that is not a net
+        for bad, why in ((tmp_path / "nope.onnx", "no such file"), (tmp_path / "junk.onnx", "not a loadable ONNX")):
+            if bad.name == "junk.onnx":
+                bad.write_bytes(b"\x08\x01junk")
+            logins = c.hosts["h1"].accepted_logins()
+            r = ssh.pipeline(cfg, *args, "--policy", f"onnx:{bad}", cwd=work)
+            assert r.returncode != 0 and why in r.stderr and str(bad) in r.stderr, r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert c.hosts["h1"].accepted_logins() == logins
+    finally:
+        c.stop()
+
+
+def test_a_corrupt_transfer_is_refused_and_deleted(tmp_path, tiny_net):
+    """What a host runs after the copy (`model-install`), and the worker's own check."""
+    sha = sha256(tiny_net)
+    part = tmp_path / "models" / ".x.part"
+    part.parent.mkdir()
+    data = bytearray(tiny_net.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    part.write_bytes(bytes(data))
+    cmd = [sys.executable, "-m", "ringrift.pipeline", "model-install", "--work-dir", str(tmp_path), "--sha256", sha,
+           "--part", "models/.x.part"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "does not match its SHA-256" in json.loads(r.stdout)["error"]
+    assert not part.exists() and not (tmp_path / "models" / f"{sha}.onnx").exists()
+    part.write_bytes(tiny_net.read_bytes())
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["ok"], r.stdout + r.stderr
+    assert (tmp_path / "models" / f"{sha}.onnx").read_bytes() == tiny_net.read_bytes()
+    # a worker whose copy differs from what the controller sent refuses to play
+    (tmp_path / "models" / f"{sha}.onnx").write_bytes(bytes(data))
+    r = subprocess.run([sys.executable, "-m", "ringrift.pipeline", "worker", "--board", "square8", "--policy",
+                        f"onnx:models/{sha}.onnx:temperature=1", "--model-sha256", sha, "--start", "0", "--count",
+                        "1", "--output-db", "w.db"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "does not match the SHA-256 the controller sent" in r.stderr, r.stderr
+    assert not (tmp_path / "w.db").exists()
+
+
+def _model_id(path: Path) -> str:
+    from ringrift.train.onnx_export import model_id
+
+    return model_id(path)
+
+
+# ---- p2p -----------------------------------------------------------------------------------------
+
+def _models(node) -> dict:
+    s, body, _ = p2p.http("GET", f"{node.url}/models")
+    assert s == 200, body
+    return body
+
+
+def test_p2p_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny_net):
+    made = []
+    try:
+        a = p2p.Node(tmp_path / "nodes", "A", discovery_ports=None, priority=1, max_jobs=0)
+        made.append(a.start())
+        b = p2p.Node(tmp_path / "nodes", "B", discovery_ports=None, peers=[a.url], max_jobs=2,
+                     env={"RINGRIFT_MAX_MODEL_BYTES": "1000000"})
+        made.append(b.start())
+        p2p.wait_for(lambda: p2p.alive_view(a, "AB"), 15, "B to join A")
+        work = tmp_path / "pipe"
+        work.mkdir()
+        sha = sha256(tiny_net)
+        common = ["--backend", "p2p", "--p2p-leader", a.url, "run", "canonical_selfplay", "--board", "square8",
+                  "--threads", "1", "--max-moves", str(MAX_MOVES), "--quiet"]
+        spec = f"onnx:{tiny_net}:temperature=1"
+        r = p2p.pipeline(*common, "--num-games", "8", "--seed", "4", "--games-per-worker", "3", "--policy", spec,
+                         "--output-db", str(tmp_path / "net.db"), cwd=work)
+        assert r.returncode == 0, r.stderr
+        assert games(tmp_path / "net.db") == local_games(tmp_path, spec, 8, 4)
+        assert _models(a)["received"] == 1 and _models(b)["received"] == 1  # pipeline -> A, A -> B: once each
+        assert (b.dir / "data" / "models" / f"{sha}.onnx").read_bytes() == tiny_net.read_bytes()
+        p2p_log = work / "logs" / "pipeline_orchestrator.log"  # p2p.pipeline drops $RINGRIFT_LOG_DIR
+        assert f"shipped model {sha[:12]}" in p2p_log.read_text()
+
+        gspec = f"gumbel:onnx:{tiny_net}:sims=4,top_k=4"
+        r = p2p.pipeline(*common, "--num-games", "4", "--seed", "6", "--games-per-worker", "2", "--policy", gspec,
+                         "--output-db", str(tmp_path / "search.db"), cwd=work)
+        assert r.returncode == 0, r.stderr
+        assert games(tmp_path / "search.db") == local_games(tmp_path, gspec, 4, 6)
+        assert _models(a)["received"] == 1 and _models(b)["received"] == 1  # nobody got it again
+        assert f"has model {sha[:12]} already: not shipped" in p2p_log.read_text()
+
+        # the upload endpoint: token required, the hash checked, the size capped, nothing kept of a refusal
+        other = "0" * 64
+        assert p2p.http("PUT", f"{b.url}/models/{other}", raw=b"x", token=None,
+                        content_type="application/octet-stream")[0] == 401
+        s, body, _ = p2p.http("PUT", f"{b.url}/models/{other}", raw=tiny_net.read_bytes(),
+                              content_type="application/octet-stream")
+        assert s == 400 and "does not match its SHA-256" in body["error"]
+        s, body, _ = p2p.http("PUT", f"{b.url}/models/{other}", raw=b"\0" * 1_100_000,
+                              content_type="application/octet-stream")
+        assert s == 413, body
+        assert p2p.http("HEAD", f"{b.url}/models/{other}")[0] == 404
+        assert sorted(p.name for p in (b.dir / "data" / "models").iterdir()) == [f"{sha}.onnx"]
+        assert _models(b)["rejected"] == 2
+        # a job naming a model file anywhere but models/<sha256>.onnx is refused
+        s, body, _ = p2p.http("POST", f"{b.url}/pipeline/selfplay_worker",
+                              {"board": "square8", "start": 0, "count": 1, "policy": "onnx:square8-x:temperature=1",
+                               "model_sha256": sha, "play_policy": f"onnx:{tiny_net}:temperature=1"})
+        assert s == 400 and f"models/{sha}.onnx" in body["error"], body
+    finally:
+        for n in made:
+            n.kill()
