@@ -225,7 +225,7 @@ def test_p2p_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
                          "--output-db", str(tmp_path / "search.db"), cwd=work)
         assert r.returncode == 0, r.stderr
         assert games(tmp_path / "search.db") == local_games(tmp_path, gspec, 4, 6)
-        assert _models(a)["received"] == 1 and _models(b)["received"] == 1  # nobody got it again
+        assert [_models(n)["uploads"] for n in (a, b)] == [1, 1]  # nobody was sent it again
         assert f"has model {sha[:12]} already: not shipped" in p2p_log.read_text()
 
         # the upload endpoint: token required, the hash checked, the size capped, nothing kept of a refusal
@@ -249,3 +249,32 @@ def test_p2p_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
     finally:
         for n in made:
             n.kill()
+
+
+# ---- ray -----------------------------------------------------------------------------------------
+
+def test_ray_nodes_fetch_the_net_once_and_play_the_local_games(tmp_path_factory, tmp_path, tiny_net):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'ringrift[ray]')")
+    import test_ray_cluster as rc
+
+    cluster = rc.LoopbackRay(tmp_path_factory.mktemp("ray"))  # short: Ray's socket paths must fit in 107 bytes
+    try:
+        cluster.start_nodes(1, head=True)
+        sha = sha256(tiny_net)
+        copy = cluster.root / "tmp" / "ringrift-ray" / "models" / f"{sha}.onnx"  # the node's TMPDIR
+        stamps = []
+        for seed in (4, 5):
+            spec = f"onnx:{tiny_net}:temperature=1"
+            p = rc._pipeline(cluster, "--state", str(tmp_path / "st.json"), "run", "canonical_selfplay", "--board",
+                             "square8", "--policy", spec, "--num-games", "4", "--games-per-worker", "2", "--seed",
+                             str(seed), "--threads", "1", "--max-moves", str(MAX_MOVES), "--output-db",
+                             str(tmp_path / f"ray{seed}.db"), "--quiet")
+            out, _ = p.communicate(timeout=240)
+            assert p.returncode == 0, out
+            assert games(tmp_path / f"ray{seed}.db") == local_games(tmp_path, spec, 4, seed)
+            assert copy.read_bytes() == tiny_net.read_bytes()
+            stamps.append(copy.stat().st_mtime_ns)
+        assert stamps[0] == stamps[1]  # the second run found the node's copy: not fetched again
+    finally:
+        left = cluster.stop()
+        assert not left, "Ray processes left behind:\n" + "\n".join(left)

@@ -36,7 +36,8 @@ class ModelStore:
     def __init__(self, data_dir: Path, node_id: str):
         self.data_dir = data_dir
         self.node_id = node_id
-        self.received = 0  # models stored by an upload (a hash already here is not received again)
+        self.uploads = 0  # PUT requests of a well-formed hash (the leader asks first, so a held model gets none)
+        self.received = 0  # models stored by an upload
         self.rejected = 0  # uploads refused (hash mismatch, too large, cut short)
         self._push_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._put_locks: dict[str, asyncio.Lock] = {}
@@ -56,7 +57,8 @@ class ModelStore:
         folder = self.data_dir / MODELS_DIR
         names = sorted(p.name for p in folder.glob("*.onnx")) if folder.is_dir() else []
         return web.json_response({"node_id": self.node_id, "models": [n[:-5] for n in names][:1000],
-                                  "received": self.received, "rejected": self.rejected})
+                                  "uploads": self.uploads, "received": self.received,
+                                  "rejected": self.rejected})
 
     async def h_get(self, request):
         sha = self._sha(request)
@@ -71,6 +73,7 @@ class ModelStore:
         sha = self._sha(request)
         if sha is None:
             return _error("the model's name must be its SHA-256 (64 lowercase hex digits)", 400)
+        self.uploads += 1
         if request.content_length is not None and request.content_length > MAX_MODEL_BYTES:
             self.rejected += 1
             return _error(f"model upload over {MAX_MODEL_BYTES} bytes", 413)
