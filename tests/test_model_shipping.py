@@ -57,13 +57,26 @@ def games(db: Path) -> dict:
         return {(x.policy, x.seed, x.game_index): x.moves.tobytes() for x in g.iter_games()}
 
 
-def local_games(tmp_path: Path, policy: str, n: int, seed: int) -> dict:
+def targets(db: Path) -> dict:
+    """The search's stored targets of every game of a DB (empty without a search)."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'search_targets'").fetchone():
+            return {}
+        return {r[:5]: r[5:] for r in con.execute("SELECT * FROM search_targets")}
+    finally:
+        con.close()
+
+
+def local_games(tmp_path: Path, policy: str, n: int, seed: int, with_targets: bool = False):
     """The reference: the same run in this process (no pipeline, no worker)."""
     path = tmp_path / f"local_{abs(hash((policy, n, seed)))}.db"
     with GameDB(path) as db:
         r = run_selfplay(db, board="square8", num_games=n, seed=seed, policy=policy, threads=1, max_moves=MAX_MOVES)
     assert r.games == n
-    return games(path)
+    return (games(path), targets(path)) if with_targets else games(path)
 
 
 def log_text(cwd: Path) -> str:
@@ -112,7 +125,9 @@ def test_ssh_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
         assert (c.hosts["h2"].work / "models" / f"{sha}.onnx").stat().st_mtime_ns == stamp
         assert (c.hosts["h1"].work / "models" / f"{sha}.onnx").read_bytes() == tiny_net.read_bytes()
         got = games(tmp_path / "search.db")
-        assert got == local_games(tmp_path, gspec, 4, 6)
+        want, want_targets = local_games(tmp_path, gspec, 4, 6, with_targets=True)
+        assert got == want and len(want_targets) == 4
+        assert targets(tmp_path / "search.db") == want_targets  # the search's targets came along, bit for bit
         assert all(k[0].startswith(f"gumbel:onnx:square8-{_model_id(tiny_net)}:") for k in got)
         assert ssh.parity(tmp_path / "search.db").returncode == 0
     finally:
@@ -136,6 +151,8 @@ def test_ssh_host_without_onnxruntime_and_bad_models_fail_in_one_line(tmp_path, 
         work.mkdir()
         args = ["run", "canonical_selfplay", "--board", "square8", "--num-games", "4", "--threads", "1",
                 "--max-moves", str(MAX_MOVES), "--output-db", str(tmp_path / "o.db"), "--quiet"]
+        plan = ssh.pipeline(cfg, "--dry-run", *args, "--policy", f"onnx:{tiny_net}", cwd=work)
+        assert plan.returncode == 0 and f"the net {tiny_net} (" in plan.stdout and "is shipped" in plan.stdout
         r = ssh.pipeline(cfg, *args, "--policy", f"onnx:{tiny_net}", cwd=work)
         assert r.returncode == 0, r.stderr
         line = next(x for x in r.stderr.splitlines() if "h2" in x)
@@ -224,7 +241,8 @@ def test_p2p_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
         r = p2p.pipeline(*common, "--num-games", "4", "--seed", "6", "--games-per-worker", "2", "--policy", gspec,
                          "--output-db", str(tmp_path / "search.db"), cwd=work)
         assert r.returncode == 0, r.stderr
-        assert games(tmp_path / "search.db") == local_games(tmp_path, gspec, 4, 6)
+        want, want_targets = local_games(tmp_path, gspec, 4, 6, with_targets=True)
+        assert games(tmp_path / "search.db") == want and targets(tmp_path / "search.db") == want_targets
         assert [_models(n)["uploads"] for n in (a, b)] == [1, 1]  # nobody was sent it again
         assert f"has model {sha[:12]} already: not shipped" in p2p_log.read_text()
 

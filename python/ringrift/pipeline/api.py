@@ -334,6 +334,11 @@ def _selfplay_scheduled(ctx: Context, spec, phases, run_key) -> int:
         else:
             print("  executor: local, a thread pool in this process; each range into its own part DB, merged as "
                   "it finishes")
+        if spec.model and backend == "ray":
+            from .orchestrator import model_plan
+
+            print(f"  {model_plan(spec)} through Ray's object store: a node fetches it once into its "
+                  f"ringrift-ray/models/ (in its temporary folder) and checks its SHA-256")
         print(f"  {spec.num_games - present.within(0, spec.num_games).count} games to play in {len(todo)} of "
               f"{len(ranges)} ranges of up to {spec.games_per_worker}; part DBs in {spec.parts_dir()}")
         print(f"  {state_note(ctx)}")

@@ -172,6 +172,10 @@ def print_plan(spec: SelfplaySpec, handles: dict, plan, out) -> None:
     w(f"  hosts: {hosts}\n")
     w(f"  {done} games already in the output DB; {sum(t.count for _, _, t in todo_ranges)} to play in "
       f"{len(todo_ranges)} of {len(plan)} ranges of up to {spec.games_per_worker}\n")
+    if spec.model:
+        w(f"  {model_plan(spec)}: to each host's work_dir/models/{spec.model.sha256[:12]}....onnx by SFTP before "
+          f"any range (not to a host that holds that hash already; the host checks the SHA-256 before using it); "
+          f"hosts without onnxruntime get no work\n")
     parts = spec.parts_dir()
     for r, host, todo in plan:
         if not todo:
@@ -197,6 +201,12 @@ def print_plan(spec: SelfplaySpec, handles: dict, plan, out) -> None:
       f"build gets no work; a range that fails (or exceeds {spec.timeout:g}s) is dispatched again, to another "
       f"host when there is one, and a host that fails {HOST_FAILURES} times in a row is dropped, its waiting "
       f"ranges going to the healthy host with the fewest\n")
+
+
+def model_plan(spec: SelfplaySpec) -> str:
+    """The dry run's words for the net of a net's policy."""
+    m = spec.model
+    return f"the net {m.path} ({m.size} bytes, sha256 {m.sha256[:12]}..., stored as policy {spec.policy}) is shipped"
 
 
 def report_selfplay(ctx, spec, st, summary: dict, *, workers: str, unit: str) -> int:

@@ -431,6 +431,12 @@ def selfplay_p2p(ctx, spec, phases, run_key) -> int:
         if spec.device == "cuda":
             gpu = [n["node_id"] for n in cluster.get("nodes", []) if "gpu" in (n.get("capabilities") or [])]
             print(f"  --device cuda: only nodes with capability gpu play, on their GPU: {', '.join(gpu) or 'NONE'}")
+        if spec.model:
+            from ..orchestrator import model_plan
+
+            print(f"  {model_plan(spec)}: PUT to the leader's models/ (unless it holds that hash), which sends it to "
+                  f"each node before that node's first range of the run (once per node; checked on arrival); only "
+                  f"nodes with onnxruntime play")
         print(f"  each collected range: {url}/pipeline/runs/<run>/ranges/<start>/db -> {spec.parts_dir()} -> "
               f"merge into {spec.output_db}")
         if spec.keep_worker_dbs:
