@@ -160,6 +160,9 @@ def test_ssh_host_without_onnxruntime_and_bad_models_fail_in_one_line(tmp_path, 
         assert not (c.hosts["h2"].work / "models").exists()  # nothing was shipped to it
         assert len(games(tmp_path / "o.db")) == 4  # h1 played them all
 
+        # the loop's self-play step on the same backend: the best net shipped like any net's policy
+        _loop_selfplay_over_ssh(cfg, tmp_path, tiny_net)
+
         # before any host is contacted: a missing file, a file that is not a net
         for bad, why in ((tmp_path / "nope.onnx", "no such file"), (tmp_path / "junk.onnx", "not a loadable ONNX")):
             if bad.name == "junk.onnx":
@@ -171,6 +174,31 @@ def test_ssh_host_without_onnxruntime_and_bad_models_fail_in_one_line(tmp_path, 
             assert c.hosts["h1"].accepted_logins() == logins
     finally:
         c.stop()
+
+
+def _loop_selfplay_over_ssh(cfg: Path, tmp_path: Path, tiny_net: Path) -> None:
+    import argparse
+
+    from ringrift.pipeline.api import backend_selfplay, open_context
+    from ringrift.pipeline.loop import Loop, LoopOptions, search_spec
+
+    ctx = open_context(argparse.Namespace(backend="ssh", config=str(cfg), state=str(tmp_path / "loop_state.json"),
+                                          p2p_leader=None, p2p_auth_token=None, dry_run=False, ray_address=None))
+    ctx.start()
+    try:
+        play = backend_selfplay(ctx)
+        assert play is not None
+        loop = Loop(LoopOptions(run_dir=str(tmp_path / "loop"), games=3, sims=4, top_k=4, seed=1, threads=1,
+                                max_moves=MAX_MOVES), log=lambda line: None, selfplay=play)
+        gdir = tmp_path / "loop" / "gen_002"
+        gdir.mkdir(parents=True)
+        res = loop._selfplay(2, gdir, {"best": {"model": str(tiny_net)}})
+    finally:
+        ctx.close()
+    assert res["backend"] == "ssh" and res["played"] == 3 and res["policy"].startswith("gumbel:onnx:square8-")
+    want, want_targets = local_games(tmp_path, search_spec({"model": str(tiny_net)}, 4, 4, 1.0), 3, 1002,
+                                     with_targets=True)
+    assert games(gdir / "games.db") == want and targets(gdir / "games.db") == want_targets
 
 
 def test_a_corrupt_transfer_is_refused_and_deleted(tmp_path, tiny_net):

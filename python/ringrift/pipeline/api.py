@@ -387,6 +387,48 @@ def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
     return report_selfplay(ctx, spec, st, summary, workers=f"{len(handles)} hosts", unit="host")
 
 
+def backend_selfplay(ctx: Context):
+    """The loop's self-play through the run's backend: None when it plays in this process (no
+    --backend, no hosts), else ``play(board, players, policy, seed, num_games, output_db, threads,
+    max_moves) -> dict`` that fills the DB through the scheduler and that backend's executor (a
+    net's policy shipped to the workers, as for canonical_selfplay), with no run record of its
+    own (the loop keeps its own)."""
+    backend = ctx.args.backend
+    if backend == "ssh" and ctx.hosts.all_local:
+        return None
+
+    def play(*, board, players, policy, seed, num_games, output_db, threads, max_moves) -> dict:
+        from .scheduler import MAX_ATTEMPTS, GameDBSink, RangeScheduler, run_scheduler
+
+        args = argparse.Namespace(num_games=num_games, board=board, players=players, seed=seed, policy=policy,
+                                  threads=threads, max_moves=max_moves, games_per_worker=None, batch_size=None,
+                                  output_db=str(output_db), device="cpu", temperature=None)
+        spec = selfplay_spec(args, ctx.cfg)
+        check_ranges(spec)
+        attempts = MAX_ATTEMPTS
+        if backend in SCHEDULED_BACKENDS:
+            executor = executor_for(ctx, spec)
+        elif backend == "p2p":
+            from .backends.p2p import P2PBackend, P2PExecutor, _token
+
+            executor = P2PExecutor(P2PBackend(leader=ctx.args.p2p_leader, auth_token=_token(ctx.args)), spec)
+        else:
+            from .backends import get_backend
+            from .backends.hosts import HOST_FAILURES, HostsExecutor
+            from .orchestrator import selfplay_hosts
+
+            b = get_backend(backend)
+            handles = {h.name: b.handle(h) for h in selfplay_hosts(ctx.hosts.hosts, "cpu")}
+            executor = HostsExecutor(spec, handles, b, logs_dir())
+            attempts = max(MAX_ATTEMPTS, HOST_FAILURES * len(handles) + 1)
+        summary = run_scheduler(RangeScheduler(spec, executor, GameDBSink(spec), None, ctx.logger, err=sys.stderr,
+                                               max_attempts=attempts))
+        return {"policy": spec.policy, "played": summary["new"], "already_present": summary["already"],
+                "seconds": summary["seconds"], "backend": backend}
+
+    return play
+
+
 # ---- parity_validation, npz_export, all ------------------------------------------------------
 
 def parity_phase(ctx: Context, db: Path, *, begin=True) -> int:

@@ -145,8 +145,9 @@ def search_spec(best: dict | None, sims: int, top_k: int, temp: float) -> str:
 
 
 class Loop:
-    def __init__(self, opt: LoopOptions, *, log=print, on_step=None):
+    def __init__(self, opt: LoopOptions, *, log=print, on_step=None, selfplay=None):
         self.opt = opt
+        self.selfplay = selfplay  # api.backend_selfplay's play(): self-play through --backend (None: here)
         self.run = Path(opt.run_dir)
         self.log = log
         self.on_step = on_step  # on_step(generation, step) after each step is recorded (tests)
@@ -196,6 +197,14 @@ class Loop:
 
         o = self.opt
         policy = search_spec(st["best"], o.sims, o.top_k, o.temp)
+        if self.selfplay is not None:  # on the run's backend: the best net shipped to its workers
+            r = self.selfplay(board=o.board, players=o.players, policy=policy, seed=o.seed * 1000 + g,
+                              num_games=o.games, output_db=gdir / "games.db", threads=o.threads,
+                              max_moves=o.max_moves)
+            self.log(f"  {r['played']} games played on the {r['backend']} backend ({r['already_present']} already "
+                     f"there), {r['seconds']:.1f}s; policy {r['policy']}")
+            return {"policy": r["policy"], "games": o.games, "played": r["played"],
+                    "already_present": r["already_present"], "backend": r["backend"]}
         with GameDB(gdir / "games.db") as db:
             r = run_selfplay(db, board=o.board, num_players=o.players, num_games=o.games, seed=o.seed * 1000 + g,
                              policy=policy, threads=o.threads, max_moves=o.max_moves)
@@ -432,8 +441,13 @@ def loop_phase(ctx) -> int:
         raise UsageError("the loop needs PyTorch: pip install torch 'ringrift[train]'") from None
     opt = loop_options(ctx)
     if ctx.dry_run:
+        from .api import backend_selfplay
+
+        b = ctx.args.backend
+        where = ("in this process" if backend_selfplay(ctx) is None else f"through --backend {b}"
+                 + (" (a thread pool here)" if b == "local" else " (the best net shipped to each worker once)"))
         print(f"plan: loop: {opt.generations} generation(s) of {opt.games} {opt.board} games with "
-              f"{opt.sims}-simulation search into {opt.run_dir} (resumes from its state files)")
+              f"{opt.sims}-simulation search into {opt.run_dir} (resumes from its state files); self-play {where}")
         return 0
     ctx.start()
     ctx.state = PipelineState.begin(ctx.state_path, phase="loop",
@@ -452,7 +466,9 @@ def loop_phase(ctx) -> int:
     from ..train.players import PlayerSpecError
 
     try:
-        Loop(opt, log=say).run_generations()
+        from .api import backend_selfplay
+
+        Loop(opt, log=say, selfplay=backend_selfplay(ctx)).run_generations()
     except (DataError, CheckpointError, PlayerSpecError, FileNotFoundError) as exc:
         raise UsageError(f"loop: {exc}") from None
     for line in status_lines(opt.run_dir):
