@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from datetime import datetime
 from pathlib import Path
@@ -143,8 +144,6 @@ class HostsExecutor(Executor):
     async def _ship(self, h, *, present: bool) -> None:
         """Copy the model to the host's models/<sha256>.onnx unless it holds it already; the host
         checks the copy's SHA-256 before it moves it into place (`model-install`)."""
-        import time
-
         m = self.spec.model
         if present:
             self.say(f"{h.name}: has model {m.sha256[:12]} already: not shipped")
@@ -154,8 +153,6 @@ class HostsExecutor(Executor):
         await h.put(m.path, part)
         rc, out = await h.run(h.pipeline_argv(["model-install", "--work-dir", ".", "--sha256", m.sha256,
                                                "--part", part]), 120)
-        from ..worker import parse_event
-
         res = next((parse_event(line) for line in reversed(out.strip().splitlines()) if parse_event(line)), None)
         if rc != 0 or not res or not res.get("ok"):
             why = (res or {}).get("error") or (out.strip().splitlines() or ["no output"])[-1]
