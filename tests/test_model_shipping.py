@@ -135,6 +135,7 @@ def test_ssh_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
 
 
 @needs_sshd
+@pytest.mark.filterwarnings("ignore:.*DSA is deprecated")  # asyncssh, imported here by the loop's in-process executor
 def test_ssh_host_without_onnxruntime_and_bad_models_fail_in_one_line(tmp_path, tiny_net):
     # h2's python cannot import onnxruntime (a real interpreter with a blocking module first on its path)
     block = tmp_path / "block"
