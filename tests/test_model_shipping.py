@@ -247,16 +247,29 @@ def test_p2p_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
     try:
         a = p2p.Node(tmp_path / "nodes", "A", discovery_ports=None, priority=1, max_jobs=0)
         made.append(a.start())
-        b = p2p.Node(tmp_path / "nodes", "B", discovery_ports=None, peers=[a.url], max_jobs=2,
-                     env={"RINGRIFT_MAX_MODEL_BYTES": "1000000"})
-        made.append(b.start())
-        p2p.wait_for(lambda: p2p.alive_view(a, "AB"), 15, "B to join A")
+        # C cannot import onnxruntime (a blocking module first on its path): it never gets a net's range
+        block = tmp_path / "block"
+        (block / "onnxruntime").mkdir(parents=True)
+        (block / "onnxruntime" / "__init__.py").write_text("raise ImportError('blocked on this node')\n")
+        c = p2p.Node(tmp_path / "nodes", "C", discovery_ports=None, peers=[a.url], max_jobs=2,
+                     env={"PYTHONPATH": str(block)})
+        made.append(c.start())
+        p2p.wait_for(lambda: p2p.alive_view(a, "AC"), 15, "C to join A")
         work = tmp_path / "pipe"
         work.mkdir()
         sha = sha256(tiny_net)
         common = ["--backend", "p2p", "--p2p-leader", a.url, "run", "canonical_selfplay", "--board", "square8",
                   "--threads", "1", "--max-moves", str(MAX_MOVES), "--quiet"]
         spec = f"onnx:{tiny_net}:temperature=1"
+        r = p2p.pipeline(*common, "--num-games", "2", "--policy", spec, "--output-db", str(tmp_path / "no.db"),
+                         cwd=work)
+        assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "needs onnxruntime" in r.stderr and "nodes without onnxruntime: C" in r.stderr, r.stderr
+
+        b = p2p.Node(tmp_path / "nodes", "B", discovery_ports=None, peers=[a.url], max_jobs=2,
+                     env={"RINGRIFT_MAX_MODEL_BYTES": "1000000"})
+        made.append(b.start())
+        p2p.wait_for(lambda: p2p.alive_view(a, "ABC"), 15, "B to join A")
         r = p2p.pipeline(*common, "--num-games", "8", "--seed", "4", "--games-per-worker", "3", "--policy", spec,
                          "--output-db", str(tmp_path / "net.db"), cwd=work)
         assert r.returncode == 0, r.stderr
@@ -272,7 +285,8 @@ def test_p2p_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
         assert r.returncode == 0, r.stderr
         want, want_targets = local_games(tmp_path, gspec, 4, 6, with_targets=True)
         assert games(tmp_path / "search.db") == want and targets(tmp_path / "search.db") == want_targets
-        assert [_models(n)["uploads"] for n in (a, b)] == [1, 1]  # nobody was sent it again
+        assert [_models(n)["uploads"] for n in (a, b, c)] == [1, 1, 0]  # nobody was sent it again; C never
+        assert p2p.http("GET", f"{c.url}/jobs")[1]["jobs"] == []
         assert f"has model {sha[:12]} already: not shipped" in p2p_log.read_text()
 
         # the upload endpoint: token required, the hash checked, the size capped, nothing kept of a refusal

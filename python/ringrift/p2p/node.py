@@ -469,7 +469,7 @@ class Node:
             out[p.node_id] = {"alive": p.alive(now, self.cfg.down_after), "url": p.url, "free": int(i.get("free", 0)),
                               "build": i.get("build"), "capabilities": i.get("capabilities", []),
                               "load": float(i.get("load", 0.0)), "boot": i.get("boot"),
-                              "onnxruntime": i.get("onnxruntime"),
+                              "onnxruntime": i.get("onnxruntime"), "max_jobs": i.get("max_jobs"),
                               "jobs": {j["job_id"]: j for j in i.get("jobs", []) if isinstance(j, dict)
                                        and isinstance(j.get("job_id"), str)}}
         return out
@@ -695,10 +695,11 @@ class Node:
         if not able:
             raise BadRequest(f"no live node of this build has capability {p['capability']} "
                              f"(nodes: {', '.join(sorted(views))})", 409)
-        if p.get("model_sha256") and not any(views[n].get("onnxruntime") for n in able):
+        players = [n for n in able if (views[n].get("max_jobs") or 0) > 0]  # nodes with job slots
+        if p.get("model_sha256") and not any(views[n].get("onnxruntime") for n in players):
             raise BadRequest(f"policy {p['policy']} needs onnxruntime, and no live node that could play it has it "
-                             f"(nodes without onnxruntime: {', '.join(sorted(able))}): pip install "
-                             f"'ringrift[train]' on them", 409)
+                             f"(nodes without onnxruntime: {', '.join(sorted(players)) or 'none with job slots'}): "
+                             f"pip install 'ringrift[train]' on them", 409)
         if p.get("model_sha256") and not self.models.has(p["model_sha256"]):
             raise BadRequest(f"the leader does not hold model {p['model_sha256'][:12]}: upload it first "
                              f"(PUT /models/<sha256>)", 424)
