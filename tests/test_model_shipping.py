@@ -92,7 +92,9 @@ def test_ssh_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
     (tmp_path / "c").mkdir()
     c = ssh.Cluster(tmp_path / "c", ["h1", "h2"])
     try:
-        cfg = c.write_config(games_per_worker=3)
+        local_work = tmp_path / "local_work"  # `localhost` beside the sshd hosts: a subprocess, files copied
+        cfg = c.write_config(games_per_worker=3, extra_hosts=(
+            f"  localhost:\n    work_dir: {json.dumps(str(local_work))}\n    threads: 1\n"))
         work = tmp_path / "pipe"
         work.mkdir()
         sha = sha256(tiny_net)
@@ -104,10 +106,12 @@ def test_ssh_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
         got = games(tmp_path / "net.db")
         assert got == local_games(tmp_path, f"{spec}:temperature=1", 8, 4)  # the same games, the same net id
         assert {k[0] for k in got} == {f"onnx:square8-{_model_id(tiny_net)}:temperature=1"}
-        for name in ("h1", "h2"):
-            copy = c.hosts[name].work / "models" / f"{sha}.onnx"
+        for name, wd in (("h1", c.hosts["h1"].work), ("h2", c.hosts["h2"].work), ("localhost", local_work)):
+            copy = wd / "models" / f"{sha}.onnx"
             assert copy.read_bytes() == tiny_net.read_bytes()
             assert f"{name}: shipped model {sha[:12]}" in log_text(work)
+        hosts = {h for (h,) in __import__("sqlite3").connect(tmp_path / "net.db").execute("SELECT host FROM games")}
+        assert hosts == {"h1", "h2", "localhost"}, hosts  # one range each
         assert not list((c.hosts["h1"].work / "models").glob(".*"))  # no part file left behind
 
         # Second run, the same net under search: h2 has it (not shipped again), h1's copy was

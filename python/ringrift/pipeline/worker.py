@@ -84,7 +84,7 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
     if policy.startswith(("onnx:", "heuristic:")):  # a net (or the mixed heuristic) in a BatchEnv
         return _selfplay_range_env(db, board=board, num_players=num_players, seed=seed, policy=policy,
                                    indices=indices, threads=threads, max_moves=max_moves, batch_size=batch_size,
-                                   progress=progress, device=device)
+                                   progress=progress, device=device, host=host)
     search = None  # a gumbel:... policy: games played by the search (ringrift.search.selfplay)
     if policy.startswith("gumbel:"):
         from ..search import selfplay as search
@@ -134,7 +134,7 @@ def selfplay_range(db, *, board: str, num_players: int, seed: int, policy: str, 
 
 
 def _selfplay_range_env(db, *, board, num_players, seed, policy, indices, threads, max_moves, batch_size, progress,
-                        device) -> dict:
+                        device, host) -> dict:
     """selfplay_range for ``onnx:PATH`` and ``heuristic:random=P``: the games advance in a BatchEnv
     (ringrift.train.games), stored under the player's name (a net's id, not its path), each game
     keyed by (seed, index) alone, so the same games as a local ``run_onnx_selfplay``."""
@@ -161,7 +161,7 @@ def _selfplay_range_env(db, *, board, num_players, seed, policy, indices, thread
     if todo:
         play_games(board, num_players, [player], iter(todo), lambda i: [0] * num_players, seed=seed,
                    batch_size=max(1, min(batch_size or 256, todo.count)), max_moves=max_moves, threads=threads,
-                   db=db, policy_name=player.name, on_game=on_game, device=device)
+                   db=db, policy_name=player.name, on_game=on_game, device=device, host=host)
     return {"games": counts["games"], "present": present, "total": total, "moves": counts["moves"],
             "seconds": time.perf_counter() - t0, "engine_version": ENGINE_VERSION}
 

@@ -20,7 +20,7 @@ from .players import make_player, play_step
 
 def play_games(board: str, num_players: int, players: list, indices, seats_of, *, seed: int, batch_size: int,
                max_moves: int, threads: int = 0, db=None, policy_name: str = "external", on_game=None,
-               device: str = "cpu") -> None:
+               device: str = "cpu", host: str | None = None) -> None:
     """Play the games ``indices`` (an iterable of game indices). ``seats_of(i)`` gives, for game
     i, the player index (into ``players``) of each seat 1..n as a sequence. ``players[k]`` draws
     with the run seed mixed with k. ``on_game(index, winner, reason, capped, moves)`` is called
@@ -35,7 +35,7 @@ def play_games(board: str, num_players: int, players: list, indices, seats_of, *
     active = np.zeros(n, dtype=bool)
     rec = None
     if db is not None:
-        rec = EnvRecorder(env, db, policy=policy_name, seed=seed, max_moves=max_moves)
+        rec = EnvRecorder(env, db, policy=policy_name, seed=seed, max_moves=max_moves, host=host)
         rec.slot_game_index = game
 
     def fill(slots):
