@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +60,6 @@ def games(db: Path) -> dict:
 
 def targets(db: Path) -> dict:
     """The search's stored targets of every game of a DB (empty without a search)."""
-    import sqlite3
-
     con = sqlite3.connect(db)
     try:
         if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'search_targets'").fetchone():
@@ -110,8 +109,9 @@ def test_ssh_ships_the_net_once_checked_and_plays_the_local_games(tmp_path, tiny
             copy = wd / "models" / f"{sha}.onnx"
             assert copy.read_bytes() == tiny_net.read_bytes()
             assert f"{name}: shipped model {sha[:12]}" in log_text(work)
-        hosts = {h for (h,) in __import__("sqlite3").connect(tmp_path / "net.db").execute("SELECT host FROM games")}
-        assert hosts == {"h1", "h2", "localhost"}, hosts  # one range each
+        with GameDB(tmp_path / "net.db", readonly=True) as g:
+            hosts = {x.host for x in g.iter_games()}
+        assert hosts == {"h1", "h2", "localhost"}, hosts  # one range each, recorded by its host's name
         assert not list((c.hosts["h1"].work / "models").glob(".*"))  # no part file left behind
 
         # Second run, the same net under search: h2 has it (not shipped again), h1's copy was
