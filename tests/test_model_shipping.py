@@ -1,6 +1,7 @@
-"""Self-play with a net (onnx:PATH, gumbel:onnx:PATH) on the ssh and p2p backends: the model is
-shipped to each worker once, content-addressed and checked on arrival, and the remote games are
-the games a local run plays (same moves per (seed, index)), stored under the net's id.
+"""Self-play with a net (onnx:PATH, gumbel:onnx:PATH) on the ssh, p2p and ray backends (and the
+loop's self-play step over ssh): the model is shipped to each worker once, content-addressed and
+checked on arrival, and the remote games (and the search's targets) are the ones a local run
+plays (same moves per (seed, index)), stored under the net's id.
 
 Real things only: sshd hosts on 127.0.0.1 (tests/test_pipeline_ssh.py's Cluster), ringrift-p2p
 nodes as processes on 127.0.0.1 (tests/test_p2p_cluster.py's Node), a tiny net trained here for
