@@ -185,7 +185,9 @@ def test_config_supplies_defaults_and_bad_config_names_file_line_key(tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_keeps_committed_batches(tmp_path):
     db_path = tmp_path / "int.db"
-    args = ["run", "canonical_selfplay", "--board", "square19", "--num-games", "400", "--seed", "4",
+    # far more games than are played before the interrupt (about 1,000 square19 games a second
+    # here), so the run is still going when the poll sees its first batch
+    args = ["run", "canonical_selfplay", "--board", "square19", "--num-games", "50000", "--seed", "4",
             "--output-db", str(db_path), "--batch-size", "8", "--threads", "2", "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "ringrift.pipeline", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
