@@ -310,3 +310,22 @@ def _keep_out_of_home_and_repo(tmp_path, monkeypatch, _bridge_cache):
     monkeypatch.setenv("HOME", str(tmp_path / ".home"))
     monkeypatch.setenv("RINGRIFT_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.setenv("RINGRIFT_TS_BRIDGE_CACHE", str(_bridge_cache))
+
+
+@pytest.fixture(scope="session")
+def tiny_net(tmp_path_factory):
+    """A tiny square8 net (ONNX) trained a few steps on 6 heuristic games: enough to drive `onnx:`
+    and `gumbel:onnx:` players in tests. Needs torch and onnxruntime (the tests that use it skip
+    without them)."""
+    from ringrift.db import GameDB
+    from ringrift.export import export_db
+    from ringrift.selfplay.runner import run_selfplay
+    from ringrift.train.trainer import TrainOptions, train
+
+    d = tmp_path_factory.mktemp("tiny_net")
+    with GameDB(d / "g.db") as db:
+        run_selfplay(db, board="square8", num_games=6, policy="heuristic", seed=1, threads=1)
+    export_db(d / "g.db", d / "d.npz", include_unchecked=True, drop_forced=True, split_ratio=0.8, seed=1, threads=1)
+    train(TrainOptions(data=str(d / "d.npz"), out=str(d / "run"), width=8, depth=1, batch_size=32, warmup=2,
+                       threads=1, epochs=1, max_batches=3, plot=False, log=lambda s: None))
+    return d / "run" / "model.onnx"

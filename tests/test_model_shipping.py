@@ -35,20 +35,6 @@ needs_sshd = pytest.mark.skipif(not HAVE_SSHD, reason="needs root and OpenSSH's 
 MAX_MOVES = 200
 
 
-@pytest.fixture(scope="module")
-def tiny_net(tmp_path_factory):
-    from ringrift.export import export_db
-    from ringrift.train.trainer import TrainOptions, train
-
-    d = tmp_path_factory.mktemp("tiny_net")
-    with GameDB(d / "g.db") as db:
-        run_selfplay(db, board="square8", num_games=6, policy="heuristic", seed=1, threads=1)
-    export_db(d / "g.db", d / "d.npz", include_unchecked=True, drop_forced=True, split_ratio=0.8, seed=1, threads=1)
-    train(TrainOptions(data=str(d / "d.npz"), out=str(d / "run"), width=8, depth=1, batch_size=32, warmup=2,
-                       threads=1, epochs=1, max_batches=3, plot=False, log=lambda s: None))
-    return d / "run" / "model.onnx"
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -12,24 +12,11 @@ pytest.importorskip("torch", reason="the train extra is not installed: pip insta
 pytest.importorskip("onnxruntime", reason="the train extra is not installed: pip install torch==2.13.0 '.[train]'")
 
 from ringrift.db import GameDB  # noqa: E402
-from ringrift.export import export_db  # noqa: E402
 from ringrift.parity.db_check import verify_db  # noqa: E402
 from ringrift.search.selfplay import SearchTargets, parse_policy, selfplay_search_batch  # noqa: E402
 from ringrift.selfplay.runner import run_selfplay  # noqa: E402
 from ringrift.train.evaluate import run_match  # noqa: E402
 from ringrift.train.players import PlayerSpecError, make_player  # noqa: E402
-from ringrift.train.trainer import TrainOptions, train  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_net(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_net")
-    with GameDB(d / "g.db") as db:
-        run_selfplay(db, board="square8", num_games=6, policy="heuristic", seed=1, threads=1)
-    export_db(d / "g.db", d / "d.npz", include_unchecked=True, drop_forced=True, split_ratio=0.8, seed=1, threads=1)
-    train(TrainOptions(data=str(d / "d.npz"), out=str(d / "run"), width=8, depth=1, batch_size=32, warmup=2,
-                       threads=1, epochs=1, max_batches=3, plot=False, log=lambda s: None))
-    return d / "run" / "model.onnx"
 
 
 def _game(batch, k):

@@ -21,8 +21,9 @@ from ringrift.export import export_db, export_upstream  # noqa: E402
 from ringrift.selfplay.runner import run_selfplay  # noqa: E402
 from ringrift.train import checkpoint as ckpt  # noqa: E402
 from ringrift.train.data import BatchStream, describe, plan_upstream, split_files  # noqa: E402
-from ringrift.train.trainer import TrainOptions, losses, train  # noqa: E402
+from ringrift.train.trainer import losses, train  # noqa: E402
 from ringrift.train.upstream_data import game_starts  # noqa: E402
+from test_train import _opts  # noqa: E402  (the same tiny net and options as the native tests)
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "upstream-golden"
 
@@ -32,9 +33,6 @@ def golden_file(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"golden file not found: {path} (expected ../shared/upstream-golden beside the repository)")
     return path
-
-
-TINY = dict(width=8, depth=1, batch_size=32, lr=3e-3, warmup=5, threads=1, checkpoint_every=1e9, plot=False)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +49,6 @@ def up_export(games_db):
     out = games_db.parent / "up.npz"
     export_upstream(games_db, out, include_unchecked=True, split_ratio=0.75, seed=1, threads=1)
     return out
-
-
-def _opts(data, out, **kw):
-    o = dict(TINY, data=str(data), out=str(out), epochs=1, onnx=False, log=lambda s: None)
-    o.update(kw)
-    return TrainOptions(**o)
 
 
 def _fixed_batch(data):

@@ -37,13 +37,9 @@ def targets_present(conn: sqlite3.Connection, board: str | None, players: int | 
     """Whether the DB holds search targets for the board (and player count)."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'search_targets'").fetchone() is None:
         return False
-    clauses, params = [], []
-    if board is not None:
-        clauses.append("board = ?")
-        params.append(board)
-    if players is not None:
-        clauses.append("num_players = ?")
-        params.append(int(players))
+    from .exporter import _scope  # here: the exporter imports this module
+
+    clauses, params = _scope(board, players)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     return conn.execute(f"SELECT 1 FROM search_targets{where} LIMIT 1", params).fetchone() is not None
 
