@@ -219,7 +219,9 @@ class RayExecutor(Executor):
                                     f"than the {self.threads} threads of one range (--threads)")
         self._capacity = 2 * slots  # one queued behind each running range keeps every node busy
         remote = ray.remote
-        opts = dict(max_retries=self.max_retries, retry_exceptions=False)
+        # SPREAD: ranges are independent CPU work; Ray's default policy packs tasks onto the
+        # driver's node until it is half busy, so short ranges could all run on a few nodes.
+        opts = dict(max_retries=self.max_retries, retry_exceptions=False, scheduling_strategy="SPREAD")
         if self.spec.device == "cuda":
             opts.update(num_cpus=1, num_gpus=1)
         else:
