@@ -91,6 +91,41 @@ bool db_writer_available(const std::string& module_path) {
   return sqlite::load(module_path) != nullptr;
 }
 
+// The SQLite library of Python's sqlite3 (RuntimeError when the writer cannot find it), for a
+// writer whose reason texts `reasons` must name at least code 0.
+const sqlite::Api& writer_api(const std::string& module_path, const std::vector<std::string>& reasons) {
+  const sqlite::Api* api = sqlite::load(module_path);
+  if (!api) throw std::runtime_error("the native game writer found no SQLite library in this process");
+  if (reasons.empty()) throw py::value_error("reasons must name at least code 0");
+  return *api;
+}
+
+int busy_timeout_arg(pyarg::Int ms) { return (int)pyarg::in_range(ms, 0, 3600000, "busy_timeout_ms"); }
+
+// Runs the writer's `work` with the GIL released. A std::invalid_argument from it (a row the
+// packed format cannot hold) becomes ValueError, any other failure RuntimeError with its message;
+// a Python error raised by a callback that took the GIL passes through as it is.
+template <class Work>
+void write_without_gil(Work&& work) {
+  std::string error;
+  bool bad_value = false;
+  {
+    py::gil_scoped_release release;
+    try {
+      work();
+    } catch (py::error_already_set&) {
+      throw;
+    } catch (const std::invalid_argument& e) {
+      error = e.what();
+      bad_value = true;
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (bad_value) throw py::value_error(error);
+  if (!error.empty()) throw std::runtime_error(error);
+}
+
 // The columns every row of a self-play run shares, checked.
 dbwrite::RunColumns run_columns(const std::string& board, pyarg::Int num_players, const std::string& policy,
                                 pyarg::Int seed, const py::object& engine_version, const py::object& host,
@@ -120,9 +155,7 @@ long long db_insert_batch(const std::string& module_path, const std::string& pat
                           pyarg::Int seed, py::object engine_version, py::object host, py::object max_moves,
                           const std::string& started_at, const std::string& created_at, pyarg::Int stored_kind,
                           bool keep_low32, std::vector<std::string> reasons, pyarg::Int busy_timeout_ms) {
-  const sqlite::Api* api = sqlite::load(module_path);
-  if (!api) throw std::runtime_error("the native game writer found no SQLite library in this process");
-  if (reasons.empty()) throw py::value_error("reasons must name at least code 0");
+  const sqlite::Api& api = writer_api(module_path, reasons);
   auto field = [&](const char* key) -> py::object {
     if (!batch.contains(key)) throw py::value_error(std::string("batch has no field '") + key + "'");
     return batch[key];
@@ -169,23 +202,9 @@ long long db_insert_batch(const std::string& module_path, const std::string& pat
   b.hashes = hashes.data();
   b.phases = phases.data();
   b.players = players.data();
-  const int timeout = (int)pyarg::in_range(busy_timeout_ms, 0, 3600000, "busy_timeout_ms");
-  std::string error;
-  bool bad_value = false;
+  const int timeout = busy_timeout_arg(busy_timeout_ms);
   long long added = 0;
-  {
-    py::gil_scoped_release release;
-    try {
-      added = dbwrite::insert_games(*api, path, sql, run, b, reasons, timeout);
-    } catch (const std::invalid_argument& e) {
-      error = e.what();
-      bad_value = true;
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  }
-  if (bad_value) throw py::value_error(error);
-  if (!error.empty()) throw std::runtime_error(error);
+  write_without_gil([&] { added = dbwrite::insert_games(api, path, sql, run, b, reasons, timeout); });
   return added;
 }
 
@@ -201,9 +220,7 @@ py::dict selfplay_into_db(const std::string& module_path, const std::string& pat
                           pyarg::Int threads_, pyarg::Int max_moves_, pyarg::Int chunk_size_, py::object engine_version,
                           py::object host, pyarg::Int stored_kind, bool keep_low32, std::vector<std::string> reasons,
                           pyarg::Int busy_timeout_ms, py::object progress) {
-  const sqlite::Api* api = sqlite::load(module_path);
-  if (!api) throw std::runtime_error("the native game writer found no SQLite library in this process");
-  if (reasons.empty()) throw py::value_error("reasons must name at least code 0");
+  const sqlite::Api& api = writer_api(module_path, reasons);
   if (num_players.v < 2 || num_players.v > MAX_PLAYERS) throw py::value_error("num_players must be 2, 3 or 4");
   BatchOptions play;
   play.board = parse_board(board);
@@ -224,52 +241,39 @@ py::dict selfplay_into_db(const std::string& module_path, const std::string& pat
   if (play.seed > (uint64_t)INT64_MAX) throw py::value_error("seed: the game DB stores seeds up to 2**63 - 1");
   dbwrite::RunColumns cols = run_columns(board, num_players, policy, pyarg::Int{(long long)play.seed}, engine_version,
                                          host, py::int_(play.max_moves), stored_kind, keep_low32);
-  const int timeout = (int)pyarg::in_range(busy_timeout_ms, 0, 3600000, "busy_timeout_ms");
+  const int timeout = busy_timeout_arg(busy_timeout_ms);
   const size_t num_reasons = reasons.size();
-  std::string error;
-  bool bad_value = false, interrupted = false;
+  bool interrupted = false;
   DbRunTotals totals;
-  {
-    py::gil_scoped_release release;
-    try {
-      dbwrite::GameWriter writer(*api, path, sql, std::move(reasons), timeout);
-      DbRun run(play, ChunkCursor(std::move(index_runs), chunk), writer, cols, num_reasons);
-      long long reported = 0;
-      run.run(play.threads, [&]() -> bool {
-        // Between commits, with the GIL: report new commits, and stop on a pending signal.
-        py::gil_scoped_acquire hold;
-        if (PyErr_CheckSignals() != 0) {
-          PyErr_Clear();
-          interrupted = true;
-          return false;
-        }
-        DbRunTotals now = run.totals();
-        if (now.played != reported && !progress.is_none()) {
-          reported = now.played;
-          try {
-            progress(now.played, now.added);
-          } catch (py::error_already_set& e) {
-            if (e.matches(PyExc_KeyboardInterrupt)) {
-              interrupted = true;
-              return false;
-            }
-            throw;
+  write_without_gil([&] {
+    dbwrite::GameWriter writer(api, path, sql, std::move(reasons), timeout);
+    DbRun run(play, ChunkCursor(std::move(index_runs), chunk), writer, cols, num_reasons);
+    long long reported = 0;
+    run.run([&]() -> bool {
+      // Between commits, with the GIL: report new commits, and stop on a pending signal.
+      py::gil_scoped_acquire hold;
+      if (PyErr_CheckSignals() != 0) {
+        PyErr_Clear();
+        interrupted = true;
+        return false;
+      }
+      DbRunTotals now = run.totals();
+      if (now.played != reported && !progress.is_none()) {
+        reported = now.played;
+        try {
+          progress(now.played, now.added);
+        } catch (py::error_already_set& e) {
+          if (e.matches(PyExc_KeyboardInterrupt)) {
+            interrupted = true;
+            return false;
           }
+          throw;
         }
-        return true;
-      });
-      totals = run.totals();
-    } catch (const std::invalid_argument& e) {
-      error = e.what();
-      bad_value = true;
-    } catch (py::error_already_set&) {
-      throw;
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  }
-  if (bad_value) throw py::value_error(error);
-  if (!error.empty()) throw std::runtime_error(error);
+      }
+      return true;
+    });
+    totals = run.totals();
+  });
   py::dict d;
   d["added"] = totals.added;
   d["played"] = totals.played;

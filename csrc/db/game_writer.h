@@ -1,7 +1,8 @@
 // Native insert of a self-play batch into the game DB: the same rows as GameDB.insert_batch's
 // Python path (python/ringrift/db/store.py; schema in schema.py), packed and written here in one
-// transaction, so the whole write runs without the GIL and without a Python object per game. The caller passes the INSERT statement (schema.py owns the SQL) and
-// checks that its column order is WRITER_COLUMNS. Host only.
+// transaction, so the whole write runs without the GIL and without a Python object per game.
+// The caller passes the INSERT statement (schema.py owns the SQL) and checks that its column
+// order is WRITER_COLUMNS. Host only.
 #pragma once
 #include <cmath>
 #include <cstring>

@@ -26,15 +26,17 @@ struct GameRecord {
   double seconds = 0;
 };
 
-struct VectorRecorder {
-  GameRecord* rec;
-  bool hash;
-  bool wants_hash() const { return hash; }
+// Appends every step (move, hash, phase, player) to `out`'s per-step vectors: one game's
+// GameRecord here, a whole chunk's flat arrays in selfplay/db_runner.h.
+template <class Steps>
+struct StepRecorder {
+  Steps* out;
+  bool wants_hash() const { return true; }
   void step(const Move& m, uint64_t h, uint8_t phase, uint8_t player) {
-    rec->moves.push_back(m);
-    rec->hashes.push_back(h);
-    rec->phases.push_back(phase);
-    rec->players.push_back(player);
+    out->moves.push_back(m);
+    out->hashes.push_back(h);
+    out->phases.push_back(phase);
+    out->players.push_back(player);
   }
 };
 
@@ -85,7 +87,7 @@ inline void run_batch(const BatchOptions& opt, const std::vector<int64_t>& games
         rec.hashes.reserve(256);
         rec.phases.reserve(256);
         rec.players.reserve(256);
-        VectorRecorder vr{&rec, true};
+        StepRecorder<GameRecord> vr{&rec};
         finished = play_game(g, *s, *sc, ListPicker{l.get()}, opt.seed, (uint64_t)games[i], opt.num_players,
                              opt.policy, opt.max_moves, vr);
       } else {

@@ -8,7 +8,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <ctime>
-#include <deque>
 #include <exception>
 #include <map>
 #include <memory>
@@ -65,17 +64,6 @@ struct FlatBatch {
   }
 };
 
-struct FlatRecorder {
-  FlatBatch* b;
-  bool wants_hash() const { return true; }
-  void step(const Move& m, uint64_t h, uint8_t phase, uint8_t player) {
-    b->moves.push_back(m);
-    b->hashes.push_back(h);
-    b->phases.push_back(phase);
-    b->players.push_back(player);
-  }
-};
-
 // UTC now as ISO 8601 with "+00:00", to the second or the millisecond: the strings Python's
 // datetime.now(timezone.utc).isoformat(timespec=...) gives (the other writer paths store those).
 inline std::string utc_iso(bool millis) {
@@ -121,9 +109,10 @@ class ChunkCursor {
   size_t size_, run_ = 0;
 };
 
-// A run: the chunks (committed in index order), what the rows share, and the writer. run() returns when every chunk is committed, the run is cancelled
-// (`cancel`: workers stop before their next game, the chunk in flight is dropped), or a
-// chunk fails (then the first error is rethrown; committed chunks stay).
+// A run: the chunks (committed in index order), what the rows share, and the writer. run()
+// returns when every chunk is committed, the run is cancelled (workers stop before their next
+// game, the chunk in flight is dropped), or a chunk fails (then the first error is rethrown;
+// committed chunks stay).
 class DbRun {
  public:
   DbRun(const BatchOptions& play, ChunkCursor chunks, dbwrite::GameWriter& writer, dbwrite::RunColumns run,
@@ -132,11 +121,11 @@ class DbRun {
     totals_.reasons.assign(num_reasons, 0);
   }
 
-  // Runs on `threads` native threads; the calling thread waits in `wait_hook` between commits
-  // (it returns false to cancel: e.g. a pending KeyboardInterrupt).
+  // Runs on play.threads native threads; the calling thread waits in `wait_hook` between
+  // commits (it returns false to cancel: e.g. a pending KeyboardInterrupt).
   template <class WaitHook>
-  void run(int threads, WaitHook&& wait_hook) {
-    int n = std::max(1, threads);
+  void run(WaitHook&& wait_hook) {
+    const int n = workers();
     std::vector<std::thread> pool;
     {
       JoinAll join_all{pool};
@@ -165,15 +154,10 @@ class DbRun {
     std::lock_guard<std::mutex> lock(mu_);
     return totals_;
   }
-  long long committed_games() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return totals_.played;
-  }
   void stop() {
     cancel_.store(true);
     changed_.notify_all();
   }
-  bool cancelled() const { return cancel_.load(); }
 
  private:
   // Per-thread play buffers (State, Scratch, the move list: about 150 KB together).
@@ -194,7 +178,7 @@ class DbRun {
           // Claim the next chunk, but stay at most 2 chunks a thread ahead of the commits, so a
           // slow chunk (a long game) cannot make the finished ones pile up in memory.
           std::unique_lock<std::mutex> lock(mu_);
-          changed_.wait(lock, [&] { return cancel_.load() || next_chunk_ < next_commit_ + 2 * workers_cap(); });
+          changed_.wait(lock, [&] { return cancel_.load() || next_chunk_ < next_commit_ + 2 * (size_t)workers(); });
           if (cancel_.load() || !chunks_.next(indices)) break;
           j = next_chunk_++;
         }
@@ -212,7 +196,7 @@ class DbRun {
     changed_.notify_all();
   }
 
-  size_t workers_cap() const { return (size_t)std::max(1, play_.threads); }
+  int workers() const { return std::max(1, play_.threads); }
 
   void play_chunk(size_t j, const std::vector<int64_t>& indices, Work& w, FlatBatch& b) {
     const Geometry& g = host_geometry(play_.board);
@@ -222,7 +206,7 @@ class DbRun {
     for (int64_t index : indices) {
       if (cancel_.load(std::memory_order_relaxed)) return;
       auto t0 = std::chrono::steady_clock::now();
-      FlatRecorder rec{&b};
+      StepRecorder<FlatBatch> rec{&b};
       bool finished = play_game(g, *w.s, *w.sc, ListPicker{w.l.get()}, play_.seed, (uint64_t)index, play_.num_players,
                                 play_.policy, play_.max_moves, rec);
       b.game_index.push_back(index);

@@ -570,7 +570,7 @@ class GameDB:
                 module, str(self.path), _INSERT_SQL, batch, str(board), int(num_players), str(policy), int(seed),
                 None if engine_version is None else str(engine_version), None if host is None else str(host),
                 None if max_moves is None else int(max_moves), _iso(started_at) or utc_now(), utc_now(),
-                HASH_STORED_AS.get(kind, kind), kind in HASH_STORED_AS, [r or "" for r in _REASON_TEXT],
+                HASH_STORED_AS.get(kind, kind), kind in HASH_STORED_AS, list(_WRITER_REASONS),
                 _BUSY_TIMEOUT_MS)
         except ValueError as exc:
             raise DBError(f"{self.path}: insert_batch: malformed batch: {exc}", path=str(self.path)) from None
@@ -589,7 +589,7 @@ class GameDB:
             return None
         return {"module_path": module, "path": str(self.path), "sql": _INSERT_SQL,
                 "stored_kind": HASH_STORED_AS[kind], "keep_low32": True,
-                "reasons": [r or "" for r in _REASON_TEXT], "busy_timeout_ms": _BUSY_TIMEOUT_MS}
+                "reasons": list(_WRITER_REASONS), "busy_timeout_ms": _BUSY_TIMEOUT_MS}
 
     def _insert_rows(self, rows, *, what: str = "insert", hash_kind: str = "reference") -> int:
         """Insert games given as ``LOGICAL_COLUMNS`` tuples (fixed-width step blobs, hashes of
@@ -780,6 +780,7 @@ class GameDB:
 # ---- batch plumbing --------------------------------------------------------------------------
 
 _REASON_TEXT = tuple(r if r else None for r in _core.REASONS)
+_WRITER_REASONS = tuple(r or "" for r in _REASON_TEXT)  # the native writer's form: "" stores NULL
 
 #: RINGRIFT_DB_WRITER=python writes self-play batches through Python's sqlite3 even where the
 #: native writer can run (the two paths store the same rows; tests compare them).
