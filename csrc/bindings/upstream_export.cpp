@@ -53,6 +53,14 @@ const State* env_state_rows(const py::array& states, const py::array_t<int64_t>&
   return (const State*)states.data();
 }
 
+// Upstream's policy index of move `m` in state `s` (the encoder's index of a played move), or -1
+// where upstream's layout has none (a move type it cannot encode, an index past its policy).
+int32_t upstream_index_or_none(const up::Layout& L, const Geometry& g, const State& s, const Move& m) {
+  if (up::policy_invalid_type(L, m.type)) return -1;
+  const int32_t idx = up::policy_index(L, g, s, m);
+  return idx >= 0 && idx < L.policy_size ? idx : -1;
+}
+
 }  // namespace
 
 void register_upstream_export(py::module_& parent) {
@@ -91,11 +99,7 @@ void register_upstream_export(py::module_& parent) {
     const std::vector<Move> moves = exportpy::decode_actions(game, actions.data(), E);
     py::array_t<int32_t> out(E);
     int32_t* o = out.mutable_data();
-    for (py::ssize_t e = 0; e < E; e++) {
-      const Move& m = moves[(size_t)e];
-      const int32_t idx = up::policy_invalid_type(L, m.type) ? -1 : up::policy_index(L, g, game.st(), m);
-      o[e] = idx >= 0 && idx < L.policy_size ? idx : -1;
-    }
+    for (py::ssize_t e = 0; e < E; e++) o[e] = upstream_index_or_none(L, g, game.st(), moves[(size_t)e]);
     return out;
   }, py::arg("game"), py::arg("actions"),
      "Upstream's policy index, in this state, of the move each of our canonical actions names (the encoder's "
@@ -227,10 +231,8 @@ void register_upstream_export(py::module_& parent) {
           if (j < c[i]) {
             *st = s[sl[i]];  // env_decode may use the state as scratch
             Move mv;
-            if (env_decode(t, *st, scratch->sc, scratch->opts, a[i * w + j], &mv) == ENV_OK && !up::policy_invalid_type(L, mv.type)) {
-              idx = up::policy_index(L, t.geo, s[sl[i]], mv);
-              if (idx >= L.policy_size) idx = -1;
-            }
+            if (env_decode(t, *st, scratch->sc, scratch->opts, a[i * w + j], &mv) == ENV_OK)
+              idx = upstream_index_or_none(L, t.geo, s[sl[i]], mv);
           }
           o[i * w + j] = idx;
         }
