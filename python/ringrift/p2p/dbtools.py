@@ -4,12 +4,12 @@ work, so the loop stays responsive."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from ..db import GameDB
 from ..db.errors import DBError
+from ..pipeline.models import sha256_file  # noqa: F401  (also node.py's, through this module)
 from ..pipeline.ranges import IndexSet, index_runs
 
 
@@ -28,14 +28,6 @@ def seal(path: Path) -> dict:
         except OSError:
             pass
     return {"games": games, "size": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_job_db(path: Path, ident: dict, lo: int, hi: int, engine_version: str) -> None:

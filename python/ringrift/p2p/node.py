@@ -30,6 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .. import BOARDS, POLICIES, __version__
+from ..pipeline.models import SHA256, ModelError, model_of_policy, model_path_ok, onnxruntime_version
 from ..pipeline.ranges import MAX_INDEX, MAX_SEED, MAX_SPEC_RUNS, IndexSet, check_range_count
 from . import PROTOCOL_VERSION, dbtools
 from .auth import bearer_ok
@@ -53,7 +54,6 @@ SPEC_SLICE = 250  # index runs parsed per slice
 MAX_PEERS = 256
 DEFAULT_MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 10000}
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -191,9 +191,7 @@ def _policy_params(body: dict, policy: str) -> dict:
     spec the worker plays (`play_policy`), which must name the model at models/<sha256>.onnx
     under the node's data dir (content-addressed, uploaded by PUT /models/<sha256>) and nothing
     else on the node."""
-    from ..pipeline.models import ModelError, model_of_policy, model_path_ok
-
-    sha = _field(body, "model_sha256", str, default=None, check=lambda v: bool(SHA256_HEX.match(v)),
+    sha = _field(body, "model_sha256", str, default=None, check=lambda v: bool(SHA256.match(v)),
                  what="64 lowercase hex digits")
     play = _field(body, "play_policy", str, default=None, check=lambda v: 0 < len(v) <= 600, what="a policy spec")
     if sha is None:
@@ -279,7 +277,6 @@ class Node:
         self.lock_fd = fd
 
     async def start(self) -> None:
-        from ..pipeline.models import onnxruntime_version
         from ..pipeline.worker import build_id
 
         self.lock_data_dir()
