@@ -164,7 +164,7 @@ class _FakeNode:
     """What the coordinator uses of its node, recording the jobs it would start."""
 
     def __init__(self, tmp_path):
-        self.cfg = SimpleNamespace(data_dir=tmp_path, heartbeat=0.1)
+        self.cfg = SimpleNamespace(data_dir=tmp_path, heartbeat=0.1, down_after=0.3)
         self.build = "b1"
         self.node_id = "L"
         self.boot = "boot1"
@@ -224,6 +224,73 @@ def test_coordinator_deals_disjoint_ranges_by_capability_and_free_slots(tmp_path
         assert [u for u, s in node.sent if s["seed"] == 2] == ["u-gpu"]
 
     asyncio.run(main())
+
+
+def test_a_restarted_coordinator_waits_for_the_jobs_its_last_life_started(tmp_path):
+    """A node heard from late after a coordinator restart keeps its running range: the range
+    is neither dealt to another node meanwhile (it would be played twice) nor lost when the
+    node never comes back (it is dealt again after the grace)."""
+    from ringrift.p2p.leader import Coordinator
+
+    params = {"board": "square8", "players": 2, "policy": "random", "seed": 4, "num_games": 300,
+              "max_moves": 2000, "games_per_worker": 100, "batch_size": None, "threads": 1, "timeout": 60.0,
+              "capability": "cpu"}
+
+    def running_view(url, job_id, lo, hi, free=0):
+        v = _view(url, free)
+        v["jobs"] = {job_id: {"job_id": job_id, "run_id": run_id, "status": "running", "lo": lo, "hi": hi,
+                              "done": 3}}
+        return v
+
+    async def first_life():
+        node = _FakeNode(tmp_path)
+        coord = Coordinator(node)
+        run, _ = await coord.start_run(params, [])
+        await coord.tick({"B": _view("u-b", 1), "C": _view("u-c", 1)})
+        await asyncio.sleep(0.05)  # the persist of the dispatch is awaited; nothing else is pending
+        return run.run_id, {s["range"][0]: (u, s["job_id"]) for u, s in node.sent}
+
+    run_id, first = asyncio.run(first_life())
+    assert sorted(first) == [0, 100]
+    b_start = next(k for k, (u, _) in first.items() if u == "u-b")
+    c_start = next(k for k, (u, _) in first.items() if u == "u-c")
+
+    async def second_life():
+        node = _FakeNode(tmp_path)
+        coord = Coordinator(node)
+        await coord.restore()
+        run = coord.runs[run_id]
+        assert run.life == 1
+        assert {r.start: r.status for r in run.ranges} == {0: "running", 100: "running", 200: "queued"}
+        # only C is heard from, with a free slot: the third range goes to it, B's stays B's
+        c_job = first[c_start][1]
+        await coord.tick({"C": running_view("u-c", c_job, c_start, c_start + 100, free=2)})
+        assert [s["range"] for _, s in node.sent] == [[200, 300]]
+        assert node.sent[0][1]["job_id"].endswith("-000000200-1.1")  # a new life: ids apart from the last's
+        assert run.by_start[b_start].status == "running" and run.by_start[b_start].node == "B"
+        # B is never heard from: after the grace its range is dealt again, to C
+        await asyncio.sleep(coord._restart_grace() + 0.1)
+        node.sent.clear()
+        await coord.tick({"C": running_view("u-c", c_job, c_start, c_start + 100, free=1)})
+        assert [(u, s["range"]) for u, s in node.sent] == [("u-c", [b_start, b_start + 100])]
+        assert run.by_start[c_start].node == "C" and run.by_start[c_start].job_id == c_job
+
+    asyncio.run(second_life())
+
+    async def third_life():  # its node answers late but within the grace, still running the job: kept
+        node = _FakeNode(tmp_path)
+        coord = Coordinator(node)
+        await coord.restore()
+        run = coord.runs[run_id]
+        r = run.by_start[b_start]
+        assert run.life == 2 and (r.status, r.node) == ("running", "C")
+        await coord.tick({"D": _view("u-d", 3)})
+        assert node.sent and not any(s["range"][0] == b_start for _, s in node.sent)
+        await coord.tick({"C": running_view("u-c", r.job_id, b_start, b_start + 100), "D": _view("u-d", 3)})
+        assert not any(s["range"][0] == b_start for _, s in node.sent)
+        assert (r.status, r.node, r.restored, r.done) == ("running", "C", False, 3)
+
+    asyncio.run(third_life())
 
 
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")

@@ -72,6 +72,7 @@ class RangeState:
         self.played_by: str | None = None
         self.pending = 0  # collections in flight
         self.error: str | None = None
+        self.restored = False  # running on the word of run.json: its node has not been heard from yet
 
     @property
     def tag(self) -> str:
@@ -100,6 +101,7 @@ class Run:
         self.locks: dict[int, asyncio.Lock] = {}
         self.skips: list[IndexSet] = []  # indices the pipeline holds: the union of these
         self.persist_lock = asyncio.Lock()
+        self.life = 0  # restores of this run: keeps the job ids of one life apart from the last's
 
     def event(self, kind: str, message: str, level=logging.INFO, **fields) -> None:
         self.seq += 1
@@ -140,13 +142,15 @@ class Coordinator:
         return self.node.cfg.data_dir / "coordinator"
 
     # -- runs -------------------------------------------------------------------------------
-    async def start_run(self, params: dict, skip: IndexSet, delivered=()) -> tuple[Run, bool]:
+    async def start_run(self, params: dict, skip: IndexSet, delivered=(), running=(), life=0) -> tuple[Run, bool]:
         """Start a run (or resume the running one of the same id). `skip`: indices the
-        pipeline already holds; `delivered`: starts of ranges it acknowledged (a restore)."""
+        pipeline already holds; a restore also gives `delivered` (starts of ranges the pipeline
+        acknowledged), `running` ([start, node, job id] of the jobs the last life started) and
+        `life` (restores so far)."""
         async with self.start_lock:
-            return await self._start_run(params, IndexSet.from_indices(skip), delivered)
+            return await self._start_run(params, IndexSet.from_indices(skip), delivered, running, life)
 
-    async def _start_run(self, params: dict, skip: IndexSet, delivered) -> tuple[Run, bool]:
+    async def _start_run(self, params: dict, skip: IndexSet, delivered, running=(), life=0) -> tuple[Run, bool]:
         # Work here is linear in ranges and index runs, never in games (a skip of [0, 3*10**7)
         # is one run); what is linear in ranges runs in a thread or yields to the loop, so a
         # request for the largest run never stalls the other requests.
@@ -170,7 +174,11 @@ class Coordinator:
             self._check_finished(run)
             await self._persist(run)
             return run, False
+        if not life:  # a run id seen before (stopped, done, or in an earlier life): new job ids
+            life = run.life + 1 if run is not None else await asyncio.to_thread(self._last_life, run_id)
         run = await self._new_run(run_id, params, skip, set(delivered))
+        run.life = life
+        self._await_jobs(run, running)
         self.runs[run_id] = run
         run.event("started", f"canonical_selfplay {params['board']} {params['players']}p policy={params['policy']} "
                              f"seed={params['seed']}: {params['num_games']} games in {len(run.ranges)} ranges, "
@@ -203,6 +211,12 @@ class Coordinator:
                 rs.status = "collected" if got else "delivered"
         return run
 
+    def _last_life(self, run_id: str) -> int:
+        try:
+            return int(json.loads((self.runs_dir / run_id / "run.json").read_text()).get("life") or 0) + 1
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0
+
     def _existing(self, run: Run) -> dict:
         out = {}
         incoming = run.dir / "incoming"
@@ -226,7 +240,9 @@ class Coordinator:
     async def _persist(self, run: Run) -> None:
         async with run.persist_lock:  # one writer per run, the latest state last
             doc = {"run_id": run.run_id, "params": run.params, "skip": list(run.skips), "status": run.status,
-                   "delivered": [r.start for r in run.ranges if r.status == "delivered"]}
+                   "life": run.life, "delivered": [r.start for r in run.ranges if r.status == "delivered"],
+                   "running": [[r.start, r.node, r.job_id] for r in run.ranges
+                               if r.status in ("running", "collecting") and r.node and r.job_id]}
             await asyncio.to_thread(self._write_doc, run, doc)
 
     @staticmethod
@@ -263,11 +279,28 @@ class Coordinator:
             if doc.get("status") == "running" and isinstance(doc.get("params"), dict):
                 try:
                     skip = await asyncio.to_thread(IndexSet.parse, doc.get("skip", ""))
-                    run, _ = await self.start_run(doc["params"], skip,
-                                                  delivered=doc.get("delivered") or [])
+                    run, _ = await self.start_run(doc["params"], skip, delivered=doc.get("delivered") or [],
+                                                  running=doc.get("running") or [],
+                                                  life=int(doc.get("life") or 0) + 1)
                     run.event("restored", "restored after a restart of the coordinator")
                 except Exception as exc:  # noqa: BLE001
                     log.warning("cannot restore run %s: %s", doc.get("run_id"), exc)
+
+    def _await_jobs(self, run: Run, running: list) -> None:
+        """The jobs the last life had started keep their ranges: a range is not dealt again
+        until its node answers without that job, or stays silent past the grace of a
+        restart (a node discovered late must not find its range played twice)."""
+        now = time.monotonic()
+        for entry in running:
+            try:
+                start, node_id, job_id = int(entry[0]), str(entry[1]), str(entry[2])
+            except (TypeError, ValueError, IndexError):
+                continue
+            r = run.by_start.get(start)
+            if r is None or r.status != "queued" or not r.todo:
+                continue
+            r.status, r.node, r.job_id, r.done, r.restored = "running", node_id, job_id, 0, True
+            r.dispatched_at, r.kill_sent = now, False
 
     def stop(self, run: Run) -> None:
         if run.status == "running":
@@ -336,6 +369,13 @@ class Coordinator:
             if r.status != "running":
                 continue
             v = views.get(r.node)
+            if r.restored:
+                if v is None or not v["alive"]:
+                    if now - r.dispatched_at <= self._restart_grace():
+                        continue
+                else:
+                    r.restored = False  # heard from: its jobs are known from here on
+                    r.dispatched_at = now
             if v is None or not v["alive"]:
                 self._requeue(run, r, f"node {r.node} failed on range [{r.start}, {r.end}): it stopped answering",
                               failure=False)
@@ -357,6 +397,10 @@ class Coordinator:
             if r.job_id not in self.collecting:
                 r.status = "collecting"
                 self._start_collect(run, r.node, job, v, current=True)
+
+    def _restart_grace(self) -> float:
+        cfg = self.node.cfg
+        return cfg.down_after + 3 * cfg.heartbeat + 2
 
     def _collect_strays(self, run: Run, views: dict, only_finished: bool = False) -> None:
         """Jobs of this run not (or no longer) tied to a range: finished ones of nodes that
@@ -390,7 +434,7 @@ class Coordinator:
                 r.failed_on.add(r.node)
         prev = r.node
         r.status, r.node, r.slot, r.job_id, r.done, r.kill_sent = "queued", None, None, None, 0, False
-        r.error = why
+        r.error, r.restored = why, False
         run.event("requeued", f"{why}; range [{r.start}, {r.end}) ({r.todo.count} games) goes back to the queue",
                   logging.WARNING, node=prev, start=r.start, end=r.end)
         if failure and r.failures >= MAX_FAILURES:
@@ -415,11 +459,13 @@ class Coordinator:
             target = min(fresh, key=lambda n: (-free[n], views[n].get("load", 0.0), n))
             free[target] -= 1
             r.dispatches += 1
-            job_id = f"{run.run_id}-{r.start:09d}-{r.dispatches}"
+            life = f"{run.life}." if run.life else ""
+            job_id = f"{run.run_id}-{r.start:09d}-{life}{r.dispatches}"
             r.status, r.node, r.job_id, r.done = "running", target, job_id, 0
             r.dispatched_at, r.kill_sent = time.monotonic(), False
             starts.append(self._send(run, r, views[target], job_id))
         if starts:
+            await self._persist(run)  # written before the jobs start: a restart waits for them
             await asyncio.gather(*starts)
 
     async def _send(self, run: Run, r: RangeState, view: dict, job_id: str) -> None:
