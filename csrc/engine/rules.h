@@ -94,11 +94,22 @@ RR_HD inline void gen_placement_surface(const Geometry& g, const State& s, uint8
 
 template <class Out>
 RR_HD inline void gen_movement_surface(const Geometry& g, State& s, uint8_t p, Out& out) {
+  // All simple moves come before all captures; the first pass notes, per stack in list order,
+  // the rays that end at a stack it may overtake, and the second walks only those again.
   int only = s.must_move;
+  uint8_t capture_dirs[MAX_CELLS];
+  int n = 0;
+  unsigned any = 0;
   for (int c = s.s_head; c != NO_CELL; c = s.s_next[c])
-    if (s.ctrl[c] == p && (only == NO_CELL || c == only)) gen_simple_moves(g, s, c, p, out);
-  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c])
-    if (s.ctrl[c] == p && (only == NO_CELL || c == only)) gen_captures(g, s, c, p, MT_OVERTAKING_CAPTURE, out);
+    if (s.ctrl[c] == p && (only == NO_CELL || c == only)) any |= capture_dirs[n++] = (uint8_t)gen_simple_moves(g, s, c, p, out);
+  if (any) {
+    n = 0;
+    for (int c = s.s_head; c != NO_CELL; c = s.s_next[c])
+      if (s.ctrl[c] == p && (only == NO_CELL || c == only)) {
+        unsigned dirs = capture_dirs[n++];
+        if (dirs) gen_captures_on(g, s, c, p, MT_OVERTAKING_CAPTURE, dirs, out);
+      }
+  }
   if (recovery_eligible(s, p)) {
     ml_push(out, make_move(MT_SKIP_RECOVERY, p));
     gen_recovery(g, s, p, out);
