@@ -28,6 +28,13 @@ RR_HD inline bool bb_intersects(const BB& a, const BB& b, int nw) {
 RR_HD inline int popcount64(uint64_t v) {
 #if defined(__CUDA_ARCH__)
   return __popcll(v);
+#elif defined(__x86_64__) && !defined(__POPCNT__)
+  // Wheels target baseline x86-64, where the builtin is a call into libgcc on every use (1% of
+  // engine time in a profile); the same count inline, in a dozen register operations:
+  v = v - ((v >> 1) & 0x5555555555555555ull);
+  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+  v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+  return (int)((v * 0x0101010101010101ull) >> 56);
 #else
   return __builtin_popcountll(v);
 #endif
