@@ -80,6 +80,20 @@ def test_importing_ringrift_and_its_pipeline_leaves_numpy_unloaded():
     assert out.strip() == "False"
 
 
+def test_the_main_command_plays_into_the_db_without_numpy(tmp_path):
+    # The README's main command (CPU self-play into the DB, random and heuristic) runs natively
+    # end to end; numpy's import is a quarter of its start-up, so it must not creep back in.
+    import subprocess
+    import sys
+
+    code = ("import sys; from ringrift.cli import pipeline; sys.argv = ['ringrift-pipeline', '--state', 's.json', "
+            "'run', 'canonical_selfplay', '--num-games', '20', '--policy', 'heuristic', '--output-db', 'g.db', "
+            "'--quiet']\ntry:\n    pipeline()\nfinally:\n    print('numpy loaded:', 'numpy' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "20 new games" in r.stdout and r.stdout.strip().endswith("numpy loaded: False"), r.stdout
+
+
 def test_every_console_script_starts_through_ringrift_cli():
     import tomllib
 

@@ -11,8 +11,6 @@ writing (``store.py``).
 
 from __future__ import annotations
 
-import numpy as np
-
 #: Version of the layout below, stored in ``meta`` as ``schema_version``.
 SCHEMA_VERSION = 3
 
@@ -25,8 +23,8 @@ FORMAT_NAME = "ringrift-gamedb"
 #: Bytes per stored move (``struct Move`` in ``csrc/engine/defs.h``).
 MOVE_RECORD_SIZE = 16
 
-#: numpy view of one move record (little-endian, packed, 16 bytes).
-MOVE_RECORD_DTYPE = np.dtype([
+#: numpy view of one move record (little-endian, packed, 16 bytes): ``MOVE_RECORD_DTYPE``.
+_MOVE_RECORD_FIELDS = [
     ("type", "u1"),        # index into ringrift._core.MOVE_TYPES
     ("player", "u1"),      # 1-based seat that makes the move
     ("count", "u1"),       # rings placed / removed; territory: controlling player
@@ -39,12 +37,10 @@ MOVE_RECORD_DTYPE = np.dtype([
     ("window", "u1"),      # choose_line_option segment offset; 255 = whole line
     ("context", "u1"),     # elimination context or recovery mode
     ("option", "u1"),      # recovery option (1/2); territory region pass
-])
-assert MOVE_RECORD_DTYPE.itemsize == MOVE_RECORD_SIZE
+]
 
-#: Byte layout of the per-step blobs.
-HASH_DTYPE = np.dtype("<u8")
-FAST32_DTYPE = np.dtype("<u4")
+#: Byte layout of the per-step blobs: ``HASH_DTYPE`` (<u8), ``FAST32_DTYPE`` (<u4),
+#: ``PHASE_DTYPE`` and ``PLAYER_DTYPE`` (u1).
 
 #: ``games.hash_kind``: which per-step hash a row stores (indices into ``_core.HASH_KINDS``) and
 #: how many bytes each step's hash takes in the ``hashes`` blob.  Self-play stores the cells hash
@@ -55,8 +51,6 @@ HASH_WIDTH = {HASH_KIND_REFERENCE: 8, HASH_KIND_FAST64: 8, HASH_KIND_FAST32: 4, 
               HASH_KIND_CELLS32: 4}
 #: A 64-bit kind as it is stored: its low 32 bits per step (and the final state's full hash).
 HASH_STORED_AS = {HASH_KIND_FAST64: HASH_KIND_FAST32, HASH_KIND_CELLS64: HASH_KIND_CELLS32}
-PHASE_DTYPE = np.dtype("u1")
-PLAYER_DTYPE = np.dtype("u1")
 
 #: Values of ``games.parity_status`` the library itself writes.  Other short words are allowed.
 PARITY_STATUSES = ("unchecked", "ok", "failed", "error", "skipped")
@@ -137,3 +131,21 @@ CREATE TABLE meta (
 """
 
 TABLES = ("meta", "games")
+
+
+# The numpy dtypes above are made on first use (PEP 562): the schema is read by every process
+# that opens a DB, and the CPU self-play path never touches an array.
+_DTYPE_SPECS = {"MOVE_RECORD_DTYPE": _MOVE_RECORD_FIELDS, "HASH_DTYPE": "<u8", "FAST32_DTYPE": "<u4",
+                "PHASE_DTYPE": "u1", "PLAYER_DTYPE": "u1"}
+
+
+def __getattr__(name):
+    spec = _DTYPE_SPECS.get(name)
+    if spec is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import numpy as np
+
+    value = globals()[name] = np.dtype(spec)
+    if name == "MOVE_RECORD_DTYPE":
+        assert value.itemsize == MOVE_RECORD_SIZE
+    return value

@@ -22,23 +22,21 @@ import functools
 import itertools
 import os
 import sqlite3
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import numpy as np
-
 from .. import _core
+from . import schema as _schema
 from .errors import DBError, DBSchemaError
 from .schema import (
-    FAST32_DTYPE,
     FILTER_COLUMNS,
     FORMAT_NAME,
     GAME_COLUMNS,
     GAMES_TABLE_SQL,
-    HASH_DTYPE,
     HASH_KIND_NAMES,
     HASH_KIND_REFERENCE,
     HASH_STORED_AS,
@@ -46,13 +44,32 @@ from .schema import (
     IDENTITY_COLUMNS,
     INDEX_SQL,
     INSERT_COLUMNS,
-    MOVE_RECORD_DTYPE,
     MOVE_RECORD_SIZE,
     READABLE_VERSIONS,
     SCHEMA_SQL,
     SCHEMA_VERSION,
     V1_GAME_COLUMNS,
 )
+
+
+
+class _Numpy:
+    """numpy, imported on first use: opening a DB and the CPU self-play path (which stores its
+    games natively) never touch an array, and console scripts start without numpy's import."""
+
+    def __getattr__(self, name):
+        import numpy
+
+        return getattr(numpy, name)
+
+
+np = _Numpy()
+
+
+def _loaded_numpy():
+    """numpy if this process has imported it (else no value can be a numpy array or scalar)."""
+    return sys.modules.get("numpy")
+
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _PAGE_SIZE = 32768          # for new files: rows are a few KiB of blobs; big pages halve the I/O
@@ -150,7 +167,7 @@ class GameRow:
 
     def move_records(self) -> np.ndarray:
         """The moves as a structured array with the fields of ``struct Move``."""
-        return self.moves.reshape(-1).view(MOVE_RECORD_DTYPE)
+        return self.moves.reshape(-1).view(_schema.MOVE_RECORD_DTYPE)
 
     def hash_hex(self, step: int) -> str:
         """The stored hash after ``step`` in hex: 16 digits (for ``reference`` rows the reference
@@ -180,14 +197,14 @@ def _row_from_sql(r: tuple) -> GameRow:
         raise ValueError(f"game {gid}: {exc}") from None
     for a in (moves, phases, players):
         a.flags.writeable = False
-    hs = np.frombuffer(hashes, dtype=FAST32_DTYPE if HASH_WIDTH.get(hash_kind) == 4 else HASH_DTYPE)
+    hs = np.frombuffer(hashes, dtype=_schema.FAST32_DTYPE if HASH_WIDTH.get(hash_kind) == 4 else _schema.HASH_DTYPE)
     return GameRow(
         id=gid, board=board, num_players=num_players, policy=policy, seed=seed,
         game_index=game_index, engine_version=engine_version, host=host, max_moves=max_moves,
         winner=winner, reason=reason, move_count=move_count, capped=bool(capped),
         started_at=started_at, duration_ms=duration_ms, created_at=created_at,
         parity_status=parity_status, moves=moves,
-        hashes=hs if hs.dtype == HASH_DTYPE else _readonly(hs.astype(np.uint64)),
+        hashes=hs if hs.dtype == _schema.HASH_DTYPE else _readonly(hs.astype(np.uint64)),
         phases=phases, players=players, hash_kind=HASH_KIND_NAMES[hash_kind],
         final_hash=None if final_hash is None else final_hash & 0xFFFFFFFFFFFFFFFF,
     )
@@ -210,7 +227,7 @@ def _row_from_sql_v1(r: tuple) -> GameRow:
         started_at=started_at, duration_ms=duration_ms, created_at=created_at,
         parity_status=parity_status,
         moves=np.frombuffer(moves, dtype=np.uint8).reshape(-1, MOVE_RECORD_SIZE),
-        hashes=np.frombuffer(hashes, dtype=HASH_DTYPE),
+        hashes=np.frombuffer(hashes, dtype=_schema.HASH_DTYPE),
         phases=np.frombuffer(phases, dtype=np.uint8),
         players=np.frombuffer(players, dtype=np.uint8),
     )
@@ -227,10 +244,10 @@ def _pack_logical(rows, hash_kind: int) -> list[tuple]:
         n = moves.shape[0]
         blob, _ = _core.pack_steps(moves, np.frombuffer(ph, dtype=np.uint8), np.frombuffer(pl, dtype=np.uint8),
                                    np.array([0, n], dtype=np.int64))
-        hashes = np.frombuffer(hs, dtype=HASH_DTYPE)
+        hashes = np.frombuffer(hs, dtype=_schema.HASH_DTYPE)
         if hash_kind in HASH_STORED_AS:
             final = int(hashes[-1].astype(np.int64)) if n else None
-            out.append((*scalars, HASH_STORED_AS[hash_kind], final, blob, hashes.astype(FAST32_DTYPE).tobytes()))
+            out.append((*scalars, HASH_STORED_AS[hash_kind], final, blob, hashes.astype(_schema.FAST32_DTYPE).tobytes()))
         else:
             out.append((*scalars, hash_kind, None, blob, bytes(hs)))
     return out
@@ -276,8 +293,9 @@ def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
             raise TypeError(f"unknown game filter {key!r} (allowed: {', '.join(FILTER_COLUMNS)})")
         if value is None:
             continue
-        if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
-            values = list(value.tolist() if isinstance(value, np.ndarray) else value)
+        nm = _loaded_numpy()
+        if isinstance(value, (list, tuple, set, frozenset)) or (nm and isinstance(value, nm.ndarray)):
+            values = list(value.tolist() if nm and isinstance(value, nm.ndarray) else value)
             if not values:
                 clauses.append("0")
                 continue
@@ -285,7 +303,7 @@ def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
             params.extend(values)
         else:
             clauses.append(f"{key} = ?")
-            params.append(value.item() if isinstance(value, np.generic) else value)
+            params.append(value.item() if nm and isinstance(value, nm.generic) else value)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -623,9 +641,10 @@ class GameDB:
         conn = self._writable()
         if not isinstance(status, str) or not status or len(status) > 64:
             raise ValueError(f"parity status must be a short non-empty string, got {status!r}")
-        if isinstance(ids, (int, np.integer)):
+        nm = _loaded_numpy()
+        if isinstance(ids, int) or (nm and isinstance(ids, nm.integer)):
             ids = [ids]
-        id_list = [(status, int(i)) for i in (ids.tolist() if isinstance(ids, np.ndarray) else ids)]
+        id_list = [(status, int(i)) for i in (ids.tolist() if nm and isinstance(ids, nm.ndarray) else ids)]
         before = conn.total_changes
         try:
             with _immediate_transaction(conn):
@@ -696,7 +715,8 @@ class GameDB:
         """
         filters.update(board=board, num_players=num_players, parity_status=parity_status)
         if ids is not None:
-            ids = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+            nm = _loaded_numpy()
+            ids = ids.tolist() if nm and isinstance(ids, nm.ndarray) else list(ids)
             filters["id"] = sorted({int(i) for i in ids})
         where, params = _filters_sql(filters)
         cols = self._columns()
@@ -862,7 +882,7 @@ def _batch_columns(batch: dict) -> dict:
     if moves.ndim != 2 or moves.shape[1] != MOVE_RECORD_SIZE:
         raise ValueError(f"moves has shape {moves.shape}, expected (M, {MOVE_RECORD_SIZE})")
     M = moves.shape[0]
-    hashes = np.ascontiguousarray(batch["hashes"], dtype=HASH_DTYPE)
+    hashes = np.ascontiguousarray(batch["hashes"], dtype=_schema.HASH_DTYPE)
     phases = np.ascontiguousarray(batch["phases"], dtype=np.uint8)
     players = np.ascontiguousarray(batch["players"], dtype=np.uint8)
     for key, arr in (("hashes", hashes), ("phases", phases), ("players", players)):
@@ -879,7 +899,7 @@ def _batch_columns(batch: dict) -> dict:
         last = np.asarray(offs[1:] - 1)
         final = np.where(mc > 0, hashes[np.maximum(last, 0)] if M else 0, 0).astype(np.uint64).view(np.int64)
         final = [f if n else None for f, n in zip(final.tolist(), mc.tolist())]
-        stored = hashes.astype(FAST32_DTYPE)
+        stored = hashes.astype(_schema.FAST32_DTYPE)
     else:
         kind_code = HASH_KIND_NAMES.index(kind)
         final = [None] * G
@@ -906,7 +926,7 @@ def _logical(row: GameRow) -> tuple:
     return (row.board, row.num_players, row.policy, row.seed, row.game_index, row.engine_version, row.host,
             row.max_moves, row.winner, row.reason, row.move_count, int(row.capped), row.started_at,
             row.duration_ms, row.created_at, row.parity_status, row.moves.tobytes(),
-            np.ascontiguousarray(row.hashes, dtype=HASH_DTYPE).tobytes(), row.phases.tobytes(),
+            np.ascontiguousarray(row.hashes, dtype=_schema.HASH_DTYPE).tobytes(), row.phases.tobytes(),
             row.players.tobytes())
 
 

@@ -199,7 +199,7 @@ def _policy_params(body: dict, policy: str) -> dict:
             raise BadRequest("field 'play_policy' goes with 'model_sha256'")
         if policy in POLICIES:
             return {}
-        from ..search.selfplay import check_policy
+        from ..search.spec import check_policy
 
         try:
             if not policy.startswith("gumbel:onnx:"):

@@ -147,7 +147,7 @@ def selfplay_spec(args, cfg):
     policy = onnx_policy_spec(args.policy or sc["policy"], getattr(args, "temperature", None))
     if not policy.startswith("onnx:"):
         try:  # gumbel:... specs normalised (the stored policy names every option), others as they are
-            from ..search.selfplay import check_policy
+            from ..search.spec import check_policy
 
             policy = check_policy(policy)
         except ValueError as exc:

@@ -37,7 +37,7 @@ def _dry(p: argparse.ArgumentParser) -> None:
 
 def _policy(value: str) -> str:
     """random, heuristic, onnx:PATH (the net's file is checked when self-play starts) or gumbel:..."""
-    from ..search.selfplay import check_policy
+    from ..search.spec import check_policy
 
     if value.startswith("onnx:") and len(value) > 5:
         return value

@@ -63,7 +63,7 @@ _TEXT = (str, lambda v: bool(v.strip()), "a non-empty string")
 _BOARD_CAPS = {board: _POSITIVE_INT for board in BOARDS}
 
 def _gumbel_ok(value: str) -> bool:
-    from ..search.selfplay import is_gumbel_policy, parse_policy
+    from ..search.spec import is_gumbel_policy, parse_policy
 
     if not is_gumbel_policy(value):
         return False

@@ -86,7 +86,7 @@ def model_of_policy(policy: str) -> tuple[str, str, str] | None:
             raise ModelError(f"--policy: {exc}") from None
         prefix = "onnx:"
     elif policy.startswith("gumbel:onnx:"):
-        from ..search.selfplay import parse_policy
+        from ..search.spec import parse_policy
 
         try:
             p = parse_policy(policy)

@@ -22,8 +22,7 @@ import numpy as np
 
 from .. import _core
 from ..engine import Game
-
-LEAF_EVALUATORS = tuple(e for e in _core.SEARCH_LEAF_EVALS if e != "net")
+from .spec import LEAF_EVALUATORS
 
 Evaluate = Callable[[np.ndarray, np.ndarray], tuple]
 

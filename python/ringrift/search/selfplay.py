@@ -27,127 +27,23 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass, fields
 
 import numpy as np
 
 from .. import _core
 from ..engine import Game
-from .gumbel import LEAF_EVALUATORS, GumbelSearch
+from .gumbel import GumbelSearch
+from .spec import (  # noqa: F401  (the spec's names are this module's API too)
+    LEAF_EVALUATORS,
+    NET,
+    PREFIX,
+    GumbelPolicy,
+    check_policy,
+    is_gumbel_policy,
+    parse_policy,
+)
 
-PREFIX = "gumbel:"
-NET = "onnx"  # the evaluator that is a trained net: gumbel:onnx:PATH[:key=value,...]
 _MASK64 = (1 << 64) - 1
-
-
-@dataclass(frozen=True)
-class GumbelPolicy:
-    evaluator: str = "heuristic"
-    sims: int = 32
-    top_k: int = 16
-    temp: float = 1.0
-    c_visit: float = 50.0
-    c_scale: float = 1.0
-    rollout: int = 32
-    model: str = ""  # the ONNX file of evaluator "onnx"
-
-    def _keys(self) -> str:
-        return ",".join(f"{f.name}={_fmt(getattr(self, f.name))}" for f in fields(self)
-                        if f.name not in ("evaluator", "model"))
-
-    @property
-    def spec(self) -> str:
-        """The normalised spec, usable again (a net's spec keeps its path)."""
-        if self.evaluator == NET:
-            return f"{PREFIX}{NET}:{self.model}:{self._keys()}"
-        return f"{PREFIX}{self.evaluator}:{self._keys()}"
-
-    @property
-    def name(self) -> str:
-        """The policy stored with the games: the spec, with a net named by its id (reads the file)."""
-        if self.evaluator == NET:
-            from ..train.onnx_export import model_id
-
-            return f"{PREFIX}{NET}:{self.net_board()}-{model_id(self.model)}:{self._keys()}"
-        return self.spec
-
-    def net_board(self) -> str:
-        import json
-        from pathlib import Path
-
-        import onnx
-
-        if not Path(self.model).is_file():
-            raise FileNotFoundError(f"{self.model}: no such ONNX model")
-        try:
-            m = onnx.load(self.model, load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - onnx raises several types
-            raise ValueError(f"{self.model}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
-        meta = {p.key: p.value for p in m.metadata_props}
-        return json.loads(meta.get("ringrift", "{}")).get("board", "?")
-
-
-def _fmt(v) -> str:
-    return repr(float(v)) if isinstance(v, float) else str(v)
-
-
-def is_gumbel_policy(policy: str) -> bool:
-    return isinstance(policy, str) and policy.startswith(PREFIX)
-
-
-def parse_policy(spec: str) -> GumbelPolicy:
-    """``gumbel:EVALUATOR[:key=value,...]`` -> GumbelPolicy; ValueError naming what is wrong."""
-    if not is_gumbel_policy(spec):
-        raise ValueError(f"not a gumbel policy: {spec!r} (expected gumbel:EVALUATOR[:key=value,...])")
-    parts = spec[len(PREFIX):].split(":", 1)
-    evaluator = parts[0]
-    kw: dict = {"evaluator": evaluator}
-    if evaluator == NET:  # gumbel:onnx:PATH[:key=value,...][:key=value...]: options are the trailing k=v segments
-        segs = parts[1].split(":") if len(parts) > 1 else []
-        opts = []
-        while len(segs) > 1 and "=" in segs[-1]:
-            opts.insert(0, segs.pop())
-        kw["model"] = ":".join(segs)
-        if not kw["model"]:
-            raise ValueError(f"policy {spec!r}: no model path after gumbel:onnx:")
-        parts = [evaluator, ",".join(opts)]
-    elif evaluator not in LEAF_EVALUATORS:
-        raise ValueError(f"policy {spec!r}: unknown evaluator {evaluator!r} "
-                         f"(expected {', '.join(LEAF_EVALUATORS)} or onnx:PATH)")
-    types = {f.name: f.type for f in fields(GumbelPolicy)}
-    if len(parts) > 1 and parts[1]:
-        for item in parts[1].split(","):
-            key, eq, value = item.partition("=")
-            if not eq or key not in types or key in ("evaluator", "model"):
-                raise ValueError(f"policy {spec!r}: bad option {item!r} (keys: sims, top_k, temp, c_visit, c_scale, rollout)")
-            try:
-                kw[key] = float(value) if types[key] == "float" else int(value)
-            except ValueError:
-                raise ValueError(f"policy {spec!r}: {key} must be a number, got {value!r}") from None
-    p = GumbelPolicy(**kw)
-    if not 1 <= p.sims <= 100_000:
-        raise ValueError(f"policy {spec!r}: sims must be 1..100000")
-    if not 1 <= p.top_k <= _core.SEARCH_MAX_TOPK:
-        raise ValueError(f"policy {spec!r}: top_k must be 1..{_core.SEARCH_MAX_TOPK}")
-    if not 0 <= p.rollout <= 100_000:
-        raise ValueError(f"policy {spec!r}: rollout must be 0..100000")
-    for key in ("temp", "c_visit", "c_scale"):
-        v = getattr(p, key)
-        if not (np.isfinite(v) and v >= 0):
-            raise ValueError(f"policy {spec!r}: {key} must be a finite number >= 0")
-    return p
-
-
-def check_policy(value: str) -> str:
-    """A self-play policy name: a core policy (random, heuristic) as it is, or a gumbel:... spec,
-    normalised. ValueError (one line) for anything else; usable as an argparse ``type``."""
-    from .. import POLICIES
-
-    if value in POLICIES:
-        return value
-    if is_gumbel_policy(value):
-        return parse_policy(value).spec
-    raise ValueError(f"unknown policy {value!r} (expected {', '.join(POLICIES)} or gumbel:EVALUATOR[:key=value,...])")
 
 
 def search_stream(index: int, ply: int) -> int:

@@ -20,8 +20,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import numpy as np
-
 from .. import _core
 from .. import __version__
 from ..pipeline.ranges import MAX_INDEX, IndexSet, index_runs
@@ -68,6 +66,8 @@ class SelfplayResult:
 def _count_into(counter: Counter, codes, name) -> None:
     """Add the non-zero codes of a small-integer array to `counter` under name(code): one
     bincount per batch instead of a Python step per game."""
+    import numpy as np  # only the batch paths (CUDA, search) come here: the CPU path needs no numpy
+
     counts = np.bincount(np.asarray(codes, dtype=np.int64))
     for code in np.flatnonzero(counts).tolist():
         if code:
@@ -242,7 +242,7 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
             result.games += added
             result.duplicates += len(batch["game_index"]) - added
             result.moves += int(batch["total_moves"])
-            result.capped += int(np.count_nonzero(batch["capped"]))
+            result.capped += int((batch["capped"] != 0).sum())
             _count_into(result.wins, batch["winner"], lambda w: w)
             _count_into(result.reasons, batch["reason"], lambda r: _core.REASONS[r])
             result.seconds = time.perf_counter() - t0

@@ -69,7 +69,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict]:
             raise PlayerSpecError(f"{spec}: expected heuristic:random=P with a share P in [0, 1]")
         return "mixed", None, {"random_share": share}
     if spec.startswith("gumbel:"):
-        from ..search.selfplay import parse_policy
+        from ..search.spec import parse_policy
 
         try:
             p = parse_policy(spec)
@@ -194,7 +194,7 @@ class SearchPlayer:
     so game i of seed S is the same game in any slot or batch."""
 
     def __init__(self, spec, *, threads: int = 0):
-        from ..search.selfplay import NET
+        from ..search.spec import NET
 
         self.spec = spec
         self.threads = threads
