@@ -78,6 +78,25 @@ def test_schema_creation(dbpath):
 
 # ---- insert / read --------------------------------------------------------------------------
 
+def test_two_processes_creating_one_db_at_once_both_open_it(tmp_path):
+    """Two runs that start together on a new DB file: SQLite refuses the switch to WAL at once
+    ("database is locked", no busy wait) while the other connection holds the file, which made
+    one of them fail about half the time. Separate processes, started on a shared instant."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time\nfrom ringrift.db import GameDB\nt = float(sys.argv[2])\n"
+            "while time.time() < t: pass\nwith GameDB(sys.argv[1]) as g: print(g.count_games())")
+    for k in range(12):
+        path = tmp_path / f"new{k}.db"
+        start = repr(time.time() + 0.4)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path), start], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=60) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0] and [o.strip() for o, _ in outs] == ["0", "0"], outs
+
+
 def test_insert_and_read_round_trip(dbpath, batch):
     with GameDB(dbpath) as db:
         assert _insert(db, batch, started_at="2025-01-02T03:04:05.000+00:00") == 20

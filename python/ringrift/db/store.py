@@ -23,6 +23,7 @@ import itertools
 import os
 import sqlite3
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -253,6 +254,23 @@ def _pack_logical(rows, hash_kind: int) -> list[tuple]:
     return out
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode = WAL``, waiting as for any lock. SQLite answers "database is locked"
+    at once, without its busy handler, when another connection holds the file while the mode
+    changes: two runs that create one new DB together used to fail that way (about half the time
+    when they start in the same millisecond). Bounded by the busy timeout."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def _check_header(path: Path) -> None:
     """Refuse files that are not SQLite databases, or whose header promises more pages than
     the file holds (a truncated copy), before SQLite gets to read them."""
@@ -374,7 +392,7 @@ class GameDB:
         if not tables and not self.readonly and create:
             conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
         if not self.readonly:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise DBError(f"{self.path}: cannot switch to WAL journal mode (got {mode})", path=str(self.path))
             conn.execute("PRAGMA synchronous = NORMAL")
