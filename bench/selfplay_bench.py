@@ -59,9 +59,9 @@ QUICK_GAMES = {"square8": 300, "hex8": 200, "square19": 12, "hexagonal": 6}
 CLI_GAMES = {"square8": 20000, "hex8": 12000, "square19": 1200, "hexagonal": 400}
 # TS games per (board, players): a few CPU-seconds each (the TS engine is ~1000x slower), and warm-up
 # games off the clock so that the JIT's first compilations are not charged to the small boards.
-TS_FULL_GAMES = {"square8": 60, "hex8": 40, "square19": 4, "hexagonal": 3}
+TS_FULL_GAMES = {"square8": 200, "hex8": 100, "square19": 6, "hexagonal": 3}
 TS_QUICK_GAMES = {"square8": 4, "hex8": 3, "square19": 1, "hexagonal": 1}
-TS_WARMUP = {"square8": 2, "hex8": 2, "square19": 0, "hexagonal": 0}
+TS_WARMUP = {"square8": 40, "hex8": 20, "square19": 2, "hexagonal": 1}
 SLOW_FLAG = 0.90  # a row below 90% of the baseline is flagged
 
 

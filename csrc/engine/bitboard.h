@@ -25,6 +25,20 @@ RR_HD inline bool bb_intersects(const BB& a, const BB& b, int nw) {
     if (a.w[i] & b.w[i]) return true;
   return false;
 }
+// Eight bytes at `p` as a little-endian word (the host's one unaligned load, x86-64 and AArch64
+// hosts being little-endian; the device assembles them byte by byte, with the same result).
+RR_HD inline uint64_t load_le64(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+  uint64_t w = 0;
+  for (int k = 0; k < 8; k++) w |= (uint64_t)p[k] << (8 * k);
+  return w;
+#else
+  uint64_t w;
+  __builtin_memcpy(&w, p, 8);
+  return w;
+#endif
+}
+
 RR_HD inline int popcount64(uint64_t v) {
 #if defined(__CUDA_ARCH__)
   return __popcll(v);

@@ -32,20 +32,6 @@ enum StepHashKind : uint8_t {
   HASH_AUTO = 255,     // checkers only: take the kind that the first stored step matches
 };
 
-// Eight bytes at `p` as a little-endian word (the host's one unaligned load, x86-64 and AArch64
-// hosts being little-endian; the device assembles them byte by byte, with the same result).
-RR_HD inline uint64_t load_le64(const uint8_t* p) {
-#if defined(__CUDA_ARCH__)
-  uint64_t w = 0;
-  for (int k = 0; k < 8; k++) w |= (uint64_t)p[k] << (8 * k);
-  return w;
-#else
-  uint64_t w;
-  __builtin_memcpy(&w, p, 8);
-  return w;
-#endif
-}
-
 struct FastHashMixer {
   uint64_t h = 0x6A09E667F3BCC909ull;
   RR_HD void add(uint64_t w) {

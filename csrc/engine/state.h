@@ -295,8 +295,7 @@ RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
     // The three folds OR each byte's bits into its bit 0 (bits from the next byte only reach
     // bits 4-7, which the mask drops); the multiply gathers bit 0 of each byte into the top byte.
     for (; c + 8 <= g.num_cells; c += 8) {
-      uint64_t v = 0;
-      for (int j = 0; j < 8; j++) v |= (uint64_t)s.collapsed[c + j] << (8 * j);
+      uint64_t v = load_le64(&s.collapsed[c]);
       uint64_t t = v | (v >> 4);
       t |= t >> 2;
       t |= t >> 1;
