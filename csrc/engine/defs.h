@@ -39,6 +39,7 @@ constexpr int TOUCH_MAX = 32;
 static_assert((TOUCH_MAX & (TOUCH_MAX - 1)) == 0, "TOUCH_MAX must be a power of two");
 constexpr int MAX_MOVES = 8192;
 constexpr int MAX_DIRS = 8;
+constexpr int MAX_BIT_RUNS = 32;  // runs of cells on consecutive grid bits (geometry.h): rows of a hex board
 constexpr int16_t NO_CELL = -1;
 
 enum BoardType : uint8_t { SQUARE8 = 0, HEX8 = 1, SQUARE19 = 2, HEXAGONAL = 3, NUM_BOARDS = 4 };

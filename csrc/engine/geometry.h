@@ -40,6 +40,10 @@ struct Geometry {
   int16_t bb_toff[6];  // bit offset of territory direction d
   BB bb_msrc[MAX_DIRS];      // cells whose movement neighbour in direction d is on the board
   int16_t bb_moff[MAX_DIRS];  // bit offset of movement direction d
+  // Runs of consecutive cells on consecutive grid bits: a square board is one run, a hex board
+  // one per row. Per-cell bytes pack into bitboards a run at a time, 8 cells a load.
+  int16_t num_bit_runs;
+  int16_t run_cell[MAX_BIT_RUNS], run_bit[MAX_BIT_RUNS], run_len[MAX_BIT_RUNS];
   char key[MAX_CELLS][16];           // "x,y" or "x,y,z", NUL-terminated
   uint8_t key_len[MAX_CELLS];
 };

@@ -104,6 +104,22 @@ inline void build_geometry(Geometry& g, BoardType board) {
     g.bit_cell[bit] = (int16_t)c;
     bb_set(g.bb_board, bit);
   }
+  g.num_bit_runs = 0;
+  for (int c = 0; c < n; c++) {
+    int r = g.num_bit_runs - 1;
+    if (r >= 0 && g.cell_bit[c] == g.run_bit[r] + g.run_len[r]) {
+      g.run_len[r]++;
+      continue;
+    }
+    if (g.num_bit_runs == MAX_BIT_RUNS) {  // cannot happen on the four boards: MAX_BIT_RUNS covers them
+      g.num_bit_runs = 0;
+      break;
+    }
+    r = g.num_bit_runs++;
+    g.run_cell[r] = (int16_t)c;
+    g.run_bit[r] = g.cell_bit[c];
+    g.run_len[r] = 1;
+  }
   for (int d = 0; d < g.num_tdirs; d++) {
     for (int c = 0; c < n; c++) {
       int nb = g.tnbr[c][d];

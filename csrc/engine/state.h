@@ -289,24 +289,34 @@ RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
   int n = 0;
   for (int p = 0; p <= MAX_PLAYERS; p++) n += s.collapsed_count[p];
   if (n == 0) return;
-  int c = 0;
-  if (!g.hex) {
-    // Square boards number cells in grid bit order (cell_bit[c] == c): pack 8 cells at a time.
-    // The three folds OR each byte's bits into its bit 0 (bits from the next byte only reach
-    // bits 4-7, which the mask drops); the multiply gathers bit 0 of each byte into the top byte.
-    for (; c + 8 <= g.num_cells; c += 8) {
-      uint64_t v = load_le64(&s.collapsed[c]);
-      uint64_t t = v | (v >> 4);
-      t |= t >> 2;
-      t |= t >> 1;
-      t &= 0x0101010101010101ull;
-      out.w[c >> 6] |= ((t * 0x0102040810204080ull) >> 56) << (c & 63);
+  // A run of cells on consecutive grid bits (geometry.h) packs 8 cells from one 8-byte load:
+  // the three folds OR each byte's bits into its bit 0 (bits from the next byte only reach bits
+  // 4-7, which the mask drops) and the multiply gathers bit 0 of each byte into the top byte.
+  // A run's last load may take cells past its end, which the length mask drops.
+  for (int r = 0; r < g.num_bit_runs; r++) {
+    int c = g.run_cell[r], b = g.run_bit[r];
+    for (int left = g.run_len[r]; left > 0; c += 8, b += 8, left -= 8) {
+      uint64_t bits = 0;
+      if (c + 8 <= MAX_CELLS) {
+        uint64_t t = load_le64(&s.collapsed[c]);
+        t |= t >> 4;
+        t |= t >> 2;
+        t |= t >> 1;
+        t &= 0x0101010101010101ull;
+        bits = (t * 0x0102040810204080ull) >> 56;
+      } else {  // the last cells of the array: no load past its end
+        for (int j = 0; j < 8 && c + j < MAX_CELLS; j++) bits |= (uint64_t)(s.collapsed[c + j] != 0) << j;
+      }
+      if (left < 8) bits &= (1ull << left) - 1;
+      out.w[b >> 6] |= bits << (b & 63);
+      if ((b & 63) > 56) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
     }
   }
-  for (; c < g.num_cells; c++) {
-    int bit = g.cell_bit[c];
-    out.w[bit >> 6] |= (uint64_t)(s.collapsed[c] != 0) << (bit & 63);
-  }
+  if (g.num_bit_runs == 0)  // a geometry without the run table
+    for (int c = 0; c < g.num_cells; c++) {
+      int bit = g.cell_bit[c];
+      out.w[bit >> 6] |= (uint64_t)(s.collapsed[c] != 0) << (bit & 63);
+    }
 }
 
 // ---- initial state ---------------------------------------------------------------------------
