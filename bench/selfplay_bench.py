@@ -332,6 +332,9 @@ def main(argv=None) -> int:
             print(HEADER)
             for r in file_rows:
                 print(fmt_row(r, ref.ratio(r)))
+            if not data.get("quick"):
+                for line in goal_lines(data["rows"], ref):
+                    print(line)
             rows += file_rows
         if args.plot:
             plot(rows, args.plot)
@@ -404,6 +407,11 @@ def run_bench(args, ref: Reference, bridge) -> int:
                                                              if base else ""))
     for line in db_engine_ratios(rows):
         print(line)
+    if args.quick:
+        print("goals: not judged on a --quick run (rows too short to time)")
+    else:
+        for line in goal_lines(rows, ref):
+            print(line)
     machine = machine_info()
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]   # other jobs on the machine show up here
     machine["loadavg_start"] = load_start
@@ -453,6 +461,41 @@ def db_engine_ratios(rows) -> list[str]:
         if one and one["games_per_sec"]:
             out.append(f"cli t{r['threads']}/t1 {r['board']} {r['players']}p {r['policy']}: "
                        f"{r['games_per_sec'] / one['games_per_sec']:.2f}")
+    return out
+
+
+GOAL_VS_TS = 1000.0   # the main command, per core, over the TS engine (issue 16)
+GOAL_DB_ENGINE = 0.90  # the DB path per CPU-second over engine-only play
+GOAL_T2_T1 = 1.9       # the main command on two threads over one, by wall clock
+
+
+def goal_text(value: float, goal: float) -> str:
+    return "met" if value >= goal else f"{(1 - value / goal) * 100:.0f}% short"
+
+
+def goal_lines(rows, ref) -> list[str]:
+    """The speed goals, one line each with the measured value and how far it is from the goal:
+    the main command (cli rows) per core over the TS engine, db over engine per CPU-second, and
+    the main command's two-thread speed-up."""
+    out = []
+    by = {row_key(r): r for r in rows}
+    for key, r in by.items():
+        name = f"{r['board']} {r['players']}p {r['policy']} t{r['threads']}"
+        if r["mode"] == "cli":
+            ratio = ref.ratio(r)
+            if ratio:
+                out.append(f"goal {GOAL_VS_TS:,.0f}x TS per core, main command {name}: {ratio:,.0f}x, "
+                           f"{goal_text(ratio, GOAL_VS_TS)}")
+            one = by.get(key[:3] + (1, "cli"))
+            if r["threads"] == 2 and one and one["games_per_sec"]:
+                t = r["games_per_sec"] / one["games_per_sec"]
+                out.append(f"goal t2/t1 >= {GOAL_T2_T1}, main command {r['board']} {r['players']}p {r['policy']}: "
+                           f"{t:.2f}, {goal_text(t, GOAL_T2_T1)}")
+        e = by.get(key[:-1] + ("engine",))
+        if r["mode"] == "db" and e and e.get("games_per_cpu_sec") and r.get("games_per_cpu_sec"):
+            v = r["games_per_cpu_sec"] / e["games_per_cpu_sec"]
+            out.append(f"goal db/engine >= {GOAL_DB_ENGINE:.2f} per CPU-second, {name}: {v:.2f}, "
+                       f"{goal_text(v, GOAL_DB_ENGINE)}")
     return out
 
 

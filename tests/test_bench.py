@@ -126,3 +126,26 @@ def test_gpu_bench_control_flow_with_the_host_twin_standing_in(tmp_path, monkeyp
 
 def test_device_run_script_parses():
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_device_run.sh")]).returncode == 0
+
+
+def test_selfplay_bench_says_how_far_each_speed_goal_is():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("selfplay_bench", BENCH / "selfplay_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def row(mode, threads, gps, gpc):
+        return {"board": "square8", "players": 2, "policy": "random", "threads": threads, "mode": mode,
+                "games_per_sec": gps, "games_per_cpu_sec": gpc}
+
+    rows = [row("engine", 1, 100.0, 100.0), row("db", 1, 80.0, 80.0), row("cli", 1, 8000.0, 8000.0),
+            row("cli", 2, 15200.0, 12000.0), row("db", 2, 190.0, 95.0), row("engine", 2, 200.0, 100.0)]
+    ref = bench.Reference([{"board": "square8", "players": 2, "games_per_cpu_sec": 10.0}], "test")
+    lines = bench.goal_lines(rows, ref)
+    assert "goal 1,000x TS per core, main command square8 2p random t1: 800x, 20% short" in lines
+    assert "goal 1,000x TS per core, main command square8 2p random t2: 1,200x, met" in lines
+    assert "goal t2/t1 >= 1.9, main command square8 2p random: 1.90, met" in lines
+    assert "goal db/engine >= 0.90 per CPU-second, square8 2p random t1: 0.80, 11% short" in lines
+    assert "goal db/engine >= 0.90 per CPU-second, square8 2p random t2: 0.95, met" in lines
+    assert len(lines) == 5
