@@ -320,8 +320,13 @@ def main(argv=None) -> int:
     if args.from_json:
         rows = []
         for path in args.from_json:
-            with open(path) as f:
-                data = json.load(f)
+            try:
+                with open(path) as f:
+                    data = json.load(f)
+            except (OSError, ValueError) as exc:
+                ap.error(f"--from-json {path}: cannot read it ({exc})")
+            if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+                ap.error(f"--from-json {path}: not a bench result (no 'rows' list)")
             ref = file_reference(path, data)
             print(ref.source)
             if args.markdown:
@@ -333,7 +338,7 @@ def main(argv=None) -> int:
             for r in file_rows:
                 print(fmt_row(r, ref.ratio(r)))
             if not data.get("quick"):
-                for line in goal_lines(data["rows"], ref):
+                for line in goal_lines(file_rows, ref):
                     print(line)
             rows += file_rows
         if args.plot:
@@ -478,7 +483,7 @@ def goal_lines(rows, ref) -> list[str]:
     the main command (cli rows) per core over the TS engine, db over engine per CPU-second, and
     the main command's two-thread speed-up."""
     out = []
-    by = {row_key(r): r for r in rows}
+    by = {row_key(r): r for r in rows if r.get("mode") in ("engine", "db", "cli")}
     for key, r in by.items():
         name = f"{r['board']} {r['players']}p {r['policy']} t{r['threads']}"
         if r["mode"] == "cli":
