@@ -142,15 +142,14 @@ class Coordinator:
         return self.node.cfg.data_dir / "coordinator"
 
     # -- runs -------------------------------------------------------------------------------
-    async def start_run(self, params: dict, skip: IndexSet, delivered=(), running=(), life=0) -> tuple[Run, bool]:
+    async def start_run(self, params: dict, skip: IndexSet, delivered=(), running=()) -> tuple[Run, bool]:
         """Start a run (or resume the running one of the same id). `skip`: indices the
         pipeline already holds; a restore also gives `delivered` (starts of ranges the pipeline
-        acknowledged), `running` ([start, node, job id] of the jobs the last life started) and
-        `life` (restores so far)."""
+        acknowledged) and `running` ([start, node, job id] of the jobs the last life started)."""
         async with self.start_lock:
-            return await self._start_run(params, IndexSet.from_indices(skip), delivered, running, life)
+            return await self._start_run(params, IndexSet.from_indices(skip), delivered, running)
 
-    async def _start_run(self, params: dict, skip: IndexSet, delivered, running=(), life=0) -> tuple[Run, bool]:
+    async def _start_run(self, params: dict, skip: IndexSet, delivered, running=()) -> tuple[Run, bool]:
         # Work here is linear in ranges and index runs, never in games (a skip of [0, 3*10**7)
         # is one run); what is linear in ranges runs in a thread or yields to the loop, so a
         # request for the largest run never stalls the other requests.
@@ -174,8 +173,8 @@ class Coordinator:
             self._check_finished(run)
             await self._persist(run)
             return run, False
-        if not life:  # a run id seen before (stopped, done, or in an earlier life): new job ids
-            life = run.life + 1 if run is not None else await asyncio.to_thread(self._last_life, run_id)
+        # a run id seen before (stopped, done, or in an earlier life of this node): new job ids
+        life = run.life + 1 if run is not None else await asyncio.to_thread(self._last_life, run_id)
         run = await self._new_run(run_id, params, skip, set(delivered))
         run.life = life
         self._await_jobs(run, running)
@@ -212,6 +211,7 @@ class Coordinator:
         return run
 
     def _last_life(self, run_id: str) -> int:
+        """The life after the one recorded in the run's run.json (0 for a run never seen)."""
         try:
             return int(json.loads((self.runs_dir / run_id / "run.json").read_text()).get("life") or 0) + 1
         except (OSError, ValueError, TypeError, AttributeError):
@@ -280,8 +280,7 @@ class Coordinator:
                 try:
                     skip = await asyncio.to_thread(IndexSet.parse, doc.get("skip", ""))
                     run, _ = await self.start_run(doc["params"], skip, delivered=doc.get("delivered") or [],
-                                                  running=doc.get("running") or [],
-                                                  life=int(doc.get("life") or 0) + 1)
+                                                  running=doc.get("running") or [])
                     run.event("restored", "restored after a restart of the coordinator")
                 except Exception as exc:  # noqa: BLE001
                     log.warning("cannot restore run %s: %s", doc.get("run_id"), exc)
