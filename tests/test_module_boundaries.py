@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PACKAGE = Path(__file__).resolve().parents[1] / "python" / "ringrift"
@@ -80,18 +82,24 @@ def test_importing_ringrift_and_its_pipeline_leaves_numpy_unloaded():
     assert out.strip() == "False"
 
 
-def test_the_main_command_plays_into_the_db_without_numpy(tmp_path):
+@pytest.mark.parametrize("with_config", [False, True], ids=["no-config", "repo-config"])
+def test_the_main_command_plays_into_the_db_without_numpy(tmp_path, with_config):
     # The README's main command (CPU self-play into the DB, random and heuristic) runs natively
-    # end to end; numpy's import is a quarter of its start-up, so it must not creep back in.
+    # end to end; numpy's import is a quarter of its start-up, so it must not creep back in, also
+    # where the repo's config is read (its loop section's check once imported the trainer's data
+    # loader, numpy with it: 60 ms). Without a config file PyYAML is not needed either.
+    import shutil
     import subprocess
     import sys
 
+    if with_config:
+        shutil.copytree(ROOT / "config", tmp_path / "config")
     code = ("import sys; from ringrift.cli import pipeline; sys.argv = ['ringrift-pipeline', '--state', 's.json', "
             "'run', 'canonical_selfplay', '--num-games', '20', '--policy', 'heuristic', '--output-db', 'g.db', "
-            "'--quiet']\ntry:\n    pipeline()\nfinally:\n    print('numpy loaded:', 'numpy' in sys.modules)")
+            "'--quiet']\ntry:\n    pipeline()\nfinally:\n    print('loaded:', 'numpy' in sys.modules, 'yaml' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "20 new games" in r.stdout and r.stdout.strip().endswith("numpy loaded: False"), r.stdout
+    assert "20 new games" in r.stdout and r.stdout.strip().endswith(f"loaded: False {with_config}"), r.stdout
 
 
 def test_every_console_script_starts_through_ringrift_cli():

@@ -41,7 +41,7 @@ _BOOL = (bool, lambda v: True, "true or false")
 
 
 def _is_value_target(v: str) -> bool:
-    from ..train.data import DataError, parse_value_target
+    from ..train.value_target import DataError, parse_value_target
 
     try:
         parse_value_target(v)

@@ -15,7 +15,6 @@ file (``ShippedModel.policy_at``), and the worker checks the hash again before p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,8 @@ class ModelError(RingRiftError):
 
 
 def sha256_file(path) -> str:
+    import hashlib  # here: the self-play of a plain policy never hashes a model (3 ms of start-up)
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(CHUNK), b""):

@@ -29,13 +29,10 @@ import numpy as np
 
 from ..export.symmetry import symmetries
 from . import upstream_data as up
+from .value_target import VALUE_TARGETS, DataError, parse_value_target  # noqa: F401 (re-exported)
 
 #: The encodings this trainer reads (the key is the file's ``metadata["format"]``).
 NATIVE_FORMAT, NATIVE_VERSION = "ringrift-npz", 2
-
-
-class DataError(ValueError):
-    """A data set that cannot be trained on; the message says which file and why."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,29 +252,6 @@ class Batch:
     top_index: np.ndarray  # (B,) the most probable action of each row (for accuracy)
     value_rel: np.ndarray  # (B, 4) outcome by slot, slot 0 = mover
     value_mask: np.ndarray  # (B, 4) 1 on slots < player count
-
-
-VALUE_TARGETS = "outcome, search or mix:F with 0 <= F <= 1"
-
-
-def parse_value_target(spec: str) -> float:
-    """The weight F of the search's root value in the value target (docs/search.md, "Value targets"):
-    ``outcome`` = 0 (the game's result only), ``search`` = 1, ``mix:F`` = F. The mover's target is
-    ``(1 - F) * outcome + F * search_value``; another seat's is ``(1 - F) * its outcome + F * (-search_value
-    / (players - 1))``. Samples without a search value (NaN) keep their outcome."""
-    s = str(spec).strip()
-    if s == "outcome":
-        return 0.0
-    if s == "search":
-        return 1.0
-    if s.startswith("mix:"):
-        try:
-            f = float(s[4:])
-        except ValueError:
-            f = float("nan")
-        if 0.0 <= f <= 1.0:
-            return f
-    raise DataError(f"value target {spec!r}: expected {VALUE_TARGETS}")
 
 
 def has_search_values(path: Path) -> bool:
