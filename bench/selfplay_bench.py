@@ -8,8 +8,9 @@ Modes:
             then commits it (csrc/selfplay/db_runner.h); also reports the file's bytes per game and
             per move (after VACUUM, off the clock)
   cli       the README's main command itself, `ringrift-pipeline run canonical_selfplay ...` into a
-            fresh DB, run as a subprocess: interpreter start-up, imports, config, state file and
-            logs included; CPU time is the child's (user + system, all threads)
+            fresh DB, run as a subprocess beside a copy of the repo's config/ (as from the checkout):
+            interpreter start-up, imports, config, state file and logs included; CPU time is the
+            child's (user + system, all threads)
 
     python bench/selfplay_bench.py --quick                      # a few seconds, smoke-sized
     python bench/selfplay_bench.py --json bench/results/new.json  # full table
@@ -39,6 +40,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,7 @@ from ringrift import BOARDS, POLICIES, _core
 
 # The run whose TS rows stand in for the reference when no TS checkout is given.
 STORED_REFERENCE = Path(__file__).resolve().parent / "results" / "side_by_side.json"
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"  # read by the main command run from the checkout
 # Games per row, sized for roughly one second per row on one core (quick: a tenth or less): shorter
 # rows gave ratios (records/engine, db/engine) that moved by 0.1 from run to run.
 FULL_GAMES = {"square8": 20000, "hex8": 15000, "square19": 1500, "hexagonal": 600}
@@ -98,6 +101,8 @@ def run_cli_row(board, players, policy, threads, games, seed=1) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "canonical.db"
+        if REPO_CONFIG.is_dir():  # the user runs it in the checkout, where config/ is read
+            shutil.copytree(REPO_CONFIG, Path(tmp) / "config")
         cmd = [sys.executable, "-m", "ringrift.pipeline", "--state", str(Path(tmp) / "state.json"), "run",
                "canonical_selfplay", "--board", board, "--players", str(players), "--policy", policy,
                "--seed", str(seed), "--num-games", str(games), "--output-db", str(path), "--quiet"]
