@@ -61,10 +61,13 @@ QUICK_GAMES = {"square8": 300, "hex8": 200, "square19": 12, "hexagonal": 6}
 # asks for (the measure: 20,000 square8 games), a few seconds per row.
 CLI_GAMES = {"square8": 20000, "hex8": 12000, "square19": 1200, "hexagonal": 400}
 # TS games per (board, players): a few CPU-seconds each (the TS engine is ~1000x slower), and warm-up
-# games off the clock so that the JIT's first compilations are not charged to the small boards.
+# games off the clock, enough for V8 to reach its steady speed: measured on the 2-core box, three
+# timed runs of 200 square8 games in a row after 40 warm-up games gave 21.9, 26.2 and 26.4 games per
+# CPU-second (hex8, 100 games after 20: 12.5, 14.3, 14.8; the JIT's compiler and GC threads still
+# add 12% CPU during the first run), so the first 240 square8 / 120 hex8 games are warm-up.
 TS_FULL_GAMES = {"square8": 200, "hex8": 100, "square19": 6, "hexagonal": 3}
 TS_QUICK_GAMES = {"square8": 4, "hex8": 3, "square19": 1, "hexagonal": 1}
-TS_WARMUP = {"square8": 40, "hex8": 20, "square19": 2, "hexagonal": 1}
+TS_WARMUP = {"square8": 240, "hex8": 120, "square19": 6, "hexagonal": 2}
 SLOW_FLAG = 0.90  # a row below 90% of the baseline is flagged
 
 
@@ -402,7 +405,8 @@ def run_bench(args, ref: Reference, bridge) -> int:
             warmed.add(board)
         if bridge is not None and policy == "random" and (board, players) not in ref.by_key:
             # the TS games of this board and player count, just before ours (same window of a shared machine)
-            tr = run_ts_row(bridge, board, players, args.ts_games or ts_games_for[board], TS_WARMUP[board])
+            warmup = 1 if args.quick else TS_WARMUP[board]  # a smoke run checks the path, not the speed
+            tr = run_ts_row(bridge, board, players, args.ts_games or ts_games_for[board], warmup)
             ts_rows.append(tr)
             ref.by_key[(board, players)] = tr
             print(fmt_row(tr), flush=True)
