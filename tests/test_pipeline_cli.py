@@ -143,6 +143,25 @@ def test_hosts_file_errors_name_file_line_and_key(tmp_path, body, message):
     assert r.returncode == 2 and f"{hosts}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("body, message", [
+    ("selfplay:\n  seed: !!python/object:os.system x\n", ":2: cannot read this value (could not determine a constructor "
+                                                          "for the tag 'tag:yaml.org,2002:python/object:os.system')"),
+    ("selfplay:\n  seed: !local 3\n", ":2: cannot read this value (could not determine a constructor for the tag "
+                                       "'!local')"),
+    ("selfplay:\n  seed: !!int abc\n", ":2: cannot read this value (invalid literal for int() with base 10: 'abc')"),
+    ("? [a, b]\n: 1\n", ":1: unknown key '['a', 'b']'"),
+])
+def test_config_values_yaml_cannot_build_are_one_line_errors(tmp_path, body, message):
+    # Tagged values and non-string keys once escaped the checks as a traceback.
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text(body)
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    assert str(exc.value).startswith(f"{cfg}{message}")
+    r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
+    assert r.returncode == 2 and f"{cfg}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_missing_config_files_are_named(tmp_path):
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text("selfplay:\n  seed: 1\nhosts_file: nowhere/hosts.yaml\n")

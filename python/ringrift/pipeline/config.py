@@ -238,10 +238,16 @@ def _yaml():
     return yaml
 
 
-def _scalar(node: yaml.Node):
+def _scalar(node: yaml.Node, file: str):
     """The value of a composed node, as yaml.safe_load gives it (its tag was resolved when the
-    document was composed)."""
-    return _yaml().constructor.SafeConstructor().construct_object(node, deep=True)
+    document was composed); a value it cannot build (`!!python/object`, `!!int abc`, an unknown
+    tag) is a ConfigError naming the file and the line."""
+    yaml = _yaml()
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        why = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
+        raise ConfigError(f"{file}:{node.start_mark.line + 1}: cannot read this value ({why})") from None
 
 
 def _validate(node: yaml.Node, schema, path: str, file: str, lines: dict | None = None,
@@ -252,14 +258,14 @@ def _validate(node: yaml.Node, schema, path: str, file: str, lines: dict | None 
         lines = {}
     lines[path] = line
     if isinstance(schema, MapOf):
-        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
+        if isinstance(node, yaml.ScalarNode) and _scalar(node, file) is None:
             return {}
         if not isinstance(node, yaml.MappingNode):
             raise ConfigError(f"{file}:{line}: '{path}' must be a mapping of {schema.what}s")
         out = {}
         for key_node, value_node in node.value:
             # a name as written: `off` or `yes` is a host name here, not a YAML 1.1 boolean
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else _scalar(key_node)
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else _scalar(key_node, file)
             kline = key_node.start_mark.line + 1
             where = f"{path}.{key}"
             if not isinstance(key, str) or not _NAME.match(key):
@@ -276,7 +282,7 @@ def _validate(node: yaml.Node, schema, path: str, file: str, lines: dict | None 
         return [_validate(item, schema.schema, f"{path}[{i}]", file, lines) for i, item in enumerate(node.value)]
     if isinstance(schema, Struct):
         at = key_line or line
-        if isinstance(node, yaml.ScalarNode) and _scalar(node) is None:
+        if isinstance(node, yaml.ScalarNode) and _scalar(node, file) is None:
             raise ConfigError(f"{file}:{at}: '{path}' is empty; it needs at least "
                               f"{', '.join(schema.required) or 'one key'}")
         out = _validate(node, schema.fields, path, file, lines)
@@ -289,9 +295,9 @@ def _validate(node: yaml.Node, schema, path: str, file: str, lines: dict | None 
             raise ConfigError(f"{file}:{line}: '{path or '<root>'}' must be a mapping")
         out = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
+            key = _scalar(key_node, file)
             where = f"{path}.{key}" if path else str(key)
-            if key not in schema:
+            if not isinstance(key, str) or key not in schema:
                 known = ", ".join(sorted(schema))
                 raise ConfigError(f"{file}:{key_node.start_mark.line + 1}: unknown key '{where}' (known: {known})")
             if key in out:
@@ -301,7 +307,7 @@ def _validate(node: yaml.Node, schema, path: str, file: str, lines: dict | None 
     types, check, what = schema
     if not isinstance(node, yaml.ScalarNode):
         raise ConfigError(f"{file}:{line}: '{path}' must be {what}")
-    value = _scalar(node)
+    value = _scalar(node, file)
     # bool is an int in Python; never accept one where a number is meant, or vice versa.
     bool_mismatch = isinstance(value, bool) != (types is bool)
     if bool_mismatch or not isinstance(value, types) or not check(value):
