@@ -134,13 +134,19 @@ def test_repo_configs_are_valid_and_name_every_key():
 def test_hosts_file_errors_name_file_line_and_key(tmp_path, body, message):
     hosts = tmp_path / "hosts.yaml"
     hosts.write_text(body)
-    with pytest.raises(ConfigError) as exc:
-        load_hosts(path=hosts)
-    assert str(exc.value).startswith(f"{hosts}{message}")
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text("hosts_file: hosts.yaml\n")
+    _assert_one_line_error(tmp_path, lambda: load_hosts(path=hosts), hosts, cfg, message)
+
+
+def _assert_one_line_error(tmp_path, load, bad, cfg, message):
+    """`load()` refuses `bad` with `message` after its path, and `cluster list` with config `cfg`
+    prints just that one line and exits 2."""
+    with pytest.raises(ConfigError) as exc:
+        load()
+    assert str(exc.value).startswith(f"{bad}{message}")
     r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
-    assert r.returncode == 2 and f"{hosts}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and f"{bad}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("body, message", [
@@ -155,11 +161,7 @@ def test_config_values_yaml_cannot_build_are_one_line_errors(tmp_path, body, mes
     # Tagged values and non-string keys once escaped the checks as a traceback.
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text(body)
-    with pytest.raises(ConfigError) as exc:
-        load_config(cfg)
-    assert str(exc.value).startswith(f"{cfg}{message}")
-    r = pipeline("--config", str(cfg), "cluster", "list", cwd=tmp_path)
-    assert r.returncode == 2 and f"{cfg}{message}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    _assert_one_line_error(tmp_path, lambda: load_config(cfg), cfg, cfg, message)
 
 
 def test_missing_config_files_are_named(tmp_path):
