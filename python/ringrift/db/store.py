@@ -53,7 +53,6 @@ from .schema import (
 )
 
 
-
 class _Numpy:
     """numpy, imported on first use: opening a DB and the CPU self-play path (which stores its
     games natively) never touch an array, and console scripts start without numpy's import."""
@@ -306,12 +305,12 @@ def _check_header(path: Path) -> None:
 
 def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
     clauses, params = [], []
+    nm = _loaded_numpy()
     for key, value in filters.items():
         if key not in FILTER_COLUMNS:
             raise TypeError(f"unknown game filter {key!r} (allowed: {', '.join(FILTER_COLUMNS)})")
         if value is None:
             continue
-        nm = _loaded_numpy()
         if isinstance(value, (list, tuple, set, frozenset)) or (nm and isinstance(value, nm.ndarray)):
             values = list(value.tolist() if nm and isinstance(value, nm.ndarray) else value)
             if not values:

@@ -110,7 +110,7 @@ class LoopOptions:
     seed: int = 0
     threads: int = 0
     plot: bool = False
-    value_target: str = "mix:0.5"  # ringrift.train.data.parse_value_target
+    value_target: str = "mix:0.5"  # ringrift.train.value_target.parse_value_target
     train: dict | None = None  # TrainOptions fields (width, depth, lr, batch_size, ...)
 
 

@@ -39,7 +39,7 @@ class TrainOptions:
     seed: int = 0
     threads: int = 0
     value_weight: float = 1.0
-    value_target: str = "outcome"  # outcome | search | mix:F (data.parse_value_target)
+    value_target: str = "outcome"  # outcome | search | mix:F (value_target.parse_value_target)
     checkpoint_every: float = 60.0  # seconds between checkpoints inside an epoch
     max_batches: int | None = None  # stop after this many batches in all (tests, time boxes)
     max_val_batches: int | None = None
