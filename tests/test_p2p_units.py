@@ -293,6 +293,41 @@ def test_a_restarted_coordinator_waits_for_the_jobs_its_last_life_started(tmp_pa
     asyncio.run(third_life())
 
 
+def test_a_restored_range_the_pipeline_already_holds_is_delivered_when_it_reconnects(tmp_path):
+    """The coordinator died after the pipeline merged a range but before it recorded the
+    delivery: run.json still lists the range's job as running. When the pipeline reconnects
+    holding those games, the range is delivered (its node's DB may be gone, so waiting for the
+    job left the run running for ever, as the cluster test caught once in CI)."""
+    from ringrift.p2p.leader import Coordinator
+
+    params = {"board": "square8", "players": 2, "policy": "random", "seed": 5, "num_games": 200,
+              "max_moves": 2000, "games_per_worker": 100, "batch_size": None, "threads": 1, "timeout": 60.0,
+              "capability": "cpu"}
+
+    async def first_life():
+        node = _FakeNode(tmp_path)
+        coord = Coordinator(node)
+        run, _ = await coord.start_run(params, [])
+        await coord.tick({"B": _view("u-b", 2)})
+        await asyncio.sleep(0.05)  # the persist of the dispatch is awaited; nothing else is pending
+        return run.run_id
+
+    run_id = asyncio.run(first_life())
+
+    async def second_life():
+        coord = Coordinator(_FakeNode(tmp_path))
+        await coord.restore()
+        run = coord.runs[run_id]
+        assert [(r.status, r.restored) for r in run.ranges] == [("running", True)] * 2
+        await coord.start_run(params, range(0, 100))  # the pipeline reconnects holding [0, 100)
+        assert [(r.status, r.job_id) for r in run.ranges][0] == ("delivered", None)
+        assert run.ranges[1].status == "running" and run.status == "running"
+        await coord.start_run(params, range(0, 200))
+        assert run.status == "done"
+
+    asyncio.run(second_life())
+
+
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
 def test_a_job_db_that_cannot_be_deleted_only_warns_and_goes_after_a_restart(tmp_path):
     """A real job on a real JobManager; its run folder is made immutable (even root cannot

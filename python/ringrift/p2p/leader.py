@@ -162,10 +162,12 @@ class Coordinator:
                 if k % SLICE == SLICE - 1:
                     await asyncio.sleep(0)  # a round may dispatch a queued range meanwhile: it then plays
                     # games the pipeline has, which its merge skips as duplicates
-                if r.status == "queued":
+                if r.status == "queued" or (r.status == "running" and r.restored):
+                    # a job only presumed from run.json is not waited for once the pipeline holds
+                    # its games (it merged them before the restart; its node's copy may be gone)
                     r.todo = r.todo - skip
                     if not r.todo:
-                        r.status = "delivered"
+                        r.status, r.node, r.job_id, r.restored = "delivered", None, None, False
                 elif r.status == "collected" and skip.covers(r.start, r.end):
                     r.status = "delivered"  # the pipeline merged it before it could acknowledge it
                     self._spawn(asyncio.to_thread(dbtools.remove_db, run.range_db(r)))
