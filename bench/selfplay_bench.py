@@ -346,7 +346,7 @@ def main(argv=None) -> int:
             for r in file_rows:
                 print(fmt_row(r, ref.ratio(r)))
             if not data.get("quick"):
-                for line in goal_lines(file_rows, ref):
+                for line in goal_lines(file_rows, ref) + time_lines(file_rows, ref):
                     print(line)
             rows += file_rows
         if args.plot:
@@ -424,7 +424,7 @@ def run_bench(args, ref: Reference, bridge) -> int:
     if args.quick:
         print("goals: not judged on a --quick run (rows too short to time)")
     else:
-        for line in goal_lines(rows, ref):
+        for line in goal_lines(rows, ref) + time_lines(rows, ref):
             print(line)
     machine = machine_info()
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]   # other jobs on the machine show up here
@@ -510,6 +510,54 @@ def goal_lines(rows, ref) -> list[str]:
             v = r["games_per_cpu_sec"] / e["games_per_cpu_sec"]
             out.append(f"goal db/engine >= {GOAL_DB_ENGINE:.2f} per CPU-second, {name}: {v:.2f}, "
                        f"{goal_text(v, GOAL_DB_ENGINE)}")
+    return out
+
+
+def time_lines(rows, ref) -> list[str]:
+    """Where the main command's time goes, one line per board with a one-thread cli row: its CPU
+    per game split by the rows of the same run (engine play; recording and storing each game, the
+    db row's native path over engine play; and the rest: interpreter start-up, Python and exit),
+    beside what the 1,000x goal allows per game (records rows hand their games to Python, so
+    they are no step of the main command and stay out of it); and for a two-thread cli row, the serial part of the one-thread run (the
+    wall time its db row does not account for) and the speed-up that part leaves possible."""
+    by = {row_key(r): r for r in rows if r.get("mode") in ("engine", "records", "db", "cli")}
+    out = []
+
+    def us(r, field="games_per_cpu_sec"):
+        return 1e6 / r[field] if r and r.get(field) else None
+
+    for key, c in by.items():
+        if c["mode"] != "cli" or c["threads"] != 1 or not us(c):
+            continue
+        e, d = (by.get(key[:-1] + (m,)) for m in ("engine", "db"))
+        total = us(c)
+        parts, before = [], 0.0
+        for label, r in (("engine", e), ("recording and storing", d)):
+            if us(r) is None:
+                continue
+            parts.append(f"{label} {us(r) - before:.1f}")
+            before = us(r)
+        line = f"time per game, main command {c['board']} {c['players']}p {c['policy']} t1 (CPU µs): {total:.1f}"
+        if parts:
+            parts.append(f"start-up, Python and exit {total - before:.1f}")
+            line += " = " + " + ".join(parts)
+        else:
+            line += " (no engine or db row in this run to split it)"
+        ratio = ref.ratio(c)
+        if ratio:
+            allowed = total * ratio / GOAL_VS_TS
+            over = total - allowed
+            line += (f"; {GOAL_VS_TS:,.0f}x TS allows {allowed:.1f}"
+                     + (f" ({over:.1f} over)" if over > 0 else ""))
+        out.append(line)
+        two = by.get(key[:3] + (2, "cli"))
+        if two and d and d.get("games_per_sec") and c.get("seconds") and c.get("games"):
+            serial = c["seconds"] - c["games"] / d["games_per_sec"]
+            if 0 < serial < c["seconds"]:
+                cap = c["seconds"] / (serial + (c["seconds"] - serial) / 2)
+                out.append(f"serial part, main command {c['board']} {c['players']}p {c['policy']}: "
+                           f"{serial:.3f} s of the {c['seconds']:.3f} s one-thread run is outside the play "
+                           f"threads (start-up, exit), which caps t2/t1 at {cap:.2f}")
     return out
 
 

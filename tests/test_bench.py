@@ -149,3 +149,31 @@ def test_selfplay_bench_says_how_far_each_speed_goal_is():
     assert "goal db/engine >= 0.90 per CPU-second, square8 2p random t1: 0.80, 11% short" in lines
     assert "goal db/engine >= 0.90 per CPU-second, square8 2p random t2: 0.95, met" in lines
     assert len(lines) == 5
+
+
+def test_selfplay_bench_says_where_the_main_commands_time_goes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("selfplay_bench", BENCH / "selfplay_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def row(mode, threads, gps, gpc, **extra):
+        return {"board": "square8", "players": 2, "policy": "random", "threads": threads, "mode": mode,
+                "games_per_sec": gps, "games_per_cpu_sec": gpc, **extra}
+
+    # per game: engine 40 µs, the db path 50, the main command 62.5 (20,000 games in 1.25 s, of
+    # which 20,000 / 20,000 games/s = 1.0 s is the db path's play: 0.25 s serial)
+    rows = [row("engine", 1, 25000.0, 25000.0), row("records", 1, 10000.0, 10000.0), row("db", 1, 20000.0, 20000.0),
+            row("cli", 1, 16000.0, 16000.0, seconds=1.25, games=20000), row("cli", 2, 28000.0, 15000.0)]
+    ref = bench.Reference([{"board": "square8", "players": 2, "games_per_cpu_sec": 20.0}], "test")
+    lines = bench.time_lines(rows, ref)
+    assert lines == [
+        "time per game, main command square8 2p random t1 (CPU µs): 62.5 = engine 40.0 + recording and storing "
+        "10.0 + start-up, Python and exit 12.5; 1,000x TS allows 50.0 (12.5 over)",
+        "serial part, main command square8 2p random: 0.250 s of the 1.250 s one-thread run is outside the play "
+        "threads (start-up, exit), which caps t2/t1 at 1.67"]
+    # without TS figures or the other rows it says what it can
+    lines = bench.time_lines([rows[3]], bench.Reference([], "none"))
+    assert lines == ["time per game, main command square8 2p random t1 (CPU µs): 62.5 (no engine or db row in this run "
+                     "to split it)"]
