@@ -104,6 +104,16 @@ def random_positions(board: str, num_players: int, seed: int, max_moves: int, ev
 
 # ---- hand-made states ----------------------------------------------------------------------
 
+def ctrl_c_reaches_child() -> None:
+    """preexec_fn for a child a test will interrupt with SIGINT, as Ctrl-C in a terminal would. A
+    process started with SIGINT ignored (a background job of a non-interactive shell, nohup) hands
+    that on to its children, and Python then keeps ignoring it, rightly: the child would finish
+    its run and exit 0. Such a launch of the suite is not what these tests are about."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def key(x: int, y: int, board: str = "square8") -> str:
     return f"{x},{y},{-x - y}" if board in HEX_BOARDS else f"{x},{y}"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ctrl_c_reaches_child
 from ringrift import _core
 from ringrift.db import GameDB
 from ringrift.pipeline.cli import main
@@ -465,7 +466,8 @@ def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path):
     # 1,000 hexagonal games take about 5 s on one thread: time enough to interrupt the run while it
     # plays, even on a loaded machine. With 300 (about 1.5 s, state saved every 0.5 s) the run can
     # end before the interrupt: the likely cause of the one failure this test has shown.
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            preexec_fn=ctrl_c_reaches_child)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         try:

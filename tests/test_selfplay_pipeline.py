@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import ctrl_c_reaches_child
 from ringrift import _core
 from ringrift.db import GameDB
 
@@ -190,7 +191,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_committed_batches(tmp_path):
     args = ["run", "canonical_selfplay", "--board", "square19", "--num-games", "50000", "--seed", "4",
             "--output-db", str(db_path), "--batch-size", "8", "--threads", "2", "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "ringrift.pipeline", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_child)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
