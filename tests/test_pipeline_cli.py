@@ -314,6 +314,19 @@ def test_local_dry_run_touches_nothing(tmp_path):
     assert _snapshot(tmp_path) == before
 
 
+def test_asking_for_ssh_without_hosts_says_it_plays_here(tmp_path):
+    state = str(tmp_path / "state.json")
+    r = pipeline("--backend", "ssh", "--state", state, "run", "canonical_selfplay", "--num-games", "3",
+                 "--output-db", str(tmp_path / "g.db"), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "note: --backend ssh, but no remote hosts are configured (no hosts file): playing on this " \
+                       "machine\n"
+    # the default backend is ssh too, and the README's command plays here without a word about it
+    r = pipeline("--state", state, "run", "canonical_selfplay", "--num-games", "4", "--output-db",
+                 str(tmp_path / "g.db"), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == ""
+
+
 def test_worker_plays_an_index_range_resumably_and_exits_when_stdin_closes(tmp_path):
     db = tmp_path / "w.db"
     args = [sys.executable, "-m", "ringrift.pipeline", "worker", "--board", "hex8", "--players", "3", "--seed", "2",

@@ -240,6 +240,10 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
         require_gpu()  # before any state is written
     check_writable(spec.output_db)
     present_indices(spec.output_db, spec, create=True)  # refuses another engine version's games
+    if getattr(args, "backend_given", False) and args.backend == "ssh":
+        # asked for hosts and has none: say so rather than quietly play here
+        print(f"note: --backend ssh, but no remote hosts are configured ({ctx.hosts.path or 'no hosts file'}): "
+              f"playing on this machine", file=sys.stderr)
     ctx.start()
     ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
                                          target=spec.num_games, phases=phases)

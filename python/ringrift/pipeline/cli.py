@@ -72,7 +72,7 @@ def _selfplay_args(sp: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="ringrift-pipeline", description="Run the ringrift training-data pipeline: self-play, "
                  "parity validation and NPZ export, on this machine or across SSH hosts.")
-    ap.add_argument("--backend", choices=("ssh", "p2p", "ray", "local"), default="ssh",
+    ap.add_argument("--backend", choices=("ssh", "p2p", "ray", "local"), default=None,
                     help="where seed ranges run (default: ssh, the hosts file; p2p: through a ringrift-p2p leader, "
                          "see docs/p2p.md; ray: as tasks on a Ray cluster, see docs/scaling.md; local: a thread "
                          "pool here)")
@@ -188,6 +188,9 @@ def _quiet_stdout() -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # ssh is the default; whether it was asked for decides only a note when no hosts are configured
+    args.backend_given = args.backend is not None
+    args.backend = args.backend or "ssh"
     ctx = None
     try:
         if args.command == "worker":
