@@ -162,18 +162,34 @@ def test_selfplay_bench_says_where_the_main_commands_time_goes():
         return {"board": "square8", "players": 2, "policy": "random", "threads": threads, "mode": mode,
                 "games_per_sec": gps, "games_per_cpu_sec": gpc, **extra}
 
-    # per game: engine 40 µs, the db path 50, the main command 62.5 (20,000 games in 1.25 s, of
-    # which 20,000 / 20,000 games/s = 1.0 s is the db path's play: 0.25 s serial)
+    # per game: engine 40 µs, the db path 50, the main command 62.5 (20,000 games in 1.25 s, CPU
+    # 1.25 s), of which its one-game runs put 0.2 s of CPU (10 µs a game) and 0.25 s of wall in
+    # start-up and exit
+    cli = row("cli", 1, 16000.0, 16000.0, seconds=1.25, games=20000, startup_seconds=0.25, startup_cpu_seconds=0.2)
     rows = [row("engine", 1, 25000.0, 25000.0), row("records", 1, 10000.0, 10000.0), row("db", 1, 20000.0, 20000.0),
-            row("cli", 1, 16000.0, 16000.0, seconds=1.25, games=20000), row("cli", 2, 28000.0, 15000.0)]
+            cli, row("cli", 2, 28000.0, 15000.0)]
     ref = bench.Reference([{"board": "square8", "players": 2, "games_per_cpu_sec": 20.0}], "test")
-    lines = bench.time_lines(rows, ref)
-    assert lines == [
+    assert bench.time_lines(rows, ref) == [
         "time per game, main command square8 2p random t1 (CPU µs): 62.5 = engine 40.0 + recording and storing "
-        "10.0 + start-up, Python and exit 12.5; 1,000x TS allows 50.0 (12.5 over)",
-        "serial part, main command square8 2p random: 0.250 s of the 1.250 s one-thread run is outside the play "
-        "threads (start-up, exit), which caps t2/t1 at 1.67"]
-    # without TS figures or the other rows it says what it can
-    lines = bench.time_lines([rows[3]], bench.Reference([], "none"))
-    assert lines == ["time per game, main command square8 2p random t1 (CPU µs): 62.5 (no engine or db row in this run "
-                     "to split it)"]
+        "10.0 + start-up and exit 10.0 + the rest +2.5; 1,000x TS allows 50.0 (12.5 over)",
+        "serial part, main command square8 2p random: start-up and exit take 0.250 s (a one-game run) of the "
+        "1.250 s one-thread run, which caps t2/t1 at 1.67"]
+    # a stored run from before the one-game runs, or one without TS figures or other rows, says what it can
+    old = {k: v for k, v in cli.items() if not k.startswith("startup")}
+    assert bench.time_lines([old, rows[0]], bench.Reference([], "none")) == [
+        "time per game, main command square8 2p random t1 (CPU µs): 62.5 = engine 40.0 + the rest +22.5"]
+    assert bench.time_lines([old], bench.Reference([], "none")) == [
+        "time per game, main command square8 2p random t1 (CPU µs): 62.5 (no engine or db row in this run to split it)"]
+
+
+def test_selfplay_bench_times_the_main_command_and_its_start_up(tmp_path):
+    out = tmp_path / "cli.json"
+    run(BENCH / "selfplay_bench.py", "--quick", "--boards", "square8", "--players", "2", "--policies", "random",
+        "--modes", "cli", "--json", out)
+    rows = {r["threads"]: r for r in json.loads(out.read_text())["rows"] if r["mode"] == "cli"}
+    one = rows[1]
+    assert one["games"] == 300 and one["moves"] > 300 * 50 and one["bytes_per_game"] > 0
+    # the one-game runs: start-up and exit, timed in wall and CPU seconds (a quick run plays for
+    # only a few ms more than they take, so no order between the two is asserted)
+    assert 0 < one["startup_seconds"] < 30 and 0 < one["startup_cpu_seconds"] < 30
+    assert set(rows) == {1, 2} and "startup_seconds" not in rows[2]
