@@ -102,7 +102,7 @@ def random_positions(board: str, num_players: int, seed: int, max_moves: int, ev
     yield game
 
 
-# ---- hand-made states ----------------------------------------------------------------------
+# ---- subprocesses ------------------------------------------------------------------------
 
 def ctrl_c_reaches_child() -> None:
     """preexec_fn for a child a test will interrupt with SIGINT, as Ctrl-C in a terminal would. A
@@ -113,6 +113,8 @@ def ctrl_c_reaches_child() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
+
+# ---- hand-made states ----------------------------------------------------------------------
 
 def key(x: int, y: int, board: str = "square8") -> str:
     return f"{x},{y},{-x - y}" if board in HEX_BOARDS else f"{x},{y}"
