@@ -21,6 +21,22 @@ def run(*args, check=True):
     return proc
 
 
+def selfplay_bench():
+    """bench/selfplay_bench.py as a module (bench/ is no package), for its table and goal lines."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("selfplay_bench", BENCH / "selfplay_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def bench_row(mode, threads, gps, gpc, **extra):
+    """A square8 2p random row of the self-play bench: games per second (wall) and per CPU-second."""
+    return {"board": "square8", "players": 2, "policy": "random", "threads": threads, "mode": mode,
+            "games_per_sec": gps, "games_per_cpu_sec": gpc, **extra}
+
+
 def test_env_bench_measures_every_board_on_the_cpu(tmp_path):
     out = tmp_path / "env.json"
     proc = run(BENCH / "env_bench.py", "--envs", "4", "--steps", "3", "--threads", "1", "--json", out)
@@ -129,18 +145,11 @@ def test_device_run_script_parses():
 
 
 def test_selfplay_bench_says_how_far_each_speed_goal_is():
-    import importlib.util
+    bench = selfplay_bench()
 
-    spec = importlib.util.spec_from_file_location("selfplay_bench", BENCH / "selfplay_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-
-    def row(mode, threads, gps, gpc):
-        return {"board": "square8", "players": 2, "policy": "random", "threads": threads, "mode": mode,
-                "games_per_sec": gps, "games_per_cpu_sec": gpc}
-
-    rows = [row("engine", 1, 100.0, 100.0), row("db", 1, 80.0, 80.0), row("cli", 1, 8000.0, 8000.0),
-            row("cli", 2, 15200.0, 12000.0), row("db", 2, 190.0, 95.0), row("engine", 2, 200.0, 100.0)]
+    rows = [bench_row("engine", 1, 100.0, 100.0), bench_row("db", 1, 80.0, 80.0),
+            bench_row("cli", 1, 8000.0, 8000.0), bench_row("cli", 2, 15200.0, 12000.0),
+            bench_row("db", 2, 190.0, 95.0), bench_row("engine", 2, 200.0, 100.0)]
     ref = bench.Reference([{"board": "square8", "players": 2, "games_per_cpu_sec": 10.0}], "test")
     lines = bench.goal_lines(rows, ref)
     assert "goal 1,000x TS per core, main command square8 2p random t1: 800x, 20% short" in lines
@@ -152,22 +161,15 @@ def test_selfplay_bench_says_how_far_each_speed_goal_is():
 
 
 def test_selfplay_bench_says_where_the_main_commands_time_goes():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("selfplay_bench", BENCH / "selfplay_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-
-    def row(mode, threads, gps, gpc, **extra):
-        return {"board": "square8", "players": 2, "policy": "random", "threads": threads, "mode": mode,
-                "games_per_sec": gps, "games_per_cpu_sec": gpc, **extra}
+    bench = selfplay_bench()
 
     # per game: engine 40 µs, the db path 50, the main command 62.5 (20,000 games in 1.25 s, CPU
     # 1.25 s), of which its one-game runs put 0.2 s of CPU (10 µs a game) and 0.25 s of wall in
     # start-up and exit
-    cli = row("cli", 1, 16000.0, 16000.0, seconds=1.25, games=20000, startup_seconds=0.25, startup_cpu_seconds=0.2)
-    rows = [row("engine", 1, 25000.0, 25000.0), row("records", 1, 10000.0, 10000.0), row("db", 1, 20000.0, 20000.0),
-            cli, row("cli", 2, 28000.0, 15000.0)]
+    cli = bench_row("cli", 1, 16000.0, 16000.0, seconds=1.25, games=20000, startup_seconds=0.25,
+                    startup_cpu_seconds=0.2)
+    rows = [bench_row("engine", 1, 25000.0, 25000.0), bench_row("records", 1, 10000.0, 10000.0),
+            bench_row("db", 1, 20000.0, 20000.0), cli, bench_row("cli", 2, 28000.0, 15000.0)]
     ref = bench.Reference([{"board": "square8", "players": 2, "games_per_cpu_sec": 20.0}], "test")
     assert bench.time_lines(rows, ref) == [
         "time per game, main command square8 2p random t1 (CPU µs): 62.5 = engine 40.0 + recording and storing "
