@@ -194,6 +194,12 @@ def test_pipeline_run_loop_and_status(tmp_path):
     assert "gen   1: W " in r.stdout
     s = _pipeline("--config", str(cfg), "--state", str(state), "status", cwd=tmp_path)
     assert s.returncode == 0 and "gen   1: W " in s.stdout and "loop: " in s.stdout, s.stdout
+    # an explicit --backend ssh with no hosts file plays here, and says so (the rerun resumes: nothing to do)
+    r = _pipeline("--backend", "ssh", "--config", str(cfg), "--state", str(state), "run", "loop", "--generations",
+                  "1", "--loop-dir", str(tmp_path / "L"), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0 and "gen   1: W " in r.stdout, r.stderr
+    assert r.stderr == "note: --backend ssh, but no remote hosts are configured (no hosts file): playing on this " \
+                       "machine\n", r.stderr
     # the loop: section is validated like the rest: file, line and key in one line
     cfg.write_text(CONFIG.replace("  sims: 2", "  sims: 0"))
     r = _pipeline("--config", str(cfg), "--state", str(state), "run", "loop", "--generations", "1", cwd=tmp_path)

@@ -240,10 +240,7 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
         require_gpu()  # before any state is written
     check_writable(spec.output_db)
     present_indices(spec.output_db, spec, create=True)  # refuses another engine version's games
-    if getattr(args, "backend_given", False) and args.backend == "ssh":
-        # asked for hosts and has none: say so rather than quietly play here
-        print(f"note: --backend ssh, but no remote hosts are configured ({ctx.hosts.path or 'no hosts file'}): "
-              f"playing on this machine", file=sys.stderr)
+    say_no_hosts(ctx)
     ctx.start()
     ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
                                          target=spec.num_games, phases=phases)
@@ -389,6 +386,14 @@ def _selfplay_hosts(ctx: Context, spec, phases, run_key) -> int:
     if bar:
         bar.close()
     return report_selfplay(ctx, spec, st, summary, workers=f"{len(handles)} hosts", unit="host")
+
+
+def say_no_hosts(ctx: Context) -> None:
+    """An explicit --backend ssh with no remote host plays here: say so on stderr rather than
+    quietly (the default backend is ssh too, and then nothing is said)."""
+    if getattr(ctx.args, "backend_given", False) and ctx.args.backend == "ssh" and ctx.hosts.all_local:
+        print(f"note: --backend ssh, but no remote hosts are configured ({ctx.hosts.path or 'no hosts file'}): "
+              f"playing on this machine", file=sys.stderr)
 
 
 def backend_selfplay(ctx: Context):

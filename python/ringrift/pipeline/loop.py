@@ -466,9 +466,12 @@ def loop_phase(ctx) -> int:
     from ..train.players import PlayerSpecError
 
     try:
-        from .api import backend_selfplay
+        from .api import backend_selfplay, say_no_hosts
 
-        Loop(opt, log=say, selfplay=backend_selfplay(ctx)).run_generations()
+        play = backend_selfplay(ctx)
+        if play is None:
+            say_no_hosts(ctx)
+        Loop(opt, log=say, selfplay=play).run_generations()
     except (DataError, CheckpointError, PlayerSpecError, FileNotFoundError) as exc:
         raise UsageError(f"loop: {exc}") from None
     for line in status_lines(opt.run_dir):
