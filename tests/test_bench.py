@@ -160,6 +160,28 @@ def test_selfplay_bench_says_how_far_each_speed_goal_is():
     assert len(lines) == 5
 
 
+def test_selfplay_bench_judges_each_goal_over_several_stored_runs(tmp_path):
+    # three runs of the same plan whose square8 main command gave 800x, 1,100x and 900x the TS
+    # engine per core, and db/engine 0.80, 0.95, 0.85: the goal is judged on the spread
+    files = []
+    for i, (cli, db) in enumerate([(8000.0, 80.0), (11000.0, 95.0), (9000.0, 85.0)]):
+        rows = [bench_row("engine", 1, 100.0, 100.0, moves=1000, games=10, moves_per_sec=1.0),
+                bench_row("db", 1, db, db, moves=1000, games=10, moves_per_sec=1.0),
+                bench_row("cli", 1, cli, cli, moves=1000, games=10, moves_per_sec=1.0)]
+        ts = [{**bench_row("ts", 1, 10.0, 10.0, moves=1000, games=10, moves_per_sec=1.0)}]
+        files.append(tmp_path / f"run{i}.json")
+        files[-1].write_text(json.dumps({"date": f"2026-12-07 0{i}:00 UTC", "quick": False, "ts_rows": ts,
+                                         "rows": rows, "machine": {"cpu": "test"}}))
+    out = run(BENCH / "selfplay_bench.py", "--from-json", *files).stdout.splitlines()
+    assert "goal 1,000x TS per core, main command square8 2p random t1: 1,100x, met" in out  # each run's own line
+    summary = out[out.index("the goals over the 3 full runs above:") + 1:]
+    assert summary == [
+        "goal db/engine >= 0.90 per CPU-second, square8 2p random t1, 3 runs: median 0.85 (0.80 to 0.95), met in 1 of 3",
+        "goal 1,000x TS per core, main command square8 2p random t1, 3 runs: median 900x (800x to 1,100x), met in 1 of 3"]
+    # one file has nothing to summarise
+    assert "the goals over" not in run(BENCH / "selfplay_bench.py", "--from-json", files[0]).stdout
+
+
 def test_selfplay_bench_says_where_the_main_commands_time_goes():
     bench = selfplay_bench()
 
