@@ -313,8 +313,26 @@ def test_missing_file_and_other_paths(tmp_path, batch):
     con.execute("CREATE TABLE t (x)")
     con.commit()
     con.close()
+    before = other.read_bytes()
     with pytest.raises(DBError, match="not a ringrift game database"):
         GameDB(other)
+    # ... and one with a meta table of its own, and an empty file opened as an existing DB: each is
+    # refused without a byte written to it (the switch to WAL would rewrite the header)
+    foreign = tmp_path / "foreign.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    con.execute("INSERT INTO meta VALUES ('format', 'someone-else')")
+    con.commit()
+    con.close()
+    foreign_before = foreign.read_bytes()
+    with pytest.raises(DBError, match="meta.format is 'someone-else'"):
+        GameDB(foreign)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(DBError, match="empty database"):
+        GameDB(empty, create=False)
+    assert other.read_bytes() == before and foreign.read_bytes() == foreign_before and empty.read_bytes() == b""
+    assert not any(p.name.endswith(("-wal", "-shm")) for p in tmp_path.iterdir())
     # read-only handles refuse writes
     p = tmp_path / "ro.db"
     GameDB(p).close()

@@ -388,13 +388,6 @@ class GameDB:
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         tables = self._tables()
-        if not tables and not self.readonly and create:
-            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
-        if not self.readonly:
-            mode = _switch_to_wal(conn)
-            if str(mode).lower() != "wal":
-                raise DBError(f"{self.path}: cannot switch to WAL journal mode (got {mode})", path=str(self.path))
-            conn.execute("PRAGMA synchronous = NORMAL")
         if "meta" not in tables:
             if tables:
                 raise DBError(
@@ -402,8 +395,24 @@ class GameDB:
                     f"{', '.join(sorted(tables))})", path=str(self.path))
             if self.readonly or not create:
                 raise DBError(f"{self.path}: empty database, not a ringrift game database", path=str(self.path))
+            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+            self._use_wal()
             self._create_schema()
-        self._check_meta()
+            self._read_meta()
+            return
+        # A file that is not ours, or of a version this build cannot read, is refused before
+        # anything is written to it (the switch to WAL rewrites the header).
+        self._read_meta()
+        if not self.readonly:
+            self._use_wal()
+            if self.version < SCHEMA_VERSION:
+                self._migrate()
+
+    def _use_wal(self) -> None:
+        mode = _switch_to_wal(self._conn)
+        if str(mode).lower() != "wal":
+            raise DBError(f"{self.path}: cannot switch to WAL journal mode (got {mode})", path=str(self.path))
+        self._conn.execute("PRAGMA synchronous = NORMAL")
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -423,7 +432,7 @@ class GameDB:
                     ("created_by", f"ringrift {_package_version()}"),
                 ])
 
-    def _check_meta(self) -> None:
+    def _read_meta(self) -> None:
         meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         if meta.get("format") != FORMAT_NAME:
             raise DBError(f"{self.path}: not a ringrift game database (meta.format is "
@@ -437,8 +446,6 @@ class GameDB:
             raise DBSchemaError(str(self.path), found, SCHEMA_VERSION)
         self.version = version
         self.meta = meta
-        if version < SCHEMA_VERSION and not self.readonly:
-            self._migrate()
 
     def _migrate(self) -> None:
         """Rewrite an older file as the current schema in place, in one transaction (all or
