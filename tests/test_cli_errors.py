@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -174,6 +175,8 @@ def test_two_runs_on_one_db_count_only_the_games_each_added(tmp_path):
 def test_bad_flags_of_parity_and_p2p_are_one_line(tmp_path):
     one_line(run("parity", "--jobs", "-1", "--db", str(tmp_path / "x.db"), cwd=tmp_path), 2,
              "--jobs must be >= 0")
+    one_line(run("parity", "--sample", "3", "--sample-seed", "-1", "--db", str(tmp_path / "x.db"), cwd=tmp_path), 2,
+             "--sample-seed must be >= 0")
     for peer in ("not a url", "host:99999", "http://", "http://a b:1", "http://h:1/path?q"):
         r = run("p2p", "--peer", peer, "--data-dir", str(tmp_path / "d"), "--no-discovery", "--port", "0",
                 cwd=tmp_path, timeout=60)
@@ -181,6 +184,30 @@ def test_bad_flags_of_parity_and_p2p_are_one_line(tmp_path):
     (tmp_path / "x.db").touch()
     one_line(run("export", "--db", str(tmp_path / "x.db"), "--threads", "-1", cwd=tmp_path), 2,
              "--threads must be 0..1024")
+
+
+def test_ctrl_c_stops_parity_in_one_line_and_keeps_the_tags_so_far(tmp_path):
+    from conftest import ctrl_c_reaches_child
+
+    db = tmp_path / "g.db"
+    r = run("pipeline", "--state", str(tmp_path / "s.json"), "run", "canonical_selfplay", "--board", "square19",
+            "--num-games", "1500", "--output-db", str(db), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with GameDB(db) as g:  # the first games fail (a flipped hash byte), so a line says the check has begun
+        g.conn.execute("UPDATE games SET hashes = zeroblob(length(hashes)) WHERE id <= 3")
+    proc = subprocess.Popen([PY, "-m", "ringrift.parity", "--db", str(db), "--sample", "0"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            preexec_fn=ctrl_c_reaches_child)
+    first = proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert "game 1 (square19 2p" in first, first + err
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert err.strip().splitlines()[-1] == "ringrift-parity: interrupted; the games checked so far are tagged"
+    assert "Traceback" not in err
+    with GameDB(db, readonly=True) as g:  # the game already reported failed at least, and not every game
+        counts = g.summary()["parity_status"]
+    assert counts.get("failed", 0) >= 1 and counts.get("unchecked", 0) > 0, counts
 
 
 def test_npz_output_defaults_to_data_training_everywhere(tmp_path):

@@ -747,6 +747,8 @@ class GameDB:
         if sample is not None:
             if int(sample) < 0:
                 raise ValueError(f"sample must be >= 0, got {sample}")
+            if int(seed_for_sample) < 0:
+                raise ValueError(f"seed_for_sample must be >= 0, got {seed_for_sample}")
             try:
                 cur = self.conn.execute(f"SELECT id FROM games{where} ORDER BY id", params)
                 all_ids = np.fromiter((r[0] for r in cur), dtype=np.int64)

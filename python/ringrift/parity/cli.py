@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from ..exitcodes import OneLineParser
+from ..exitcodes import EXIT_INTERRUPTED, OneLineParser
 from .harness import run_games
 from .replays import RecordedGame, iter_games
 
@@ -218,17 +218,24 @@ def main(argv: list[str] | None = None, *, engine=None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 0:
         parser.error("--jobs must be >= 0 (0: one per CPU)")
+    if args.sample_seed < 0:
+        parser.error("--sample-seed must be >= 0")
     if args.db and args.replays:
         parser.error("give either --replays or --db, not both")
-    if args.db:
-        return run_db(args)
-    if not args.replays:
+    if not args.db and not args.replays:
         parser.error("nothing to replay: give --replays PATH... or --db PATH...")
     if args.max_games is not None and args.max_games < 0:
         parser.error("--max-games must be >= 0")
-    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
-    return run(game_source(args), jobs=jobs, quiet=args.quiet, max_games=args.max_games,
-               bundle_dir=args.bundle_dir, engine=engine)
+    try:
+        if args.db:
+            return run_db(args)
+        jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+        return run(game_source(args), jobs=jobs, quiet=args.quiet, max_games=args.max_games,
+                   bundle_dir=args.bundle_dir, engine=engine)
+    except KeyboardInterrupt:
+        kept = "; the games checked so far are tagged" if args.db and not args.no_tag else ""
+        print(f"ringrift-parity: interrupted{kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -36,19 +36,21 @@ def verify_db(path, *, sample: int | None = None, sample_seed: int = 0, tag: boo
     matched = checked = steps = 0
     ok_ids, failed_ids = [], []
     with GameDB(path, create=False) as db:
-        for row in db.iter_games(sample=sample or None, seed_for_sample=sample_seed):
-            checked += 1
-            problem = verify_row(row)
-            if problem is None:
-                matched += 1
-                steps += row.move_count
-                ok_ids.append(row.id)
-            else:
-                failed_ids.append(row.id)
-                if not quiet:
-                    print(f"{path} game {row.id} ({row.board} {row.num_players}p seed {row.seed} "
-                          f"index {row.game_index}): {problem}", file=out, flush=True)
-        if tag:
-            db.set_parity_status(ok_ids, "ok")
-            db.set_parity_status(failed_ids, "failed")
+        try:
+            for row in db.iter_games(sample=sample or None, seed_for_sample=sample_seed):
+                checked += 1
+                problem = verify_row(row)
+                if problem is None:
+                    matched += 1
+                    steps += row.move_count
+                    ok_ids.append(row.id)
+                else:
+                    failed_ids.append(row.id)
+                    if not quiet:
+                        print(f"{path} game {row.id} ({row.board} {row.num_players}p seed {row.seed} "
+                              f"index {row.game_index}): {problem}", file=out, flush=True)
+        finally:  # tag what was checked, even when the run is abandoned (Ctrl-C), as the TS check does
+            if tag:
+                db.set_parity_status(ok_ids, "ok")
+                db.set_parity_status(failed_ids, "failed")
     return matched, checked, steps
