@@ -542,3 +542,48 @@ def test_readonly_open_in_a_read_only_folder_writes_nothing_beside_the_file(tmp_
         assert sorted(p.name for p in folder.iterdir()) == before
     finally:
         folder.chmod(0o755)
+
+
+# ---- damaged rows ---------------------------------------------------------------------------
+
+def test_a_damaged_row_fails_as_one_game_and_the_rest_are_checked(dbpath, batch):
+    """Rows a damaged file (or a writer with its CHECKs off) can hold: each is one line naming the
+    game and the field, and parity tags it failed and checks the others."""
+    from ringrift.db.replaydb import completed_at
+    from ringrift.parity.db_check import verify_db
+
+    with GameDB(dbpath) as db:
+        _insert(db, batch)
+        ids = [r[0] for r in db.conn.execute("SELECT id FROM games ORDER BY id")]
+        blob = bytearray(db.conn.execute("SELECT steps FROM games WHERE id = ?", (ids[0],)).fetchone()[0])
+        blob[5] ^= 0x80
+        db.conn.execute("UPDATE games SET steps = ? WHERE id = ?", (bytes(blob), ids[0]))
+        db.conn.execute("PRAGMA ignore_check_constraints = ON")
+        damage = {ids[1]: ("board = 'chess'", "unknown board 'chess'"),
+                  ids[2]: ("hash_kind = 7", "hash_kind 7 is not one of 0..4"),
+                  ids[3]: ("hashes = zeroblob(0)", "hashes hold 0 bytes, not"),
+                  ids[4]: ("steps = 'text'", "steps is a str, not a blob"),
+                  ids[5]: ("num_players = 7", "num_players 7 is not 2, 3 or 4"),
+                  ids[6]: ("move_count = 'abc'", "move_count 'abc' is not a count")}
+        for gid, (change, _) in damage.items():
+            db.conn.execute(f"UPDATE games SET {change} WHERE id = ?", (gid,))
+    with GameDB(dbpath, readonly=True) as db:
+        for gid, (_, why) in damage.items():
+            with pytest.raises(DBError, match=f"corrupt game row: game {gid}: {why}"):
+                db.get_game(gid)
+        with pytest.raises(DBError, match=f"corrupt game row: game {ids[0]}: packed steps"):
+            list(db.iter_games())
+        seen = []
+        good = [r.id for r in db.iter_games(on_corrupt=lambda gid, why: seen.append(gid))]
+    assert seen == ids[:7] and good == ids[7:]
+    out = __import__("io").StringIO()
+    matched, checked, _ = verify_db(dbpath, out=out)
+    assert (matched, checked) == (len(ids) - 7, len(ids)), out.getvalue()
+    assert out.getvalue().count("corrupt row: game") == 7
+    with GameDB(dbpath, readonly=True) as db:
+        assert db.summary()["parity_status"] == {"failed": 7, "ok": len(ids) - 7}
+    # a start or duration no clock can hold has no completion time rather than an OverflowError
+    assert completed_at("2026-01-01T00:00:00+00:00", 1500) == "2026-01-01T00:00:01.500+00:00"
+    for start, ms in (("2026-01-01T00:00:00+00:00", 2**63 - 1), ("2026-01-01T00:00:00+00:00", -2**63),
+                      ("9999-12-31T23:59:59+00:00", 100000), ("2026-01-01T00:00:00+00:00", "abc"), (12345, 1)):
+        assert completed_at(start, ms) is None

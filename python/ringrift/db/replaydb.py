@@ -21,6 +21,7 @@ The mapping of fields is documented in ``docs/game_db.md`` and ``docs/upstream.m
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import sqlite3
 import uuid
@@ -298,17 +299,19 @@ def _game_index_for(game_id: str) -> int:
 
 
 def completed_at(started_at: str | None, duration_ms: int | None) -> str | None:
-    """The ``completed_at`` the converter writes: start + duration, UTC, milliseconds (None if unknown)."""
-    if not started_at or duration_ms is None:
+    """The ``completed_at`` the converter writes: start + duration, UTC, milliseconds (None if unknown,
+    as for a start or a duration no clock can hold: a damaged or foreign row)."""
+    if not isinstance(started_at, str) or not started_at or isinstance(duration_ms, bool) \
+            or not isinstance(duration_ms, numbers.Integral):
         return None
     try:
         start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
-    except ValueError:
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=timezone.utc)
+        return (start + timedelta(milliseconds=int(duration_ms))).astimezone(timezone.utc).isoformat(
+            timespec="milliseconds")
+    except (ValueError, OverflowError):
         return None
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
-    return (start + timedelta(milliseconds=int(duration_ms))).astimezone(timezone.utc).isoformat(
-        timespec="milliseconds")
 
 
 def _json(obj) -> str:
@@ -532,7 +535,14 @@ def to_replaydb(our_db_path, out_path, *, strict: bool = True) -> ConversionResu
         conn = rc.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for row in src.iter_games():
+
+            def corrupt(game_id, why):  # a row that cannot be decoded: skipped with its reason, or strict's error
+                result.read += 1
+                if strict:
+                    raise DBError(f"{our_db_path}: cannot convert game id {game_id}: {why}", path=str(our_db_path))
+                result.skipped.append((str(game_id), f"corrupt row: {why}"))
+
+            for row in src.iter_games(on_corrupt=corrupt):
                 result.read += 1
                 gid = game_id_for(row)
                 if conn.execute("SELECT 1 FROM games WHERE game_id = ?", (gid,)).fetchone():

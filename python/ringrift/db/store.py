@@ -186,11 +186,35 @@ class GameRow:
         return [_core.PHASES[p] for p in self.phases.tolist()]
 
 
+def _check_row(gid, board, num_players, move_count, hash_kind, steps, hashes) -> None:
+    """The fields a row is decoded and replayed by, as the schema's CHECKs promise them: a file
+    damaged on disk, or written by another program with its checks off, gets a ValueError that
+    names the game and the field instead of failing deep in the decoder or the engine."""
+    def bad(what):
+        raise ValueError(f"game {gid}: {what}")
+
+    if board not in _core.BOARDS:
+        bad(f"unknown board {board!r}")
+    if type(num_players) is not int or not 2 <= num_players <= 4:
+        bad(f"num_players {num_players!r} is not 2, 3 or 4")
+    if type(move_count) is not int or move_count < 0:
+        bad(f"move_count {move_count!r} is not a count")
+    if type(hash_kind) is not int or not 0 <= hash_kind < len(HASH_KIND_NAMES):
+        bad(f"hash_kind {hash_kind!r} is not one of 0..{len(HASH_KIND_NAMES) - 1}")
+    for name, blob in (("steps", steps), ("hashes", hashes)):
+        if not isinstance(blob, bytes):
+            bad(f"{name} is a {type(blob).__name__}, not a blob")
+    width = HASH_WIDTH[hash_kind]
+    if len(hashes) != move_count * width:
+        bad(f"hashes hold {len(hashes)} bytes, not {move_count} x {width}")
+
+
 def _row_from_sql(r: tuple) -> GameRow:
     """A row of schema 2 or 3 (``GAME_COLUMNS``)."""
     (gid, board, num_players, policy, seed, game_index, engine_version, host, max_moves,
      winner, reason, move_count, capped, started_at, duration_ms, created_at, parity_status,
      hash_kind, final_hash, steps, hashes) = r
+    _check_row(gid, board, num_players, move_count, hash_kind, steps, hashes)
     try:
         moves, phases, players = _core.unpack_steps(steps, move_count)
     except ValueError as exc:
@@ -511,6 +535,18 @@ class GameDB:
         except ValueError as exc:
             raise DBError(f"{self.path}: corrupt game row: {exc}", path=str(self.path)) from None
 
+    def _rows(self, raw: list, on_corrupt) -> Iterator[GameRow]:
+        for r in raw:
+            if on_corrupt is None:
+                yield self._row(r)
+                continue
+            try:
+                row = _row_from_sql(r) if self.version >= 2 else _row_from_sql_v1(r)
+            except ValueError as exc:
+                on_corrupt(r[0], str(exc))
+                continue
+            yield row
+
     # -- plumbing ------------------------------------------------------------------------
     @property
     def conn(self) -> sqlite3.Connection:
@@ -729,13 +765,14 @@ class GameDB:
     def iter_games(self, board: str | None = None, num_players: int | None = None,
                    parity_status: str | None = None, sample: int | None = None,
                    seed_for_sample: int = 0, ids: Iterable[int] | None = None,
-                   **filters) -> Iterator[GameRow]:
+                   on_corrupt=None, **filters) -> Iterator[GameRow]:
         """Yield matching games as :class:`GameRow`, in ascending id order.
 
         ``ids`` restricts to those ids (unknown ids are skipped).  ``sample=n`` yields a
         uniformly random subset of ``n`` matching games (all of them when fewer match), chosen
         reproducibly from ``seed_for_sample``.  Further keyword filters as in
-        :meth:`count_games`.
+        :meth:`count_games`.  A row that cannot be decoded raises DBError ("corrupt game row"),
+        or, given ``on_corrupt(game_id, why)``, is handed to it and skipped.
         """
         filters.update(board=board, num_players=num_players, parity_status=parity_status)
         if ids is not None:
@@ -757,19 +794,18 @@ class GameDB:
             if int(sample) < len(all_ids):
                 rng = np.random.default_rng(seed_for_sample)
                 all_ids = np.sort(rng.choice(all_ids, size=int(sample), replace=False))
-            return self._iter_ids(all_ids.tolist())
-        return self._iter_keyset(cols, where, params)
+            return self._iter_ids(all_ids.tolist(), on_corrupt)
+        return self._iter_keyset(cols, where, params, on_corrupt)
 
-    def _iter_ids(self, id_list: list[int]) -> Iterator[GameRow]:
+    def _iter_ids(self, id_list: list[int], on_corrupt=None) -> Iterator[GameRow]:
         cols = self._columns()
         for start in range(0, len(id_list), _FETCH_CHUNK):
             chunk = id_list[start:start + _FETCH_CHUNK]
             rows = self._query("iter_games", f"SELECT {cols} FROM games WHERE id IN "
                                f"({', '.join('?' * len(chunk))}) ORDER BY id", chunk)
-            for r in rows:
-                yield self._row(r)
+            yield from self._rows(rows, on_corrupt)
 
-    def _iter_keyset(self, cols: str, where: str, params: list) -> Iterator[GameRow]:
+    def _iter_keyset(self, cols: str, where: str, params: list, on_corrupt=None) -> Iterator[GameRow]:
         last = None
         joiner = " AND " if where else " WHERE "
         while True:
@@ -779,8 +815,7 @@ class GameDB:
                 sql, p = (f"SELECT {cols} FROM games{where}{joiner}id > ? ORDER BY id LIMIT {_FETCH_CHUNK}",
                           params + [last])
             rows = self._query("iter_games", sql, p)
-            for r in rows:
-                yield self._row(r)
+            yield from self._rows(rows, on_corrupt)
             if len(rows) < _FETCH_CHUNK:
                 return
             last = rows[-1][0]

@@ -36,8 +36,15 @@ def verify_db(path, *, sample: int | None = None, sample_seed: int = 0, tag: boo
     matched = checked = steps = 0
     ok_ids, failed_ids = [], []
     with GameDB(path, create=False) as db:
+        def corrupt(game_id, why):  # a row that cannot be decoded fails as a game, the rest is checked
+            nonlocal checked
+            checked += 1
+            failed_ids.append(game_id)
+            if not quiet:
+                print(f"{path} game {game_id}: corrupt row: {why}", file=out, flush=True)
+
         try:
-            for row in db.iter_games(sample=sample or None, seed_for_sample=sample_seed):
+            for row in db.iter_games(sample=sample or None, seed_for_sample=sample_seed, on_corrupt=corrupt):
                 checked += 1
                 problem = verify_row(row)
                 if problem is None:

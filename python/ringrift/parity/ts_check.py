@@ -341,8 +341,17 @@ def verify_db_ts(path, runner: BridgeRunner, *, sample: int | None = None, sampl
     t0 = time.monotonic()
     tags: dict[str, list[int]] = {"ok": [], "failed": [], "error": []}
     with GameDB(path, create=False) as db:
+        def corrupt(game_id, why):  # a row that cannot be decoded fails as a game, the rest is checked
+            res.checked += 1
+            tags["failed"].append(game_id)
+            res.failures.append(GameCheck(None, "failed", 0, f"corrupt row: {why}"))
+            if not quiet:
+                if progress:
+                    progress.clear()
+                print(f"{path} game {game_id}: corrupt row: {why}", file=out, flush=True)
+
         def items():
-            for row in db.iter_games(sample=sample or None, seed_for_sample=sample_seed):
+            for row in db.iter_games(sample=sample or None, seed_for_sample=sample_seed, on_corrupt=corrupt):
                 req, why = build_request(row)
                 yield row, req, why
 
