@@ -471,7 +471,8 @@ def test_run_all_exports_every_game_and_says_what_a_sample_leaves_out(tmp_path):
     assert exported_games(out2) == 50
 
 
-def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path, sig):
     db = tmp_path / "i.db"
     state = tmp_path / "s.json"
     args = [sys.executable, "-m", "ringrift.pipeline", "--state", str(state), "run", "canonical_selfplay", "--board",
@@ -490,9 +491,9 @@ def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path):
             pass
         time.sleep(0.05)
     assert proc.poll() is None
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))  # Ctrl-C, or a kill / a batch scheduler's stop: the same end
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "rerun to resume" in err, err
+    assert proc.returncode == 130 and "rerun to resume" in err, (proc.returncode, err)
     st = json.loads(state.read_text())
     assert st["phase_status"]["canonical_selfplay"] == "interrupted"
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)

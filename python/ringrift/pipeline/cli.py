@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -185,6 +186,17 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _sigterm_interrupts() -> None:
+    """SIGTERM (kill, a batch scheduler's stop, systemd) ends a run as Ctrl-C does: the state file
+    says interrupted, committed games are kept, exit status 130 (docs/cli.md). Without this the
+    process died by the signal and left its state saying "running". The scheduled backends
+    replace it with their own cancel while their event loop runs."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -217,6 +229,7 @@ def main(argv=None) -> int:
         if args.ray_address and args.backend != "ray":
             parser.error("--ray-address needs --backend ray")
         if args.command == "run":
+            _sigterm_interrupts()
             run = open_context(args)  # run_in_context records a failure in the state file and closes it
             if args.phase == "canonical_selfplay":
                 return run_in_context(run, selfplay_command)
