@@ -165,6 +165,21 @@ def test_config_values_yaml_cannot_build_are_one_line_errors(tmp_path, body, mes
     _assert_one_line_error(tmp_path, lambda: load_config(cfg), cfg, cfg, message)
 
 
+@pytest.mark.parametrize("shape", ["flow", "block", "size"])
+def test_config_files_too_deep_or_too_big_are_one_line_errors(tmp_path, shape):
+    # 30,000 flow levels once overflowed the C stack in PyYAML's composer (a segfault, no message),
+    # and a stream (/dev/zero) was read into memory whole
+    body, message = {
+        "flow": ("selfplay: " + "[" * 30000 + "]" * 30000 + "\n", ":1: config file nested more than 64 levels deep"),
+        "block": ("selfplay:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 70)) + " " * 70 + "x: 1\n",
+                  ":65: config file nested more than 64 levels deep"),
+        "size": ("# " + "x" * (1 << 20) + "\n", ": config file is larger than 1 MiB: not a config file"),
+    }[shape]
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text(body)
+    _assert_one_line_error(tmp_path, lambda: load_config(cfg), cfg, cfg, message)
+
+
 def test_missing_config_files_are_named(tmp_path):
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text("selfplay:\n  seed: 1\nhosts_file: nowhere/hosts.yaml\n")
