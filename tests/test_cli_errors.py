@@ -51,17 +51,31 @@ def test_absurd_game_counts_are_refused_or_planned_in_constant_memory(tmp_path):
     state = str(tmp_path / "s.json")
     r = run("pipeline", "--state", state, "--dry-run", "run", "canonical_selfplay", "--num-games",
             "99999999999999999999", cwd=tmp_path, timeout=60)
-    one_line(r, 2, "--num-games must be 0..9223372036854775808")
+    one_line(r, 2, "--num-games must be 0..4611686018427387904 (2^62")
     db = selfplay_db(tmp_path, 5)
     with GameDB(db) as g:  # a hole at 2: the plan lists the missing indices as runs
         g.conn.execute("DELETE FROM games WHERE game_index = 2")
         g.conn.commit()
     t = time.perf_counter()
-    r = run("pipeline", "--state", state, "--dry-run", "run", "canonical_selfplay", "--num-games", str(2**63),
+    r = run("pipeline", "--state", state, "--dry-run", "run", "canonical_selfplay", "--num-games", str(2**62),
             "--output-db", str(db), cwd=tmp_path, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert f"4 games already in the output DB; {2**63 - 4} to play: indices 2,5-{2**63 - 1}" in r.stdout
+    assert f"4 games already in the output DB; {2**62 - 4} to play: indices 2,5-{2**62 - 1}" in r.stdout
     assert time.perf_counter() - t < 30
+    # one more than the native runners' indices hold is refused before a game is played (it once
+    # passed this check and failed in the runner with a traceback, the state left "running")
+    r = run("pipeline", "--state", state, "run", "canonical_selfplay", "--num-games", str(2**62 + 1),
+            "--output-db", str(db), cwd=tmp_path, timeout=60)
+    one_line(r, 2, "--num-games must be 0..4611686018427387904 (2^62")
+    # the config's bounds are the flags' bounds, and a value out of them names the file and line
+    cfg = tmp_path / "big.yaml"
+    for body, text in [("selfplay:\n  threads: 1025\n", "big.yaml:2: 'selfplay.threads' must be an integer 0..1024"),
+                       ("selfplay:\n  seed: 9223372036854775808\n", "big.yaml:2: 'selfplay.seed' must be an integer"),
+                       ("selfplay:\n  max_moves:\n    square8: 99999999999999999999\n",
+                        "big.yaml:3: 'selfplay.max_moves.square8' must be an integer 1..1000000")]:
+        cfg.write_text(body)
+        one_line(run("pipeline", "--config", str(cfg), "--state", state, "run", "canonical_selfplay", "--num-games",
+                     "5", "--output-db", str(db), cwd=tmp_path), 2, text)
     for args, text in [(["--seed", "-1"], "--seed must be 0..9223372036854775807"),
                        (["--seed", str(2**64)], "--seed must be"),
                        (["--max-moves", "0"], "--max-moves must be 1..1000000"),

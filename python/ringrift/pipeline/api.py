@@ -17,7 +17,7 @@ from ..engine.errors import RingRiftError
 from ..exitcodes import UsageError
 from .config import load_config, load_hosts
 from .progress import Progress
-from .ranges import MAX_INDEX, MAX_SEED, check_range_count
+from .ranges import MAX_GAMES, MAX_INDEX, MAX_SEED, check_range_count
 from .state import PHASES, PipelineState, StateLock, read_state, state_path
 from .train_phase import check_train_available, onnx_policy_spec, train_after_export
 
@@ -138,8 +138,8 @@ def selfplay_spec(args, cfg):
 
     sc = cfg["selfplay"]
     board = args.board or cfg["default_board"]
-    if not 0 <= args.num_games <= MAX_INDEX + 1:
-        raise UsageError(f"--num-games must be 0..{MAX_INDEX + 1} (game indices are 64-bit integers)")
+    if not 0 <= args.num_games <= MAX_GAMES:
+        raise UsageError(f"--num-games must be 0..{MAX_GAMES} (2^62: the native runners' game indices)")
     players = args.players or sc["num_players"]
     seed = sc["seed"] if args.seed is None else args.seed
     if not 0 <= seed <= MAX_SEED:

@@ -62,7 +62,13 @@ _POSITIVE_NUM = ((int, float), lambda v: v > 0, "a positive number")
 _NON_NEG_NUM = ((int, float), lambda v: v >= 0, "a non-negative number")
 _FRACTION = ((int, float), lambda v: 0 <= v <= 1, "a number between 0 and 1")
 _TEXT = (str, lambda v: bool(v.strip()), "a non-empty string")
-_BOARD_CAPS = {board: _POSITIVE_INT for board in BOARDS}
+# The same bounds as the command-line flags they stand in for (pipeline/api.py selfplay_spec), so
+# a value out of range is named here, with its file and line, not blamed on a flag never given.
+_MOVE_CAP = (int, lambda v: 1 <= v <= 1_000_000, "an integer 1..1000000")
+_BOARD_CAPS = {board: _MOVE_CAP for board in BOARDS}
+_SEED = (int, lambda v: 0 <= v <= 2**63 - 1, "an integer 0..9223372036854775807")
+_THREADS = (int, lambda v: 0 <= v <= 1024, "an integer 0..1024 (0: every core)")
+_GAMES_PER_WORKER = (int, lambda v: 1 <= v <= 2**63 - 1, "an integer 1..9223372036854775807")
 
 def _gumbel_ok(value: str) -> bool:
     from ..search.spec import is_gumbel_policy, parse_policy
@@ -79,14 +85,14 @@ def _gumbel_ok(value: str) -> bool:
 SCHEMA = {
     "default_board": (str, lambda v: v in BOARDS, f"one of {', '.join(BOARDS)}"),
     "selfplay": {
-        "games_per_worker": _POSITIVE_INT,
+        "games_per_worker": _GAMES_PER_WORKER,
         "max_moves": _BOARD_CAPS,
         "timeout_seconds": _POSITIVE_NUM,
         "num_players": (int, lambda v: 2 <= v <= 4, "2, 3 or 4"),
         "policy": (str, lambda v: v in POLICIES or _gumbel_ok(v) or (v.startswith("onnx:") and len(v) > 5),
                    " or ".join(POLICIES) + " or onnx:PATH or gumbel:EVALUATOR[:key=value,...]"),
-        "seed": _NON_NEG_INT,
-        "threads": _NON_NEG_INT,
+        "seed": _SEED,
+        "threads": _THREADS,
         "keep_worker_dbs": (bool, lambda v: True, "true or false"),
     },
     "parity": {

@@ -44,6 +44,9 @@ def iter_split(total: int, size: int):
 # both must lie in 0 .. 2**63 - 1. A request beyond that is refused where it is made.
 MAX_INDEX = 2**63 - 1
 MAX_SEED = 2**63 - 1
+# The native runners play game indices below 2**62 (csrc/bindings: an index run's end must fit
+# in an int64), so one run's target is at most this many games.
+MAX_GAMES = 2**62
 # No more seed ranges than this per run (each is a state entry, a worker and a DB): a target
 # beyond it needs larger ranges, so the plan stays proportional to the work.
 MAX_RANGES = 10_000

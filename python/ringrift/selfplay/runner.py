@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 from .. import _core
 from .. import __version__
-from ..pipeline.ranges import MAX_INDEX, IndexSet, index_runs
+from ..pipeline.ranges import MAX_GAMES, IndexSet, index_runs
 
 ENGINE_VERSION = f"ringrift-{__version__}"
 
@@ -165,8 +165,8 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
         from ..gpu import require_gpu
 
         require_gpu()
-    if not 0 <= num_games <= MAX_INDEX + 1:
-        raise ValueError(f"num_games must be 0..{MAX_INDEX + 1}")
+    if not 0 <= num_games <= MAX_GAMES:
+        raise ValueError(f"num_games must be 0..{MAX_GAMES} (2**62: the native runners' game indices)")
     result = SelfplayResult(board, num_players, seed, policy, num_games)
     # The games to play as index runs: memory follows the games the DB holds, not the target.
     todo = games_to_play(db, result)
