@@ -212,3 +212,9 @@ def test_pipeline_run_loop_and_status(tmp_path):
     r = _pipeline("--config", str(cfg), "--state", str(state), "run", "loop", "--generations", "1",
                   "--value-target", "searched", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--value-target 'searched'" in r.stderr, r.stderr
+    # a flag has its config key's bounds, checked before the loop folder is made (a traceback once)
+    r = _pipeline("--config", str(cfg), "--state", str(state), "run", "loop", "--generations", "1", "--sims",
+                  "99999999999", "--loop-dir", str(tmp_path / "L2"), cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == ("ringrift-pipeline: error: --sims 99999999999: expected an "
+                                                      "integer from 1 to 100000"), r.stderr
+    assert not (tmp_path / "L2").exists()

@@ -140,6 +140,44 @@ def test_checkpoint_of_another_board_is_refused_in_one_line(tiny_export, tmp_pat
     assert err.count("\n") == 1 and "neither the native NPZ format nor upstream's encoding" in err, err
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "nan"], "--lr must be a positive number"),
+    (["--weight-decay", "-1"], "--weight-decay must be a number >= 0"),
+    (["--value-weight", "nan"], "--value-weight must be a number >= 0"),  # trained to NaN and exited 0
+    (["--width", "100000"], "--width must be 1..1024 channels"),  # torch could not allocate it
+    (["--depth", "-1"], "--depth must be 0..100 blocks"),
+    (["--seed", "-1"], "--seed must be 0..9223372036854775807"),  # numpy's traceback
+    (["--time-budget", "-1"], "--time-budget must be a positive number of minutes"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be a positive number of seconds"),
+    (["--val-fraction", "2"], "--val-fraction must be between 0 and 1"),
+    (["--max-batches", "-1"], "--max-batches must be >= 1"),
+    (["--threads", "-3"], "--threads must be 0..1024"),
+])
+def test_train_options_out_of_range_are_one_line_before_any_file(tmp_path, capsys, flags, message):
+    from ringrift.train.cli import main as train_main
+
+    out = tmp_path / "run"
+    assert train_main(["--data", str(tmp_path / "absent.npz"), "--out", str(out), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"ringrift-train: error: {message}\n" or (err.count("\n") == 1 and message in err), err
+    assert not out.exists()
+
+
+def test_eval_flags_out_of_range_are_one_line(capsys):
+    from ringrift.train.evaluate import main as eval_main
+
+    for flags, message in [(["--seed", "-1"], "--seed must be 0..9223372036854775807"),  # a pybind TypeError
+                           (["--threads", "-1"], "--threads must be 0..1024"),
+                           (["--max-moves", "99999999999"], "--max-moves must be 1..1000000")]:
+        with pytest.raises(SystemExit) as exc:
+            eval_main(["random", "random", "--games", "2", *flags])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+    # a lookahead with no bound allocated its candidates' inputs until numpy gave up (5.4 GiB)
+    assert eval_main(["onnx:m.onnx:lookahead=99999", "random", "--games", "2"]) == 2
+    assert "lookahead '99999' is not a count 0..256" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tiny_export, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_model")

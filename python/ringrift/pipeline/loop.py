@@ -63,9 +63,9 @@ LOOP_SCHEMA = {
     "eval_games": (int, lambda v: v >= 2, "an integer >= 2"),
     "eval_sims": (int, lambda v: 1 <= v <= 100_000, "an integer from 1 to 100000"),
     "promote_win_rate": ((int, float), lambda v: 0 <= v <= 1, "a number between 0 and 1"),
-    "max_moves": _NON_NEG_INT,
-    "seed": _NON_NEG_INT,
-    "threads": _NON_NEG_INT,
+    "max_moves": (int, lambda v: 0 <= v <= 1_000_000, "an integer 0..1000000 (0: selfplay.max_moves)"),
+    "seed": (int, lambda v: 0 <= v <= 2**63 - 1, "an integer 0..9223372036854775807"),
+    "threads": (int, lambda v: 0 <= v <= 1024, "an integer 0..1024 (0: every core)"),
     "plot": _BOOL,
     "value_target": (str, _is_value_target, "outcome, search or mix:F with 0 <= F <= 1"),
 }
@@ -413,6 +413,10 @@ def loop_options(ctx) -> LoopOptions:
         raise UsageError("--generations must be >= 1")
     pick = {"games": a.games, "sims": a.sims, "eval_games": a.eval_games, "plot": a.plot,
             "value_target": getattr(a, "value_target", None)}
+    for k, given in pick.items():  # a flag stands in for its config key: the key's bounds hold for it
+        rule = LOOP_SCHEMA.get(k)
+        if given is not None and isinstance(rule, tuple) and isinstance(given, rule[0]) and not rule[1](given):
+            raise UsageError(f"--{k.replace('_', '-')} {given!r}: expected {rule[2]}")
     v = {k: (pick[k] if pick.get(k) is not None else lc[k]) for k in LOOP_SCHEMA}
     for k in ("games", "sims"):
         if v[k] < 1:

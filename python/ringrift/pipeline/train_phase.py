@@ -27,11 +27,11 @@ TRAIN_SCHEMA = {
     "lr": _POS_NUM,
     "weight_decay": _NON_NEG_NUM,
     "warmup": _POS_INT,
-    "width": _NON_NEG_INT,
-    "depth": _NON_NEG_INT,
+    "width": (int, lambda v: 0 <= v <= 1024, "an integer 0..1024 (0: the board's default)"),
+    "depth": (int, lambda v: 0 <= v <= 100, "an integer 0..100 (0: the board's default)"),
     "augment": _BOOL,
-    "seed": _NON_NEG_INT,
-    "threads": _NON_NEG_INT,
+    "seed": (int, lambda v: 0 <= v <= 2**63 - 1, "an integer 0..9223372036854775807"),
+    "threads": (int, lambda v: 0 <= v <= 1024, "an integer 0..1024 (0: torch's default)"),
     "onnx": _BOOL,
     "plot": _BOOL,
 }
@@ -109,7 +109,7 @@ def train_phase(ctx, data: Path | None = None, *, board: str | None = None, begi
         return 0
     from ..train.checkpoint import CheckpointError
     from ..train.data import DataError
-    from ..train.trainer import train
+    from ..train.trainer import OptionError, train
 
     ctx.enter_phase("train", {"data": str(data.resolve()), "out": opt.out}, begin=begin)
     log = ctx.logger
@@ -125,7 +125,7 @@ def train_phase(ctx, data: Path | None = None, *, board: str | None = None, begi
         opt.progress = Progress("train", unit="batches", interval=30.0)
     try:
         result = train(opt)
-    except (DataError, CheckpointError, FileNotFoundError) as exc:
+    except (DataError, CheckpointError, FileNotFoundError, OptionError) as exc:
         raise UsageError(f"train: {exc}") from None
     for k, f in result["files"].items():
         say(f"  {k}: {f}")

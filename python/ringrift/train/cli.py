@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     from ..pipeline.progress import Progress
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .trainer import TrainOptions, train
+    from .trainer import OptionError, TrainOptions, train
 
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     opt = TrainOptions(data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -80,9 +80,12 @@ def main(argv=None) -> int:
                        progress=None if args.quiet else Progress("train", unit="batches", interval=30.0))
     try:
         result = train(opt)
-    except (DataError, CheckpointError, FileNotFoundError) as exc:
+    except (DataError, CheckpointError, FileNotFoundError, OptionError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # writing the run folder: a read-only or full disk
+        print(f"{PROG}: error: {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; rerun the same command to resume from {args.out}/last.pt", file=sys.stderr)
         return 130

@@ -108,6 +108,12 @@ def main(argv=None) -> int:
         p.error("--batch-size and --max-moves must be >= 1")
     if args.temperature is not None and not args.temperature >= 0:
         p.error("--temperature must be >= 0")
+    if not 0 <= args.seed <= 2**63 - 1:
+        p.error("--seed must be 0..9223372036854775807")
+    if not 0 <= args.threads <= 1024:
+        p.error("--threads must be 0..1024 (0: every core)")
+    if args.max_moves > 1_000_000 or args.batch_size > 100_000:
+        p.error("--max-moves must be 1..1000000 and --batch-size 1..100000")
     from ..engine.errors import RingRiftError
     from ..pipeline.progress import Progress
     from .players import PlayerSpecError

@@ -38,6 +38,7 @@ from ..engine.errors import RingRiftError
 from ..selfplay.batch_env import BatchEnv, to_host
 
 BUILTIN = ("random", "heuristic")
+MAX_LOOKAHEAD = 256  # moves looked at per decision: each costs a row of every batch's net input
 HORIZONS = ("move", "turn")
 # A turn is a handful of decisions (placement, movement, capture segments, line / territory
 # choices); the cap only guards the scratch play-out against a turn that never ends.
@@ -90,8 +91,8 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict]:
             if not opts["temperature"] >= 0:
                 raise PlayerSpecError(f"{spec}: temperature must be >= 0")
         elif key == "lookahead":
-            if not val.isdigit():
-                raise PlayerSpecError(f"{spec}: lookahead {val!r} is not a count >= 0")
+            if not val.isdigit() or int(val) > MAX_LOOKAHEAD:  # memory grows with K: a bound, not a crash
+                raise PlayerSpecError(f"{spec}: lookahead {val!r} is not a count 0..{MAX_LOOKAHEAD}")
             opts["lookahead"] = int(val)
         elif key == "horizon":
             if val not in HORIZONS:

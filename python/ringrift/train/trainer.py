@@ -57,6 +57,39 @@ class TrainOptions:
     extra_meta: dict = field(default_factory=dict)
 
 
+class OptionError(ValueError):
+    """A training option out of its range (named as ringrift-train's flag): exit status 2."""
+
+
+def check_options(opt: TrainOptions) -> None:
+    """Refuse options that would crash deep in torch or numpy, or train to NaN and exit 0 (a NaN
+    value weight did), before any file is touched."""
+    def need(ok: bool, flag: str, what: str):
+        if not ok:
+            raise OptionError(f"{flag} must be {what}")
+
+    def finite(v) -> bool:
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    need(finite(opt.lr) and opt.lr > 0, "--lr", "a positive number")
+    need(finite(opt.weight_decay) and opt.weight_decay >= 0, "--weight-decay", "a number >= 0")
+    need(finite(opt.value_weight) and opt.value_weight >= 0, "--value-weight", "a number >= 0")
+    need(finite(opt.checkpoint_every) and opt.checkpoint_every > 0, "--checkpoint-every", "a positive number of seconds")
+    need(opt.time_budget is None or (finite(opt.time_budget) and opt.time_budget > 0), "--time-budget",
+         "a positive number of minutes")
+    need(finite(opt.val_fraction) and 0 < opt.val_fraction < 1, "--val-fraction", "between 0 and 1")
+    need(finite(opt.block_mb) and opt.block_mb > 0, "--block-mb", "a positive number of MiB")
+    need(opt.width is None or 1 <= opt.width <= 1024, "--width", "1..1024 channels")
+    need(opt.depth is None or 0 <= opt.depth <= 100, "--depth", "0..100 blocks")
+    need(0 <= opt.threads <= 1024, "--threads", "0..1024 (0: torch's default)")
+    for flag, v in (("--seed", opt.seed), ("--split-seed", opt.split_seed)):
+        need(0 <= v <= 2**63 - 1, flag, "0..9223372036854775807")
+    for flag, v in (("--max-batches", opt.max_batches), ("--max-val-batches", opt.max_val_batches)):
+        need(v is None or v >= 1, flag, ">= 1")
+    out = Path(opt.out)
+    need(not out.exists() or out.is_dir(), "--out", f"a folder ({out} is a file)")
+
+
 def losses(model, b: Batch, value_weight: float = 1.0):
     logits, value = model(torch.from_numpy(b.features), torch.from_numpy(b.globals))
     logp = F.log_softmax(logits, dim=1)
@@ -106,6 +139,7 @@ def lr_factor(step: int, warmup: int, progress: float) -> float:
 
 def train(opt: TrainOptions) -> dict:
     """Train (or resume) into ``opt.out``; returns the summary (history, files, metadata)."""
+    check_options(opt)
     log = opt.log
     torch.manual_seed(opt.seed)
     if opt.threads > 0:
