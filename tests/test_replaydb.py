@@ -384,6 +384,48 @@ def test_bad_games_are_skipped_or_fatal(converted, tmp_path):
         from_replaydb(bad, tmp_path / "strict.db", strict=True)
 
 
+def test_metadata_our_schema_cannot_store_skips_that_game_only(converted, tmp_path):
+    # our columns ride in metadata_json for a round trip; a value the game DB cannot store (or
+    # metadata that is JSON but no object) once failed the whole import, or crashed it
+    _, replay = converted
+    bad = tmp_path / "bad.db"
+    shutil.copy(replay, bad)
+    con = sqlite3.connect(bad)
+    rows = con.execute("SELECT game_id, metadata_json FROM games ORDER BY game_id LIMIT 8").fetchall()
+    changes = {"seed": 10**23, "game_index": -1, "capped": 7, "duration_ms": "slow", "policy": [1, 2],
+               "started_at": 12345}
+    for (gid, text), (key, value) in zip(rows, changes.items()):
+        meta = json.loads(text)
+        meta["ringrift_gamedb"][key] = value
+        con.execute("UPDATE games SET metadata_json = ? WHERE game_id = ?", (json.dumps(meta), gid))
+    for gid, _ in rows[6:]:  # JSON, but not an object: read as a foreign game's missing metadata
+        con.execute("UPDATE games SET metadata_json = '[1]' WHERE game_id = ?", (gid,))
+    total = con.execute("SELECT COUNT(*) FROM games").fetchone()[0]
+    con.commit()
+    con.close()
+    res = from_replaydb(bad, tmp_path / "back.db")
+    why = dict(res.skipped)
+    assert sorted(why) == sorted(gid for gid, _ in rows[:6]) and res.written == total - 6
+    for (gid, _), (key, value) in zip(rows, changes.items()):
+        assert why[gid] == f"metadata_json.ringrift_gamedb.{key} is {value!r}, not a value the game DB stores"
+
+
+def test_a_stored_result_the_replay_contradicts_is_not_converted(converted, tmp_path):
+    # the converter replays every game; the result upstream's tools train on must be the replay's
+    ours, _ = converted
+    wrong = tmp_path / "wrong.db"
+    shutil.copy(ours, wrong)
+    con = sqlite3.connect(wrong)
+    gid, winner = con.execute("SELECT id, winner FROM games WHERE winner > 0 ORDER BY id LIMIT 1").fetchone()
+    con.execute("UPDATE games SET winner = ?, reason = 'timeout' WHERE id = ?", (3 - winner if winner < 3 else 1, gid))
+    con.commit()
+    con.close()
+    with pytest.raises(DBError, match=f"cannot convert game id {gid} .*stored result winner .* but the replay ends "
+                                      f"with winner {winner}"):
+        to_replaydb(wrong, tmp_path / "out.db")
+    assert not (tmp_path / "out.db").exists()
+
+
 def test_replaydb_errors(converted, tmp_path):
     ours, replay = converted
     with pytest.raises(DBError, match="no such replay database"):

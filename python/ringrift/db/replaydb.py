@@ -441,6 +441,12 @@ def _write_game(conn: sqlite3.Connection, row: GameRow) -> None:
     completed = completed_at(row.started_at, row.duration_ms)
     steps, final, snaps = _replay_with_snapshots(row, game_id=gid, created_at=created,
                                                  last_move_at=completed or created)
+    # The row's result is what upstream's tools train on: it must be the replay's (the hashes alone
+    # do not cover it), else the game is refused as any other that does not replay
+    if (row.winner or None) != final.winner or (row.reason or None) != final.victory_reason \
+            or bool(row.capped) != (final.status == "active"):
+        raise ValueError(f"stored result winner {row.winner}, reason {row.reason}, capped {bool(row.capped)} but the "
+                         f"replay ends with winner {final.winner}, reason {final.victory_reason}, {final.status}")
     status = final.status
     reason = _REASON_TO_UPSTREAM.get(row.reason or "", row.reason)
     if reason is None and row.capped:
@@ -775,6 +781,34 @@ def from_replaydb(path, our_db_path, *, strict: bool = False, batch_size: int = 
     return result
 
 
+def _checked_ours(ours: dict) -> dict:
+    """Our columns as a round trip carries them in metadata_json, each of the type and range our
+    schema stores; a value that is not (a seed of 10**23, a game index of -1, capped 7) is a
+    ValueError, so that game is skipped with the reason instead of failing the whole import or
+    storing a row our own checks reject."""
+    def bad(key):
+        raise ValueError(f"metadata_json.{META_KEY}.{key} is {ours.get(key)!r}, not a value the game DB stores")
+
+    def is_int(v) -> bool:
+        return type(v) is int
+
+    for key in ("policy",):
+        if not isinstance(ours.get(key), str) or not ours[key]:
+            bad(key)
+    for key in ("seed", "game_index"):
+        if not is_int(ours.get(key)) or not 0 <= ours[key] <= 2**63 - 1:
+            bad(key)
+    if ours.get("capped") not in (None, 0, 1, True, False):
+        bad("capped")
+    for key in ("engine_version", "host", "started_at", "created_at", "parity_status"):
+        if ours.get(key) is not None and not isinstance(ours[key], str):
+            bad(key)
+    for key in ("max_moves", "duration_ms"):
+        if ours.get(key) is not None and (not is_int(ours[key]) or not -2**63 <= ours[key] <= 2**63 - 1):
+            bad(key)
+    return ours
+
+
 def _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner, duration_ms,
                  meta_json, engine_mode, parity, init_json, init_comp, has_snapshots=False) -> tuple:
     if board not in BOARDS:
@@ -801,8 +835,10 @@ def _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner, du
             meta = json.loads(meta_json) or {}
         except ValueError:
             meta = {}
-    ours = meta.get(META_KEY) if isinstance(meta, dict) else None
-    ours = ours if isinstance(ours, dict) else {}
+    if not isinstance(meta, dict):  # valid JSON of another shape ([1], "s", 1): no metadata
+        meta = {}
+    ours = meta.get(META_KEY)
+    ours = _checked_ours(ours) if isinstance(ours, dict) else {}
 
     moves = [r[0] for r in conn.execute(
         "SELECT move_json FROM game_moves WHERE game_id = ? ORDER BY move_number", (gid,))]
