@@ -8,6 +8,7 @@ import json
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -162,6 +163,16 @@ def test_a_missing_db_is_status_2_in_every_tool(tmp_path):
         assert r.returncode == 2, (tool, args, r.stderr)
         assert "no such game database" in r.stderr.strip().splitlines()[-1], (tool, r.stderr)
         assert "Traceback" not in r.stderr
+    # someone else's SQLite file: the pipeline's phases say so in one line with status 2, as the
+    # tools do (they printed the tool's line, then a second one, with status 1)
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE foo (x)")
+    con.commit()
+    con.close()
+    for phase in ("parity_validation", "npz_export"):
+        r = run("pipeline", "--state", state, "run", phase, "--db", str(other), cwd=tmp_path)
+        one_line(r, 2, f"{phase}: {other}: not a ringrift game database (no meta table; it has foo)")
 
 
 def test_two_runs_on_one_db_count_only_the_games_each_added(tmp_path):

@@ -202,7 +202,9 @@ def test_cli_and_config_select_the_encoding(golden, tmp_path):
     r = cli("--db", db, "--output", tmp_path / "x.npz", "--config", cfg)
     assert r.returncode != 0 and "native or upstream" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("--db", db, "--output", tmp_path / "x.npz", "--encoding", "upstream", "--symmetries")
-    assert r.returncode == 1 and "--symmetries: not available with --encoding upstream" in r.stderr
+    assert r.returncode == 2 and "--symmetries: not available with --encoding upstream" in r.stderr  # usage
+    r = cli("--db", db, "--output", tmp_path / ".npz")
+    assert r.returncode == 2 and r.stderr.strip().endswith("needs a file name (NAME.npz)"), r.stderr
     assert "allow_pickle" in cli("--help").stdout
     assert not list(tmp_path.glob("x*.npz"))
 

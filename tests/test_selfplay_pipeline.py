@@ -181,7 +181,7 @@ def test_config_supplies_defaults_and_bad_config_names_file_line_key(tmp_path):
     r = pipeline("--config", str(wrong), "run", "canonical_selfplay", "--num-games", "2", "--output-db",
                  str(db_path))
     assert r.returncode == 2  # a bad config: usage (docs/cli.md)
-    assert f"{wrong}:3: 'selfplay.max_moves.square8' must be a positive integer" in r.stderr
+    assert f"{wrong}:3: 'selfplay.max_moves.square8' must be an integer 1..1000000, got 'many'" in r.stderr
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_committed_batches(tmp_path):

@@ -100,6 +100,8 @@ def main(argv=None) -> int:
             raise UsageError(f"{db}: no such game database")
         if not 0 <= args.threads <= 1024:
             raise UsageError("--threads must be 0..1024")
+        if args.output is not None and not Path(args.output).name.removesuffix(".npz"):
+            raise UsageError(f"--output {args.output!r}: needs a file name (NAME.npz)")
         if not 0 < split_ratio <= 1:
             raise UsageError(f"split ratio must be in (0, 1] (1 = one file, no validation split), got {split_ratio:g} "
                              f"(--split-ratio or the config's export.split_ratio)")
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
                                                     ("--max-samples-per-file", args.max_samples_per_file))
                            if given]
             if unsupported:
-                raise RingRiftError(f"{', '.join(unsupported)}: not available with --encoding upstream "
+                raise UsageError(f"{', '.join(unsupported)}: not available with --encoding upstream "
                                     f"(upstream's exporter has no such option; see docs/upstream_npz.md)")
             result = export_upstream(db, args.output, output_dir=args.output_dir, board=args.board,
                                      players=args.players, include_unchecked=args.include_unchecked,
@@ -128,7 +130,7 @@ def main(argv=None) -> int:
                 print(line)
             return 0
         if args.object_arrays:
-            raise RingRiftError("--object-arrays is only for --encoding upstream (the native format has no object arrays)")
+            raise UsageError("--object-arrays is only for --encoding upstream (the native format has no object arrays)")
         result = export_db(db, args.output, output_dir=args.output_dir, board=args.board, players=args.players,
                            include_unchecked=args.include_unchecked, include_capped=args.include_capped,
                            drop_forced=args.drop_forced, verify=args.verify, split_ratio=split_ratio,

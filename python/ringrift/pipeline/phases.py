@@ -115,9 +115,8 @@ def _self_verify(db: Path, cfg: dict, out) -> tuple[int, int | None, int | None]
               "falling back to self-verification (our engine against the stored hashes)\n")
     try:
         matched, checked, steps = verify_db(db, sample=cfg["parity"]["sample_size"], out=out)
-    except RingRiftError as exc:
-        out.write(f"ringrift-parity: error: {exc}\n")
-        return EXIT_USAGE, None, None
+    except RingRiftError as exc:  # an unusable DB: the phase's one error line, exit status 2
+        raise UsageError(f"parity_validation: {exc}") from None
     out.write(f"parity: {matched}/{checked} games match (self-verification, {steps} steps)\n")
     failed = checked - matched
     threshold = float(cfg["parity"]["fail_threshold"])
@@ -159,7 +158,8 @@ def run_parity(db: Path, cfg: dict, logger: logging.Logger, out=None) -> int:
     if rc == 0:
         return 0
     if checked is None:
-        raise RingRiftError(f"parity_validation failed (ringrift-parity exited with status {rc})")
+        error = UsageError if rc == EXIT_USAGE else RingRiftError  # the tool's status carries through
+        raise error(f"parity_validation failed (ringrift-parity exited with status {rc})")
     threshold = cfg["parity"]["fail_threshold"]
     if checked and (checked - matched) / checked <= threshold:
         out.write(f"parity_validation: {checked - matched}/{checked} games diverge, within fail_threshold "
@@ -199,18 +199,15 @@ def run_export(db: Path, output_dir: Path, cfg: dict, logger: logging.Logger, *,
     logger.info(f"running (in this process): {shown}")
     try:
         result = _export(db, output_dir, cfg, board, players)
-    except RingRiftError as exc:  # reported as ringrift-export would, then as a failed phase
-        out.write(f"ringrift-export: error: {exc}\n")
-        rc = exit_status(exc)
+    except RingRiftError as exc:  # one error line, with the status ringrift-export would give
+        logger.info(f"{shown} failed: {exc}")
+        error = UsageError if exit_status(exc) == EXIT_USAGE else RingRiftError
+        raise error(f"npz_export: {exc}") from None
     except OSError as exc:
-        out.write(f"ringrift-export: error: {exc.filename or ''}{': ' if exc.filename else ''}"
-                  f"{exc.strerror or exc}; no output file was changed\n")
-        rc = 1
-    else:
-        for line in result.summary_lines():
-            out.write(line + "\n")
-        rc = 0
-    logger.info(f"{shown} exited with status {rc}")
-    if rc != 0:
-        raise RingRiftError(f"npz_export failed (ringrift-export exited with status {rc})")
+        logger.info(f"{shown} failed: {exc}")
+        raise RingRiftError(f"npz_export: {exc.filename or ''}{': ' if exc.filename else ''}"
+                            f"{exc.strerror or exc}; no output file was changed") from None
+    for line in result.summary_lines():
+        out.write(line + "\n")
+    logger.info(f"{shown} exited with status 0")
     return 0
