@@ -332,6 +332,17 @@ def test_missing_file_and_other_paths(tmp_path, batch):
     with pytest.raises(DBError, match="empty database"):
         GameDB(empty, create=False)
     assert other.read_bytes() == before and foreign.read_bytes() == foreign_before and empty.read_bytes() == b""
+    # a FIFO (its header read would wait forever for a writer) and a device (it read as empty)
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    from ringrift.db.replaydb import replaydb_summary  # what `ringrift-db info` tries next
+
+    for path in (fifo, "/dev/urandom"):
+        with pytest.raises(DBError, match="not a regular file, not a game database"):
+            GameDB(path, create=False)
+        with pytest.raises(DBError, match="not a regular file, not a replay database"):
+            replaydb_summary(path)
+    fifo.unlink()
     assert not any(p.name.endswith(("-wal", "-shm")) for p in tmp_path.iterdir())
     # read-only handles refuse writes
     p = tmp_path / "ro.db"

@@ -302,6 +302,12 @@ def test_status_without_state_and_with_a_corrupt_one(tmp_path):
     state = tmp_path / "s.json"
     r = pipeline("--state", str(state), "status", cwd=tmp_path)
     assert r.returncode == 0 and "nothing has run yet" in r.stdout
+    r = pipeline("--state", str(state), "status", "--json", cwd=tmp_path)  # stdout stays JSON for jq
+    assert r.returncode == 0 and json.loads(r.stdout) is None and "nothing has run yet" in r.stderr
+    # an empty path is refused, not read as "not given" (the state in the home folder, the default DB)
+    for args in (["--state", "", "status"], ["--state", str(state), "run", "canonical_selfplay", "--num-games", "1", "--output-db", ""]):
+        r = pipeline(*args, cwd=tmp_path)
+        assert r.returncode == 2 and "the path is empty" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     state.write_text("{not json")
     r = pipeline("--state", str(state), "status", cwd=tmp_path)
     assert r.returncode == 2 and f"{state}:1: the pipeline state is not valid JSON" in r.stderr

@@ -328,6 +328,8 @@ class _ReplayConn:
             raise DBError(f"{where}: is a directory, not a replay database", path=where)
         if readonly and not path.exists():
             raise DBError(f"{where}: no such replay database", path=where)
+        if path.exists() and not path.is_file():  # a FIFO would block the header read
+            raise DBError(f"{where}: not a regular file, not a replay database", path=where)
         if not readonly and not path.parent.is_dir():
             raise DBError(f"{where}: directory {path.parent} does not exist", path=where)
         try:

@@ -386,6 +386,8 @@ class GameDB:
         exists = self.path.exists()
         if not exists and (readonly or not create):
             raise DBError(f"{where}: no such game database", path=where)
+        if exists and not self.path.is_file():  # a FIFO would block the header read; a device reads as empty
+            raise DBError(f"{where}: not a regular file, not a game database", path=where)
         if not exists and not self.path.parent.is_dir():
             raise DBError(f"{where}: directory {self.path.parent} does not exist", path=where)
         try:

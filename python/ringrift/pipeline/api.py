@@ -518,7 +518,12 @@ def show_status(state=None, *, as_json: bool = False) -> int:
     path = state_path(None if state is None else str(state))
     data = read_state(path)
     if data is None:
-        print(f"no pipeline state at {path}: nothing has run yet (or it ran with another --state)")
+        note = f"no pipeline state at {path}: nothing has run yet (or it ran with another --state)"
+        if as_json:  # stdout stays JSON for a pipe into jq: null, and the note on stderr
+            print("null")
+            print(note, file=sys.stderr)
+        else:
+            print(note)
         return 0
     if as_json:
         print(json.dumps(data, indent=1))

@@ -200,6 +200,9 @@ def _sigterm_interrupts() -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for dest in ("state", "config", "output_db", "db", "output_dir", "loop_dir", "train_out", "data"):
+        if getattr(args, dest, None) == "":  # else read as "not given": the default file, unasked
+            parser.error(f"--{dest.replace('_', '-')}: the path is empty")
     # ssh is the default; whether it was asked for decides only a note when no hosts are configured
     args.backend_given = args.backend is not None
     args.backend = args.backend or "ssh"

@@ -177,7 +177,7 @@ def cmd_sync(handles, output_db: Path, logger: logging.Logger, out, err) -> int:
         for p in problems:
             bad += 1
             out.write(f"  {h.name}: {p}\n")
-    with GameDB(output_db, readonly=True) as db:
+    with GameDB(output_db) as db:  # read-write: its close folds the WAL in and removes -wal/-shm
         total = db.count_games()
     out.write(f"database: {output_db} ({total} games)\n")
     return 1 if bad else 0
