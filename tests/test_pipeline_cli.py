@@ -131,6 +131,11 @@ def test_repo_configs_are_valid_and_name_every_key():
     ("defaults:\n  ssh_host: a\n", ":2: unknown key 'defaults.ssh_host'"),
     ("hosts:\n  h1:\n    ssh_host: a\n    enabled: yes please\n", ":4: 'hosts.h1.enabled' must be true or false"),
     ("hosts: [a, b]\n", ":1: 'hosts' must be a mapping of host names"),
+    # a host name goes into suggested commands (ssh-keyscan -p PORT HOST >> known_hosts): no options, no shell
+    ("hosts:\n  h1:\n    ssh_host: -oProxyCommand=touch /tmp/x\n", ":3: 'hosts.h1.ssh_host' must be a host name or "
+                                                                      "an IP address"),
+    ("hosts:\n  h1:\n    ssh_host: 'h; rm -rf ~'\n", ":3: 'hosts.h1.ssh_host' must be a host name or an IP address"),
+    ("hosts:\n  h1:\n    ssh_host: a\n    ssh_user: -l root\n", ":4: 'hosts.h1.ssh_user' must be a user name"),
 ])
 def test_hosts_file_errors_name_file_line_and_key(tmp_path, body, message):
     hosts = tmp_path / "hosts.yaml"

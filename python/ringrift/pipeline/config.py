@@ -134,10 +134,16 @@ DEFAULTS = {
 ROLES = ("selfplay", "standby")
 CAPABILITIES = ("cpu", "gpu")
 
+# A host name, an IPv4 address or an IPv6 one: no spaces, no shell characters and no leading '-',
+# since the name goes into messages that suggest commands to copy (ssh-keyscan -p PORT HOST):
+# "-oProxyCommand=..." or "h; rm -rf ~" there would run what the file says.
+_SSH_HOST = re.compile(r"^(?!-)[A-Za-z0-9._:%\[\]-]{1,253}$")
+_SSH_USER = re.compile(r"^(?!-)[A-Za-z0-9._-]{1,64}$")
+
 HOST_FIELDS = {
-    "ssh_host": _TEXT,
+    "ssh_host": (str, lambda v: bool(_SSH_HOST.match(v)), "a host name or an IP address"),
     "ssh_port": (int, lambda v: 1 <= v <= 65535, "a port number (1-65535)"),
-    "ssh_user": _TEXT,
+    "ssh_user": (str, lambda v: bool(_SSH_USER.match(v)), "a user name (letters, digits, '.', '_', '-')"),
     "ssh_key": _TEXT,
     "known_hosts": _TEXT,
     "python": _TEXT,

@@ -102,7 +102,8 @@ class SSHHost(HostHandle):
         cfg = self.cfg
         where = f"{cfg.user}@{cfg.ssh_host}:{cfg.ssh_port}"
         if not os.path.isfile(cfg.known_hosts):
-            raise HostError(self.name, f"known_hosts file {cfg.known_hosts} does not exist, so the host key of "
+            state = "is not a regular file" if os.path.exists(cfg.known_hosts) else "does not exist"
+            raise HostError(self.name, f"known_hosts file {cfg.known_hosts} {state}, so the host key of "
                                        f"{cfg.ssh_host}:{cfg.ssh_port} cannot be verified; check the key and pin it: "
                                        f"{self._pin_hint()}")
         opts = dict(port=cfg.ssh_port, username=cfg.user, known_hosts=cfg.known_hosts, config=None,
