@@ -209,6 +209,15 @@ def test_bad_flags_of_parity_and_p2p_are_one_line(tmp_path):
     (tmp_path / "x.db").touch()
     one_line(run("export", "--db", str(tmp_path / "x.db"), "--threads", "-1", cwd=tmp_path), 2,
              "--threads must be 0..1024")
+    # usage and unusable input are status 2 in the pipeline too (these were 1, one after a request)
+    state = str(tmp_path / "s.json")
+    one_line(run("pipeline", "--state", state, "--backend", "p2p", "--p2p-leader", "http://127.0.0.1:99999", "run",
+                 "canonical_selfplay", "--num-games", "2", cwd=tmp_path), 2, "the port is not a port number")
+    one_line(run("pipeline", "--state", state, "--backend", "p2p", "--p2p-leader", "http://127.0.0.1:9", "cluster",
+                 "sync", cwd=tmp_path), 2, "cluster sync is not available with --backend p2p")
+    one_line(run("pipeline", "--state", state, "run", "canonical_selfplay", "--num-games", "2", "--policy",
+                 f"onnx:{tmp_path / 'none.onnx'}", "--output-db", str(tmp_path / "g.db"), cwd=tmp_path), 2,
+             "none.onnx: no such file")
 
 
 def test_ctrl_c_stops_parity_in_one_line_and_keeps_the_tags_so_far(tmp_path):

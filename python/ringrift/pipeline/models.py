@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.errors import RingRiftError
+from ..exitcodes import UsageError
 
 MODELS_DIR = "models"  # under a worker's work dir / a node's data dir
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -29,8 +30,8 @@ MAX_MODEL_BYTES = int(os.environ.get("RINGRIFT_MAX_MODEL_BYTES", str(2 << 30))) 
 CHUNK = 1 << 20
 
 
-class ModelError(RingRiftError):
-    """A model file that cannot be shipped or used (one line)."""
+class ModelError(UsageError):
+    """A model file that cannot be shipped or used (one line): unusable input, exit status 2."""
 
 
 def sha256_file(path) -> str:

@@ -35,6 +35,10 @@ RECONNECT_S = float(os.environ.get("RINGRIFT_P2P_RECONNECT_S", "30"))
 
 def _check_url(url: str) -> str:
     u = urlparse(url)
+    try:
+        u.port  # noqa: B018 (a port out of 0..65535, or not a number, raises here, not at the first request)
+    except ValueError:
+        raise BackendUnavailable(f"--p2p-leader {url!r}: the port is not a port number (1-65535)") from None
     if u.scheme not in ("http", "https") or not u.hostname:
         raise BackendUnavailable(f"--p2p-leader {url!r} is not a URL like http://host:8770")
     return url.rstrip("/")
@@ -462,8 +466,8 @@ def cluster_p2p(ctx) -> int:
     """`cluster list|health` through the leader; sync and update are SSH-backend commands."""
     sub = ctx.args.cluster_command
     if sub not in ("list", "health"):
-        raise RingRiftError(f"cluster {sub} is not available with --backend p2p (the leader collects every range "
-                            f"DB itself; install ringrift on each node to update it)")
+        raise BackendUnavailable(f"cluster {sub} is not available with --backend p2p (the leader collects every range "
+                                 f"DB itself; install ringrift on each node to update it)")
     backend = P2PBackend(leader=ctx.args.p2p_leader, auth_token=_token(ctx.args))
     if ctx.dry_run:
         print(f"plan: GET {backend.leader}/cluster/status (read only)")
