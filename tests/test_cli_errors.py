@@ -153,6 +153,29 @@ def test_a_corrupted_output_db_of_the_same_size_is_one_line(tmp_path):
     assert db.read_bytes() == bytes(raw)  # nothing written into it
 
 
+def test_a_full_disk_while_storing_is_status_1_and_keeps_the_committed_games(tmp_path):
+    """A write that fails part-way (here a 2 MB file-size limit: EFBIG, as a full disk gives ENOSPC)
+    is a run that failed (1), not unusable input (2); the batches before it stay, and the same
+    command resumes to the exact target."""
+    db = tmp_path / "full.db"
+    args = [PY, "-m", "ringrift.pipeline", "--state", str(tmp_path / "s.json"), "run", "canonical_selfplay",
+            "--num-games", "20000", "--output-db", str(db), "--quiet"]
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    one_line(r, 1, "storing self-play games failed")
+    with GameDB(db, readonly=True) as g:
+        kept = g.count_games()
+    assert 0 < kept < 20000
+    r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and f"{kept} already present" in r.stdout, r.stdout + r.stderr
+    with GameDB(db, readonly=True) as g:
+        assert g.count_games() == 20000
+
+
 def test_a_missing_db_is_status_2_in_every_tool(tmp_path):
     missing = str(tmp_path / "none.db")
     state = str(tmp_path / "s.json")

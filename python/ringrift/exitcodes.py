@@ -28,9 +28,11 @@ class UsageError(RingRiftError, ValueError):
 
 def exit_status(exc: BaseException) -> int:
     """The exit status for an error that ended a command."""
-    from .db.errors import DBError
+    from .db.errors import DBError, DBWriteError
     from .pipeline.config import ConfigError
 
+    if isinstance(exc, DBWriteError):
+        return EXIT_FAILED
     if isinstance(exc, (UsageError, DBError, ConfigError)):
         return EXIT_USAGE
     if type(exc).__name__ == "BackendUnavailable":  # a backend the flags cannot use

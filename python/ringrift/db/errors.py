@@ -26,3 +26,8 @@ class DBSchemaError(DBError):
         )
         self.found = found
         self.expected = expected
+
+
+class DBWriteError(DBError):
+    """Storing into a usable database failed part-way (disk full, an I/O error): the work ran and
+    failed (exit status 1), unlike a database that cannot be used at all (2)."""

@@ -83,7 +83,7 @@ def _play_into_db(db, result: SelfplayResult, todo: IndexSet, writer: dict, *, t
                   chunk_size: int, host: str, progress, t0: float) -> SelfplayResult:
     """run_selfplay's CPU path: _core.selfplay_into_db (csrc/selfplay/db_runner.h) plays the
     index runs on native threads and commits them a chunk at a time, in index order."""
-    from ..db.errors import DBError
+    from ..db.errors import DBWriteError
 
     def report(played: int, added: int) -> None:
         result.seconds = time.perf_counter() - t0
@@ -96,8 +96,8 @@ def _play_into_db(db, result: SelfplayResult, todo: IndexSet, writer: dict, *, t
                                      chunk_size=chunk_size, engine_version=ENGINE_VERSION, host=host,
                                      progress=report, **writer)
     except RuntimeError as exc:
-        raise DBError(f"{db.path}: storing self-play games failed ({exc}); the games committed before it "
-                      f"are stored, and the same command resumes", path=str(db.path)) from None
+        raise DBWriteError(f"{db.path}: storing self-play games failed ({exc}); the games committed before it "
+                           f"are stored, and the same command resumes", path=str(db.path)) from None
     result.games = out["added"]
     result.duplicates = out["played"] - out["added"]
     result.moves = out["moves"]
