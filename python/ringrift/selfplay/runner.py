@@ -106,6 +106,9 @@ def _play_into_db(db, result: SelfplayResult, todo: IndexSet, writer: dict, *, t
     result.reasons.update({_core.REASONS[r]: n for r, n in enumerate(out["reasons"]) if r and n})
     result.seconds = time.perf_counter() - t0
     if out["interrupted"]:
+        # the interrupt stops the runner before it reports its last commits: report them, so the
+        # caller's record (the pipeline's state) says what the DB holds
+        report(out["played"], out["added"])
         raise KeyboardInterrupt
     return result
 
