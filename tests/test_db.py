@@ -463,6 +463,9 @@ def test_merge(tmp_path):
             db.merge_from(tmp_path / "absent.db")
         with pytest.raises(DBError, match="itself"):
             db.merge_from(a)
+        os.link(a, tmp_path / "hard.db")  # the same file under another name
+        with pytest.raises(DBError, match="itself"):
+            db.merge_from(tmp_path / "hard.db")
         junk = tmp_path / "junk.db"
         junk.write_bytes(os.urandom(5000))
         with pytest.raises(DBError):

@@ -382,6 +382,7 @@ def test_bad_games_are_skipped_or_fatal(converted, tmp_path):
     assert why[gids[3]] == "move 2: a move must be a JSON object, got list"
     with pytest.raises(DBError, match="game"):
         from_replaydb(bad, tmp_path / "strict.db", strict=True)
+    assert not list(tmp_path.glob("strict.db*"))  # it stopped before storing a game: no empty DB is left
 
 
 def test_metadata_our_schema_cannot_store_skips_that_game_only(converted, tmp_path):

@@ -128,8 +128,14 @@ def _convert(args) -> int:
 
 def _merge(args) -> int:
     with GameDB(args.dst) as db:
-        for src in args.srcs:
-            n = db.merge_from(src)
+        for i, src in enumerate(args.srcs):
+            try:
+                n = db.merge_from(src)
+            except RingRiftError as exc:
+                if i:  # the sources before it are merged (each in its own transaction), and stay
+                    raise DBError(f"{exc} (the {i} source(s) before it are merged into {args.dst})",
+                                  path=str(src)) from None
+                raise
             print(f"{src} -> {args.dst}: {n} games added")
     return 0
 

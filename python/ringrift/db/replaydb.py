@@ -745,37 +745,44 @@ def from_replaydb(path, our_db_path, *, strict: bool = False, batch_size: int = 
                                     REPLAYDB_SCHEMA_VERSION, what="replay database")
         has_snapshots = ("game_state_snapshots" in rc.tables
                          and {"move_number", "state_hash"} <= set(rc.columns("game_state_snapshots")))
-        with GameDB(our_db_path) as dst:
-            pending: list[tuple] = []
-            conn = rc.conn
-            games = conn.execute(
-                "SELECT g.game_id, g.board_type, g.num_players, g.rng_seed, g.created_at, g.winner, "
-                "g.duration_ms, g.metadata_json, g.engine_mode, g.parity_status, "
-                "s.initial_state_json, s.compressed "
-                "FROM games g LEFT JOIN game_initial_state s ON s.game_id = g.game_id "
-                "ORDER BY g.created_at, g.game_id")  # streamed; per-game reads share the connection
-            for (gid, board, num_players, rng_seed, created_at, winner, duration_ms, meta_json,
-                 engine_mode, parity, init_json, init_comp) in games:
-                result.read += 1
-                try:
-                    tup = _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner,
-                                       duration_ms, meta_json, engine_mode, parity, init_json, init_comp,
-                                       has_snapshots)
-                except (ValueError, RingRiftError, KeyError, TypeError, OSError, zlib.error) as exc:
-                    if strict:
-                        raise DBError(f"{path}: game {gid}: {exc}", path=str(path)) from None
-                    result.skipped.append((gid, str(exc)))
-                    continue
-                pending.append(tup)
-                if len(pending) >= batch_size:
+        created = not Path(our_db_path).exists()
+        try:
+            with GameDB(our_db_path) as dst:
+                pending: list[tuple] = []
+                conn = rc.conn
+                games = conn.execute(
+                    "SELECT g.game_id, g.board_type, g.num_players, g.rng_seed, g.created_at, g.winner, "
+                    "g.duration_ms, g.metadata_json, g.engine_mode, g.parity_status, "
+                    "s.initial_state_json, s.compressed "
+                    "FROM games g LEFT JOIN game_initial_state s ON s.game_id = g.game_id "
+                    "ORDER BY g.created_at, g.game_id")  # streamed; per-game reads share the connection
+                for (gid, board, num_players, rng_seed, created_at, winner, duration_ms, meta_json,
+                     engine_mode, parity, init_json, init_comp) in games:
+                    result.read += 1
+                    try:
+                        tup = _convert_one(conn, gid, board, num_players, rng_seed, created_at, winner,
+                                           duration_ms, meta_json, engine_mode, parity, init_json, init_comp,
+                                           has_snapshots)
+                    except (ValueError, RingRiftError, KeyError, TypeError, OSError, zlib.error) as exc:
+                        if strict:
+                            raise DBError(f"{path}: game {gid}: {exc}", path=str(path)) from None
+                        result.skipped.append((gid, str(exc)))
+                        continue
+                    pending.append(tup)
+                    if len(pending) >= batch_size:
+                        n = dst._insert_rows(pending, hash_kind="cells64")
+                        result.written += n
+                        result.duplicates += len(pending) - n
+                        pending = []
+                if pending:
                     n = dst._insert_rows(pending, hash_kind="cells64")
                     result.written += n
                     result.duplicates += len(pending) - n
-                    pending = []
-            if pending:
-                n = dst._insert_rows(pending, hash_kind="cells64")
-                result.written += n
-                result.duplicates += len(pending) - n
+        except BaseException:
+            if created and result.written == 0:  # a strict import that stopped before any game: no empty DB left
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{our_db_path}{suffix}").unlink(missing_ok=True)
+            raise
     except sqlite3.Error as exc:
         raise DBError(f"{path}: reading the replay database failed: {exc}", path=str(path)) from None
     finally:

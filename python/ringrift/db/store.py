@@ -725,7 +725,8 @@ class GameDB:
         conn = self._writable()
         other = Path(other_path)
         with GameDB(other, create=False, readonly=True) as src:  # validates format and schema version
-            if other.resolve() == self.path.resolve():
+            if other.resolve() == self.path.resolve() or (other.exists() and os.path.samefile(other, self.path)):
+                # samefile: a hard link is the same file under another name
                 raise DBError(f"{self.path}: cannot merge a database into itself", path=str(self.path))
             if src.version < 2:  # a schema-1 file: read through the reader, packed here (2 and 3 share columns)
                 return self._insert_rows(
