@@ -205,8 +205,13 @@ def test_bad_arguments_name_what_is_wrong():
         BatchEnv("square9", 2, 1)
     with pytest.raises(ValueError, match="num_players must be 2, 3 or 4, got 5"):
         BatchEnv("square8", 5, 1)
-    with pytest.raises(ValueError, match="num_envs must be >= 1"):
+    with pytest.raises(ValueError, match="num_envs must be 1..131072"):
         BatchEnv("square8", 2, 0)
+    with pytest.raises(ValueError, match="num_envs must be 1..131072"):  # refused before gigabytes are allocated
+        BatchEnv("square8", 2, 250_000)
+    for args in ((2, 1.9), (2.0, 1), (2, True)):  # truncated (or read as 1) before
+        with pytest.raises(TypeError, match="must be an integer"):
+            BatchEnv("square8", *args)
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         BatchEnv("square8", 2, 1, device="tpu")
     env = BatchEnv("square8", 2, 2)
@@ -219,6 +224,47 @@ def test_bad_arguments_name_what_is_wrong():
         _core.load_state_bytes(Game("hex8", 2), bytes(env.states[0]))
     with pytest.raises(IndexError, match=r"game 2 out of range \[0, 2\)"):
         env.game(2)
+    # actions are never cast: a float, bool or string array, or an integer beyond int32, would
+    # have played another action (2**32 + a played a; True played action 1)
+    a = int(env.legal_actions[0, 0])
+    before = env.states.copy()
+    for acts, error in ((np.array([a + 0.7, -1]), TypeError), (np.array([True, False]), TypeError),
+                        (["0", "-1"], TypeError), (np.array([2**32 + a, -1]), ValueError),
+                        (np.array([2**64 - 1, 0], dtype=np.uint64), ValueError)):
+        with pytest.raises(error, match="action"):
+            env.step(acts)
+    assert np.array_equal(env.states, before)
+
+
+def test_one_env_stepped_from_several_threads_stays_consistent():
+    # step/reset/observe work without the GIL on shared arrays: unserialised, three threads
+    # corrupted games and crashed or hung the interpreter
+    import threading
+
+    env = BatchEnv("square8", 2, 32, features=False, threads=1)
+    errors, steps = [], [0]
+
+    def worker(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(300):
+                try:  # actions drawn before another thread's step may no longer be playable: refused whole
+                    env.step(env.random_actions(rng))
+                    steps[0] += 1
+                except IllegalActionError:
+                    pass
+                env.reset(env.info["done"])
+        except BaseException as exc:  # anything else fails the test, not just a thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and steps[0] > 0, errors
+    for i in range(env.n):  # every slot holds a consistent state (load_state_bytes checks it)
+        env.game(i)
 
 
 def test_cuda_env_without_a_gpu_fails_with_the_reason():

@@ -15,6 +15,9 @@ refused whole with :class:`IllegalActionError`, and no game moves.
 
 from __future__ import annotations
 
+import operator
+import threading
+
 import numpy as np
 
 from .. import BOARDS, _core
@@ -24,6 +27,21 @@ from ..engine.game import Game
 _E = _core.export
 INFO_U8 = ("current", "phase", "done", "winner", "reason")
 INFO_I32 = ("move_count", "num_actions")
+
+
+# Games per env: far above any batch a policy evaluates at once (the largest bench runs 4,096),
+# low enough that a typo is refused before gigabytes of arrays are allocated.
+MAX_ENVS = 1 << 17
+
+
+def _count(value, name: str) -> int:
+    """An integer argument (numpy ints too); a float or bool is refused rather than truncated."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
 
 
 def to_host(a) -> np.ndarray:
@@ -61,14 +79,19 @@ class BatchEnv:
                  features: bool = True, threads: int = 0, block: int = 64):
         if board not in BOARDS:
             raise ValueError(f"unknown board {board!r} (expected square8, hex8, square19 or hexagonal)")
+        num_players, num_envs, threads = (_count(v, name) for v, name in ((num_players, "num_players"),
+                                                                           (num_envs, "num_envs"), (threads, "threads")))
         if num_players not in (2, 3, 4):
             raise ValueError(f"num_players must be 2, 3 or 4, got {num_players}")
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not 1 <= num_envs <= MAX_ENVS:
+            raise ValueError(f"num_envs must be 1..{MAX_ENVS}, got {num_envs}")
         if device not in ("cpu", "cuda"):
             raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
         self.board, self.num_players, self.n, self.device = board, num_players, int(num_envs), device
-        self.features, self.threads, self.block = features, threads, block
+        self.features, self.threads, self.block = bool(features), threads, block
+        # step/reset/observe write the shared arrays without the GIL: calls from several Python
+        # threads are serialised (unserialised, they corrupted games and crashed the interpreter)
+        self._lock = threading.RLock()
         if device == "cuda":
             from ..gpu import env_kernels
 
@@ -105,6 +128,25 @@ class BatchEnv:
 
     def reset(self, which=None) -> None:
         """Start new games in the slots where ``which`` is true (all when None), then observe them."""
+        with self._lock:
+            self._reset(which)
+
+    def observe(self, only=None) -> None:
+        """Recompute ``mask`` (and ``planes`` / ``globals``) and ``info`` from the states: of every
+        game, or of the games where the uint8 mask ``only`` is nonzero (the others did not change)."""
+        with self._lock:
+            self._observe(only)
+
+    def step(self, actions) -> None:
+        """Play one action per game (-1 = leave the game as it is), then observe.
+
+        Raises IllegalActionError, changing nothing, when any action is not a playable move, and
+        TypeError / ValueError for actions that are not integers in int32's range (no cast).
+        """
+        with self._lock:
+            self._step(actions)
+
+    def _reset(self, which=None) -> None:
         xp = self.xp
         flags = xp.ones(self.n, dtype=xp.uint8) if which is None else self._slot_flags(which)
         if self.device == "cuda":
@@ -112,11 +154,9 @@ class BatchEnv:
                                                    self._k.i32(self.num_players), *self._info_args()), self.block)
         else:
             _core.env_reset_host(self.board, self.states, flags, self.num_players, self.info)
-        self.observe(flags)
+        self._observe(flags)
 
-    def observe(self, only=None) -> None:
-        """Recompute ``mask`` (and ``planes`` / ``globals``) and ``info`` from the states: of every
-        game, or of the games where the uint8 mask ``only`` is nonzero (the others did not change)."""
+    def _observe(self, only=None) -> None:
         only = self._all if only is None else only
         if self.device == "cuda":
             self._k.launch("rr_env_observe", self.n, (self._tables, self.states, self._scratch, only,
@@ -132,15 +172,20 @@ class BatchEnv:
             raise RingRiftError(f"game {bad}: the legal-move surface exceeds MAX_MOVES ({_core.MAX_MOVES}); "
                                 "its mask is left empty")
 
-    def step(self, actions) -> None:
-        """Play one action per game (-1 = leave the game as it is), then observe.
-
-        Raises IllegalActionError, changing nothing, when any action is not a playable move.
-        """
+    def _step(self, actions) -> None:
         xp = self.xp
-        acts = xp.ascontiguousarray(xp.asarray(actions), dtype=xp.int32)
-        if acts.shape != (self.n,):
-            raise ValueError(f"actions must have shape ({self.n},), got {tuple(acts.shape)}")
+        raw = xp.asarray(actions)
+        if raw.shape != (self.n,):
+            raise ValueError(f"actions must have shape ({self.n},), got {tuple(raw.shape)}")
+        if raw.dtype.kind not in "iu":  # floats, bools, strings: a cast would play another action
+            raise TypeError(f"actions must be integers (action indices, -1 = no move), got dtype {raw.dtype}")
+        # a wider integer type is range-checked before the cast (int32 itself needs none: the step
+        # refuses any value that names no playable move)
+        if raw.dtype != xp.int32 and raw.size and (int(raw.max()) > np.iinfo(np.int32).max or int(raw.min()) < -1):
+            bad = int(xp.argmax(raw)) if int(raw.max()) > np.iinfo(np.int32).max else int(xp.argmin(raw))
+            raise ValueError(f"game {bad}: action {int(raw[bad])} is no action index (0..{self.action_size - 1}, "
+                             f"or -1 = no move); no game was stepped")
+        acts = xp.ascontiguousarray(raw, dtype=xp.int32)
         if self.device == "cuda":
             self._k.launch("rr_env_decode", self.n, (self._tables, self.states, self._scratch, acts,
                                                     self._k.i32(self.n), self.last_moves, self._error), self.block)
@@ -153,7 +198,7 @@ class BatchEnv:
                                                    self._k.i32(self.n), *self._info_args()), self.block)
         else:
             _core.env_apply_host(self.board, self.states, acts, self.last_moves, self.info, self.threads)
-        self.observe(xp.ascontiguousarray(acts >= 0, dtype=xp.uint8))  # only the games that moved
+        self._observe(xp.ascontiguousarray(acts >= 0, dtype=xp.uint8))  # only the games that moved
 
     @property
     def nbytes(self) -> int:
@@ -186,6 +231,7 @@ class BatchEnv:
 
     def game(self, i: int) -> Game:
         """A Game holding a copy of game i (for inspection, JSON export, or replay checks)."""
+        i = _count(i, "game index")
         if not 0 <= i < self.n:
             raise IndexError(f"game {i} out of range [0, {self.n})")
         raw = self.states[i]
