@@ -182,6 +182,12 @@ def test_bad_arguments_are_one_clear_error():
         GumbelSearch([g], evaluator="oracle")
     with pytest.raises(ValueError, match="c_scale"):
         GumbelSearch([g], c_scale=float("nan"))
+    for big in ({"c_scale": 1e308}, {"c_visit": 1e39}):  # finite, but inf in float: an all-NaN improved policy
+        with pytest.raises(ValueError, match="must be a number 0..1e6"):
+            GumbelSearch([g], **big)
+    # a numpy count sizes the node pool as an int does (it got the 8,193-node minimum and filled up)
+    assert GumbelSearch([g], simulations=np.int64(1000)).max_nodes == GumbelSearch([g], simulations=1000).max_nodes
+    assert GumbelSearch([g], simulations=1 << 20).max_nodes == 1 << 24  # the largest pool, not an error
     with pytest.raises(TypeError, match="ringrift.Game"):
         GumbelSearch(["square8"])
     with pytest.raises(ValueError, match="at least one"):

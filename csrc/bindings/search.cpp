@@ -206,8 +206,10 @@ class SearchBatch {
   int action_space_size() const { return as_->size(); }
 
  private:
+  // Bounded, not just finite: the search works in float, where 1e308 is inf and (c_visit + N) *
+  // c_scale overflowed into an all-NaN improved policy. The paper's values are 50 and 0.1-1.
   static double finite_nonneg(double v, const char* what) {
-    if (!std::isfinite(v) || v < 0) throw py::value_error(std::string(what) + " must be a finite number >= 0");
+    if (!std::isfinite(v) || v < 0 || v > 1e6) throw py::value_error(std::string(what) + " must be a number 0..1e6");
     return v;
   }
   // fn(tree, work) for every tree, trees split in contiguous ranges over the work spaces.

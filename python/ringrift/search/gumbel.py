@@ -15,6 +15,8 @@ float32 (R, 44); ``logits`` (R, A) over the board's action space (``ringrift.exp
 
 from __future__ import annotations
 
+import operator
+
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -95,8 +97,12 @@ class GumbelSearch:
         self.evaluator = evaluator
         self.c_visit, self.c_scale, self.gumbel_scale = c_visit, c_scale, gumbel_scale
         self.rollout_moves = rollout_moves
-        if max_nodes is None:
-            max_nodes = 8193 + 128 * max(0, int(simulations)) if isinstance(simulations, int) else 8193
+        if max_nodes is None:  # room for the simulations (numpy ints too), up to the pool's largest size
+            try:
+                sims = operator.index(simulations)
+            except TypeError:
+                sims = 0  # the batch below refuses it with its own message
+            max_nodes = min(8193 + 128 * max(0, sims), 1 << 24)
         self.max_nodes = max_nodes
         self.threads = threads
         self._batch(self.evaluator)  # checks every argument now (cheap: untouched node pages are never mapped)

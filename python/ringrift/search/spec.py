@@ -109,8 +109,8 @@ def parse_policy(spec: str) -> GumbelPolicy:
         raise ValueError(f"policy {spec!r}: rollout must be 0..100000")
     for key in ("temp", "c_visit", "c_scale"):
         v = getattr(p, key)
-        if not (math.isfinite(v) and v >= 0):
-            raise ValueError(f"policy {spec!r}: {key} must be a finite number >= 0")
+        if not (math.isfinite(v) and 0 <= v <= 1e6):  # the search works in float: a bound, not just finite
+            raise ValueError(f"policy {spec!r}: {key} must be a number 0..1e6")
     return p
 
 
