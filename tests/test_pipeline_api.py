@@ -76,6 +76,13 @@ def test_api_errors_are_exceptions_and_recorded(sandbox):
     state = sandbox / "state.json"
     with pytest.raises(UsageError, match="--num-games"):
         pipeline.run_selfplay(-1, board="square8", output_db=sandbox / "g.db", state=state)
+    # Python values the flags cannot carry: a float count ran, and its state file broke every later run
+    for n, kw, text in ((1.5, {}, "--num-games must be an integer, got 1.5"), (True, {}, "--num-games must be an integer"),
+                        (2, {"players": 2.0}, "--players must be an integer"), (2, {"policy": 5}, "--policy must be a string"),
+                        (2, {"board": "chess"}, "--board must be one of")):
+        with pytest.raises(UsageError, match=text):
+            pipeline.run_selfplay(n, output_db=sandbox / "g.db", state=state, **{"board": "square8", **kw})
+    assert not (sandbox / "g.db").exists()
     with pytest.raises(UsageError, match="no such game database"):
         pipeline.run_parity(sandbox / "missing.db", state=state)
     assert json.loads(state.read_text())["phase_status"] == {"parity_validation": "failed"}

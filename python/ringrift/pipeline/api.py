@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from .. import BOARDS
 from ..p2p import TOKEN_ENV
 from ..engine.errors import RingRiftError
 from ..exitcodes import UsageError
@@ -137,10 +138,26 @@ def selfplay_spec(args, cfg):
     from .orchestrator import SelfplaySpec
 
     sc = cfg["selfplay"]
+    # The Python API (ringrift.pipeline.run_selfplay) hands these over as given: a float or bool
+    # count once ran, and wrote a state file that every later run refused
+    for name, flag in (("num_games", "--num-games"), ("players", "--players"), ("seed", "--seed"),
+                       ("threads", "--threads"), ("max_moves", "--max-moves"), ("batch_size", "--batch-size"),
+                       ("games_per_worker", "--games-per-worker")):
+        value = getattr(args, name, None)
+        if value is not None and (type(value) is bool or not isinstance(value, int)):
+            raise UsageError(f"{flag} must be an integer, got {value!r}")
+    for name, flag in (("board", "--board"), ("policy", "--policy")):
+        value = getattr(args, name, None)
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{flag} must be a string, got {value!r}")
     board = args.board or cfg["default_board"]
+    if board not in BOARDS:
+        raise UsageError(f"--board must be one of {', '.join(BOARDS)}, got {board!r}")
     if not 0 <= args.num_games <= MAX_GAMES:
         raise UsageError(f"--num-games must be 0..{MAX_GAMES} (2^62: the native runners' game indices)")
     players = args.players or sc["num_players"]
+    if players not in (2, 3, 4):
+        raise UsageError(f"--players must be 2, 3 or 4, got {players!r}")
     seed = sc["seed"] if args.seed is None else args.seed
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be 0..{MAX_SEED}")
