@@ -375,3 +375,14 @@ def test_legal_moves_can_list_a_recovery_slide_that_apply_refuses():
                         g = Game.from_json(before[2])  # applied: back to the position, keep looking
             g.apply(_core.move_from_record(bytes(rec)))
     pytest.fail("no refused recovery slide in 40 hex8 3-player games")
+
+
+def test_a_coordinate_past_pythons_digit_limit_is_a_move_parse_error():
+    # the error message itself once failed (int -> str beyond 4,300 digits), as a bare ValueError
+    from ringrift import Game
+    from ringrift.engine.errors import MoveParseError
+
+    for x in (10**5000, 10**300):
+        with pytest.raises(MoveParseError, match="is not on the square8 board") as exc:
+            Game("square8", 2).play({"type": "place_ring", "player": 1, "to": {"x": x, "y": 0}})
+        assert len(str(exc.value)) < 200

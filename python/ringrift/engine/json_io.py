@@ -37,7 +37,10 @@ def _is_int(value) -> bool:
 
 
 def _short(value) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4,300-digit str limit: the message must not fail itself
+        text = f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else "<unprintable>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -54,7 +57,7 @@ def _cell(game, pos, where: str) -> int:
     x, y = _pos_xy(pos, where)
     cell = game.cell_index(x, y)
     if cell < 0:
-        raise MoveParseError(f"{where}: position {pos!r} is not on the {game.board} board")
+        raise MoveParseError(f"{where}: position {_short(pos)} is not on the {game.board} board")
     return cell
 
 
@@ -73,10 +76,10 @@ def _key_cell(game, key: str, where: str) -> int:
         raise StateParseError(f"{where}: malformed position key {_short(key)}")
     x, y, *z = (int(p) for p in parts)
     if z and z[0] != -x - y:
-        raise StateParseError(f"{where}: position key {key!r} has z != -x-y")
+        raise StateParseError(f"{where}: position key {_short(key)} has z != -x-y")
     cell = game.cell_index(x, y)
     if cell < 0:
-        raise StateParseError(f"{where}: position {key!r} is not on the {game.board} board")
+        raise StateParseError(f"{where}: position {_short(key)} is not on the {game.board} board")
     return cell
 
 
