@@ -375,6 +375,22 @@ def test_recorder_caps_resumes_numbering_and_refuses_games_already_started(tmp_p
         env.step(env.random_actions(np.random.default_rng(1)))
         with pytest.raises(ValueError, match="needs games from their start"):
             EnvRecorder(env, db, policy="p", seed=2)  # env's games are mid-way
+        # a record that is not the env's step stores nothing (these stored games that do not replay)
+        env2 = BatchEnv("square8", 2, 2)
+        rec3 = EnvRecorder(env2, db, policy="q", seed=3)
+        acts = env2.random_actions(np.random.default_rng(4))
+        env2.step(acts)
+        rec3.record(acts)
+        with pytest.raises(ValueError, match="EnvRecorder.record: game 0 has 1 moves in the env, but its record "
+                                             "would have 2"):
+            rec3.record(acts)  # the same step recorded twice
+        env2.step(env2.random_actions(np.random.default_rng(5)))
+        with pytest.raises(ValueError, match="game 0 has 2 moves in the env, but its record would have 1"):
+            rec3.record(np.full(2, -1, np.int32))  # other actions than those stepped
+        for kw in ({"seed": -1}, {"seed": 1.5}, {"policy": ""}, {"max_moves": 10**9}):
+            with pytest.raises(ValueError, match="must be"):
+                EnvRecorder(BatchEnv("square8", 2, 1), db, **{"policy": "q", **kw})
+        assert db.count_games(policy="q") == 0
 
 
 # ---- property: any interleaving of moves, sit-outs and resets keeps every slot a real game --------

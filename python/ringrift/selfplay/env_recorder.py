@@ -36,8 +36,14 @@ class EnvRecorder:
 
     def __init__(self, env: BatchEnv, db, *, policy: str = "external", seed: int = 0, max_moves: int = 2000,
                  host: str | None = None):
-        if max_moves < 1:
-            raise ValueError(f"max_moves must be >= 1, got {max_moves}")
+        if not isinstance(env, BatchEnv):
+            raise TypeError(f"env must be a BatchEnv, got {type(env).__name__}")
+        for name, value, top in (("seed", seed, 2**63 - 1), ("max_moves", max_moves, 1_000_000)):
+            if type(value) is bool or not isinstance(value, (int, np.integer)) or not (name == "max_moves") <= value <= top:
+                raise ValueError(f"{name} must be an integer {int(name == 'max_moves')}..{top}, got {value!r}")
+        seed, max_moves = int(seed), int(max_moves)
+        if not isinstance(policy, str) or not policy.strip():
+            raise ValueError(f"policy must be a non-empty name, got {policy!r}")
         if not np.all(to_host(env.info["move_count"]) == 0):
             raise ValueError("EnvRecorder needs games from their start: create it right after BatchEnv() or reset()")
         self.env, self.db, self.policy, self.seed, self.max_moves = env, db, policy, seed, max_moves
@@ -62,6 +68,19 @@ class EnvRecorder:
         the slots to reset."""
         env = self.env
         acts = to_host(actions)
+        # Every slot's recorded moves must be the env's moves since its reset: a second record of
+        # one step, other actions than those stepped, or a slot reset without discard() would
+        # store games that do not replay
+        if acts.shape != (env.n,):
+            raise ValueError(f"EnvRecorder.record: actions must have shape ({env.n},), got {tuple(acts.shape)}")
+        have = to_host(env.info["move_count"]).astype(np.int64)
+        expect = self.count + (acts >= 0)
+        if not np.array_equal(have, expect):
+            bad = int(np.flatnonzero(have != expect)[0])
+            raise ValueError(f"EnvRecorder.record: game {bad} has {int(have[bad])} moves in the env, but its record "
+                             f"would have {int(expect[bad])}: call record(actions) once after each env.step(actions) "
+                             f"with the same actions, reset the slots it returns, and discard() slots reset "
+                             f"otherwise; nothing was recorded")
         moved = np.flatnonzero(acts >= 0)
         k = self.count[moved]
         self.moves[moved, k] = to_host(env.last_moves)[moved]
