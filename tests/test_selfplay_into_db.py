@@ -119,4 +119,11 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path):
             _core.selfplay_into_db(runs=[(0, 3)], **{**args, "chunk_size": 0})
         with pytest.raises(ValueError, match="num_players"):
             _core.selfplay_into_db(runs=[(0, 3)], **{**args, "num_players": 5})
+        # the Python runner: a seed the DB cannot store (an OverflowError from SQLite before), a board
+        # of None (a KeyError), a fractional count (truncated), threads -1 (read as every core)
+        for kw, text in (({"seed": 2**63}, "seed must be an integer 0..9223372036854775807"),
+                         ({"board": None}, "unknown board None"), ({"num_games": 1.5}, "num_games must be an integer"),
+                         ({"threads": -1}, "threads must be an integer 0..1024")):
+            with pytest.raises(ValueError, match=text):
+                run_selfplay(db, **{"board": "square8", "num_games": 3, **kw})
         assert db.count_games() == 0

@@ -13,6 +13,7 @@ writer) play batch k+1 on native threads while this thread writes batch k.
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 import time
@@ -20,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .. import _core
+from .. import BOARDS, _core
 from .. import __version__
 from ..pipeline.ranges import MAX_GAMES, IndexSet, index_runs
 
@@ -149,6 +150,15 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
+    if board not in BOARDS:
+        raise ValueError(f"unknown board {board!r} (expected {', '.join(BOARDS)})")
+    for name, value, low, high in (("num_games", num_games, 0, MAX_GAMES), ("num_players", num_players, 2, 4),
+                                   ("seed", seed, 0, 2**63 - 1), ("threads", threads, 0, 1024),
+                                   ("max_moves", max_moves, 1, 1_000_000)):
+        # the DB stores seeds as signed 64-bit integers; a float or bool was truncated before
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer {low}..{high}, got {value!r}")
+    num_games, num_players, seed, threads, max_moves = map(int, (num_games, num_players, seed, threads, max_moves))
     # a trained net, or the heuristic with a share of random moves (docs/training.md): games advance in a BatchEnv
     if isinstance(policy, str) and policy.startswith(("onnx:", "heuristic:")):
         from ..train.games import run_onnx_selfplay
