@@ -558,6 +558,15 @@ def test_readonly_open_in_a_read_only_folder_writes_nothing_beside_the_file(tmp_
         folder.chmod(0o755)
 
 
+def test_ids_beyond_64_bits_are_unknown_ids_not_overflow_errors(dbpath, batch):
+    with GameDB(dbpath) as db:
+        _insert(db, batch)
+        with pytest.raises(KeyError, match="no game with id"):
+            db.get_game(2**64)
+        assert list(db.iter_games(ids=[2**64, -2**70])) == []
+        assert db.set_parity_status([2**64], "ok") == 0
+
+
 # ---- damaged rows ---------------------------------------------------------------------------
 
 def test_a_damaged_row_fails_as_one_game_and_the_rest_are_checked(dbpath, batch):

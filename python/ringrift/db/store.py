@@ -368,6 +368,9 @@ def readonly_uri(path: Path) -> str:
     return uri
 
 
+_ROW_ID_MIN, _ROW_ID_MAX = -2**63, 2**63 - 1  # what a SQLite INTEGER (a row id) can hold
+
+
 class GameDB:
     """A game database file (see ``docs/game_db.md``).
 
@@ -706,7 +709,9 @@ class GameDB:
         nm = _loaded_numpy()
         if isinstance(ids, int) or (nm and isinstance(ids, nm.integer)):
             ids = [ids]
-        id_list = [(status, int(i)) for i in (ids.tolist() if nm and isinstance(ids, nm.ndarray) else ids)]
+        # an id no row can have (beyond SQLite's 64-bit integers) changes nothing, as an unknown id does
+        id_list = [(status, int(i)) for i in (ids.tolist() if nm and isinstance(ids, nm.ndarray) else ids)
+                   if _ROW_ID_MIN <= int(i) <= _ROW_ID_MAX]
         before = conn.total_changes
         try:
             with _immediate_transaction(conn):
@@ -781,7 +786,7 @@ class GameDB:
         if ids is not None:
             nm = _loaded_numpy()
             ids = ids.tolist() if nm and isinstance(ids, nm.ndarray) else list(ids)
-            filters["id"] = sorted({int(i) for i in ids})
+            filters["id"] = sorted({int(i) for i in ids if _ROW_ID_MIN <= int(i) <= _ROW_ID_MAX})  # others: unknown
         where, params = _filters_sql(filters)
         cols = self._columns()
         if sample is not None:
@@ -825,6 +830,8 @@ class GameDB:
 
     def get_game(self, game_id: int) -> GameRow:
         """One game by id (KeyError when absent)."""
+        if not _ROW_ID_MIN <= int(game_id) <= _ROW_ID_MAX:  # SQLite's OverflowError otherwise
+            raise KeyError(f"{self.path}: no game with id {game_id}")
         rows = self._query("get_game", f"SELECT {self._columns()} FROM games WHERE id = ?", (int(game_id),))
         if not rows:
             raise KeyError(f"{self.path}: no game with id {game_id}")
