@@ -33,7 +33,7 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
 
 
 def http(method: str, url: str, body=None, *, token: str | None = TOKEN, raw: bytes | None = None, timeout=10,
-         content_type: str = "application/json"):
+         content_type: str = "application/json", headers: dict | None = None):
     """(status, parsed JSON or None, raw bytes) of one request (stdlib only)."""
     import urllib.error
     import urllib.request
@@ -42,6 +42,8 @@ def http(method: str, url: str, body=None, *, token: str | None = TOKEN, raw: by
     req = urllib.request.Request(url, data=data, method=method)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     if data is not None:
         req.add_header("Content-Type", content_type)
     try:

@@ -128,3 +128,65 @@ def test_hostile_requests_get_4xx_and_never_stall_the_loop(nodes):
     assert probe.count > 0
     assert max(stalls.values()) < STALL_MS, {k: v for k, v in stalls.items() if v >= STALL_MS}
     assert probe.worst < 1.0, probe.worst  # HTTP round trips on a loaded box; the loop itself is the bound
+
+
+class _Answerer:
+    """A plain HTTP server on 127.0.0.1 that answers every GET with `body` and notes each request's
+    Authorization header: a stranger the node is told about."""
+
+    def __init__(self, body: dict):
+        import http.server
+        import json
+
+        seen = self.auth = []
+        payload = json.dumps(body).encode()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_strangers_get_no_token_and_a_malformed_peer_breaks_nothing(nodes):
+    from test_p2p_cluster import TOKEN
+
+    # a node holding the token but not requiring it: an unauthenticated caller named an address,
+    # and the node sent its token there with every heartbeat
+    a = nodes("A", discovery_ports=None, auth=False).start()
+    catcher = _Answerer({"protocol": 1, "node_id": "evil", "priority": 0, "started_at": 0})
+    try:
+        hdr = {"X-Ringrift-Node": "evil", "X-Ringrift-Url": catcher.url}
+        assert http("GET", f"{a.url}/node/state", token=None, headers=hdr)[0] == 200
+        time.sleep(3)  # a few heartbeats
+        assert not [h for h in catcher.auth if h and TOKEN in h]
+        assert "evil" not in {n["node_id"] for n in a.status()["nodes"]}
+    finally:
+        catcher.close()
+    # a peer (named by a caller with the token) whose answer has a field of the wrong type is
+    # ignored: it made every endpoint answer 500 and stopped the coordinator's rounds
+    bad = _Answerer({"protocol": 1, "node_id": "evil2", "priority": "abc", "started_at": 0, "peers": 5})
+    try:
+        hdr = {"X-Ringrift-Node": "evil2", "X-Ringrift-Url": bad.url}
+        assert http("GET", f"{a.url}/node/state", headers=hdr)[0] == 200
+        time.sleep(3)
+        assert len(bad.auth) > 0  # it was polled
+        for path in ("/health", "/cluster/status", "/node/state"):
+            assert http("GET", f"{a.url}{path}")[0] == 200, path
+        assert "evil2" not in {n["node_id"] for n in a.status()["nodes"]}
+    finally:
+        bad.close()

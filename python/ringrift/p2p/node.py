@@ -20,6 +20,7 @@ import fcntl
 import gc
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -83,6 +84,23 @@ class BadRequest(Exception):
         self.status = status
         self.extra = extra or {}
 
+
+
+def peer_state_ok(d) -> bool:
+    """A peer's /node/state answer has the types this node computes with (leader election, the
+    coordinator's views): one wrong field once made every endpoint answer 500 and stopped rounds."""
+    def num(v, lo=-1e18, hi=1e18):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+
+    def count(v):
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1 << 20
+
+    return (isinstance(d, dict) and isinstance(d.get("node_id"), str)
+            and num(d.get("priority", 0), -1 << 31, 1 << 31) and num(d.get("started_at", 0))
+            and count(d.get("free", 0)) and num(d.get("load", 0.0), 0)
+            and (d.get("max_jobs") is None or count(d.get("max_jobs"))) and count(d.get("running", 0))
+            and isinstance(d.get("peers", []), list) and isinstance(d.get("jobs", []), list)
+            and isinstance(d.get("capabilities", []), list) and all(isinstance(c, str) for c in d.get("capabilities", [])))
 
 def _json(data: dict, status: int = 200, headers: dict | None = None) -> web.Response:
     return web.json_response(data, status=status, headers=headers)
@@ -377,6 +395,11 @@ class Node:
                 meta["warned"] = True
                 log.warning("the node at %s refuses this node's cluster token (HTTP 401): give every node the "
                             "same %s", url, "RINGRIFT_CLUSTER_AUTH_TOKEN")
+            if data is not None and not peer_state_ok(data):  # a malformed answer: as no answer (it crashed rounds)
+                if meta is not None and not meta.get("malformed_logged"):
+                    meta["malformed_logged"] = True
+                    log.warning("the node at %s answers /node/state with fields of the wrong type: ignored", url)
+                data = None
             if data is None or not isinstance(data.get("node_id"), str) or not NODE_ID.match(data["node_id"]):
                 if meta is not None:
                     if meta["fails_since"] is None:
@@ -595,7 +618,11 @@ class Node:
     async def h_node_state(self, request):
         # A polling peer says who it is: poll it back (that answer, not this claim, makes it a peer).
         nid, url = request.headers.get("X-Ringrift-Node"), request.headers.get("X-Ringrift-Url")
-        if nid and url and NODE_ID.match(nid) and url.startswith(("http://", "https://")) and len(url) <= 300:
+        # A node holding the cluster token polls its peers with it: an address is taken only from a
+        # caller that proves it holds the token too (even without --require-auth), else anyone could
+        # name an address and receive the token with every heartbeat
+        trusted = not self.cfg.token or bearer_ok(request.headers.get("Authorization"), self.cfg.token)
+        if trusted and nid and url and NODE_ID.match(nid) and url.startswith(("http://", "https://")) and len(url) <= 300:
             self._discovered(nid, url)
         return _json(self.local_state())
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ...p2p import TOKEN_ENV
+from ...p2p.node import NODE_ID
 from ...engine.errors import RingRiftError
 from ..ranges import IndexSet, Range, coarsen, split
 from ..scheduler import Executor, RangeLost, RangeResult, RangeTask
@@ -247,6 +248,9 @@ class P2PExecutor(Executor):
         finally:
             self.collected.pop(r.start, None)
         node = info.get("played_by") or info.get("node") or "?"
+        if not isinstance(node, str) or not NODE_ID.match(node):
+            # the name goes into a local file name: a leader's "../../x" wrote and deleted files elsewhere
+            raise RingRiftError(f"the P2P leader names the node of range {r.start} {node!r}, not a node id")
         slot = f"{node}/{info.get('slot') or 1}"
         self.nodes.add(node)
         local = self.spec.parts_dir() / f"p2p_{node}_{r.tag}.db"
