@@ -229,6 +229,10 @@ def test_bad_flags_of_parity_and_p2p_are_one_line(tmp_path):
         r = run("p2p", "--peer", peer, "--data-dir", str(tmp_path / "d"), "--no-discovery", "--port", "0",
                 cwd=tmp_path, timeout=60)
         one_line(r, 2, "is not a node URL like http://host:8770")
+    for flag in ("--heartbeat", "--down-after"):  # NaN was taken: a node that never settles
+        r = run("p2p", flag, "nan", "--data-dir", str(tmp_path / "d"), "--no-discovery", "--port", "0", cwd=tmp_path,
+                timeout=60)
+        one_line(r, 2, "--heartbeat must be 0..3600 s and --down-after longer than it")
     (tmp_path / "x.db").touch()
     one_line(run("export", "--db", str(tmp_path / "x.db"), "--threads", "-1", cwd=tmp_path), 2,
              "--threads must be 0..1024")

@@ -74,6 +74,11 @@ def test_search_selfplay_stores_games_that_replay_and_targets_beside_them(tmp_pa
     ("gumbel:heuristic:depth=3", "bad option"),
     ("gumbel:heuristic:sims=ten", "must be a number"),
     ("gumbel:heuristic:temp=-1", "temp"),
+    ("gumbel:heuristic:sims=8,sims=16", "sims is given twice"),  # silently 16 before
+    ("gumbel:heuristic:sims=1_0", "must be a number"),  # int() took these three
+    ("gumbel:heuristic:sims=\u0668", "must be a number"),
+    ("gumbel:heuristic:sims= 8", "must be a number"),
+    ("gumbel:heuristic:c_scale=1e37", "c_scale must be a number 0..1e6"),  # NaN targets were stored
 ])
 def test_bad_policy_specs_say_what_is_wrong(spec, why):
     with pytest.raises(ValueError, match=why):

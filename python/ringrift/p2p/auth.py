@@ -61,7 +61,7 @@ def open_datagram(data: bytes, token: str | None, *, now: float | None = None) -
         return None
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # '[' * 2000: json's recursion, before any signature check
         return None
     if not isinstance(body, dict):
         return None

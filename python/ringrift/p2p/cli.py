@@ -110,8 +110,8 @@ def config_from_args(args, environ=None) -> NodeConfig:
         raise ValueError("ports must be 1..65535")
     if args.max_jobs < 0 or args.max_jobs > 64:
         raise ValueError("--max-jobs must be 0..64")
-    if args.heartbeat <= 0 or args.down_after <= args.heartbeat:
-        raise ValueError("--heartbeat must be > 0 and --down-after longer than it")
+    if not (0 < args.heartbeat <= 3600 and args.heartbeat < args.down_after <= 86400):  # NaN fails both
+        raise ValueError("--heartbeat must be 0..3600 s and --down-after longer than it (at most 86400 s)")
     caps = [c.strip() for c in args.capabilities.split(",") if c.strip()]
     bad = [c for c in caps if c not in CAPABILITIES]
     if bad or not caps:

@@ -5,6 +5,7 @@ self-play CLI path never imports numpy). ``ringrift.search.selfplay`` documents 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 
 from .. import _core
@@ -91,15 +92,19 @@ def parse_policy(spec: str) -> GumbelPolicy:
         raise ValueError(f"policy {spec!r}: unknown evaluator {evaluator!r} "
                          f"(expected {', '.join(LEAF_EVALUATORS)} or onnx:PATH)")
     types = {f.name: f.type for f in fields(GumbelPolicy)}
+    seen: set = set()
     if len(parts) > 1 and parts[1]:
         for item in parts[1].split(","):
             key, eq, value = item.partition("=")
             if not eq or key not in types or key in ("evaluator", "model"):
                 raise ValueError(f"policy {spec!r}: bad option {item!r} (keys: sims, top_k, temp, c_visit, c_scale, rollout)")
-            try:
-                kw[key] = float(value) if types[key] == "float" else int(value)
-            except ValueError:
-                raise ValueError(f"policy {spec!r}: {key} must be a number, got {value!r}") from None
+            if key in seen:  # sims=8,sims=16 silently meant 16
+                raise ValueError(f"policy {spec!r}: {key} is given twice")
+            seen.add(key)
+            # plain ASCII numbers only: int() also takes "1_0", " 8" and other scripts' digits
+            if not re.fullmatch(r"[0-9]+" if types[key] != "float" else r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?", value):
+                raise ValueError(f"policy {spec!r}: {key} must be a number, got {value!r}")
+            kw[key] = float(value) if types[key] == "float" else int(value)
     p = GumbelPolicy(**kw)
     if not 1 <= p.sims <= 100_000:
         raise ValueError(f"policy {spec!r}: sims must be 1..100000")
