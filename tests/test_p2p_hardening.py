@@ -104,6 +104,7 @@ def test_hostile_requests_get_4xx_and_never_stall_the_loop(nodes):
                            ({"board": "square8", "start": 2**63 - 2, "count": 5}, "64-bit"),
                            ({"board": "square8", "indices": f"0-{10**29}"}, "beyond the largest game index"),
                            ({"board": "square8", "indices": "1-5", "range": [0, 10**29]}, "'range'"),
+                           ({"board": "square8", "indices": "1", "range": [-10**23, 5]}, "'range'"),  # was 202
                            ({"board": "square8", "start": 0, "count": 5, "seed": -1}, "'seed'"),
                            ({"board": "square8", "start": 0, "count": 5, "seed": 2**64}, "'seed'")]:
             s, out, raw = post("selfplay_worker, out of range", "/pipeline/selfplay_worker", body)

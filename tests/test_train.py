@@ -168,7 +168,8 @@ def test_eval_flags_out_of_range_are_one_line(capsys):
 
     for flags, message in [(["--seed", "-1"], "--seed must be 0..9223372036854775807"),  # a pybind TypeError
                            (["--threads", "-1"], "--threads must be 0..1024"),
-                           (["--max-moves", "99999999999"], "--max-moves must be 1..1000000")]:
+                           (["--max-moves", "99999999999"], "--max-moves must be 1..1000000"),
+                           (["--games", str(10**23)], "--games must be 1..10000000")]:
         with pytest.raises(SystemExit) as exc:
             eval_main(["random", "random", "--games", "2", *flags])
         err = capsys.readouterr().err

@@ -825,7 +825,7 @@ class Node:
             if (not isinstance(rng, list) or len(rng) != 2 or any(isinstance(v, bool) or not isinstance(v, int)
                                                                    for v in rng)):
                 raise BadRequest("field 'range' must be [start, end], two integers")
-            if not (rng[0] <= lo and hi <= rng[1] <= MAX_INDEX + 1):
+            if not (0 <= rng[0] <= lo and hi <= rng[1] <= MAX_INDEX + 1):  # game indices: 0..2^63-1
                 raise BadRequest(f"field 'range': the indices {lo}..{hi - 1} are not inside [{rng[0]}, {rng[1]})")
             lo, hi = rng
         spec.update(indices=str(idx), lo=lo, hi=hi, total=idx.count)

@@ -102,8 +102,8 @@ def build_parser():
 def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.games < 1:
-        p.error("--games must be >= 1")
+    if not 1 <= args.games <= 10_000_000:  # 10^23 once started, with an ETA of 10^17 hours
+        p.error("--games must be 1..10000000")
     if args.batch_size < 1 or args.max_moves < 1:
         p.error("--batch-size and --max-moves must be >= 1")
     if args.temperature is not None and not args.temperature >= 0:
