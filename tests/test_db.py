@@ -297,6 +297,16 @@ def test_truncated_database(tmp_path, batch):
     assert str(q) in str(ei.value)
 
 
+def _sqlite_file(path, *statements):
+    """A SQLite file that is not a game DB, made by running `statements`."""
+    con = sqlite3.connect(path)
+    for sql in statements:
+        con.execute(sql)
+    con.commit()
+    con.close()
+    return path
+
+
 def test_missing_file_and_other_paths(tmp_path, batch):
     with pytest.raises(DBError, match="no such game database"):
         GameDB(tmp_path / "absent.db", create=False)
@@ -308,22 +318,14 @@ def test_missing_file_and_other_paths(tmp_path, batch):
     with pytest.raises(DBError, match="does not exist"):
         GameDB(tmp_path / "no" / "such" / "dir.db")
     # a SQLite file that is someone else's
-    other = tmp_path / "other.db"
-    con = sqlite3.connect(other)
-    con.execute("CREATE TABLE t (x)")
-    con.commit()
-    con.close()
+    other = _sqlite_file(tmp_path / "other.db", "CREATE TABLE t (x)")
     before = other.read_bytes()
     with pytest.raises(DBError, match="not a ringrift game database"):
         GameDB(other)
     # ... and one with a meta table of its own, and an empty file opened as an existing DB: each is
     # refused without a byte written to it (the switch to WAL would rewrite the header)
-    foreign = tmp_path / "foreign.db"
-    con = sqlite3.connect(foreign)
-    con.execute("CREATE TABLE meta (key TEXT, value TEXT)")
-    con.execute("INSERT INTO meta VALUES ('format', 'someone-else')")
-    con.commit()
-    con.close()
+    foreign = _sqlite_file(tmp_path / "foreign.db", "CREATE TABLE meta (key TEXT, value TEXT)",
+                           "INSERT INTO meta VALUES ('format', 'someone-else')")
     foreign_before = foreign.read_bytes()
     with pytest.raises(DBError, match="meta.format is 'someone-else'"):
         GameDB(foreign)
