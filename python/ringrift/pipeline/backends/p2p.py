@@ -247,8 +247,8 @@ class P2PExecutor(Executor):
             info = await fut
         finally:
             self.collected.pop(r.start, None)
-        node = info.get("played_by") or info.get("node") or "?"
-        if not isinstance(node, str) or not NODE_ID.match(node):
+        node = info.get("played_by") or info.get("node") or "?"  # "?": a range a restarted leader restored
+        if node != "?" and (not isinstance(node, str) or not NODE_ID.match(node)):
             # the name goes into a local file name: a leader's "../../x" wrote and deleted files elsewhere
             raise RingRiftError(f"the P2P leader names the node of range {r.start} {node!r}, not a node id")
         slot = f"{node}/{info.get('slot') or 1}"
