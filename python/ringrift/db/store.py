@@ -534,9 +534,13 @@ class GameDB:
     def _columns(self) -> str:
         return ", ".join(GAME_COLUMNS if self.version >= 2 else V1_GAME_COLUMNS)
 
+    def _decode(self, r: tuple) -> GameRow:
+        """One row as a GameRow; ValueError naming the game and the field when it cannot be."""
+        return _row_from_sql(r) if self.version >= 2 else _row_from_sql_v1(r)
+
     def _row(self, r: tuple) -> GameRow:
         try:
-            return _row_from_sql(r) if self.version >= 2 else _row_from_sql_v1(r)
+            return self._decode(r)
         except ValueError as exc:
             raise DBError(f"{self.path}: corrupt game row: {exc}", path=str(self.path)) from None
 
@@ -546,7 +550,7 @@ class GameDB:
                 yield self._row(r)
                 continue
             try:
-                row = _row_from_sql(r) if self.version >= 2 else _row_from_sql_v1(r)
+                row = self._decode(r)
             except ValueError as exc:
                 on_corrupt(r[0], str(exc))
                 continue
