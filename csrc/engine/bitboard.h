@@ -3,6 +3,16 @@
 #pragma once
 #include "defs.h"
 
+// SSE2 (every x86-64 host) for the per-cell byte masks of state.h; never in device code, and
+// not under nvcc or NVRTC, whose host and device passes share these headers. RR_NO_HOST_SIMD
+// builds the portable path on the host too (tests compare the two).
+#if defined(__SSE2__) && !defined(__CUDACC__) && !defined(__CUDACC_RTC__) && !defined(RR_NO_HOST_SIMD)
+#include <emmintrin.h>
+#define RR_HOST_SSE2 1
+#else
+#define RR_HOST_SSE2 0
+#endif
+
 namespace rr {
 
 constexpr int BB_WORDS = 10;  // 25 x 25 grid of the hexagonal board = 625 bits

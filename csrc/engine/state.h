@@ -281,42 +281,125 @@ RR_HD inline void cell_collapse(State& s, int c, uint8_t p) {
 
 RR_HD inline bool player_has_any_rings(const State& s, int p) { return s.hand[p] > 0 || s.board_rings[p] > 0; }
 
-// Collapsed cells as a bitboard (empty when nothing has collapsed). Branch-free per cell: which
-// cells are collapsed is unpredictable, and a mispredicted branch costs more than the OR.
+// The bitboard of the cells whose byte in `cells` (a per-cell array of State: marker, ctrl,
+// collapsed) equals `v`, or is nonzero when v < 0. Cells run along the grid bits in the
+// geometry's runs (geometry.h): one run on a square board, one or two per row on a hex board.
+// On an SSE2 host 16 cells take one compare and one movemask, so a mask costs a few
+// instructions per row instead of a walk over a list of stacks or markers; elsewhere (the
+// device, other hosts) 8 cells fold from one 8-byte load. Both give the same bits.
 template <int NW>
-RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
+RR_HD inline void cell_byte_bits_n(const Geometry& g, const uint8_t* cells, int v, BB& out) {
   for (int i = 0; i < NW; i++) out.w[i] = 0;
-  int n = 0;
-  for (int p = 0; p <= MAX_PLAYERS; p++) n += s.collapsed_count[p];
-  if (n == 0) return;
-  // A run of cells on consecutive grid bits (geometry.h) packs 8 cells from one 8-byte load:
-  // the three folds OR each byte's bits into its bit 0 (bits from the next byte only reach bits
-  // 4-7, which the mask drops) and the multiply gathers bit 0 of each byte into the top byte.
-  // A run's last load may take cells past its end, which the length mask drops.
   for (int r = 0; r < g.num_bit_runs; r++) {
     int c = g.run_cell[r], b = g.run_bit[r];
+#if RR_HOST_SSE2
+    const __m128i want = _mm_set1_epi8((char)(v < 0 ? 0 : v));
+    for (int left = g.run_len[r]; left > 0; c += 16, b += 16, left -= 16) {
+      uint64_t bits = 0;
+      if (c + 16 <= MAX_CELLS) {
+        unsigned eq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)(cells + c)), want));
+        bits = v < 0 ? (~eq & 0xFFFFu) : eq;
+      } else {  // the last cells of the array: no load past its end
+        for (int j = 0; j < 16 && c + j < MAX_CELLS; j++)
+          bits |= (uint64_t)(v < 0 ? cells[c + j] != 0 : cells[c + j] == v) << j;
+      }
+      if (left < 16) bits &= (1ull << left) - 1;
+      out.w[b >> 6] |= bits << (b & 63);
+      if ((b & 63) > 48) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
+    }
+#else
+    // Three folds OR each byte's bits into its bit 0 (bits from the next byte only reach bits
+    // 4-7, which the mask drops) and the multiply gathers bit 0 of each byte into the top byte.
+    // Equality to v is the nonzero test of the bytes XOR v.
+    const uint64_t vv = v < 0 ? 0 : 0x0101010101010101ull * (uint64_t)v;
     for (int left = g.run_len[r]; left > 0; c += 8, b += 8, left -= 8) {
       uint64_t bits = 0;
       if (c + 8 <= MAX_CELLS) {
-        uint64_t t = load_le64(&s.collapsed[c]);
+        uint64_t t = load_le64(&cells[c]) ^ vv;
         t |= t >> 4;
         t |= t >> 2;
         t |= t >> 1;
         t &= 0x0101010101010101ull;
+        if (v >= 0) t ^= 0x0101010101010101ull;  // equal: the XOR was zero
         bits = (t * 0x0102040810204080ull) >> 56;
-      } else {  // the last cells of the array: no load past its end
-        for (int j = 0; j < 8 && c + j < MAX_CELLS; j++) bits |= (uint64_t)(s.collapsed[c + j] != 0) << j;
+      } else {
+        for (int j = 0; j < 8 && c + j < MAX_CELLS; j++)
+          bits |= (uint64_t)(v < 0 ? cells[c + j] != 0 : cells[c + j] == v) << j;
       }
       if (left < 8) bits &= (1ull << left) - 1;
       out.w[b >> 6] |= bits << (b & 63);
       if ((b & 63) > 56) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
     }
+#endif
   }
   if (g.num_bit_runs == 0)  // a geometry without the run table
     for (int c = 0; c < g.num_cells; c++) {
       int bit = g.cell_bit[c];
-      out.w[bit >> 6] |= (uint64_t)(s.collapsed[c] != 0) << (bit & 63);
+      out.w[bit >> 6] |= (uint64_t)(v < 0 ? cells[c] != 0 : cells[c] == v) << (bit & 63);
     }
+}
+
+#if RR_HOST_SSE2
+// The masks a region scan reads, from one pass over the cell arrays: ctrl[p] and markers[p]
+// (p = 1..np) and the collapsed cells. Each 16 cells cost three loads and a compare and
+// movemask per mask, where walking the stack and marker lists costs a few instructions per
+// stack or marker (the same bits: the lists hold exactly the cells with a controller or a marker).
+template <int NW>
+inline void scan_masks_sse2(const Geometry& g, const State& s, int np, BB* ctrl, BB* markers, BB& collapsed) {
+  for (int i = 0; i < NW; i++) {
+    collapsed.w[i] = 0;
+    for (int p = 1; p <= np; p++) ctrl[p].w[i] = markers[p].w[i] = 0;
+  }
+  const __m128i zero = _mm_setzero_si128();
+  __m128i val[MAX_PLAYERS + 1];
+  for (int p = 1; p <= np; p++) val[p] = _mm_set1_epi8((char)p);
+  auto put = [](BB& out, uint64_t bits, int b) {
+    out.w[b >> 6] |= bits << (b & 63);
+    if ((b & 63) > 48) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
+  };
+  for (int r = 0; r < g.num_bit_runs; r++) {
+    int c = g.run_cell[r], b = g.run_bit[r];
+    for (int left = g.run_len[r]; left > 0; c += 16, b += 16, left -= 16) {
+      uint64_t keep = left < 16 ? (1ull << left) - 1 : 0xFFFFull;
+      if (c + 16 > MAX_CELLS) {  // the last cells of the arrays: no load past their end
+        for (int j = 0; j < 16 && c + j < MAX_CELLS; j++) {
+          if (!((keep >> j) & 1)) continue;
+          if (s.collapsed[c + j]) put(collapsed, 1ull << j, b);
+          if (s.ctrl[c + j]) put(ctrl[s.ctrl[c + j]], 1ull << j, b);
+          if (s.marker[c + j]) put(markers[s.marker[c + j]], 1ull << j, b);
+        }
+        continue;
+      }
+      __m128i cc = _mm_loadu_si128((const __m128i*)(s.ctrl + c));
+      __m128i mm = _mm_loadu_si128((const __m128i*)(s.marker + c));
+      __m128i kk = _mm_loadu_si128((const __m128i*)(s.collapsed + c));
+      put(collapsed, ~(uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(kk, zero)) & keep, b);
+      for (int p = 1; p <= np; p++) {
+        put(ctrl[p], (uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(cc, val[p])) & keep, b);
+        put(markers[p], (uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(mm, val[p])) & keep, b);
+      }
+    }
+  }
+  if (g.num_bit_runs == 0)  // a geometry without the run table
+    for (int c = 0; c < g.num_cells; c++) {
+      int bit = g.cell_bit[c];
+      if (s.collapsed[c]) bb_set(collapsed, bit);
+      if (s.ctrl[c]) bb_set(ctrl[s.ctrl[c]], bit);
+      if (s.marker[c]) bb_set(markers[s.marker[c]], bit);
+    }
+}
+#endif
+
+// Collapsed cells as a bitboard (empty when nothing has collapsed).
+template <int NW>
+RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
+  int n = 0;
+  for (int p = 0; p <= MAX_PLAYERS; p++) n += s.collapsed_count[p];
+  if (n == 0) {
+    for (int i = 0; i < NW; i++) out.w[i] = 0;
+    return;
+  }
+  cell_byte_bits_n<NW>(g, s.collapsed, -1, out);
 }
 
 // ---- initial state ---------------------------------------------------------------------------

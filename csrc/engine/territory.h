@@ -17,9 +17,26 @@ struct Region {
   int16_t mover_buried_inside;  // stacks inside holding a mover ring below the top
 };
 
+// The components of one pass's allowed cells, kept from the scan that found them: a pass's
+// components depend only on its walls (collapsed cells and that pass's markers), and from one
+// turn's scan to the next the walls of about half the passes are unchanged (a move lays markers
+// of the mover's colour only; cells collapse rarely), so those passes need no flood. Exact: used
+// only when the walls are equal word for word on the same geometry. Kept on the host for boards
+// of at most CACHE_WORDS words (square8, hex8), where the floods are most of a scan's cost.
+struct PassComponents {
+  static constexpr int CACHE_WORDS = 2, MAX_COMPS = 8;
+  const void* geometry;  // the Geometry the entry was made on; null: empty
+  int n;                 // components, in ascending order of their lowest bit
+  uint64_t walls[CACHE_WORDS];
+  uint64_t comp[MAX_COMPS][CACHE_WORDS];
+};
+
 struct RegionScan {
   int n;
   Region r[MAX_REGIONS];
+  // Indexed by pass (0: collapsed-only, 1..4: marker colour). Default-initialised empty, so a
+  // RegionScan made with `new` or on the stack never matches garbage; device code never reads it.
+  PassComponents cache[REGION_PASSES] = {};
 };
 
 RR_HD inline bool region_cell_ok(const State& s, int c, int pass) {
@@ -292,15 +309,24 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
   if (stop_at_payable && !rec && s.ctrl_stacks[mover] <= 0) return false;
   // Masks: collapsed cells, markers per colour, stacks per controller, mover-buried stacks.
   BB collapsed, markers[MAX_PLAYERS + 1], ctrl[MAX_PLAYERS + 1], buried;
-  for (int i = 0; i < NW; i++) {
-    buried.w[i] = 0;
-    for (int p = 0; p <= MAX_PLAYERS; p++) markers[p].w[i] = ctrl[p].w[i] = 0;
-  }
-  uint8_t colours[MAX_PLAYERS];
+  for (int i = 0; i < NW; i++) buried.w[i] = markers[0].w[i] = 0;  // pass 0 has no marker walls
+  uint8_t colours[MAX_PLAYERS];  // marker colours in order of first appearance: the passes' order
   int n_colours = 0;
   unsigned seen = 0;
+#if RR_HOST_SSE2
+  scan_masks_sse2<NW>(g, s, s.num_players, ctrl, markers, collapsed);
+  unsigned present = 0;
+  for (int p = 1; p <= s.num_players; p++)
+    if (s.marker_count[p] > 0) present |= 1u << p;
+  for (int c = s.m_head; c != NO_CELL && seen != present; c = s.m_next[c]) {  // until all are seen
+#else
+  for (int i = 0; i < NW; i++)
+    for (int p = 1; p <= MAX_PLAYERS; p++) markers[p].w[i] = ctrl[p].w[i] = 0;
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(ctrl[s.ctrl[c]], g.cell_bit[c]);
+  collapsed_bits_n<NW>(g, s, collapsed);
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) {
     bb_set(markers[s.marker[c]], g.cell_bit[c]);
+#endif
     unsigned bit = 1u << s.marker[c];
     if (!(seen & bit)) {
       seen |= bit;
@@ -308,16 +334,44 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
     }
   }
   int buried_total = 0;
-  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
-    bb_set(ctrl[s.ctrl[c]], g.cell_bit[c]);
-    if (rec && stack_has_buried(s, c, mover)) {
-      bb_set(buried, g.cell_bit[c]);
-      buried_total++;
-    }
-  }
+  if (rec)
+    for (int c = s.s_head; c != NO_CELL; c = s.s_next[c])
+      if (stack_has_buried(s, c, mover)) {
+        bb_set(buried, g.cell_bit[c]);
+        buried_total++;
+      }
   if (stop_at_payable && rec && buried_total == 0) return false;
-  collapsed_bits_n<NW>(g, s, collapsed);
   const bool floodn_layout = FloodFor<NW, ND>::type::applies(g);  // the layout its FloodN was written for
+  // One component (lowest bit `bit`): is it a region the reference lists? 1: stop (a payable
+  // region with stop_at_payable), 0: go on.
+  auto judge = [&](const BB& comp, int bit, int pass) -> int {
+    unsigned colours_inside = 0;
+    for (int p = 1; p <= s.num_players; p++)
+      if (bb_meets<NW>(comp, ctrl[p])) colours_inside |= 1u << p;
+    int n_inside = popcount8(colours_inside);
+    uint8_t controller;
+    if (pass != 0) {
+      if (n_inside >= n_active) return 0;
+      controller = (uint8_t)pass;
+    } else {
+      if (n_inside != 1 || n_inside >= n_active) return 0;
+      controller = 0;
+      for (int p = 1; p <= MAX_PLAYERS; p++)
+        if (colours_inside & (1u << p)) controller = (uint8_t)p;
+    }
+    int mover_ctrl = bb_count_n<NW>(comp, ctrl[mover]);
+    int mover_buried = rec ? bb_count_n<NW>(comp, buried) : 0;
+    if (stop_at_payable) return (rec ? buried_total - mover_buried > 0 : s.ctrl_stacks[mover] - mover_ctrl > 0) ? 1 : 0;
+    if (out.n >= MAX_REGIONS) return 0;
+    Region& r = out.r[out.n++];
+    r.seed = g.bit_cell[bit];
+    r.pass = (uint8_t)pass;
+    r.controller = controller;
+    r.size = (int16_t)bb_count_n<NW>(comp, comp);
+    r.mover_ctrl_inside = (int16_t)mover_ctrl;
+    r.mover_buried_inside = (int16_t)mover_buried;
+    return 0;
+  };
   for (int k = 0; k <= n_colours; k++) {
     int pass = k < n_colours ? colours[k] : 0;
     BB allowed, remaining;
@@ -330,6 +384,54 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
     }
     typename FloodFor<NW, ND>::type fill;
     bool have_fill = false;
+#if !defined(__CUDA_ARCH__)
+    if constexpr (NW <= PassComponents::CACHE_WORDS) {
+      PassComponents& pc = out.cache[pass];
+      bool hit = pc.geometry == &g;
+      for (int i = 0; i < NW && hit; i++) hit = pc.walls[i] == (collapsed.w[i] | markers[pass].w[i]);
+      if (!hit) {  // flood every component now (a stop below would have skipped the rest)
+        pc.geometry = nullptr;
+        int n = 0;
+        for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining), n++) {
+          BB comp;
+          if (walls == 0) {
+            comp = allowed;
+          } else {
+            for (int i = 0; i < NW; i++) comp.w[i] = 0;
+            bb_set(comp, bit);
+            if (floodn_layout) {
+              if (!have_fill) {
+                fill.init(g, allowed);
+                have_fill = true;
+              }
+              fill.flood(comp);
+            } else {
+              bb_flood_n<NW, ND>(g, comp, allowed);
+            }
+          }
+          for (int i = 0; i < NW; i++) remaining.w[i] &= ~comp.w[i];
+          if (n < PassComponents::MAX_COMPS)
+            for (int i = 0; i < NW; i++) pc.comp[n][i] = comp.w[i];
+        }
+        if (n <= PassComponents::MAX_COMPS) {
+          pc.geometry = &g;
+          pc.n = n;
+          for (int i = 0; i < NW; i++) pc.walls[i] = collapsed.w[i] | markers[pass].w[i];
+        } else {  // too many to keep: judge them the uncached way below
+          for (int i = 0; i < NW; i++) remaining.w[i] = allowed.w[i];
+          have_fill = false;
+        }
+      }
+      if (pc.geometry == &g) {
+        for (int j = 0; j < pc.n; j++) {
+          BB comp;
+          for (int i = 0; i < NW; i++) comp.w[i] = pc.comp[j][i];
+          if (judge(comp, bb_lowest_n<NW>(comp), pass)) return true;
+        }
+        continue;
+      }
+    }
+#endif
     for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining)) {
       BB comp;
       if (walls == 0) {
@@ -348,34 +450,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
         }
       }
       for (int i = 0; i < NW; i++) remaining.w[i] &= ~comp.w[i];
-      unsigned colours_inside = 0;
-      for (int p = 1; p <= s.num_players; p++)
-        if (bb_meets<NW>(comp, ctrl[p])) colours_inside |= 1u << p;
-      int n_inside = popcount8(colours_inside);
-      uint8_t controller;
-      if (pass != 0) {
-        if (n_inside >= n_active) continue;
-        controller = (uint8_t)pass;
-      } else {
-        if (n_inside != 1 || n_inside >= n_active) continue;
-        controller = 0;
-        for (int p = 1; p <= MAX_PLAYERS; p++)
-          if (colours_inside & (1u << p)) controller = (uint8_t)p;
-      }
-      int mover_ctrl = bb_count_n<NW>(comp, ctrl[mover]);
-      int mover_buried = rec ? bb_count_n<NW>(comp, buried) : 0;
-      if (stop_at_payable) {
-        if (rec ? buried_total - mover_buried > 0 : s.ctrl_stacks[mover] - mover_ctrl > 0) return true;
-        continue;
-      }
-      if (out.n >= MAX_REGIONS) continue;
-      Region& r = out.r[out.n++];
-      r.seed = g.bit_cell[bit];
-      r.pass = (uint8_t)pass;
-      r.controller = controller;
-      r.size = (int16_t)bb_count_n<NW>(comp, comp);
-      r.mover_ctrl_inside = (int16_t)mover_ctrl;
-      r.mover_buried_inside = (int16_t)mover_buried;
+      if (judge(comp, bit, pass)) return true;
     }
   }
   return false;
