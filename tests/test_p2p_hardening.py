@@ -2,19 +2,23 @@
 whole index space, bodies nested 1000 deep, numbers beyond 64 bits, the wrong content type.
 Every one gets a 4xx with a message, and the event loop never stalls: /health is timed from
 a second thread while the requests run, and the node's own loop monitor must stay under 100 ms.
+Connections that never finish a request head (silent, slowloris, idle kept-alive) get closed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 pytest.importorskip("aiohttp")
 
 from ringrift.pipeline.ranges import MAX_RANGES  # noqa: E402
-from test_p2p_cluster import http, nodes  # noqa: E402,F401  (nodes: the fixture)
+from test_p2p_cluster import free_port, http, nodes  # noqa: E402,F401  (nodes: the fixture)
 
 STALL_MS = 100.0
 
@@ -191,3 +195,65 @@ def test_strangers_get_no_token_and_a_malformed_peer_breaks_nothing(nodes):
         assert "evil2" not in {n["node_id"] for n in a.status()["nodes"]}
     finally:
         bad.close()
+
+
+def test_connections_that_never_finish_a_request_head_are_closed(tmp_path):
+    """A socket that sends nothing, one that sends only a request line, one that trickles header
+    bytes, and a kept-alive one idle after its answer are all closed by the node soon after its
+    header_timeout (0.5 s here, 10 s by default): each held a file descriptor for ever (or an
+    hour: aiohttp's keep-alive default), so a few hundred of them could exhaust the node's.
+    Meanwhile /health answers."""
+    from ringrift.p2p.node import Node, NodeConfig
+
+    limit = 0.5
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cfg = NodeConfig(node_id="A", data_dir=tmp_path / "data", bind=["127.0.0.1"], port=port, advertise=url,
+                     max_jobs=0, discovery=False, header_timeout=limit)
+
+    def closed_after(send: bytes, trickle: bytes = b"") -> float:
+        """Seconds from connecting (and sending `send`) until the node closes the connection,
+        sending `trickle` every 0.1 s meanwhile; fails after 5 s."""
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            t0 = time.monotonic()
+            sock.sendall(send)
+            sock.settimeout(0.1)
+            while time.monotonic() - t0 < 5:
+                try:
+                    if not sock.recv(4096):  # an answer (the kept-alive one) first, then EOF
+                        return time.monotonic() - t0
+                except TimeoutError:
+                    try:
+                        sock.sendall(trickle)
+                    except OSError:  # broken pipe, reset: closed
+                        return time.monotonic() - t0
+                except ConnectionResetError:
+                    return time.monotonic() - t0
+            pytest.fail(f"the node kept a connection open 5 s after {send[:40]!r}")
+
+    def probe():
+        cases = {"silent": (b"",), "request line only": (b"GET / HTTP/1.1\r\n",),
+                 "trickled header": (b"GET /health HTTP/1.1\r\nX-Slow: ", b"a"),
+                 "idle kept-alive": (b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n",)}
+        with ThreadPoolExecutor(len(cases)) as pool:
+            futures = {name: pool.submit(closed_after, *args) for name, args in cases.items()}
+            time.sleep(0.1)
+            assert http("GET", f"{url}/health", token=None, timeout=5)[0] == 200  # while they hang on
+            closed = {name: f.result() for name, f in futures.items()}
+        assert http("GET", f"{url}/health", token=None, timeout=5)[0] == 200
+        return closed
+
+    async def main():
+        node = Node(cfg)
+        await node.start()
+        try:
+            return await asyncio.to_thread(probe)
+        finally:
+            await node.stop()
+
+    closed = asyncio.run(main())
+    # not before the limit (the deadline, not some other refusal), and not long after it
+    assert all(0.8 * limit <= t <= 2.5 for t in closed.values()), closed
+    with pytest.raises(ValueError, match="header_timeout must be 0..3600 s"):
+        Node(NodeConfig(node_id="B", data_dir=tmp_path / "b", bind=["127.0.0.1"], port=port, advertise=url,
+                        header_timeout=0))

@@ -41,8 +41,11 @@ class NodeClient:
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            # keepalive_timeout below the 10 s a node keeps an idle connection (node.HEADER_TIMEOUT):
+            # a connection reused just as the node closes it fails the call (as aiohttp's default 15 s allowed)
             self._session = aiohttp.ClientSession(
-                headers=auth_headers(self.token), connector=aiohttp.TCPConnector(limit=64, force_close=False),
+                headers=auth_headers(self.token),
+                connector=aiohttp.TCPConnector(limit=64, force_close=False, keepalive_timeout=5.0),
                 raise_for_status=False)
             self._own = True
         return self._session

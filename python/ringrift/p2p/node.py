@@ -53,6 +53,10 @@ MAX_CONTAINERS = 1000  # arrays and objects in one body (brackets counted before
 LONG_SPEC = 4096  # index specs longer than this are parsed in slices, yielding to the loop between them
 SPEC_SLICE = 250  # index runs parsed per slice
 MAX_PEERS = 256
+# Seconds a connection gets to deliver a complete request head, from its opening and again after
+# each answer (then it is an idle keep-alive connection): a socket that sends nothing, or header
+# bytes one at a time, would otherwise hold one of the node's file descriptors for ever.
+HEADER_TIMEOUT = 10.0
 DEFAULT_MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 10000}
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -76,6 +80,7 @@ class NodeConfig:
     discovery_bind: str = "0.0.0.0"
     discovery_port: int = 8771
     discovery_targets: list[tuple[str, int]] = field(default_factory=list)
+    header_timeout: float = HEADER_TIMEOUT  # see HEADER_TIMEOUT (tests give less)
 
 
 class BadRequest(Exception):
@@ -252,6 +257,8 @@ class Peer:
 
 class Node:
     def __init__(self, cfg: NodeConfig):
+        if not 0 < cfg.header_timeout <= 3600:  # NaN fails too
+            raise ValueError(f"header_timeout must be 0..3600 s, not {cfg.header_timeout}")
         self.cfg = cfg
         self.node_id = cfg.node_id
         self.boot = uuid.uuid4().hex[:12]
@@ -271,6 +278,7 @@ class Node:
         self.lock_fd: int | None = None
         self.lag = {"max": 0.0, "max_since_reset": 0.0, "last": 0.0, "samples": 0, "over_100ms": 0}
         self.requests = 0
+        self._served: set = set()  # connections (aiohttp protocols) that delivered a request head
         self._hello = {"X-Ringrift-Node": self.node_id, "X-Ringrift-Url": cfg.advertise}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -303,7 +311,11 @@ class Node:
         await self.jobs.recover()
         await self.coordinator.restore()  # before any request can start a run
         app = self.make_app()
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout: aiohttp closes a kept-alive connection that has not delivered its next
+        # request head this long after the last answer (bytes trickled in do not extend it); the
+        # first head of a connection is _close_silent_connections' job.
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    keepalive_timeout=self.cfg.header_timeout)
         await self.runner.setup()
         for host in self.cfg.bind:
             site = web.TCPSite(self.runner, host, self.cfg.port, reuse_address=True)
@@ -314,7 +326,8 @@ class Node:
                                        targets=self.cfg.discovery_targets, token=self.cfg.token,
                                        on_peer=self._discovered)
             await self.discovery.start()
-        self.tasks = [asyncio.create_task(self._lag_monitor()), asyncio.create_task(self._heartbeat())]
+        self.tasks = [asyncio.create_task(self._lag_monitor()), asyncio.create_task(self._heartbeat()),
+                      asyncio.create_task(self._close_silent_connections())]
         # Everything loaded so far lives as long as the node: keep it out of the cyclic garbage
         # collector's full passes, whose time would otherwise grow with it and stall the loop.
         gc.collect()
@@ -524,6 +537,25 @@ class Node:
             raise NodeError(node_id, f"unknown node {node_id}")
         return await self.client.request(method, f"{p.url}{path}", body=body, timeout=10)
 
+    # -- connections that never send a request ----------------------------------------------
+    async def _close_silent_connections(self) -> None:
+        """Close every connection that has not delivered a complete first request head within
+        header_timeout of this task first seeing it: between 1 and 1.5 x header_timeout after
+        it opened (10-12 s by default). aiohttp arms its keep-alive timer at a connection's
+        opening only in its newest releases; before them such a socket was never closed."""
+        limit = self.cfg.header_timeout
+        loop = asyncio.get_running_loop()
+        seen: dict = {}  # connection -> when this task first saw it without a request
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = loop.time()
+            conns = self.runner.server.connections if self.runner and self.runner.server else []
+            self._served &= set(conns)  # forget the closed ones
+            seen = {c: seen.get(c, now) for c in conns if c not in self._served}
+            for c, since in seen.items():
+                if now - since >= limit:
+                    c.force_close()
+
     # -- the loop monitor -------------------------------------------------------------------
     async def _lag_monitor(self) -> None:
         loop = asyncio.get_running_loop()
@@ -575,6 +607,7 @@ class Node:
     @web.middleware
     async def _errors(self, request, handler):
         self.requests += 1
+        self._served.add(request.protocol)  # its head arrived: _close_silent_connections leaves it be
         try:
             return await handler(request)
         except BadRequest as exc:
