@@ -412,6 +412,28 @@ def test_iter_games_pages_through_many_rows(dbpath):
         assert sum(1 for _ in db.iter_games(ids=ids[::2])) == 300
 
 
+def test_any_number_of_ids_is_queried_a_chunk_at_a_time(dbpath):
+    """iter_games(ids=...), its `id` filter and count_games(id=[...]) bound every id in one
+    `IN (...)`: past SQLite's variable limit (32766 by default, 250000 in some builds) they
+    failed with "too many SQL variables". 300,000 ids are past every build's default, and the
+    limit is lowered to the old default of 999 where Python can (3.11+)."""
+    with GameDB(dbpath) as db:
+        _insert(db, _batch(games=range(6), max_moves=20), max_moves=20)
+        _insert(db, _batch("hex8", 2, games=range(3), max_moves=20), board="hex8", max_moves=20)
+        stored = [r.id for r in db.iter_games()]
+        square = [r.id for r in db.iter_games(board="square8")]
+        if hasattr(db.conn, "setlimit"):
+            db.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        many = range(0, 300_000)
+        assert [r.id for r in db.iter_games(ids=many)] == stored
+        assert [r.id for r in db.iter_games(id=list(many))] == stored
+        assert [r.id for r in db.iter_games(ids=reversed(many), board="square8")] == square  # order, filters kept
+        assert [r.id for r in db.iter_games(ids=np.arange(300_000), board="hex8", sample=2, seed_for_sample=1)] \
+            == sorted(r.id for r in db.iter_games(board="hex8", sample=2, seed_for_sample=1))
+        assert db.count_games(id=list(many)) == 9 and db.count_games(id=list(many), board="hex8") == 3
+        assert list(db.iter_games(ids=range(10**6, 2 * 10**6))) == [] and db.count_games(id=[]) == 0
+
+
 def test_summary(dbpath, batch):
     with GameDB(dbpath) as db:
         _insert(db, batch)

@@ -75,6 +75,9 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _PAGE_SIZE = 32768          # for new files: rows are a few KiB of blobs; big pages halve the I/O
 _BUSY_TIMEOUT_MS = 30_000
 _FETCH_CHUNK = 256          # rows per query while iterating
+# ids bound per query of an id list: one `IN (...)` of them all failed with "too many SQL variables"
+# past SQLite's limit (32766 since 3.32, 999 before; some builds 250000)
+_ID_CHUNK = _FETCH_CHUNK
 
 _INSERT_SQL = (
     f"INSERT INTO games ({', '.join(INSERT_COLUMNS)}) "
@@ -327,6 +330,28 @@ def _check_header(path: Path) -> None:
         )
 
 
+def _is_list(value) -> bool:
+    """Whether a filter value means IN (a list of values) rather than equality."""
+    nm = _loaded_numpy()
+    return isinstance(value, (list, tuple, set, frozenset, range)) or bool(nm and isinstance(value, nm.ndarray))
+
+
+def _id_list(ids) -> list[int]:
+    """Distinct game ids in ascending order, without those no row can have (unknown ids)."""
+    nm = _loaded_numpy()
+    ids = ids.tolist() if nm and isinstance(ids, nm.ndarray) else ids
+    return sorted({int(i) for i in ids if _ROW_ID_MIN <= int(i) <= _ROW_ID_MAX})
+
+
+def _id_chunk_queries(where: str, params: list, id_list: list[int]):
+    """(WHERE clause, parameters) of `where` restricted to each chunk of _ID_CHUNK ids of
+    `id_list`, in its order: ascending ids give results in ascending id order."""
+    joiner = " AND " if where else " WHERE "
+    for start in range(0, len(id_list), _ID_CHUNK):
+        chunk = id_list[start:start + _ID_CHUNK]
+        yield f"{where}{joiner}id IN ({', '.join('?' * len(chunk))})", [*params, *chunk]
+
+
 def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
     clauses, params = [], []
     nm = _loaded_numpy()
@@ -335,7 +360,7 @@ def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
             raise TypeError(f"unknown game filter {key!r} (allowed: {', '.join(FILTER_COLUMNS)})")
         if value is None:
             continue
-        if isinstance(value, (list, tuple, set, frozenset)) or (nm and isinstance(value, nm.ndarray)):
+        if _is_list(value):
             values = list(value.tolist() if nm and isinstance(value, nm.ndarray) else value)
             if not values:
                 clauses.append("0")
@@ -771,6 +796,11 @@ class GameDB:
 
     def count_games(self, **filters) -> int:
         """Number of games matching equality filters on scalar columns (a list means IN)."""
+        if _is_list(filters.get("id")):  # any number of ids: counted a chunk at a time
+            id_list = _id_list(filters.pop("id"))
+            where, params = _filters_sql(filters)
+            return sum(self._query("count_games", f"SELECT COUNT(*) FROM games{sql}", p)[0][0]
+                       for sql, p in _id_chunk_queries(where, params, id_list))
         where, params = _filters_sql(filters)
         return self._query("count_games", f"SELECT COUNT(*) FROM games{where}", params)[0][0]
 
@@ -787,10 +817,12 @@ class GameDB:
         or, given ``on_corrupt(game_id, why)``, is handed to it and skipped.
         """
         filters.update(board=board, num_players=num_players, parity_status=parity_status)
-        if ids is not None:
-            nm = _loaded_numpy()
-            ids = ids.tolist() if nm and isinstance(ids, nm.ndarray) else list(ids)
-            filters["id"] = sorted({int(i) for i in ids if _ROW_ID_MIN <= int(i) <= _ROW_ID_MAX})  # others: unknown
+        if ids is None and _is_list(filters.get("id")):  # an id list given as a filter: the same
+            ids = filters["id"]
+        id_list = None
+        if ids is not None:  # queried a chunk of ids at a time, each with the other filters
+            filters.pop("id", None)
+            id_list = _id_list(ids)
         where, params = _filters_sql(filters)
         cols = self._columns()
         if sample is not None:
@@ -798,24 +830,27 @@ class GameDB:
                 raise ValueError(f"sample must be >= 0, got {sample}")
             if int(seed_for_sample) < 0:
                 raise ValueError(f"seed_for_sample must be >= 0, got {seed_for_sample}")
+            queries = ([(where, params)] if id_list is None else _id_chunk_queries(where, params, id_list))
             try:
-                cur = self.conn.execute(f"SELECT id FROM games{where} ORDER BY id", params)
-                all_ids = np.fromiter((r[0] for r in cur), dtype=np.int64)
+                all_ids = np.fromiter((r[0] for sql, p in queries
+                                       for r in self.conn.execute(f"SELECT id FROM games{sql} ORDER BY id", p)),
+                                      dtype=np.int64)
             except sqlite3.Error as exc:
                 raise self._fail("iter_games", exc) from None
             if int(sample) < len(all_ids):
                 rng = np.random.default_rng(seed_for_sample)
                 all_ids = np.sort(rng.choice(all_ids, size=int(sample), replace=False))
             return self._iter_ids(all_ids.tolist(), on_corrupt)
+        if id_list is not None:
+            return self._iter_ids(id_list, on_corrupt, where, params)
         return self._iter_keyset(cols, where, params, on_corrupt)
 
-    def _iter_ids(self, id_list: list[int], on_corrupt=None) -> Iterator[GameRow]:
+    def _iter_ids(self, id_list: list[int], on_corrupt=None, where: str = "", params=()) -> Iterator[GameRow]:
+        """The games of `id_list` (ascending) that match `where`, one chunk of ids per query."""
         cols = self._columns()
-        for start in range(0, len(id_list), _FETCH_CHUNK):
-            chunk = id_list[start:start + _FETCH_CHUNK]
-            rows = self._query("iter_games", f"SELECT {cols} FROM games WHERE id IN "
-                               f"({', '.join('?' * len(chunk))}) ORDER BY id", chunk)
-            yield from self._rows(rows, on_corrupt)
+        for sql, p in _id_chunk_queries(where, params, id_list):
+            yield from self._rows(self._query("iter_games", f"SELECT {cols} FROM games{sql} ORDER BY id", p),
+                                  on_corrupt)
 
     def _iter_keyset(self, cols: str, where: str, params: list, on_corrupt=None) -> Iterator[GameRow]:
         last = None
