@@ -105,7 +105,14 @@ def test_hostile_requests_get_4xx_and_never_stall_the_loop(nodes):
                          {"board": "square8", "indices": "0-20000000"})
         assert s == 400 and "at most 10000000 games per job" in out["error"], out
         for body, text in [({"board": "square8", "start": 10**29, "count": 5}, "'start'"),
-                           ({"board": "square8", "start": 2**63 - 2, "count": 5}, "64-bit"),
+                           ({"board": "square8", "start": 2**63 - 2, "count": 5}, "'start'"),
+                           # 2^62..2^63: past the native runners' limit; passed the node's checks (202
+                           # given a free slot) and failed in the worker
+                           ({"board": "square8", "start": 2**62, "count": 1}, "native runners' limit"),
+                           ({"board": "square8", "start": 2**62 - 2, "count": 5}, "native runners' limit"),
+                           ({"board": "square8", "indices": f"5,{2**62}"}, "native runners' limit"),
+                           ({"board": "square8", "indices": "1-5", "range": [0, 2**62 + 1]},
+                            "native runners' limit"),
                            ({"board": "square8", "indices": f"0-{10**29}"}, "beyond the largest game index"),
                            ({"board": "square8", "indices": "1-5", "range": [0, 10**29]}, "'range'"),
                            ({"board": "square8", "indices": "1", "range": [-10**23, 5]}, "'range'"),  # was 202

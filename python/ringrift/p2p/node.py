@@ -32,7 +32,7 @@ from aiohttp import web
 
 from .. import BOARDS, POLICIES, __version__
 from ..pipeline.models import SHA256, ModelError, model_of_policy, model_path_ok, onnxruntime_version
-from ..pipeline.ranges import MAX_INDEX, MAX_SEED, MAX_SPEC_RUNS, IndexSet, check_range_count
+from ..pipeline.ranges import MAX_GAMES, MAX_SEED, MAX_SPEC_RUNS, IndexSet, check_range_count
 from . import PROTOCOL_VERSION, dbtools
 from .auth import bearer_ok
 from .client import NodeClient, NodeError
@@ -59,6 +59,9 @@ MAX_PEERS = 256
 HEADER_TIMEOUT = 10.0
 DEFAULT_MAX_MOVES = {"square8": 2000, "hex8": 2000, "square19": 10000, "hexagonal": 10000}
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# A job's game indices must be below MAX_GAMES (2^62), where the native runners stop: refused here,
+# not by the worker after the job was accepted.
+INDEX_LIMIT = f"game indices are below 2^62 = {MAX_GAMES}, the native runners' limit"
 
 
 @dataclass
@@ -840,25 +843,28 @@ class Node:
                 raise BadRequest("field 'indices' is too long")
             idx = indices if indices is not None else _parse_now(text, "indices")
         else:
-            start = _field(body, "start", int, required=True, check=lambda v: 0 <= v <= MAX_INDEX,
-                           what=f"0..{MAX_INDEX}")
+            start = _field(body, "start", int, required=True, check=lambda v: 0 <= v < MAX_GAMES,
+                           what=f"0..{MAX_GAMES - 1} ({INDEX_LIMIT})")
             count = _field(body, "count", int, required=True, check=lambda v: 1 <= v <= 10_000_000,
                            what="1..10000000")
-            if start + count > MAX_INDEX + 1:
-                raise BadRequest(f"fields 'start' + 'count' must be at most {MAX_INDEX + 1} (game indices are "
-                                 f"64-bit)")
+            if start + count > MAX_GAMES:
+                raise BadRequest(f"fields 'start' + 'count' must be at most {MAX_GAMES} ({INDEX_LIMIT})")
             idx = IndexSet.interval(start, start + count)
         if not idx:
             raise BadRequest("no game indices to play")
         if idx.count > 10_000_000:
             raise BadRequest("at most 10000000 games per job")
+        if idx.max >= MAX_GAMES:
+            raise BadRequest(f"field 'indices': index {idx.max} is too large ({INDEX_LIMIT})")
         lo, hi = idx.min, idx.max + 1
         rng = body.get("range")
         if rng is not None:
             if (not isinstance(rng, list) or len(rng) != 2 or any(isinstance(v, bool) or not isinstance(v, int)
                                                                    for v in rng)):
                 raise BadRequest("field 'range' must be [start, end], two integers")
-            if not (0 <= rng[0] <= lo and hi <= rng[1] <= MAX_INDEX + 1):  # game indices: 0..2^63-1
+            if rng[1] > MAX_GAMES:
+                raise BadRequest(f"field 'range': its end {rng[1]} is beyond {MAX_GAMES} ({INDEX_LIMIT})")
+            if not (0 <= rng[0] <= lo and hi <= rng[1]):
                 raise BadRequest(f"field 'range': the indices {lo}..{hi - 1} are not inside [{rng[0]}, {rng[1]})")
             lo, hi = rng
         spec.update(indices=str(idx), lo=lo, hi=hi, total=idx.count)
