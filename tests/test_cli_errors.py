@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ringrift import _core
 from ringrift.db import GameDB
 from ringrift.pipeline.ranges import MAX_RANGES
 
@@ -68,6 +69,14 @@ def test_absurd_game_counts_are_refused_or_planned_in_constant_memory(tmp_path):
     r = run("pipeline", "--state", state, "run", "canonical_selfplay", "--num-games", str(2**62 + 1),
             "--output-db", str(db), cwd=tmp_path, timeout=60)
     one_line(r, 2, "--num-games must be 0..4611686018427387904 (2^62")
+    # the range worker (what ssh and p2p run) has the same limit: it once checked 2^63 and died in
+    # the native runner with a traceback for an index from 2^62
+    for flags in (("--start", str(2**62 - 2), "--count", "5"), ("--indices", f"3,{2**62}")):
+        r = run("pipeline", "worker", "--board", "square8", *flags, "--output-db", str(tmp_path / "w.db"),
+                cwd=tmp_path, timeout=60)
+        one_line(r, 1, str(2**62))  # 1, as the worker's other argument errors
+    with pytest.raises(ValueError, match="game index: 4611686018427387904 is out of range"):
+        _core.selfplay_batch("square8", 2, 1, [2**62], "random")
     # the config's bounds are the flags' bounds, and a value out of them names the file and line
     cfg = tmp_path / "big.yaml"
     for body, text in [("selfplay:\n  threads: 1025\n", "big.yaml:2: 'selfplay.threads' must be an integer 0..1024"),

@@ -25,7 +25,8 @@ struct SelfplayArgs {
     max_moves = (int)pyarg::in_range(max_moves_, 1, pyarg::MAX_MOVE_COUNT, "max_moves");
     for (py::handle h : games_) {
       long long i = pyarg::int_value(h, "game index");
-      games.push_back((int64_t)pyarg::in_range(i, 0, (long long)1 << 62, "game index"));
+      // below 2^62, as the DB runner's index runs (db.cpp) and pipeline.ranges.MAX_GAMES
+      games.push_back((int64_t)pyarg::in_range(i, 0, ((long long)1 << 62) - 1, "game index"));
     }
   }
 };

@@ -371,7 +371,12 @@ def _compose(path: Path, what: str):
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        # The libyaml of newer PyYAML wheels (6.0.4) refuses 1,000 levels itself, while scanning
+        # ahead of the events counted above: the same error, said as ours.
+        if "maximum nesting depth" in problem:
+            raise ConfigError(f"{where}: {what} nested more than {MAX_NESTING} levels deep") from None
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
 
 
 def load_config(path: str | Path | None = None, *, required: bool = False) -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..engine.errors import RingRiftError
-from .ranges import MAX_INDEX, MAX_SEED, IndexSet
+from .ranges import MAX_GAMES, MAX_SEED, IndexSet
 
 _SKIP_DIRS = {"__pycache__"}
 
@@ -187,7 +187,7 @@ def worker_main(args) -> int:
         _stdin_watchdog()
     if args.indices is not None:
         try:
-            indices = IndexSet.parse(args.indices)
+            indices = IndexSet.parse(args.indices, max_index=MAX_GAMES - 1)
         except ValueError as exc:
             raise RingRiftError(f"--indices: {exc}") from None
     else:
@@ -195,8 +195,8 @@ def worker_main(args) -> int:
             raise RingRiftError("give --start and --count, or --indices")
         if args.start < 0 or args.count < 0:
             raise RingRiftError("--start and --count must be >= 0")
-        if args.start + args.count > MAX_INDEX + 1:
-            raise RingRiftError(f"--start + --count must be at most {MAX_INDEX + 1} (game indices are 64-bit)")
+        if args.start + args.count > MAX_GAMES:
+            raise RingRiftError(f"--start + --count must be at most {MAX_GAMES} (2^62: the native runners' game indices)")
         indices = IndexSet.interval(args.start, args.start + args.count)
     if not 0 <= args.seed <= MAX_SEED:
         raise RingRiftError(f"--seed must be 0..{MAX_SEED}")
