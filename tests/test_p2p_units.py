@@ -328,6 +328,51 @@ def test_a_restored_range_the_pipeline_already_holds_is_delivered_when_it_reconn
     asyncio.run(second_life())
 
 
+def test_an_acknowledged_range_is_recorded_delivered_before_its_db_goes(tmp_path, monkeypatch):
+    """The coordinator killed right after it deleted an acknowledged range's DB must restore
+    that range as delivered, not as a range to play: it used to delete the DB first and write
+    run.json after, and a restart in between dealt the range again before the pipeline
+    reconnected, so its games were played twice (the leader-restart cluster test, 1 run in 5)."""
+    from ringrift.p2p import dbtools
+    from ringrift.p2p.leader import Coordinator
+
+    params = {"board": "square8", "players": 2, "policy": "random", "seed": 6, "num_games": 200,
+              "max_moves": 2000, "games_per_worker": 100, "batch_size": None, "threads": 1, "timeout": 60.0,
+              "capability": "cpu"}
+    at_delete: dict = {}  # what is on disk when the range's DB goes: all a restart then finds
+    remove_db = dbtools.remove_db
+
+    def recording_remove_db(path):
+        at_delete[path.name] = (path.parent / "run.json").read_text()
+        remove_db(path)
+
+    async def first_life():
+        coord = Coordinator(_FakeNode(tmp_path))
+        run, _ = await coord.start_run(params, [])
+        r = run.by_start[0]
+        r.status, r.todo = "collected", r.todo - r.todo  # collected: its range DB holds all its games
+        run.range_db(r).write_bytes(b"")
+        monkeypatch.setattr(dbtools, "remove_db", recording_remove_db)
+        await coord.ack(run, 0)
+        monkeypatch.setattr(dbtools, "remove_db", remove_db)
+        assert not run.range_db(r).exists()
+        return run
+
+    first = asyncio.run(first_life())
+    (first.dir / "run.json").write_text(at_delete[first.range_db(first.by_start[0]).name])  # killed right there
+
+    async def second_life():
+        node = _FakeNode(tmp_path)
+        coord = Coordinator(node)
+        await coord.restore()
+        run = coord.runs[first.run_id]
+        assert [r.status for r in run.ranges] == ["delivered", "queued"]
+        await coord.tick({"B": _view("u-b", 2)})  # before the pipeline reconnects
+        assert [s["range"] for _, s in node.sent] == [[100, 200]]
+
+    asyncio.run(second_life())
+
+
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
 def test_a_job_db_that_cannot_be_deleted_only_warns_and_goes_after_a_restart(tmp_path):
     """A real job on a real JobManager; its run folder is made immutable (even root cannot

@@ -9,7 +9,8 @@ When a job ends (done, failed, killed, or interrupted by its node's restart) the
 streams the job's DB from its node, checks that it holds only games of this run, of this range
 and of this engine version, and merges it into the range's DB in its own data dir (threads,
 off the event loop; merges skip known identities). A range is `collected` when that DB holds
-all its indices; the pipeline then downloads it and acknowledges it (`delivered`). Once a job's
+all its indices; the pipeline then downloads it and acknowledges it (`delivered`, written to the
+run's run.json before the range's DB is deleted, so a restart never deals it again). Once a job's
 games are merged into its range's DB (the merge has committed), the job is marked collected on
 its node, which then deletes the job's DB unless the run keeps worker DBs (`keep_worker_dbs`);
 a DB that was refused is never deleted.
@@ -158,6 +159,7 @@ class Coordinator:
         if run is not None and run.status == "running":
             run.params["keep_worker_dbs"] = params.get("keep_worker_dbs", False)  # this pipeline's config decides
             run.skips.append(skip)  # their union is formed when the run is persisted, in a thread
+            merged_there = []  # collected ranges the pipeline holds: their DBs go once run.json says so
             for k, r in enumerate(run.ranges):
                 if k % SLICE == SLICE - 1:
                     await asyncio.sleep(0)  # a round may dispatch a queued range meanwhile: it then plays
@@ -170,10 +172,12 @@ class Coordinator:
                         r.status, r.node, r.job_id, r.restored = "delivered", None, None, False
                 elif r.status == "collected" and skip.covers(r.start, r.end):
                     r.status = "delivered"  # the pipeline merged it before it could acknowledge it
-                    self._spawn(asyncio.to_thread(dbtools.remove_db, run.range_db(r)))
+                    merged_there.append(r)
             run.event("resumed", f"the pipeline reconnected ({skip.count} games already at the pipeline)")
             self._check_finished(run)
             await self._persist(run)
+            for r in merged_there:  # after the persist: see ack
+                self._spawn(self._remove_range_db(run, r))
             return run, False
         # a run id seen before (stopped, done, or in an earlier life of this node): new job ids
         life = run.life + 1 if run is not None else await asyncio.to_thread(self._last_life, run_id)
@@ -316,11 +320,19 @@ class Coordinator:
         r = run.by_start[start]
         if r.status == "collected":
             r.status = "delivered"
-            async with run.lock(start):
-                await asyncio.to_thread(dbtools.remove_db, run.range_db(r))
             self._check_finished(run)
+            # run.json records the delivery before the range's DB goes. The other order left a
+            # window in which a coordinator killed after the delete restored the range with
+            # neither its DB nor its delivery, as a range to play: it was dealt again before the
+            # pipeline reconnected with its skip, and its games were played twice. Killed in this
+            # order's window, a restart finds the DB (the range is collected and acknowledged again).
             await self._persist(run)
+            await self._remove_range_db(run, r)
         return r
+
+    async def _remove_range_db(self, run: Run, r: RangeState) -> None:
+        async with run.lock(r.start):
+            await asyncio.to_thread(dbtools.remove_db, run.range_db(r))
 
     def _check_finished(self, run: Run) -> None:
         if run.status == "running" and all(r.status == "delivered" for r in run.ranges):
