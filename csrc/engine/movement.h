@@ -197,10 +197,14 @@ RR_HD RR_DEVICE_NOINLINE void placement_masks_n(const Geometry& g, const State& 
                                                 PlacementMasks& pm) {
   unsigned want = allowance >= 3 ? 0xEu : allowance == 2 ? 0x6u : 0x2u;
   BB stacks, markers, collapsed;
+#if RR_HOST_SSE2
+  occupancy_masks_sse2<NW>(g, s, stacks, markers, collapsed);  // every stack has a controller
+#else
   collapsed_bits_n<NW>(g, s, collapsed);
   for (int i = 0; i < NW; i++) stacks.w[i] = markers.w[i] = 0;
   for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(stacks, g.cell_bit[c]);
   for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) bb_set(markers, g.cell_bit[c]);
+#endif
   // simple[h]: cells with a free run of at least h in some direction, h = 1..RUN_MAX (runs up
   // to 3 settle fresh stacks, longer ones the stacks that a ring on top makes taller).
   constexpr int RUN_MAX = 7;

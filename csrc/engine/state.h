@@ -388,6 +388,43 @@ inline void scan_masks_sse2(const Geometry& g, const State& s, int np, BB* ctrl,
       if (s.marker[c]) bb_set(markers[s.marker[c]], bit);
     }
 }
+
+// Stacks (any controller), markers (any colour) and collapsed cells, the same way (placement).
+template <int NW>
+inline void occupancy_masks_sse2(const Geometry& g, const State& s, BB& stacks, BB& markers, BB& collapsed) {
+  for (int i = 0; i < NW; i++) stacks.w[i] = markers.w[i] = collapsed.w[i] = 0;
+  const __m128i zero = _mm_setzero_si128();
+  auto put = [](BB& out, uint64_t bits, int b) {
+    out.w[b >> 6] |= bits << (b & 63);
+    if ((b & 63) > 48) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
+  };
+  auto nonzero = [&](const uint8_t* p) { return ~(uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)p), zero)); };
+  for (int r = 0; r < g.num_bit_runs; r++) {
+    int c = g.run_cell[r], b = g.run_bit[r];
+    for (int left = g.run_len[r]; left > 0; c += 16, b += 16, left -= 16) {
+      uint64_t keep = left < 16 ? (1ull << left) - 1 : 0xFFFFull;
+      if (c + 16 > MAX_CELLS) {  // the last cells of the arrays: no load past their end
+        for (int j = 0; j < 16 && c + j < MAX_CELLS; j++) {
+          if (!((keep >> j) & 1)) continue;
+          if (s.collapsed[c + j]) put(collapsed, 1ull << j, b);
+          if (s.ctrl[c + j]) put(stacks, 1ull << j, b);
+          if (s.marker[c + j]) put(markers, 1ull << j, b);
+        }
+        continue;
+      }
+      put(stacks, nonzero(s.ctrl + c) & keep, b);
+      put(markers, nonzero(s.marker + c) & keep, b);
+      put(collapsed, nonzero(s.collapsed + c) & keep, b);
+    }
+  }
+  if (g.num_bit_runs == 0)  // a geometry without the run table
+    for (int c = 0; c < g.num_cells; c++) {
+      int bit = g.cell_bit[c];
+      if (s.collapsed[c]) bb_set(collapsed, bit);
+      if (s.ctrl[c]) bb_set(stacks, bit);
+      if (s.marker[c]) bb_set(markers, bit);
+    }
+}
 #endif
 
 // Collapsed cells as a bitboard (empty when nothing has collapsed).

@@ -1,0 +1,61 @@
+"""The rules core's host-only fast paths play the same games as the portable code the device runs.
+
+csrc/engine has a few paths that only an x86-64 host compiles (SSE2 masks of the region scan and
+the placement surface, state.h) and a host-only cache (the region scan's components, territory.h).
+bench/engine_profile.cpp prints a digest of every move of a run of seeded games; built with them
+and without them (-DRR_NO_HOST_SIMD), and with the list picker and the GPU kernel's streaming
+picker, every digest must agree. The GPU kernel itself is compared with the host where a GPU is
+(tests/test_gpu.py)."""
+
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# (board, players, games, policy): each a second or two at -O1, together every board and player count
+RUNS = [("square8", 2, 300, 0), ("square8", 4, 80, 1), ("hex8", 3, 150, 0), ("hex8", 2, 40, 1),
+        ("square19", 4, 6, 0), ("hexagonal", 2, 3, 0), ("hexagonal", 3, 2, 1)]
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++) to build bench/engine_profile.cpp")
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip(f"the SSE2 paths exist on x86-64 hosts only (this is {platform.machine()})")
+    out = tmp_path_factory.mktemp("engine_builds")
+    exes = {}
+    procs = []
+    for name, flags in (("simd", []), ("portable", ["-DRR_NO_HOST_SIMD"])):
+        exes[name] = out / f"engine_profile_{name}"
+        procs.append(subprocess.Popen([cxx, "-O1", "-std=c++17", *flags, "-I", str(REPO / "csrc"),
+                                       str(REPO / "bench" / "engine_profile.cpp"), "-o", str(exes[name])],
+                                      stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    return exes
+
+
+def digest(exe: Path, board: str, players: int, games: int, policy: int, picker: str = "list") -> str:
+    r = subprocess.run([str(exe), board, str(players), str(games), "7", str(policy), picker],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"games=(\d+) moves=(\d+) capped=(\d+) digest=([0-9a-f]{16})", r.stdout)
+    assert m and int(m.group(1)) == games and int(m.group(3)) == 0, r.stdout
+    return m.group(4)
+
+
+@pytest.mark.parametrize("board,players,games,policy", RUNS)
+def test_host_fast_paths_play_the_portable_games(builds, board, players, games, policy):
+    want = digest(builds["portable"], board, players, games, policy)
+    assert digest(builds["simd"], board, players, games, policy) == want
+    assert digest(builds["simd"], board, players, games, policy, "stream") == want
+    assert digest(builds["portable"], board, players, games, policy, "stream") == want
