@@ -281,162 +281,134 @@ RR_HD inline void cell_collapse(State& s, int c, uint8_t p) {
 
 RR_HD inline bool player_has_any_rings(const State& s, int p) { return s.hand[p] > 0 || s.board_rings[p] > 0; }
 
-// The bitboard of the cells whose byte in `cells` (a per-cell array of State: marker, ctrl,
-// collapsed) equals `v`, or is nonzero when v < 0. Cells run along the grid bits in the
-// geometry's runs (geometry.h): one run on a square board, one or two per row on a hex board.
-// On an SSE2 host 16 cells take one compare and one movemask, so a mask costs a few
-// instructions per row instead of a walk over a list of stacks or markers; elsewhere (the
-// device, other hosts) 8 cells fold from one 8-byte load. Both give the same bits.
-template <int NW>
-RR_HD inline void cell_byte_bits_n(const Geometry& g, const uint8_t* cells, int v, BB& out) {
-  for (int i = 0; i < NW; i++) out.w[i] = 0;
-  for (int r = 0; r < g.num_bit_runs; r++) {
-    int c = g.run_cell[r], b = g.run_bit[r];
-#if RR_HOST_SSE2
-    const __m128i want = _mm_set1_epi8((char)(v < 0 ? 0 : v));
-    for (int left = g.run_len[r]; left > 0; c += 16, b += 16, left -= 16) {
-      uint64_t bits = 0;
-      if (c + 16 <= MAX_CELLS) {
-        unsigned eq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)(cells + c)), want));
-        bits = v < 0 ? (~eq & 0xFFFFu) : eq;
-      } else {  // the last cells of the array: no load past its end
-        for (int j = 0; j < 16 && c + j < MAX_CELLS; j++)
-          bits |= (uint64_t)(v < 0 ? cells[c + j] != 0 : cells[c + j] == v) << j;
-      }
-      if (left < 16) bits &= (1ull << left) - 1;
-      out.w[b >> 6] |= bits << (b & 63);
-      if ((b & 63) > 48) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
-    }
-#else
-    // Three folds OR each byte's bits into its bit 0 (bits from the next byte only reach bits
-    // 4-7, which the mask drops) and the multiply gathers bit 0 of each byte into the top byte.
-    // Equality to v is the nonzero test of the bytes XOR v.
-    const uint64_t vv = v < 0 ? 0 : 0x0101010101010101ull * (uint64_t)v;
-    for (int left = g.run_len[r]; left > 0; c += 8, b += 8, left -= 8) {
-      uint64_t bits = 0;
-      if (c + 8 <= MAX_CELLS) {
-        uint64_t t = load_le64(&cells[c]) ^ vv;
-        t |= t >> 4;
-        t |= t >> 2;
-        t |= t >> 1;
-        t &= 0x0101010101010101ull;
-        if (v >= 0) t ^= 0x0101010101010101ull;  // equal: the XOR was zero
-        bits = (t * 0x0102040810204080ull) >> 56;
-      } else {
-        for (int j = 0; j < 8 && c + j < MAX_CELLS; j++)
-          bits |= (uint64_t)(v < 0 ? cells[c + j] != 0 : cells[c + j] == v) << j;
-      }
-      if (left < 8) bits &= (1ull << left) - 1;
-      out.w[b >> 6] |= bits << (b & 63);
-      if ((b & 63) > 56) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
-    }
-#endif
-  }
-  if (g.num_bit_runs == 0)  // a geometry without the run table
-    for (int c = 0; c < g.num_cells; c++) {
-      int bit = g.cell_bit[c];
-      out.w[bit >> 6] |= (uint64_t)(v < 0 ? cells[c] != 0 : cells[c] == v) << (bit & 63);
-    }
+// Bitboards of the cells whose byte in a per-cell array of State (marker, ctrl, collapsed) has
+// some value. Cells lie along the grid bits in the geometry's runs (geometry.h: one run on a
+// square board, one or two per row on a hex board), so a run's bytes map to consecutive bits.
+
+// Sets 16 bits (one run chunk) of `out` at grid bit b, across a word boundary where needed.
+RR_HD inline void bb_put16(BB& out, uint64_t bits, int b) {
+  out.w[b >> 6] |= bits << (b & 63);
+  if ((b & 63) > 48) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
 }
 
 #if RR_HOST_SSE2
+// Walks the board in chunks of 16 consecutive cells of a run: chunk(c, b, keep) for each chunk
+// that can be loaded whole (cells c..c+15 at grid bits b..b+15, `keep` the ones in the run), and
+// cell(c, bit) one by one for the cells of a chunk at the end of the arrays (no load past them)
+// or of a geometry without the run table. On an SSE2 host 16 cells then take one compare and
+// one movemask per mask, where walking the lists of stacks and markers costs a few instructions
+// per stack or marker and the portable fold below 8 cells per load (the same bits either way).
+template <class Chunk, class Cell>
+inline void for_each_cell_chunk16(const Geometry& g, Chunk&& chunk, Cell&& cell) {
+  for (int r = 0; r < g.num_bit_runs; r++) {
+    int c = g.run_cell[r], b = g.run_bit[r];
+    for (int left = g.run_len[r]; left > 0; c += 16, b += 16, left -= 16) {
+      int n = left < 16 ? left : 16;
+      if (c + 16 <= MAX_CELLS) {
+        chunk(c, b, (1ull << n) - 1);
+      } else {
+        for (int j = 0; j < n; j++) cell(c + j, b + j);
+      }
+    }
+  }
+  if (g.num_bit_runs == 0)
+    for (int c = 0; c < g.num_cells; c++) cell(c, g.cell_bit[c]);
+}
+
+// The 16 bits of the bytes at p that equal v, or are nonzero when v < 0.
+inline uint64_t match16(const uint8_t* p, int v) {
+  __m128i x = _mm_loadu_si128((const __m128i*)p);
+  uint64_t eq = (uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8((char)(v < 0 ? 0 : v))));
+  return v < 0 ? ~eq & 0xFFFFull : eq;
+}
+
 // The masks a region scan reads, from one pass over the cell arrays: ctrl[p] and markers[p]
-// (p = 1..np) and the collapsed cells. Each 16 cells cost three loads and a compare and
-// movemask per mask, where walking the stack and marker lists costs a few instructions per
-// stack or marker (the same bits: the lists hold exactly the cells with a controller or a marker).
+// (p = 1..np) and the collapsed cells.
 template <int NW>
 inline void scan_masks_sse2(const Geometry& g, const State& s, int np, BB* ctrl, BB* markers, BB& collapsed) {
   for (int i = 0; i < NW; i++) {
     collapsed.w[i] = 0;
     for (int p = 1; p <= np; p++) ctrl[p].w[i] = markers[p].w[i] = 0;
   }
-  const __m128i zero = _mm_setzero_si128();
-  __m128i val[MAX_PLAYERS + 1];
-  for (int p = 1; p <= np; p++) val[p] = _mm_set1_epi8((char)p);
-  auto put = [](BB& out, uint64_t bits, int b) {
-    out.w[b >> 6] |= bits << (b & 63);
-    if ((b & 63) > 48) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
-  };
-  for (int r = 0; r < g.num_bit_runs; r++) {
-    int c = g.run_cell[r], b = g.run_bit[r];
-    for (int left = g.run_len[r]; left > 0; c += 16, b += 16, left -= 16) {
-      uint64_t keep = left < 16 ? (1ull << left) - 1 : 0xFFFFull;
-      if (c + 16 > MAX_CELLS) {  // the last cells of the arrays: no load past their end
-        for (int j = 0; j < 16 && c + j < MAX_CELLS; j++) {
-          if (!((keep >> j) & 1)) continue;
-          if (s.collapsed[c + j]) put(collapsed, 1ull << j, b);
-          if (s.ctrl[c + j]) put(ctrl[s.ctrl[c + j]], 1ull << j, b);
-          if (s.marker[c + j]) put(markers[s.marker[c + j]], 1ull << j, b);
+  for_each_cell_chunk16(
+      g,
+      [&](int c, int b, uint64_t keep) {
+        bb_put16(collapsed, match16(s.collapsed + c, -1) & keep, b);
+        for (int p = 1; p <= np; p++) {
+          bb_put16(ctrl[p], match16(s.ctrl + c, p) & keep, b);
+          bb_put16(markers[p], match16(s.marker + c, p) & keep, b);
         }
-        continue;
-      }
-      __m128i cc = _mm_loadu_si128((const __m128i*)(s.ctrl + c));
-      __m128i mm = _mm_loadu_si128((const __m128i*)(s.marker + c));
-      __m128i kk = _mm_loadu_si128((const __m128i*)(s.collapsed + c));
-      put(collapsed, ~(uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(kk, zero)) & keep, b);
-      for (int p = 1; p <= np; p++) {
-        put(ctrl[p], (uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(cc, val[p])) & keep, b);
-        put(markers[p], (uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(mm, val[p])) & keep, b);
-      }
-    }
-  }
-  if (g.num_bit_runs == 0)  // a geometry without the run table
-    for (int c = 0; c < g.num_cells; c++) {
-      int bit = g.cell_bit[c];
-      if (s.collapsed[c]) bb_set(collapsed, bit);
-      if (s.ctrl[c]) bb_set(ctrl[s.ctrl[c]], bit);
-      if (s.marker[c]) bb_set(markers[s.marker[c]], bit);
-    }
+      },
+      [&](int c, int bit) {
+        if (s.collapsed[c]) bb_set(collapsed, bit);
+        if (s.ctrl[c]) bb_set(ctrl[s.ctrl[c]], bit);
+        if (s.marker[c]) bb_set(markers[s.marker[c]], bit);
+      });
 }
 
 // Stacks (any controller), markers (any colour) and collapsed cells, the same way (placement).
 template <int NW>
 inline void occupancy_masks_sse2(const Geometry& g, const State& s, BB& stacks, BB& markers, BB& collapsed) {
   for (int i = 0; i < NW; i++) stacks.w[i] = markers.w[i] = collapsed.w[i] = 0;
-  const __m128i zero = _mm_setzero_si128();
-  auto put = [](BB& out, uint64_t bits, int b) {
-    out.w[b >> 6] |= bits << (b & 63);
-    if ((b & 63) > 48) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
-  };
-  auto nonzero = [&](const uint8_t* p) { return ~(uint64_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i*)p), zero)); };
+  for_each_cell_chunk16(
+      g,
+      [&](int c, int b, uint64_t keep) {
+        bb_put16(stacks, match16(s.ctrl + c, -1) & keep, b);
+        bb_put16(markers, match16(s.marker + c, -1) & keep, b);
+        bb_put16(collapsed, match16(s.collapsed + c, -1) & keep, b);
+      },
+      [&](int c, int bit) {
+        if (s.ctrl[c]) bb_set(stacks, bit);
+        if (s.marker[c]) bb_set(markers, bit);
+        if (s.collapsed[c]) bb_set(collapsed, bit);
+      });
+}
+#endif
+
+// Collapsed cells as a bitboard (empty when nothing has collapsed). Portable path: branch-free
+// per cell (which cells are collapsed is unpredictable, and a mispredicted branch costs more than
+// the OR); a run of cells on consecutive grid bits packs 8 cells from one 8-byte load: the three
+// folds OR each byte's bits into its bit 0 (bits from the next byte only reach bits 4-7, which
+// the mask drops) and the multiply gathers bit 0 of each byte into the top byte. A run's last
+// load may take cells past its end, which the length mask drops.
+template <int NW>
+RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
+  for (int i = 0; i < NW; i++) out.w[i] = 0;
+  int n = 0;
+  for (int p = 0; p <= MAX_PLAYERS; p++) n += s.collapsed_count[p];
+  if (n == 0) return;
+#if RR_HOST_SSE2
+  for_each_cell_chunk16(
+      g, [&](int c, int b, uint64_t keep) { bb_put16(out, match16(s.collapsed + c, -1) & keep, b); },
+      [&](int c, int bit) {
+        if (s.collapsed[c]) bb_set(out, bit);
+      });
+#else
   for (int r = 0; r < g.num_bit_runs; r++) {
     int c = g.run_cell[r], b = g.run_bit[r];
-    for (int left = g.run_len[r]; left > 0; c += 16, b += 16, left -= 16) {
-      uint64_t keep = left < 16 ? (1ull << left) - 1 : 0xFFFFull;
-      if (c + 16 > MAX_CELLS) {  // the last cells of the arrays: no load past their end
-        for (int j = 0; j < 16 && c + j < MAX_CELLS; j++) {
-          if (!((keep >> j) & 1)) continue;
-          if (s.collapsed[c + j]) put(collapsed, 1ull << j, b);
-          if (s.ctrl[c + j]) put(stacks, 1ull << j, b);
-          if (s.marker[c + j]) put(markers, 1ull << j, b);
-        }
-        continue;
+    for (int left = g.run_len[r]; left > 0; c += 8, b += 8, left -= 8) {
+      uint64_t bits = 0;
+      if (c + 8 <= MAX_CELLS) {
+        uint64_t t = load_le64(&s.collapsed[c]);
+        t |= t >> 4;
+        t |= t >> 2;
+        t |= t >> 1;
+        t &= 0x0101010101010101ull;
+        bits = (t * 0x0102040810204080ull) >> 56;
+      } else {  // the last cells of the array: no load past its end
+        for (int j = 0; j < 8 && c + j < MAX_CELLS; j++) bits |= (uint64_t)(s.collapsed[c + j] != 0) << j;
       }
-      put(stacks, nonzero(s.ctrl + c) & keep, b);
-      put(markers, nonzero(s.marker + c) & keep, b);
-      put(collapsed, nonzero(s.collapsed + c) & keep, b);
+      if (left < 8) bits &= (1ull << left) - 1;
+      out.w[b >> 6] |= bits << (b & 63);
+      if ((b & 63) > 56) out.w[(b >> 6) + 1] |= bits >> (64 - (b & 63));
     }
   }
   if (g.num_bit_runs == 0)  // a geometry without the run table
     for (int c = 0; c < g.num_cells; c++) {
       int bit = g.cell_bit[c];
-      if (s.collapsed[c]) bb_set(collapsed, bit);
-      if (s.ctrl[c]) bb_set(stacks, bit);
-      if (s.marker[c]) bb_set(markers, bit);
+      out.w[bit >> 6] |= (uint64_t)(s.collapsed[c] != 0) << (bit & 63);
     }
-}
 #endif
-
-// Collapsed cells as a bitboard (empty when nothing has collapsed).
-template <int NW>
-RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
-  int n = 0;
-  for (int p = 0; p <= MAX_PLAYERS; p++) n += s.collapsed_count[p];
-  if (n == 0) {
-    for (int i = 0; i < NW; i++) out.w[i] = 0;
-    return;
-  }
-  cell_byte_bits_n<NW>(g, s.collapsed, -1, out);
 }
 
 // ---- initial state ---------------------------------------------------------------------------

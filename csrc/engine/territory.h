@@ -384,56 +384,8 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
     }
     typename FloodFor<NW, ND>::type fill;
     bool have_fill = false;
-#if !defined(__CUDA_ARCH__)
-    if constexpr (NW <= PassComponents::CACHE_WORDS) {
-      PassComponents& pc = out.cache[pass];
-      bool hit = pc.geometry == &g;
-      for (int i = 0; i < NW && hit; i++) hit = pc.walls[i] == (collapsed.w[i] | markers[pass].w[i]);
-      if (!hit) {  // flood every component now (a stop below would have skipped the rest)
-        pc.geometry = nullptr;
-        int n = 0;
-        for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining), n++) {
-          BB comp;
-          if (walls == 0) {
-            comp = allowed;
-          } else {
-            for (int i = 0; i < NW; i++) comp.w[i] = 0;
-            bb_set(comp, bit);
-            if (floodn_layout) {
-              if (!have_fill) {
-                fill.init(g, allowed);
-                have_fill = true;
-              }
-              fill.flood(comp);
-            } else {
-              bb_flood_n<NW, ND>(g, comp, allowed);
-            }
-          }
-          for (int i = 0; i < NW; i++) remaining.w[i] &= ~comp.w[i];
-          if (n < PassComponents::MAX_COMPS)
-            for (int i = 0; i < NW; i++) pc.comp[n][i] = comp.w[i];
-        }
-        if (n <= PassComponents::MAX_COMPS) {
-          pc.geometry = &g;
-          pc.n = n;
-          for (int i = 0; i < NW; i++) pc.walls[i] = collapsed.w[i] | markers[pass].w[i];
-        } else {  // too many to keep: judge them the uncached way below
-          for (int i = 0; i < NW; i++) remaining.w[i] = allowed.w[i];
-          have_fill = false;
-        }
-      }
-      if (pc.geometry == &g) {
-        for (int j = 0; j < pc.n; j++) {
-          BB comp;
-          for (int i = 0; i < NW; i++) comp.w[i] = pc.comp[j][i];
-          if (judge(comp, bb_lowest_n<NW>(comp), pass)) return true;
-        }
-        continue;
-      }
-    }
-#endif
-    for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining)) {
-      BB comp;
+    // The component of allowed cell `bit` (the lowest of `remaining`), taken out of `remaining`.
+    auto component = [&](int bit, BB& comp) {
       if (walls == 0) {
         comp = allowed;  // no walls: the whole board, which is connected
       } else {
@@ -450,6 +402,42 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
         }
       }
       for (int i = 0; i < NW; i++) remaining.w[i] &= ~comp.w[i];
+    };
+#if !defined(__CUDA_ARCH__)
+    if constexpr (NW <= PassComponents::CACHE_WORDS) {
+      PassComponents& pc = out.cache[pass];
+      bool hit = pc.geometry == &g;
+      for (int i = 0; i < NW && hit; i++) hit = pc.walls[i] == (collapsed.w[i] | markers[pass].w[i]);
+      if (!hit) {  // flood every component now (a stop below would have skipped the rest)
+        pc.geometry = nullptr;
+        int n = 0;
+        for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining), n++) {
+          BB comp;
+          component(bit, comp);
+          if (n < PassComponents::MAX_COMPS)
+            for (int i = 0; i < NW; i++) pc.comp[n][i] = comp.w[i];
+        }
+        if (n <= PassComponents::MAX_COMPS) {
+          pc.geometry = &g;
+          pc.n = n;
+          for (int i = 0; i < NW; i++) pc.walls[i] = collapsed.w[i] | markers[pass].w[i];
+        } else {  // too many to keep: judge them the uncached way below (the fill stays valid)
+          for (int i = 0; i < NW; i++) remaining.w[i] = allowed.w[i];
+        }
+      }
+      if (pc.geometry == &g) {
+        for (int j = 0; j < pc.n; j++) {
+          BB comp;
+          for (int i = 0; i < NW; i++) comp.w[i] = pc.comp[j][i];
+          if (judge(comp, bb_lowest_n<NW>(comp), pass)) return true;
+        }
+        continue;
+      }
+    }
+#endif
+    for (int bit = bb_lowest_n<NW>(remaining); bit >= 0; bit = bb_lowest_n<NW>(remaining)) {
+      BB comp;
+      component(bit, comp);
       if (judge(comp, bit, pass)) return true;
     }
   }
