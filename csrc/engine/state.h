@@ -411,6 +411,16 @@ RR_HD inline void collapsed_bits_n(const Geometry& g, const State& s, BB& out) {
 #endif
 }
 
+// The region scan's masks (as scan_masks_sse2) from the stack and marker lists: the portable path.
+template <int NW>
+RR_HD inline void scan_masks_lists(const Geometry& g, const State& s, int np, BB* ctrl, BB* markers, BB& collapsed) {
+  for (int i = 0; i < NW; i++)
+    for (int p = 1; p <= np; p++) ctrl[p].w[i] = markers[p].w[i] = 0;
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(ctrl[s.ctrl[c]], g.cell_bit[c]);
+  for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) bb_set(markers[s.marker[c]], g.cell_bit[c]);
+  collapsed_bits_n<NW>(g, s, collapsed);
+}
+
 // ---- initial state ---------------------------------------------------------------------------
 
 RR_HD inline void init_state(State& s, const Geometry& g, int num_players, bool swap_rule) {

@@ -25,7 +25,7 @@ struct Region {
 // of at most CACHE_WORDS words (square8, hex8), where the floods are most of a scan's cost.
 struct PassComponents {
   static constexpr int CACHE_WORDS = 2, MAX_COMPS = 8;
-  const void* geometry;  // the Geometry the entry was made on; null: empty
+  const Geometry* geometry;  // the geometry the entry was made on; null: empty
   int n;                 // components, in ascending order of their lowest bit
   uint64_t walls[CACHE_WORDS];
   uint64_t comp[MAX_COMPS][CACHE_WORDS];
@@ -310,23 +310,19 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
   // Masks: collapsed cells, markers per colour, stacks per controller, mover-buried stacks.
   BB collapsed, markers[MAX_PLAYERS + 1], ctrl[MAX_PLAYERS + 1], buried;
   for (int i = 0; i < NW; i++) buried.w[i] = markers[0].w[i] = 0;  // pass 0 has no marker walls
-  uint8_t colours[MAX_PLAYERS];  // marker colours in order of first appearance: the passes' order
-  int n_colours = 0;
-  unsigned seen = 0;
 #if RR_HOST_SSE2
   scan_masks_sse2<NW>(g, s, s.num_players, ctrl, markers, collapsed);
-  unsigned present = 0;
+#else
+  scan_masks_lists<NW>(g, s, s.num_players, ctrl, markers, collapsed);
+#endif
+  // The passes run over the marker colours in order of first appearance in the marker list: walk
+  // it only until every colour on the board has been seen.
+  uint8_t colours[MAX_PLAYERS];
+  int n_colours = 0;
+  unsigned present = 0, seen = 0;
   for (int p = 1; p <= s.num_players; p++)
     if (s.marker_count[p] > 0) present |= 1u << p;
-  for (int c = s.m_head; c != NO_CELL && seen != present; c = s.m_next[c]) {  // until all are seen
-#else
-  for (int i = 0; i < NW; i++)
-    for (int p = 1; p <= MAX_PLAYERS; p++) markers[p].w[i] = ctrl[p].w[i] = 0;
-  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) bb_set(ctrl[s.ctrl[c]], g.cell_bit[c]);
-  collapsed_bits_n<NW>(g, s, collapsed);
-  for (int c = s.m_head; c != NO_CELL; c = s.m_next[c]) {
-    bb_set(markers[s.marker[c]], g.cell_bit[c]);
-#endif
+  for (int c = s.m_head; c != NO_CELL && seen != present; c = s.m_next[c]) {
     unsigned bit = 1u << s.marker[c];
     if (!(seen & bit)) {
       seen |= bit;
@@ -374,12 +370,12 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
   };
   for (int k = 0; k <= n_colours; k++) {
     int pass = k < n_colours ? colours[k] : 0;
-    BB allowed, remaining;
+    BB wall, allowed, remaining;
     uint64_t walls = 0;
     for (int i = 0; i < NW; i++) {
-      uint64_t wall = collapsed.w[i] | markers[pass].w[i];
-      walls |= wall;
-      allowed.w[i] = g.bb_board.w[i] & ~wall;
+      wall.w[i] = collapsed.w[i] | markers[pass].w[i];
+      walls |= wall.w[i];
+      allowed.w[i] = g.bb_board.w[i] & ~wall.w[i];
       remaining.w[i] = allowed.w[i];
     }
     typename FloodFor<NW, ND>::type fill;
@@ -407,7 +403,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
     if constexpr (NW <= PassComponents::CACHE_WORDS) {
       PassComponents& pc = out.cache[pass];
       bool hit = pc.geometry == &g;
-      for (int i = 0; i < NW && hit; i++) hit = pc.walls[i] == (collapsed.w[i] | markers[pass].w[i]);
+      for (int i = 0; i < NW && hit; i++) hit = pc.walls[i] == wall.w[i];
       if (!hit) {  // flood every component now (a stop below would have skipped the rest)
         pc.geometry = nullptr;
         int n = 0;
@@ -420,7 +416,7 @@ RR_HD RR_DEVICE_NOINLINE bool scan_regions_n(const Geometry& g, const State& s, 
         if (n <= PassComponents::MAX_COMPS) {
           pc.geometry = &g;
           pc.n = n;
-          for (int i = 0; i < NW; i++) pc.walls[i] = collapsed.w[i] | markers[pass].w[i];
+          for (int i = 0; i < NW; i++) pc.walls[i] = wall.w[i];
         } else {  // too many to keep: judge them the uncached way below (the fill stays valid)
           for (int i = 0; i < NW; i++) remaining.w[i] = allowed.w[i];
         }
