@@ -78,6 +78,7 @@ _FETCH_CHUNK = 256          # rows per query while iterating
 # ids bound per query of an id list: one `IN (...)` of them all failed with "too many SQL variables"
 # past SQLite's limit (32766 since 3.32, 999 before; some builds 250000)
 _ID_CHUNK = _FETCH_CHUNK
+_ROW_ID_MIN, _ROW_ID_MAX = -2**63, 2**63 - 1  # what a SQLite INTEGER (a row id) can hold
 
 _INSERT_SQL = (
     f"INSERT INTO games ({', '.join(INSERT_COLUMNS)}) "
@@ -336,11 +337,17 @@ def _is_list(value) -> bool:
     return isinstance(value, (list, tuple, set, frozenset, range)) or bool(nm and isinstance(value, nm.ndarray))
 
 
-def _id_list(ids) -> list[int]:
-    """Distinct game ids in ascending order, without those no row can have (unknown ids)."""
+def _row_ids(ids) -> list[int]:
+    """The game ids as ints, in their order, without those no row can have: beyond SQLite's 64-bit
+    integers an id changes and matches nothing, as an unknown id does (SQLite would overflow)."""
     nm = _loaded_numpy()
     ids = ids.tolist() if nm and isinstance(ids, nm.ndarray) else ids
-    return sorted({int(i) for i in ids if _ROW_ID_MIN <= int(i) <= _ROW_ID_MAX})
+    return [i for i in map(int, ids) if _ROW_ID_MIN <= i <= _ROW_ID_MAX]
+
+
+def _id_list(ids) -> list[int]:
+    """Distinct game ids in ascending order, without those no row can have (unknown ids)."""
+    return sorted(set(_row_ids(ids)))
 
 
 def _id_chunk_queries(where: str, params: list, id_list: list[int]):
@@ -391,9 +398,6 @@ def readonly_uri(path: Path) -> str:
     if not folder_writable and (not wal.exists() or wal.stat().st_size == 0):  # nothing committed past the file
         uri += "&immutable=1"
     return uri
-
-
-_ROW_ID_MIN, _ROW_ID_MAX = -2**63, 2**63 - 1  # what a SQLite INTEGER (a row id) can hold
 
 
 class GameDB:
@@ -738,9 +742,7 @@ class GameDB:
         nm = _loaded_numpy()
         if isinstance(ids, int) or (nm and isinstance(ids, nm.integer)):
             ids = [ids]
-        # an id no row can have (beyond SQLite's 64-bit integers) changes nothing, as an unknown id does
-        id_list = [(status, int(i)) for i in (ids.tolist() if nm and isinstance(ids, nm.ndarray) else ids)
-                   if _ROW_ID_MIN <= int(i) <= _ROW_ID_MAX]
+        id_list = [(status, i) for i in _row_ids(ids)]
         before = conn.total_changes
         try:
             with _immediate_transaction(conn):

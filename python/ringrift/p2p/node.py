@@ -93,7 +93,6 @@ class BadRequest(Exception):
         self.extra = extra or {}
 
 
-
 def peer_state_ok(d) -> bool:
     """A peer's /node/state answer has the types this node computes with (leader election, the
     coordinator's views): one wrong field once made every endpoint answer 500 and stopped rounds."""
@@ -109,6 +108,7 @@ def peer_state_ok(d) -> bool:
             and (d.get("max_jobs") is None or count(d.get("max_jobs"))) and count(d.get("running", 0))
             and isinstance(d.get("peers", []), list) and isinstance(d.get("jobs", []), list)
             and isinstance(d.get("capabilities", []), list) and all(isinstance(c, str) for c in d.get("capabilities", [])))
+
 
 def _json(data: dict, status: int = 200, headers: dict | None = None) -> web.Response:
     return web.json_response(data, status=status, headers=headers)

@@ -18,7 +18,7 @@ from ..engine.errors import RingRiftError
 from ..exitcodes import UsageError
 from .config import load_config, load_hosts
 from .progress import Progress
-from .ranges import MAX_GAMES, MAX_INDEX, MAX_SEED, check_range_count
+from .ranges import MAX_GAMES, MAX_GAMES_WHY, MAX_INDEX, MAX_SEED, check_range_count
 from .state import PHASES, PipelineState, StateLock, read_state, state_path
 from .train_phase import check_train_available, onnx_policy_spec, train_after_export
 
@@ -154,7 +154,7 @@ def selfplay_spec(args, cfg):
     if board not in BOARDS:
         raise UsageError(f"--board must be one of {', '.join(BOARDS)}, got {board!r}")
     if not 0 <= args.num_games <= MAX_GAMES:
-        raise UsageError(f"--num-games must be 0..{MAX_GAMES} (2^62: the native runners' game indices)")
+        raise UsageError(f"--num-games must be 0..{MAX_GAMES} ({MAX_GAMES_WHY})")
     players = args.players or sc["num_players"]
     if players not in (2, 3, 4):
         raise UsageError(f"--players must be 2, 3 or 4, got {players!r}")

@@ -47,6 +47,7 @@ MAX_SEED = 2**63 - 1
 # The native runners play game indices below 2**62 (csrc/bindings: an index run's end must fit
 # in an int64), so one run's target is at most this many games.
 MAX_GAMES = 2**62
+MAX_GAMES_WHY = "2^62: the native runners' game indices"  # said where a count or index passes it
 # No more seed ranges than this per run (each is a state entry, a worker and a DB): a target
 # beyond it needs larger ranges, so the plan stays proportional to the work.
 MAX_RANGES = 10_000

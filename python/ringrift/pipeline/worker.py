@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..engine.errors import RingRiftError
-from .ranges import MAX_GAMES, MAX_SEED, IndexSet
+from .ranges import MAX_GAMES, MAX_GAMES_WHY, MAX_SEED, IndexSet
 
 _SKIP_DIRS = {"__pycache__"}
 
@@ -196,7 +196,7 @@ def worker_main(args) -> int:
         if args.start < 0 or args.count < 0:
             raise RingRiftError("--start and --count must be >= 0")
         if args.start + args.count > MAX_GAMES:
-            raise RingRiftError(f"--start + --count must be at most {MAX_GAMES} (2^62: the native runners' game indices)")
+            raise RingRiftError(f"--start + --count must be at most {MAX_GAMES} ({MAX_GAMES_WHY})")
         indices = IndexSet.interval(args.start, args.start + args.count)
     if not 0 <= args.seed <= MAX_SEED:
         raise RingRiftError(f"--seed must be 0..{MAX_SEED}")

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from .batch_env import BatchEnv, to_host
-from .runner import ENGINE_VERSION
+from .runner import ENGINE_VERSION, integer_in
 
 
 class EnvRecorder:
@@ -38,10 +38,7 @@ class EnvRecorder:
                  host: str | None = None):
         if not isinstance(env, BatchEnv):
             raise TypeError(f"env must be a BatchEnv, got {type(env).__name__}")
-        for name, value, top in (("seed", seed, 2**63 - 1), ("max_moves", max_moves, 1_000_000)):
-            if type(value) is bool or not isinstance(value, (int, np.integer)) or not (name == "max_moves") <= value <= top:
-                raise ValueError(f"{name} must be an integer {int(name == 'max_moves')}..{top}, got {value!r}")
-        seed, max_moves = int(seed), int(max_moves)
+        seed, max_moves = integer_in("seed", seed, 0, 2**63 - 1), integer_in("max_moves", max_moves, 1, 1_000_000)
         if not isinstance(policy, str) or not policy.strip():
             raise ValueError(f"policy must be a non-empty name, got {policy!r}")
         if not np.all(to_host(env.info["move_count"]) == 0):

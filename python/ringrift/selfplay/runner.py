@@ -140,6 +140,14 @@ def stored_indices(db, *, board: str, num_players: int, seed: int, policy: str) 
         raise DBError(f"{db.path}: reading the stored games failed: {exc}", path=str(db.path)) from None
 
 
+def integer_in(name: str, value, low: int, high: int) -> int:
+    """`value` as an int when it is an integer (numpy's too) in low..high, else ValueError naming
+    `name`: a float or bool is refused, not truncated."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer {low}..{high}, got {value!r}")
+    return int(value)
+
+
 def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: int = 0,
                  policy: str = "random", threads: int = 0, max_moves: int = 2000,
                  batch_size: int | None = None, progress=None, device: str = "cpu") -> SelfplayResult:
@@ -152,13 +160,12 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
         raise ValueError(f"unknown device {device!r} (expected cpu or cuda)")
     if board not in BOARDS:
         raise ValueError(f"unknown board {board!r} (expected {', '.join(BOARDS)})")
-    for name, value, low, high in (("num_games", num_games, 0, MAX_GAMES), ("num_players", num_players, 2, 4),
-                                   ("seed", seed, 0, 2**63 - 1), ("threads", threads, 0, 1024),
-                                   ("max_moves", max_moves, 1, 1_000_000)):
-        # the DB stores seeds as signed 64-bit integers; a float or bool was truncated before
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
-            raise ValueError(f"{name} must be an integer {low}..{high}, got {value!r}")
-    num_games, num_players, seed, threads, max_moves = map(int, (num_games, num_players, seed, threads, max_moves))
+    # the DB stores seeds as signed 64-bit integers; a float or bool was truncated before
+    num_games, num_players, seed, threads, max_moves = (
+        integer_in(name, value, low, high)
+        for name, value, low, high in (("num_games", num_games, 0, MAX_GAMES), ("num_players", num_players, 2, 4),
+                                       ("seed", seed, 0, 2**63 - 1), ("threads", threads, 0, 1024),
+                                       ("max_moves", max_moves, 1, 1_000_000)))
     # a trained net, or the heuristic with a share of random moves (docs/training.md): games advance in a BatchEnv
     if isinstance(policy, str) and policy.startswith(("onnx:", "heuristic:")):
         from ..train.games import run_onnx_selfplay
@@ -178,8 +185,6 @@ def run_selfplay(db, *, board: str, num_games: int, num_players: int = 2, seed: 
         from ..gpu import require_gpu
 
         require_gpu()
-    if not 0 <= num_games <= MAX_GAMES:
-        raise ValueError(f"num_games must be 0..{MAX_GAMES} (2**62: the native runners' game indices)")
     result = SelfplayResult(board, num_players, seed, policy, num_games)
     # The games to play as index runs: memory follows the games the DB holds, not the target.
     todo = games_to_play(db, result)
