@@ -299,6 +299,98 @@ RR_HD inline Move placement_move_at(const Geometry& g, const State& s, const Pla
   return make_move(MT_SWAP_SIDES, p);
 }
 
+// The movement surface (legal_moves in PH_MOVEMENT) by size and index, without listing it: for
+// each stack the mover may move (list order) and each direction, how many simple moves and how
+// many capture segments that ray gives, counted in one walk of the ray; the drawn move is then
+// rebuilt by walking its ray once more. Same moves in the same order as gen_movement_surface:
+// every simple move of every stack, then every capture. Usable when recovery is not open to the
+// mover (movement_indexable: with recovery the surface lists slides that the random policy may
+// redraw). About 8 KB of counts: the CPU picker's path (the GPU kernel streams the surface).
+struct MovementIndex {
+  int stacks;               // movable stacks
+  int n_simple, n_capture;  // simple moves, capture segments
+  int n;                    // the whole surface (no_movement_action alone when both are 0)
+  int16_t from[MAX_CELLS];  // the movable stacks in list order
+  uint8_t simple[MAX_CELLS * MAX_DIRS], capture[MAX_CELLS * MAX_DIRS];  // per stack x direction
+};
+
+RR_HD inline bool movement_indexable(const State& s) {
+  return s.status == ST_ACTIVE && s.phase == PH_MOVEMENT && !recovery_eligible(s, s.current);
+}
+
+// False when the surface would not fit a MoveList (the listing path then stops the game).
+RR_HD inline bool movement_index(const Geometry& g, const State& s, MovementIndex& mi) {
+  const uint8_t p = s.current;
+  const int only = s.must_move, nd = g.num_dirs;
+  int k = 0, ns = 0, nc = 0;
+  for (int c = s.s_head; c != NO_CELL; c = s.s_next[c]) {
+    if (s.ctrl[c] != p || (only != NO_CELL && c != only)) continue;
+    const int h = s.height[c], cap = s.cap[c];
+    mi.from[k] = (int16_t)c;
+    for (int d = 0; d < nd; d++) {
+      int x = g.nbr[c][d], dist = 1;  // dist: distance of x
+      while (x != NO_CELL && !cell_blocks(s, x)) {
+        x = g.nbr[x][d];
+        dist++;
+      }
+      const int run = dist - 1;  // free cells before the first obstacle
+      const int simple = run >= h ? run - h + 1 : 0;
+      int landings = 0;
+      if (x != NO_CELL && !s.collapsed[x] && cap >= s.cap[x]) {
+        int beyond = 0;  // free cells past the target, before the next obstacle
+        for (int y = g.nbr[x][d]; y != NO_CELL && !cell_blocks(s, y); y = g.nbr[y][d]) beyond++;
+        const int first = h - dist > 1 ? h - dist : 1;  // nearest landing at total distance >= h
+        landings = beyond >= first ? beyond - first + 1 : 0;
+      }
+      mi.simple[k * nd + d] = (uint8_t)simple;
+      mi.capture[k * nd + d] = (uint8_t)landings;
+      ns += simple;
+      nc += landings;
+    }
+    k++;
+  }
+  mi.stacks = k;
+  mi.n_simple = ns;
+  mi.n_capture = nc;
+  mi.n = ns + nc > 0 ? ns + nc : 1;
+  return mi.n <= MAX_MOVES;
+}
+
+// Move number i (0 <= i < mi.n) of the surface movement_index described.
+RR_HD inline Move movement_move_at(const Geometry& g, const State& s, const MovementIndex& mi, int i) {
+  const uint8_t p = s.current;
+  if (mi.n_simple + mi.n_capture == 0) return make_move(MT_NO_MOVEMENT_ACTION, p);
+  const bool capture = i >= mi.n_simple;
+  if (capture) i -= mi.n_simple;
+  const uint8_t* count = capture ? mi.capture : mi.simple;
+  const int nd = g.num_dirs, entries = mi.stacks * nd;
+  for (int e = 0; e < entries; e++) {
+    if (i >= count[e]) {
+      i -= count[e];
+      continue;
+    }
+    const int from = mi.from[e / nd], d = e % nd, h = s.height[from];
+    Move m = make_move(capture ? MT_OVERTAKING_CAPTURE : MT_MOVE_STACK, p);
+    m.from = (int16_t)from;
+    int x = g.nbr[from][d], dist = 1;
+    if (!capture) {  // the i-th free cell at distance >= h
+      for (; dist < h + i; dist++) x = g.nbr[x][d];
+      m.to = (int16_t)x;
+      return m;
+    }
+    while (!cell_blocks(s, x)) {  // the target: the ray's first obstacle
+      x = g.nbr[x][d];
+      dist++;
+    }
+    m.target = (int16_t)x;
+    const int first = h - dist > 1 ? h - dist : 1;
+    for (int j = 0; j < first + i; j++) x = g.nbr[x][d];
+    m.to = (int16_t)x;
+    return m;
+  }
+  return make_move(MT_NO_MOVEMENT_ACTION, p);  // i out of range: not reached
+}
+
 // ---- the transition function -------------------------------------------------------------
 
 RR_HD inline void finish_game(State& s, uint8_t winner, uint8_t reason) {

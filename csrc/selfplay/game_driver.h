@@ -19,7 +19,12 @@ struct NullRecorder {
 struct ListPicker {
   MoveList* l;
   RR_HD bool operator()(const Geometry& g, State& s, Scratch& sc, Rng& rng, uint8_t policy, Move* m) const {
-    if (policy == POLICY_RANDOM && choose_random_placement(g, s, rng, m)) return true;  // no list needed
+    if (policy == POLICY_RANDOM) {  // no list needed
+      if (choose_random_placement(g, s, rng, m)) return true;
+#if !defined(__CUDA_ARCH__)
+      if (choose_random_movement(g, s, rng, m)) return true;  // (its counts are too big for a GPU thread)
+#endif
+    }
     legal_moves(g, s, sc, *l);
     if (l->overflow) return false;  // an incomplete surface would play a different game: stop it
     int i = choose_move(g, s, *l, rng, policy);

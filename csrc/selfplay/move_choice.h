@@ -151,6 +151,19 @@ RR_HD inline bool choose_random_placement(const Geometry& g, const State& s, Rng
   return true;
 }
 
+// The random policy on a movement surface, from its counts and the drawn index alone
+// (movement_index): the same draw and the same move as choose_in over the listed surface, whose
+// first draw always stands there (no recovery slides, the only moves the reference may reject).
+// False when the surface is not one movement_index describes; the caller then lists it.
+RR_HD inline bool choose_random_movement(const Geometry& g, const State& s, Rng& rng, Move* chosen) {
+  if (!movement_indexable(s)) return false;
+  MovementIndex mi;
+  if (!movement_index(g, s, mi)) return false;
+  int i = (int)rng.below((uint32_t)mi.n);
+  *chosen = movement_move_at(g, s, mi, i);
+  return true;
+}
+
 // Index of the chosen move in l, or -1 when nothing playable is listed.
 RR_HD inline int choose_move(const Geometry& g, State& s, const MoveList& l, Rng& rng, uint8_t policy) {
   if (l.n == 0) return -1;
