@@ -568,7 +568,8 @@ def time_lines(rows, ref) -> list[str]:
     what is left, noise included), beside what the 1,000x goal allows per game (records rows hand
     their games to Python, so they are no step of the main command and stay out of it). Then the
     one-thread run's serial part, its start-up and exit, and the two-thread speed-up it leaves
-    possible even if the play itself scaled perfectly."""
+    possible even if the play itself scaled perfectly; and how far engine-only play scales from one
+    thread to two on this machine (no path that plays games scales better)."""
     by = {row_key(r): r for r in rows if r.get("mode") in ("engine", "db", "cli")}
     out = []
 
@@ -606,6 +607,12 @@ def time_lines(rows, ref) -> list[str]:
             cap = whole / (serial + (whole - serial) / 2)
             out.append(f"serial part, {name}: start-up and exit take {serial:.3f} s (a one-game run) of the "
                        f"{whole:.3f} s one-thread run, which caps t2/t1 at {cap:.2f}")
+        e2 = by.get(key[:3] + (2, "engine"))
+        if e and e2 and e["games_per_sec"] and e2["games_per_sec"]:
+            # Play alone, nothing serial in it: how far two threads go on this machine at all.
+            out.append(f"scaling of play alone, {c['board']} {c['players']}p {c['policy']}: engine t2/t1 "
+                       f"{e2['games_per_sec'] / e['games_per_sec']:.2f} by wall clock in this run, about the "
+                       f"ceiling of this machine for the main command's t2/t1")
     return out
 
 

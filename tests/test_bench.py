@@ -198,6 +198,10 @@ def test_selfplay_bench_says_where_the_main_commands_time_goes():
         "10.0 + start-up and exit 10.0 + the rest +2.5; 1,000x TS allows 50.0 (12.5 over)",
         "serial part, main command square8 2p random: start-up and exit take 0.250 s (a one-game run) of the "
         "1.250 s one-thread run, which caps t2/t1 at 1.67"]
+    # with an engine row on two threads: how far play alone scales here
+    assert bench.time_lines(rows + [bench_row("engine", 2, 46000.0, 23000.0)], ref)[-1] == (
+        "scaling of play alone, square8 2p random: engine t2/t1 1.84 by wall clock in this run, about the "
+        "ceiling of this machine for the main command's t2/t1")
     # a stored run from before the one-game runs, or one without TS figures or other rows, says what it can
     old = {k: v for k, v in cli.items() if not k.startswith("startup")}
     assert bench.time_lines([old, rows[0]], bench.Reference([], "none")) == [
