@@ -434,6 +434,32 @@ def test_any_number_of_ids_is_queried_a_chunk_at_a_time(dbpath):
         assert list(db.iter_games(ids=range(10**6, 2 * 10**6))) == [] and db.count_games(id=[]) == 0
 
 
+def test_long_list_filters_on_any_column_are_one_json_array(dbpath):
+    """A list filter on another column (game_index, seed, board...) bound one variable per value
+    failed past SQLite's variable limit ("too many SQL variables"); a long one is now one JSON
+    array. The same rows, in id order, with the other filters and an id list kept."""
+    with GameDB(dbpath) as db:
+        _insert(db, _batch(games=range(6), max_moves=20), max_moves=20)
+        _insert(db, _batch("hex8", 2, games=range(3), max_moves=20), board="hex8", max_moves=20)
+        rows = list(db.iter_games())
+        if hasattr(db.conn, "setlimit"):
+            db.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        many = list(range(300_000)) + [2**64, -2**70]  # ints no column can hold match nothing
+        assert [r.id for r in db.iter_games(game_index=many)] == [r.id for r in rows]
+        assert [r.id for r in db.iter_games(game_index=np.arange(300_000), board="hex8")] == \
+            [r.id for r in rows if r.board == "hex8"]
+        assert db.count_games(game_index=many) == 9 and db.count_games(game_index=many, board="hex8") == 3
+        odd = [r.id for r in rows if r.game_index % 2]
+        assert [r.id for r in db.iter_games(game_index=list(range(1, 300_001, 2)))] == odd
+        assert [r.id for r in db.iter_games(ids=range(300_000), game_index=list(range(1, 300_001, 2)))] == odd
+        assert db.count_games(id=list(range(300_000)), game_index=list(range(1, 300_001, 2))) == len(odd)
+        assert len(list(db.iter_games(game_index=many, sample=4, seed_for_sample=3))) == 4
+        boards = ["square8"] + [f"b{i}" for i in range(1000)]
+        assert db.count_games(board=boards) == 6 and db.count_games(seed=list(range(1000, 2000))) == 0
+        with pytest.raises(TypeError, match="game filter 'seed': a list of more than 256 values may hold only"):
+            db.count_games(seed=[object()] * 300)
+
+
 def test_summary(dbpath, batch):
     with GameDB(dbpath) as db:
         _insert(db, batch)

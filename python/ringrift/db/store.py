@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 import sqlite3
 import sys
@@ -79,6 +80,7 @@ _FETCH_CHUNK = 256          # rows per query while iterating
 # past SQLite's limit (32766 since 3.32, 999 before; some builds 250000)
 _ID_CHUNK = _FETCH_CHUNK
 _ROW_ID_MIN, _ROW_ID_MAX = -2**63, 2**63 - 1  # what a SQLite INTEGER (a row id) can hold
+_LIST_BIND_MAX = _ID_CHUNK  # longer list filters on other columns are bound as one JSON array
 
 _INSERT_SQL = (
     f"INSERT INTO games ({', '.join(INSERT_COLUMNS)}) "
@@ -359,6 +361,32 @@ def _id_chunk_queries(where: str, params: list, id_list: list[int]):
         yield f"{where}{joiner}id IN ({', '.join('?' * len(chunk))})", [*params, *chunk]
 
 
+def _long_list(value) -> bool:
+    """A list filter bound as one JSON array (_list_sql) rather than one variable per value."""
+    return _is_list(value) and len(value) > _LIST_BIND_MAX
+
+
+def _list_sql(key: str, values: list) -> tuple[str, list]:
+    """`key IN (...)` for a list filter. A long list is one JSON array read by json_each: bound
+    value by value, past SQLite's variable limit (32766 by default, 999 in older builds) the
+    query failed with "too many SQL variables"."""
+    if len(values) <= _LIST_BIND_MAX:
+        return f"{key} IN ({', '.join('?' * len(values))})", values
+    nm = _loaded_numpy()
+    kept = []
+    for v in values:
+        v = v.item() if nm and isinstance(v, nm.generic) else v
+        if isinstance(v, int) and not _ROW_ID_MIN <= v <= _ROW_ID_MAX:
+            continue  # no column holds it (SQLite's integers are 64-bit): it matches nothing
+        kept.append(v)
+    try:
+        text = json.dumps(kept, allow_nan=False)
+    except (TypeError, ValueError):
+        raise TypeError(f"game filter {key!r}: a list of more than {_LIST_BIND_MAX} values may hold only "
+                        f"numbers, strings and None") from None
+    return f"{key} IN (SELECT value FROM json_each(?))", [text]
+
+
 def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
     clauses, params = [], []
     nm = _loaded_numpy()
@@ -372,8 +400,9 @@ def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
             if not values:
                 clauses.append("0")
                 continue
-            clauses.append(f"{key} IN ({', '.join('?' * len(values))})")
-            params.extend(values)
+            clause, bound = _list_sql(key, values)
+            clauses.append(clause)
+            params.extend(bound)
         else:
             clauses.append(f"{key} = ?")
             params.append(value.item() if nm and isinstance(value, nm.generic) else value)
@@ -801,6 +830,9 @@ class GameDB:
         if _is_list(filters.get("id")):  # any number of ids: counted a chunk at a time
             id_list = _id_list(filters.pop("id"))
             where, params = _filters_sql(filters)
+            if any(_long_list(v) for v in filters.values()):  # the long list read once, not once a chunk
+                wanted = set(id_list)
+                return sum(r[0] in wanted for r in self._query("count_games", f"SELECT id FROM games{where}", params))
             return sum(self._query("count_games", f"SELECT COUNT(*) FROM games{sql}", p)[0][0]
                        for sql, p in _id_chunk_queries(where, params, id_list))
         where, params = _filters_sql(filters)
@@ -825,8 +857,20 @@ class GameDB:
         if ids is not None:  # queried a chunk of ids at a time, each with the other filters
             filters.pop("id", None)
             id_list = _id_list(ids)
+        long_list = any(_long_list(v) for v in filters.values())
         where, params = _filters_sql(filters)
         cols = self._columns()
+        if long_list:
+            # The matching ids from one query, then their rows a chunk of ids at a time: paging
+            # by id, or one query per chunk of `ids`, would read the long list again for each.
+            try:
+                matching = [r[0] for r in self.conn.execute(f"SELECT id FROM games{where} ORDER BY id", params)]
+            except sqlite3.Error as exc:
+                raise self._fail("iter_games", exc) from None
+            if id_list is not None:
+                wanted = set(id_list)
+                matching = [i for i in matching if i in wanted]
+            id_list, where, params = matching, "", []
         if sample is not None:
             if int(sample) < 0:
                 raise ValueError(f"sample must be >= 0, got {sample}")
