@@ -458,6 +458,10 @@ def test_long_list_filters_on_any_column_are_one_json_array(dbpath):
         assert db.count_games(board=boards) == 6 and db.count_games(seed=list(range(1000, 2000))) == 0
         with pytest.raises(TypeError, match="game filter 'seed': a list of more than 256 values may hold only"):
             db.count_games(seed=[object()] * 300)
+        # short lists and single values beyond 64 bits match nothing too (sqlite3 raised OverflowError)
+        assert db.count_games(seed=[2**64]) == 0 and list(db.iter_games(seed=2**64)) == []
+        assert [r.id for r in db.iter_games(game_index=[1, 2**70, np.int64(2)])] == \
+            [r.id for r in rows if r.game_index in (1, 2)]
 
 
 def test_summary(dbpath, batch):

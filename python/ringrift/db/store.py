@@ -361,6 +361,18 @@ def _id_chunk_queries(where: str, params: list, id_list: list[int]):
         yield f"{where}{joiner}id IN ({', '.join('?' * len(chunk))})", [*params, *chunk]
 
 
+def _plain(value):
+    """A numpy scalar as the Python value it holds (what sqlite3 and json can take)."""
+    nm = _loaded_numpy()
+    return value.item() if nm and isinstance(value, nm.generic) else value
+
+
+def _beyond_sqlite(value) -> bool:
+    """An integer no column can hold (SQLite's are 64-bit): as a filter value it matches nothing,
+    where sqlite3 would raise OverflowError."""
+    return isinstance(value, int) and not _ROW_ID_MIN <= value <= _ROW_ID_MAX
+
+
 def _long_list(value) -> bool:
     """A list filter bound as one JSON array (_list_sql) rather than one variable per value."""
     return _is_list(value) and len(value) > _LIST_BIND_MAX
@@ -372,15 +384,8 @@ def _list_sql(key: str, values: list) -> tuple[str, list]:
     query failed with "too many SQL variables"."""
     if len(values) <= _LIST_BIND_MAX:
         return f"{key} IN ({', '.join('?' * len(values))})", values
-    nm = _loaded_numpy()
-    kept = []
-    for v in values:
-        v = v.item() if nm and isinstance(v, nm.generic) else v
-        if isinstance(v, int) and not _ROW_ID_MIN <= v <= _ROW_ID_MAX:
-            continue  # no column holds it (SQLite's integers are 64-bit): it matches nothing
-        kept.append(v)
     try:
-        text = json.dumps(kept, allow_nan=False)
+        text = json.dumps(values, allow_nan=False)
     except (TypeError, ValueError):
         raise TypeError(f"game filter {key!r}: a list of more than {_LIST_BIND_MAX} values may hold only "
                         f"numbers, strings and None") from None
@@ -397,15 +402,18 @@ def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
             continue
         if _is_list(value):
             values = list(value.tolist() if nm and isinstance(value, nm.ndarray) else value)
+            values = [v for v in (_plain(v) for v in values) if not _beyond_sqlite(v)]
             if not values:
                 clauses.append("0")
                 continue
             clause, bound = _list_sql(key, values)
             clauses.append(clause)
             params.extend(bound)
+        elif _beyond_sqlite(_plain(value)):
+            clauses.append("0")
         else:
             clauses.append(f"{key} = ?")
-            params.append(value.item() if nm and isinstance(value, nm.generic) else value)
+            params.append(_plain(value))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
