@@ -373,6 +373,45 @@ def test_an_acknowledged_range_is_recorded_delivered_before_its_db_goes(tmp_path
     asyncio.run(second_life())
 
 
+def test_a_done_runs_range_db_left_by_a_restart_goes_at_the_next_start(tmp_path, monkeypatch):
+    """The coordinator killed after run.json recorded the last range delivered (the run done)
+    but before that range's DB was deleted: a restart restored only running runs, so the DB
+    stayed on disk for ever. It now goes when the coordinator restores its runs."""
+    from ringrift.p2p import dbtools
+    from ringrift.p2p.leader import Coordinator
+
+    params = {"board": "square8", "players": 2, "policy": "random", "seed": 8, "num_games": 200,
+              "max_moves": 2000, "games_per_worker": 100, "batch_size": None, "threads": 1, "timeout": 60.0,
+              "capability": "cpu"}
+
+    async def first_life():
+        coord = Coordinator(_FakeNode(tmp_path))
+        run, _ = await coord.start_run(params, [])
+        for r in run.ranges:
+            r.status, r.todo = "collected", r.todo - r.todo
+            run.range_db(r).write_bytes(b"")
+        await coord.ack(run, 0)
+        monkeypatch.setattr(dbtools, "remove_db", lambda path: None)  # killed before the last delete
+        await coord.ack(run, 100)
+        monkeypatch.undo()
+        assert run.status == "done" and list(run.dir.glob("range_*.db")) == [run.range_db(run.by_start[100])]
+        return run
+
+    first = asyncio.run(first_life())
+    other = first.dir.parent / "not-a-run"  # range DBs of a folder no done run names stay
+    other.mkdir()
+    (other / "range_0-100.db").write_bytes(b"")
+
+    async def second_life():
+        coord = Coordinator(_FakeNode(tmp_path))
+        await coord.restore()
+        assert first.run_id not in coord.runs  # a done run is not resumed
+        assert list(first.dir.glob("range_*.db")) == [] and (first.dir / "run.json").exists()
+        assert (other / "range_0-100.db").exists()
+
+    asyncio.run(second_life())
+
+
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
 def test_a_job_db_that_cannot_be_deleted_only_warns_and_goes_after_a_restart(tmp_path):
     """A real job on a real JobManager; its run folder is made immutable (even root cannot

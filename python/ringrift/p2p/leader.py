@@ -282,6 +282,10 @@ class Coordinator:
             return docs
 
         for doc in await asyncio.to_thread(read):
+            if doc.get("status") == "done":
+                # Every range of a done run was delivered; a DB still here is one whose delete a
+                # restart cut off after run.json said done (see ack): nothing reads it again.
+                await asyncio.to_thread(self._sweep_done, str(doc.get("run_id") or ""))
             if doc.get("status") == "running" and isinstance(doc.get("params"), dict):
                 try:
                     skip = await asyncio.to_thread(IndexSet.parse, doc.get("skip", ""))
@@ -290,6 +294,14 @@ class Coordinator:
                     run.event("restored", "restored after a restart of the coordinator")
                 except Exception as exc:  # noqa: BLE001
                     log.warning("cannot restore run %s: %s", doc.get("run_id"), exc)
+
+    def _sweep_done(self, run_id: str) -> None:
+        folder = self.runs_dir / run_id
+        if not run_id or folder.parent != self.runs_dir or not folder.is_dir():
+            return  # a run id that is no folder name of ours (a damaged run.json)
+        for path in sorted(folder.glob("range_*.db")):
+            log.info("run %s: removing %s, left by a restart after the run was done", run_id, path.name)
+            dbtools.remove_db(path)
 
     def _await_jobs(self, run: Run, running: list) -> None:
         """The jobs the last life had started keep their ranges: a range is not dealt again
