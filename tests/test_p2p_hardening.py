@@ -264,3 +264,32 @@ def test_connections_that_never_finish_a_request_head_are_closed(tmp_path):
     with pytest.raises(ValueError, match="header_timeout must be 0..3600 s"):
         Node(NodeConfig(node_id="B", data_dir=tmp_path / "b", bind=["127.0.0.1"], port=port, advertise=url,
                         header_timeout=0))
+
+
+def test_a_node_settles_after_polling_its_peers_not_after_start_up_time(tmp_path):
+    """settled() counted two heartbeats from the Node object's creation: a start-up that took
+    that long (jobs to recover, runs to restore) made a node settled before it had asked its
+    peers anything, and its coordinator could deal ranges they were still playing. It now counts
+    finished rounds of polling, over two heartbeats from the first."""
+    from ringrift.p2p.node import Node, NodeConfig
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cfg = NodeConfig(node_id="A", data_dir=tmp_path / "data", bind=["127.0.0.1"], port=port, advertise=url,
+                     max_jobs=0, discovery=False, heartbeat=0.1)
+
+    async def main():
+        node = Node(cfg)
+        await asyncio.sleep(2 * cfg.heartbeat + 0.6)  # a slow start-up: no round of polling yet
+        assert not node.settled()
+        await node.start()
+        try:
+            t0 = time.monotonic()
+            while not node.settled():
+                assert time.monotonic() - t0 < 10, "never settled"
+                await asyncio.sleep(0.02)
+            assert node.polls >= 2 and time.monotonic() - node.first_poll >= 2 * cfg.heartbeat + 0.5
+        finally:
+            await node.stop()
+
+    asyncio.run(main())

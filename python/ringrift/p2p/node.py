@@ -267,6 +267,8 @@ class Node:
         self.boot = uuid.uuid4().hex[:12]
         self.started_at = time.time()
         self.t0 = time.monotonic()
+        self.first_poll: float | None = None  # when the first round of asking the peers began
+        self.polls = 0  # rounds of asking the peers that have finished
         self.build: str | None = None
         self.onnxruntime: str | None = None
         self.jobs = JobManager(cfg.data_dir, cfg.node_id, cfg.max_jobs, self.boot)
@@ -378,7 +380,10 @@ class Node:
             try:
                 if self.discovery:
                     self.discovery.announce()
+                if self.first_poll is None:
+                    self.first_poll = time.monotonic()
                 await self._poll_peers()
+                self.polls += 1
                 await asyncio.wait_for(self.coordinator.tick(self.views()), max(10.0, 5 * hb))
             except asyncio.CancelledError:
                 raise
@@ -473,7 +478,12 @@ class Node:
         return time.monotonic() - self.t0
 
     def settled(self) -> bool:
-        return self.uptime() >= 2 * self.cfg.heartbeat + 0.5
+        """Two rounds of asking the peers have finished, over at least two heartbeats: only then
+        does the node know which jobs its peers run (a coordinator after a restart) and who
+        leads. Counted from the first round, not from start-up: a start that takes long (jobs
+        to recover, runs to restore) must not count as time spent listening."""
+        return (self.polls >= 2 and self.first_poll is not None
+                and time.monotonic() - self.first_poll >= 2 * self.cfg.heartbeat + 0.5)
 
     def load(self) -> float:
         try:
