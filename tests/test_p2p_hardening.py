@@ -204,12 +204,13 @@ def test_strangers_get_no_token_and_a_malformed_peer_breaks_nothing(nodes):
         bad.close()
 
 
-def test_connections_that_never_finish_a_request_head_are_closed(tmp_path):
+def test_connections_that_never_finish_a_request_are_closed(tmp_path):
     """A socket that sends nothing, one that sends only a request line, one that trickles header
     bytes, and a kept-alive one idle after its answer are all closed by the node soon after its
     header_timeout (0.5 s here, 10 s by default): each held a file descriptor for ever (or an
-    hour: aiohttp's keep-alive default), so a few hundred of them could exhaust the node's.
-    Meanwhile /health answers."""
+    hour: aiohttp's keep-alive default), so a few hundred of them could exhaust the node's. So
+    are requests whose body stops or trickles after a complete head (JSON and model uploads:
+    408, then the connection closes). Meanwhile /health answers."""
     from ringrift.p2p.node import Node, NodeConfig
 
     limit = 0.5
@@ -238,10 +239,17 @@ def test_connections_that_never_finish_a_request_head_are_closed(tmp_path):
                     return time.monotonic() - t0
             pytest.fail(f"the node kept a connection open 5 s after {send[:40]!r}")
 
+    post = (b"POST /pipeline/ack HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n")
+
     def probe():
         cases = {"silent": (b"",), "request line only": (b"GET / HTTP/1.1\r\n",),
                  "trickled header": (b"GET /health HTTP/1.1\r\nX-Slow: ", b"a"),
-                 "idle kept-alive": (b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n",)}
+                 "idle kept-alive": (b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n",),
+                 # a complete head, then a body that stops, or trickles, or an upload that stops
+                 "stalled body": (post + b"{",), "trickled body": (post + b"{", b" "),
+                 "stalled upload": (b"PUT /models/" + b"a" * 64 + b" HTTP/1.1\r\nHost: a\r\n"
+                                    b"Content-Length: 1000\r\n\r\n" + b"x" * 10,)}
         with ThreadPoolExecutor(len(cases)) as pool:
             futures = {name: pool.submit(closed_after, *args) for name, args in cases.items()}
             time.sleep(0.1)

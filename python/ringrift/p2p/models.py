@@ -22,10 +22,9 @@ from aiohttp import web
 
 from ..pipeline.models import MAX_MODEL_BYTES, MODELS_DIR, SHA256, model_rel
 from .client import NodeError
+from .httpbody import BodyStalled, end_connection, iter_body
 
 log = logging.getLogger("ringrift.p2p")
-
-CHUNK = 1 << 16
 
 
 def _error(message: str, status: int) -> web.Response:
@@ -33,9 +32,10 @@ def _error(message: str, status: int) -> web.Response:
 
 
 class ModelStore:
-    def __init__(self, data_dir: Path, node_id: str):
+    def __init__(self, data_dir: Path, node_id: str, stall: float = 10.0):
         self.data_dir = data_dir
         self.node_id = node_id
+        self.stall = stall  # seconds an upload may send no bytes before it is refused (408)
         self.uploads = 0  # PUT requests of a well-formed hash (the leader asks first, so a held model gets none)
         self.received = 0  # models stored by an upload
         self.rejected = 0  # uploads refused (hash mismatch, too large, cut short)
@@ -88,7 +88,7 @@ class ModelStore:
             n = 0
             try:
                 with open(tmp, "wb") as fh:
-                    async for chunk in request.content.iter_chunked(CHUNK):
+                    async for chunk in iter_body(request, self.stall):
                         n += len(chunk)
                         if n > MAX_MODEL_BYTES:
                             self.rejected += 1
@@ -104,6 +104,10 @@ class ModelStore:
                     return _error(f"model upload does not match its SHA-256 ({h.hexdigest()[:12]}... is not "
                                   f"{sha[:12]}...): refused, not stored", 400)
                 os.replace(tmp, self.path(sha))
+            except BodyStalled as exc:
+                self.rejected += 1
+                end_connection(request)
+                return _error(f"model upload after {n} bytes: {exc}", 408)
             finally:
                 tmp.unlink(missing_ok=True)
             self.received += 1

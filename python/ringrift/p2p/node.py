@@ -37,6 +37,7 @@ from . import PROTOCOL_VERSION, dbtools
 from .auth import bearer_ok
 from .client import NodeClient, NodeError
 from .discovery import Discovery
+from .httpbody import BodyStalled, end_connection, iter_body
 from .jobs import FINISHED, JOB_ID, JobManager
 from .leader import Coordinator
 from .models import ModelStore
@@ -153,16 +154,27 @@ def _nesting_ok(value, limit: int) -> bool:
     return True
 
 
-async def _body(request: web.Request) -> dict:
-    """The request's JSON object: 415 unless it is sent as JSON, 413 over MAX_BODY bytes, 400
-    for anything that is not a flat enough JSON object (the bodies of this API nest at most
-    MAX_DEPTH deep, so a deeper one is refused before anything walks it)."""
+async def _body(request: web.Request, stall: float) -> dict:
+    """The request's JSON object: 415 unless it is sent as JSON, 413 over MAX_BODY bytes, 408
+    when its bytes stop coming for `stall` s, 400 for anything that is not a flat enough JSON
+    object (the bodies of this API nest at most MAX_DEPTH deep, so a deeper one is refused
+    before anything walks it)."""
     if request.content_type != "application/json":
         raise BadRequest(f"the request body must be JSON (Content-Type: application/json), not "
                          f"{request.content_type}", 415)
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise BadRequest(f"request body over {MAX_BODY} bytes", 413)
-    raw = await request.read()
+    parts, size = [], 0
+    try:
+        async for chunk in iter_body(request, stall):
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise BadRequest(f"request body over {MAX_BODY} bytes", 413)
+            parts.append(chunk)
+    except BodyStalled as exc:
+        end_connection(request)
+        raise BadRequest(str(exc), 408) from None
+    raw = b"".join(parts)
     if not raw.strip():
         raise BadRequest("empty request body: a JSON object is required")
     if raw.count(b"[") + raw.count(b"{") > MAX_CONTAINERS:
@@ -272,7 +284,7 @@ class Node:
         self.build: str | None = None
         self.onnxruntime: str | None = None
         self.jobs = JobManager(cfg.data_dir, cfg.node_id, cfg.max_jobs, self.boot)
-        self.models = ModelStore(cfg.data_dir, cfg.node_id)
+        self.models = ModelStore(cfg.data_dir, cfg.node_id, stall=cfg.header_timeout)
         self.coordinator = Coordinator(self)
         self.client = NodeClient(cfg.token, timeout=10.0)
         self.peers: dict[str, Peer] = {}
@@ -319,8 +331,11 @@ class Node:
         # keepalive_timeout: aiohttp closes a kept-alive connection that has not delivered its next
         # request head this long after the last answer (bytes trickled in do not extend it); the
         # first head of a connection is _close_silent_connections' job.
+        # lingering_time: how long aiohttp drains a body its handler left unread before it
+        # closes the connection (10 s by default), bounded the same way.
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    keepalive_timeout=self.cfg.header_timeout)
+                                    keepalive_timeout=self.cfg.header_timeout,
+                                    lingering_time=self.cfg.header_timeout)
         await self.runner.setup()
         for host in self.cfg.bind:
             site = web.TCPSite(self.runner, host, self.cfg.port, reuse_address=True)
@@ -722,7 +737,7 @@ class Node:
         return p
 
     async def h_pipeline_start(self, request):
-        body = await _body(request)
+        body = await _body(request, self.cfg.header_timeout)
         phase = _field(body, "phase", str, required=True, what=f"one of {', '.join(CLUSTER_PHASES)}")
         if phase not in PHASES:
             raise BadRequest(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
@@ -795,14 +810,14 @@ class Node:
         return _json(self.coordinator.status(self._run(run_id), since))
 
     async def h_pipeline_stop(self, request):
-        body = await _body(request)
+        body = await _body(request, self.cfg.header_timeout)
         _only(body, ("run_id",))
         run = self._run(_field(body, "run_id", str, required=True))
         self.coordinator.stop(run)
         return _json({"run": run.summary()})
 
     async def h_pipeline_ack(self, request):
-        body = await _body(request)
+        body = await _body(request, self.cfg.header_timeout)
         _only(body, ("run_id", "start"))
         run = self._run(_field(body, "run_id", str, required=True))
         start = _field(body, "start", int, required=True)
@@ -889,7 +904,7 @@ class Node:
         return self._job_spec(body, parsed)
 
     async def h_selfplay_worker(self, request):
-        body = await _body(request)
+        body = await _body(request, self.cfg.header_timeout)
         spec = await self._job_spec_off_loop(body)
         try:
             job, created = await self.jobs.start(spec)
@@ -937,7 +952,7 @@ class Node:
 
     async def h_job_collected(self, request):
         job = self._job(request)
-        body = await _body(request) if request.body_exists else {}
+        body = await _body(request, self.cfg.header_timeout) if request.body_exists else {}
         _only(body, ("discard",))
         discard = _field(body, "discard", bool, default=False, what="delete the job's DB")
         if job["status"] not in FINISHED:
