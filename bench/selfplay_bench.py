@@ -569,7 +569,7 @@ def time_lines(rows, ref) -> list[str]:
     their games to Python, so they are no step of the main command and stay out of it). Then the
     one-thread run's serial part, its start-up and exit, and the two-thread speed-up it leaves
     possible even if the play itself scaled perfectly; and how far engine-only play scales from one
-    thread to two on this machine (no path that plays games scales better)."""
+    thread to two on this machine."""
     by = {row_key(r): r for r in rows if r.get("mode") in ("engine", "db", "cli")}
     out = []
 
@@ -611,8 +611,8 @@ def time_lines(rows, ref) -> list[str]:
         if e and e2 and e["games_per_sec"] and e2["games_per_sec"]:
             # Play alone, nothing serial in it: how far two threads go on this machine at all.
             out.append(f"scaling of play alone, {c['board']} {c['players']}p {c['policy']}: engine t2/t1 "
-                       f"{e2['games_per_sec'] / e['games_per_sec']:.2f} by wall clock in this run, about the "
-                       f"ceiling of this machine for the main command's t2/t1")
+                       f"{e2['games_per_sec'] / e['games_per_sec']:.2f} by wall clock in this run (nothing "
+                       f"serial in it: what two threads give play itself here, noise included)")
     return out
 
 

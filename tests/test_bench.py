@@ -200,8 +200,8 @@ def test_selfplay_bench_says_where_the_main_commands_time_goes():
         "1.250 s one-thread run, which caps t2/t1 at 1.67"]
     # with an engine row on two threads: how far play alone scales here
     assert bench.time_lines(rows + [bench_row("engine", 2, 46000.0, 23000.0)], ref)[-1] == (
-        "scaling of play alone, square8 2p random: engine t2/t1 1.84 by wall clock in this run, about the "
-        "ceiling of this machine for the main command's t2/t1")
+        "scaling of play alone, square8 2p random: engine t2/t1 1.84 by wall clock in this run (nothing "
+        "serial in it: what two threads give play itself here, noise included)")
     # a stored run from before the one-game runs, or one without TS figures or other rows, says what it can
     old = {k: v for k, v in cli.items() if not k.startswith("startup")}
     assert bench.time_lines([old, rows[0]], bench.Reference([], "none")) == [
