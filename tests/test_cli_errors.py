@@ -74,7 +74,10 @@ def test_absurd_game_counts_are_refused_or_planned_in_constant_memory(tmp_path):
     for flags in (("--start", str(2**62 - 2), "--count", "5"), ("--indices", f"3,{2**62}")):
         r = run("pipeline", "worker", "--board", "square8", *flags, "--output-db", str(tmp_path / "w.db"),
                 cwd=tmp_path, timeout=60)
-        one_line(r, 1, str(2**62))  # 1, as the worker's other argument errors
+        one_line(r, 2, str(2**62))  # 2: a usage error, as for every other command (it was 1)
+    r = run("pipeline", "worker", "--board", "square8", "--start", "0", "--count", "1", "--seed", "-1",
+            "--output-db", str(tmp_path / "w.db"), cwd=tmp_path, timeout=60)
+    one_line(r, 2, "--seed must be 0..")
     with pytest.raises(ValueError, match="game index: 4611686018427387904 is out of range"):
         _core.selfplay_batch("square8", 2, 1, [2**62], "random")
     # the config's bounds are the flags' bounds, and a value out of them names the file and line

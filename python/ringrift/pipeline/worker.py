@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..engine.errors import RingRiftError
+from ..exitcodes import UsageError
 from .ranges import MAX_GAMES, MAX_GAMES_WHY, MAX_SEED, IndexSet
 
 _SKIP_DIRS = {"__pycache__"}
@@ -189,17 +190,17 @@ def worker_main(args) -> int:
         try:
             indices = IndexSet.parse(args.indices, max_index=MAX_GAMES - 1)
         except ValueError as exc:
-            raise RingRiftError(f"--indices: {exc}") from None
+            raise UsageError(f"--indices: {exc}") from None
     else:
         if args.start is None or args.count is None:
-            raise RingRiftError("give --start and --count, or --indices")
+            raise UsageError("give --start and --count, or --indices")
         if args.start < 0 or args.count < 0:
-            raise RingRiftError("--start and --count must be >= 0")
+            raise UsageError("--start and --count must be >= 0")
         if args.start + args.count > MAX_GAMES:
-            raise RingRiftError(f"--start + --count must be at most {MAX_GAMES} ({MAX_GAMES_WHY})")
+            raise UsageError(f"--start + --count must be at most {MAX_GAMES} ({MAX_GAMES_WHY})")
         indices = IndexSet.interval(args.start, args.start + args.count)
     if not 0 <= args.seed <= MAX_SEED:
-        raise RingRiftError(f"--seed must be 0..{MAX_SEED}")
+        raise UsageError(f"--seed must be 0..{MAX_SEED}")
     threads = args.threads
     if threads == 0:
         threads = max(1, _core.hardware_threads() // max(1, args.parallel_jobs))
@@ -213,7 +214,7 @@ def worker_main(args) -> int:
 
         parts = model_of_policy(args.policy)
         if parts is None:
-            raise RingRiftError("--model-sha256 goes with an onnx:PATH or gumbel:onnx:PATH policy")
+            raise UsageError("--model-sha256 goes with an onnx:PATH or gumbel:onnx:PATH policy")
         check_model(parts[1], args.model_sha256)
     emit("start", pid=os.getpid(), host=socket.gethostname(), db=str(out), threads=threads,
          version=__version__, build=build_id(), device=args.device)
