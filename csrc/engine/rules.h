@@ -314,6 +314,10 @@ struct MovementIndex {
   uint8_t simple[MAX_CELLS * MAX_DIRS], capture[MAX_CELLS * MAX_DIRS];  // per stack x direction
 };
 
+// The nearest landing past a capture target at distance `dist`, counted from the target: one
+// cell beyond it, or further while the total distance is below the mover's height h.
+RR_HD inline int nearest_landing(int h, int dist) { return h - dist > 1 ? h - dist : 1; }
+
 RR_HD inline bool movement_indexable(const State& s) {
   return s.status == ST_ACTIVE && s.phase == PH_MOVEMENT && !recovery_eligible(s, s.current);
 }
@@ -328,18 +332,15 @@ RR_HD inline bool movement_index(const Geometry& g, const State& s, MovementInde
     const int h = s.height[c], cap = s.cap[c];
     mi.from[k] = (int16_t)c;
     for (int d = 0; d < nd; d++) {
-      int x = g.nbr[c][d], dist = 1;  // dist: distance of x
-      while (x != NO_CELL && !cell_blocks(s, x)) {
-        x = g.nbr[x][d];
-        dist++;
-      }
-      const int run = dist - 1;  // free cells before the first obstacle
+      int dist;  // of the ray's first obstacle (one past the edge when there is none)
+      const int x = capture_target_on_ray(g, s, c, d, &dist);
+      const int run = dist - 1;  // free cells before it
       const int simple = run >= h ? run - h + 1 : 0;
       int landings = 0;
-      if (x != NO_CELL && !s.collapsed[x] && cap >= s.cap[x]) {
+      if (x != NO_CELL && cap >= s.cap[x]) {
         int beyond = 0;  // free cells past the target, before the next obstacle
         for (int y = g.nbr[x][d]; y != NO_CELL && !cell_blocks(s, y); y = g.nbr[y][d]) beyond++;
-        const int first = h - dist > 1 ? h - dist : 1;  // nearest landing at total distance >= h
+        const int first = nearest_landing(h, dist);
         landings = beyond >= first ? beyond - first + 1 : 0;
       }
       mi.simple[k * nd + d] = (uint8_t)simple;
@@ -372,19 +373,16 @@ RR_HD inline Move movement_move_at(const Geometry& g, const State& s, const Move
     const int from = mi.from[e / nd], d = e % nd, h = s.height[from];
     Move m = make_move(capture ? MT_OVERTAKING_CAPTURE : MT_MOVE_STACK, p);
     m.from = (int16_t)from;
-    int x = g.nbr[from][d], dist = 1;
-    if (!capture) {  // the i-th free cell at distance >= h
-      for (; dist < h + i; dist++) x = g.nbr[x][d];
-      m.to = (int16_t)x;
-      return m;
+    int x, steps;
+    if (capture) {  // the i-th landing past the target
+      int dist;
+      m.target = (int16_t)(x = capture_target_on_ray(g, s, from, d, &dist));
+      steps = nearest_landing(h, dist) + i;
+    } else {  // the i-th free cell at distance >= h
+      x = from;
+      steps = h + i;
     }
-    while (!cell_blocks(s, x)) {  // the target: the ray's first obstacle
-      x = g.nbr[x][d];
-      dist++;
-    }
-    m.target = (int16_t)x;
-    const int first = h - dist > 1 ? h - dist : 1;
-    for (int j = 0; j < first + i; j++) x = g.nbr[x][d];
+    for (int j = 0; j < steps; j++) x = g.nbr[x][d];
     m.to = (int16_t)x;
     return m;
   }
