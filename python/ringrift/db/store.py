@@ -339,12 +339,24 @@ def _is_list(value) -> bool:
     return isinstance(value, (list, tuple, set, frozenset, range)) or bool(nm and isinstance(value, nm.ndarray))
 
 
+def _plain(value):
+    """A numpy scalar as the Python value it holds (what sqlite3 and json can take)."""
+    nm = _loaded_numpy()
+    return value.item() if nm and isinstance(value, nm.generic) else value
+
+
+def _beyond_sqlite(value) -> bool:
+    """An integer no column can hold (SQLite's are 64-bit): as a filter value it matches nothing,
+    where sqlite3 would raise OverflowError."""
+    return isinstance(value, int) and not _ROW_ID_MIN <= value <= _ROW_ID_MAX
+
+
 def _row_ids(ids) -> list[int]:
     """The game ids as ints, in their order, without those no row can have: beyond SQLite's 64-bit
     integers an id changes and matches nothing, as an unknown id does (SQLite would overflow)."""
     nm = _loaded_numpy()
     ids = ids.tolist() if nm and isinstance(ids, nm.ndarray) else ids
-    return [i for i in map(int, ids) if _ROW_ID_MIN <= i <= _ROW_ID_MAX]
+    return [i for i in map(int, ids) if not _beyond_sqlite(i)]
 
 
 def _id_list(ids) -> list[int]:
@@ -359,18 +371,6 @@ def _id_chunk_queries(where: str, params: list, id_list: list[int]):
     for start in range(0, len(id_list), _ID_CHUNK):
         chunk = id_list[start:start + _ID_CHUNK]
         yield f"{where}{joiner}id IN ({', '.join('?' * len(chunk))})", [*params, *chunk]
-
-
-def _plain(value):
-    """A numpy scalar as the Python value it holds (what sqlite3 and json can take)."""
-    nm = _loaded_numpy()
-    return value.item() if nm and isinstance(value, nm.generic) else value
-
-
-def _beyond_sqlite(value) -> bool:
-    """An integer no column can hold (SQLite's are 64-bit): as a filter value it matches nothing,
-    where sqlite3 would raise OverflowError."""
-    return isinstance(value, int) and not _ROW_ID_MIN <= value <= _ROW_ID_MAX
 
 
 def _long_list(value) -> bool:
@@ -884,13 +884,16 @@ class GameDB:
                 raise ValueError(f"sample must be >= 0, got {sample}")
             if int(seed_for_sample) < 0:
                 raise ValueError(f"seed_for_sample must be >= 0, got {seed_for_sample}")
-            queries = ([(where, params)] if id_list is None else _id_chunk_queries(where, params, id_list))
-            try:
-                all_ids = np.fromiter((r[0] for sql, p in queries
-                                       for r in self.conn.execute(f"SELECT id FROM games{sql} ORDER BY id", p)),
-                                      dtype=np.int64)
-            except sqlite3.Error as exc:
-                raise self._fail("iter_games", exc) from None
+            if long_list:  # the matching ids are known already
+                all_ids = np.array(id_list, dtype=np.int64)
+            else:
+                queries = ([(where, params)] if id_list is None else _id_chunk_queries(where, params, id_list))
+                try:
+                    all_ids = np.fromiter((r[0] for sql, p in queries
+                                           for r in self.conn.execute(f"SELECT id FROM games{sql} ORDER BY id", p)),
+                                          dtype=np.int64)
+                except sqlite3.Error as exc:
+                    raise self._fail("iter_games", exc) from None
             if int(sample) < len(all_ids):
                 rng = np.random.default_rng(seed_for_sample)
                 all_ids = np.sort(rng.choice(all_ids, size=int(sample), replace=False))
