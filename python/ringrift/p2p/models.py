@@ -32,7 +32,7 @@ def _error(message: str, status: int) -> web.Response:
 
 
 class ModelStore:
-    def __init__(self, data_dir: Path, node_id: str, stall: float = 10.0):
+    def __init__(self, data_dir: Path, node_id: str, stall: float):
         self.data_dir = data_dir
         self.node_id = node_id
         self.stall = stall  # seconds an upload may send no bytes before it is refused (408)

@@ -497,8 +497,7 @@ class Node:
         does the node know which jobs its peers run (a coordinator after a restart) and who
         leads. Counted from the first round, not from start-up: a start that takes long (jobs
         to recover, runs to restore) must not count as time spent listening."""
-        return (self.polls >= 2 and self.first_poll is not None
-                and time.monotonic() - self.first_poll >= 2 * self.cfg.heartbeat + 0.5)
+        return self.polls >= 2 and time.monotonic() - self.first_poll >= 2 * self.cfg.heartbeat + 0.5
 
     def load(self) -> float:
         try:
