@@ -1,7 +1,9 @@
 """The rules core's host-only fast paths play the same games as the portable code the device runs.
 
 csrc/engine has a few paths that only an x86-64 host compiles (SSE2 masks of the region scan and
-the placement surface, state.h) and a host-only cache (the region scan's components, territory.h).
+the placement surface, state.h), a host-only cache (the region scan's components, territory.h),
+and the CPU picker's random moves drawn from counts instead of a listed surface (rules.h:
+placement_index, movement_index; the GPU kernel's streaming picker lists).
 bench/engine_profile.cpp prints a digest of every move of a run of seeded games; built with them
 and without them (-DRR_NO_HOST_SIMD), and with the list picker and the GPU kernel's streaming
 picker, every digest must agree. The GPU kernel itself is compared with the host where a GPU is
