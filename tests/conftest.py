@@ -218,7 +218,8 @@ def expected_fingerprint(game: Game) -> str:
 # Every test runs with HOME in its own temporary folder (so ~/.ringrift/pipeline_state.json, the
 # pipeline's default state file, is a temporary one), the pipeline's logs in tmp_path/logs
 # ($RINGRIFT_LOG_DIR; tests that run the pipeline in tmp_path find them where the default would
-# put them) and the TS bridge's bundle cache in one folder per session. Subprocesses inherit it.
+# put them), the cache of validated config files in a folder beside tmp_path and the TS bridge's
+# bundle cache in one folder per session. Subprocesses inherit it.
 # At the end of the session the real home's ringrift folders and the repository's files are
 # compared with their state at the start: any change fails the run, naming the files.
 
@@ -322,6 +323,7 @@ def _keep_out_of_home_and_repo(tmp_path, monkeypatch, _bridge_cache):
     monkeypatch.setenv("HOME", str(tmp_path / ".home"))
     monkeypatch.setenv("RINGRIFT_LOG_DIR", str(tmp_path / "logs"))
     monkeypatch.setenv("RINGRIFT_TS_BRIDGE_CACHE", str(_bridge_cache))
+    monkeypatch.setenv("RINGRIFT_CONFIG_CACHE", str(tmp_path.parent / f"{tmp_path.name}-config-cache"))
 
 
 @pytest.fixture(scope="session")

@@ -189,7 +189,7 @@ def test_selfplay_bench_says_where_the_main_commands_time_goes():
     # 1.25 s), of which its one-game runs put 0.2 s of CPU (10 µs a game) and 0.25 s of wall in
     # start-up and exit
     cli = bench_row("cli", 1, 16000.0, 16000.0, seconds=1.25, games=20000, startup_seconds=0.25,
-                    startup_cpu_seconds=0.2)
+                    startup_cpu_seconds=0.2, startup_cold_cpu_seconds=0.24)
     rows = [bench_row("engine", 1, 25000.0, 25000.0), bench_row("records", 1, 10000.0, 10000.0),
             bench_row("db", 1, 20000.0, 20000.0), cli, bench_row("cli", 2, 28000.0, 15000.0)]
     ref = bench.Reference([{"board": "square8", "players": 2, "games_per_cpu_sec": 20.0}], "test")
@@ -197,7 +197,9 @@ def test_selfplay_bench_says_where_the_main_commands_time_goes():
         "time per game, main command square8 2p random t1 (CPU µs): 62.5 = engine 40.0 + recording and storing "
         "10.0 + start-up and exit 10.0 + the rest +2.5; 1,000x TS allows 50.0 (12.5 over)",
         "serial part, main command square8 2p random: start-up and exit take 0.250 s (a one-game run) of the "
-        "1.250 s one-thread run, which caps t2/t1 at 1.67"]
+        "1.250 s one-thread run, which caps t2/t1 at 1.67",
+        "start-up, main command square8 2p random: 0.200 CPU-s with the config files found validated in the cache "
+        "(a second run; the rows above), 0.240 CPU-s without it (a first run, RINGRIFT_CONFIG_CACHE=off)"]
     # with an engine row on two threads: how far play alone scales here
     assert bench.time_lines(rows + [bench_row("engine", 2, 46000.0, 23000.0)], ref)[-1] == (
         "scaling of play alone, square8 2p random: engine t2/t1 1.84 by wall clock in this run (nothing "
@@ -220,4 +222,5 @@ def test_selfplay_bench_times_the_main_command_and_its_start_up(tmp_path):
     # the one-game runs: start-up and exit, timed in wall and CPU seconds (a quick run plays for
     # only a few ms more than they take, so no order between the two is asserted)
     assert 0 < one["startup_seconds"] < 30 and 0 < one["startup_cpu_seconds"] < 30
+    assert 0 < one["startup_cold_cpu_seconds"] < 30  # a first run's, with the config cache off
     assert set(rows) == {1, 2} and "startup_seconds" not in rows[2]

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .. import _core
 from . import schema as _schema
@@ -392,7 +392,7 @@ def _list_sql(key: str, values: list) -> tuple[str, list]:
     return f"{key} IN (SELECT value FROM json_each(?))", [text]
 
 
-def _filters_sql(filters: dict[str, Any]) -> tuple[str, list]:
+def _filters_sql(filters: dict[str, object]) -> tuple[str, list]:
     clauses, params = [], []
     nm = _loaded_numpy()
     for key, value in filters.items():
