@@ -66,7 +66,11 @@ def test_schema_creation(dbpath):
         assert meta["format"] == "ringrift-gamedb"
         uniques = [r[1] for r in con.execute("PRAGMA index_list(games)") if r[2]]
         cols = [[c[2] for c in con.execute(f"PRAGMA index_info('{name}')")] for name in uniques]
-        assert ["board", "num_players", "policy", "seed", "game_index"] in cols
+        # the identity led by its integers, so an insert's uniqueness probe compares no text
+        assert ["seed", "game_index", "board", "num_players", "policy"] in cols
+        # only checked games in the parity index: a new (unchecked) game pays no index insert
+        (ddl,) = con.execute("SELECT sql FROM sqlite_master WHERE name = 'idx_games_parity'").fetchone()
+        assert ddl.endswith("ON games (parity_status) WHERE parity_status <> 'unchecked'")
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert tables == {"meta", "games"}
     finally:
@@ -402,6 +406,48 @@ def test_filters_sampling_and_parity_status(dbpath):
         assert db.get_game(s1[0]).parity_status == "ok"
         with pytest.raises(KeyError):
             db.get_game(10_000)
+
+
+def _older_layout(path):
+    """A schema-3 file as versions before the integer-led identity made it: the identity led by
+    board, every game in the parity index."""
+    from ringrift.db import schema
+
+    with GameDB(path):
+        pass
+    con = sqlite3.connect(path)
+    with con:
+        table = schema.GAMES_TABLE_SQL.format(name="games_old").replace(
+            "UNIQUE (seed, game_index, board, num_players, policy)", "UNIQUE (board, num_players, policy, seed, game_index)")
+        assert "UNIQUE (board, num_players, policy, seed, game_index)" in table
+        con.execute(table)
+        con.execute("DROP TABLE games")
+        con.execute("ALTER TABLE games_old RENAME TO games")
+        con.execute("CREATE INDEX idx_games_parity ON games (parity_status)")
+    con.close()
+
+
+@pytest.mark.parametrize("layout", ["current", "older"])
+def test_identity_and_parity_queries_on_either_layout(dbpath, batch, layout):
+    if layout == "older":
+        _older_layout(dbpath)
+    with GameDB(dbpath) as db:
+        assert _insert(db, batch) == 20
+        assert _insert(db, batch) == 0  # ON CONFLICT names the identity as a set: either order
+        assert _insert(db, _batch(games=range(15, 25))) == 5
+        assert db.existing_indices(board="square8", num_players=2, seed=11, policy="random") == set(range(25))
+        ids = sorted(r.id for r in db.iter_games())
+        assert db.set_parity_status(ids[:3], "ok") == 3 and db.set_parity_status(ids[3], "failed") == 1
+        assert db.summary()["parity_status"] == {"failed": 1, "ok": 3, "unchecked": 21}
+        assert [r.id for r in db.iter_games(parity_status="ok")] == ids[:3]
+        assert db.count_games(parity_status=["ok", "failed"]) == 4
+        assert db.count_games(parity_status=["ok", "unchecked"]) == 24
+        assert db.count_games(parity_status="unchecked") == 21
+        plan = " ".join(r[3] for r in db.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM games WHERE parity_status = 'failed' AND parity_status <> 'unchecked'"))
+        assert "idx_games_parity" in plan  # the filters' extra clause lets the partial index serve
+        db.set_parity_status(ids, "ok")
+        assert db.summary()["parity_status"] == {"ok": 25}
 
 
 def test_iter_games_pages_through_many_rows(dbpath):

@@ -45,6 +45,7 @@ from .schema import (
     HASH_WIDTH,
     IDENTITY_COLUMNS,
     INDEX_SQL,
+    PARITY_INDEXED,
     INSERT_COLUMNS,
     MOVE_RECORD_SIZE,
     READABLE_VERSIONS,
@@ -414,6 +415,8 @@ def _filters_sql(filters: dict[str, object]) -> tuple[str, list]:
         else:
             clauses.append(f"{key} = ?")
             params.append(_plain(value))
+        if key == "parity_status" and "unchecked" not in (values if _is_list(value) else [_plain(value)]):
+            clauses.append(PARITY_INDEXED)  # the same rows, and the partial parity index can serve them
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -941,7 +944,12 @@ class GameDB:
         wins = {w: n for w, n in q("summary", "SELECT winner, COUNT(*) FROM games GROUP BY winner ORDER BY winner")}
         reasons = {(r if r is not None else "none"): n for r, n in
                    q("summary", "SELECT reason, COUNT(*) FROM games GROUP BY reason ORDER BY COUNT(*) DESC")}
-        parity = {s: n for s, n in q("summary", "SELECT parity_status, COUNT(*) FROM games GROUP BY parity_status")}
+        # The checked games from the parity index (PARITY_INDEXED: no table scan), the rest unchecked.
+        parity = {s: n for s, n in q("summary", f"SELECT parity_status, COUNT(*) FROM games WHERE {PARITY_INDEXED} "
+                                                "GROUP BY parity_status")}
+        if games > sum(parity.values()):
+            parity["unchecked"] = games - sum(parity.values())
+        parity = dict(sorted(parity.items()))
         # the policy of each game: random / heuristic, or onnx:<board>-<model id>:<options> for a net
         policies = {p: n for p, n in q("summary", "SELECT policy, COUNT(*) FROM games GROUP BY policy "
                                                   "ORDER BY COUNT(*) DESC, policy")}

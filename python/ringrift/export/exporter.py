@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import BOARDS, _core
+from ..db.schema import PARITY_INDEXED
 from ..engine.errors import RingRiftError
 from .actions import action_space_size
 from .features import GLOBAL_NAMES, NUM_GLOBALS, NUM_PLANES, PLANE_NAMES, spatial_size
@@ -183,9 +184,16 @@ def _scope(board, players) -> tuple[list[str], list]:
     return clauses, params
 
 
+def _status_sql(statuses) -> str:
+    """`parity_status IN (?, ...)` for `statuses`; without 'unchecked' also PARITY_INDEXED (the
+    same rows), so that the partial parity index of newer files can serve it."""
+    clause = f"parity_status IN ({', '.join('?' * len(statuses))})"
+    return clause if "unchecked" in statuses else f"{clause} AND {PARITY_INDEXED}"
+
+
 def _where(board, players, statuses, include_capped) -> tuple[str, list]:
     scope, scope_params = _scope(board, players)
-    clauses = [f"parity_status IN ({', '.join('?' * len(statuses))})", *scope]
+    clauses = [_status_sql(statuses), *scope]
     params: list = [*statuses, *scope_params]
     if not include_capped:
         clauses.append("capped = 0")

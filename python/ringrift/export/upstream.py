@@ -31,7 +31,7 @@ import numpy as np
 from .. import _core
 from ..db.replaydb import completed_at  # the converter's completed_at: what upstream's exporter reads
 from .exporter import (DEFAULT_CHUNK_MB, ExportError, ExportResult, _STATUS_TEXT, _left_out, _nothing_to_export,
-                       _output_base, _scope, _split_key, check_export_args, deflate_library, search_wanted,
+                       _output_base, _scope, _split_key, _status_sql, check_export_args, deflate_library, search_wanted,
                        split_by_keys)
 from .writer import ShardedNpzWriter, TurnBuffers, final_names, publish, stale_files
 
@@ -227,7 +227,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
 
     with GameDB(path, create=False, readonly=True) as db:
         scope, scope_params = _scope(board, players)
-        where = " WHERE " + " AND ".join([f"parity_status IN ({', '.join('?' * len(statuses))})", *scope,
+        where = " WHERE " + " AND ".join([_status_sql(statuses), *scope,
                                           "capped = 0", "winner > 0"])
         params = [*statuses, *scope_params]
         try:
@@ -247,7 +247,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
         except sqlite3.Error as exc:
             raise DBError(f"{path}: reading the games failed: {exc}", path=str(path)) from None
         if not order:
-            scope_where = " AND ".join([f"parity_status IN ({', '.join('?' * len(statuses))})", *scope])
+            scope_where = " AND ".join([_status_sql(statuses), *scope])
             no_winner = db.conn.execute(f"SELECT COUNT(*) FROM games WHERE {scope_where} AND winner = 0",
                                         params).fetchone()[0]
             if no_winner:
@@ -282,7 +282,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
         left = _left_out(db, board, players, statuses, False)
         nowinner = db.conn.execute(
             "SELECT COUNT(*) FROM games" + " WHERE " + " AND ".join(
-                [f"parity_status IN ({', '.join('?' * len(statuses))})", *_scope(board, num_players)[0],
+                [_status_sql(statuses), *_scope(board, num_players)[0],
                  "capped = 0", "winner = 0"]), [*statuses, *_scope(board, num_players)[1]]).fetchone()[0]
         nowinner += left.pop("capped", 0)  # capped games have no winner either
         if nowinner:
