@@ -8,7 +8,8 @@ import json
 import pytest
 
 from conftest import make_state
-from ringrift import _core
+import ringrift
+from ringrift import RingRiftError, _core
 from ringrift.engine import Game, IllegalMoveError, Move, MoveParseError, StateParseError, move_from_json, move_to_json
 
 
@@ -386,3 +387,37 @@ def test_a_coordinate_past_pythons_digit_limit_is_a_move_parse_error():
         with pytest.raises(MoveParseError, match="is not on the square8 board") as exc:
             Game("square8", 2).play({"type": "place_ring", "player": 1, "to": {"x": x, "y": 0}})
         assert len(str(exc.value)) < 200
+
+
+def test_calls_no_signature_fits_are_one_line_type_errors():
+    # pybind11 answers a call that fits no signature with a TypeError of 4+ lines; every public
+    # method of Game and Move says it in one line: the function, what it takes, what it got.
+    game = ringrift.Game("square8", 2)
+    move = game.legal_moves()[0]
+    compiled = [n for n in dir(_core.Game) if not n.startswith("_") and callable(getattr(_core.Game, n))]
+    assert len(compiled) >= 15
+    for name in compiled:
+        for args in ((object(),), (1, 2, 3, 4)):
+            try:
+                getattr(game, name)(*args)
+            except TypeError as exc:
+                text = str(exc)
+                assert len(text.splitlines()) == 1, (name, text)
+                assert text.startswith(f"Game.{name}(): incompatible arguments: takes ("), text
+            except (ValueError, RingRiftError):
+                pass  # a value the method checks itself
+    with pytest.raises(TypeError) as exc:
+        game.cell_index("a", 1)
+    assert str(exc.value) == "Game.cell_index(): incompatible arguments: takes (x: int, y: int) -> int; got ('a', 1)"
+    for bad in (("x",), ("place_ring", "a"), ("place_ring", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)):
+        with pytest.raises(TypeError, match=r"^Move\(\): incompatible arguments: takes \(type: str, player: int, "
+                                            r"from_cell: int = -1, [^\n]*; got \(") as exc:
+            ringrift.Move(*bad)
+        assert "\n" not in str(exc.value)
+    with pytest.raises(TypeError, match=r"^Move.to_record\(\): incompatible arguments: takes \(\) -> bytes; got \(3\)$"):
+        move.to_record(3)
+    # calls that fit are untouched, and so are the TypeErrors of the methods' own checks
+    assert game.cell_index(0, 0) == 0 and len(game.legal_moves()) == 64 * 3
+    assert ringrift.Move("place_ring", 1, to=3).to == 3 and len(move.to_record()) == 16
+    with pytest.raises(TypeError, match="^board must be a string, got int$"):
+        ringrift.Game(5, 2)

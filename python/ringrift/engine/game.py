@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from .. import _core
+from .arg_errors import compiled_methods, one_line_type_errors
 from .errors import IllegalMoveError, StateParseError
 
 Move = _core.Move
+one_line_type_errors(Move, "Move", ["__init__", "to_record"])
 
 
 class Game(_core.Game):
@@ -151,3 +153,6 @@ class Game(_core.Game):
     def __repr__(self) -> str:
         return (f"<ringrift.Game {self.board} {self.num_players}p move {self.move_count} "
                 f"{self.phase} player {self.current_player} {self.status}>")
+
+
+one_line_type_errors(Game, "Game", compiled_methods(Game, _core.Game))
