@@ -286,6 +286,7 @@ py::dict selfplay_into_db(const std::string& module_path, const std::string& pat
 }
 
 void register_db(py::module_& mod) {
+  mod.attr("DB_WAL_AUTOCHECKPOINT_PAGES") = dbwrite::WAL_AUTOCHECKPOINT_PAGES;
   mod.attr("DB_WRITER_COLUMNS") =
       py::cast(std::vector<std::string>(dbwrite::WRITER_COLUMNS, dbwrite::WRITER_COLUMNS + dbwrite::NUM_WRITER_COLUMNS));
   mod.def("db_writer_available", &db_writer_available, py::arg("module_path"),

@@ -24,6 +24,15 @@ inline const char* const WRITER_COLUMNS[] = {
     "final_hash", "steps", "hashes"};
 constexpr int NUM_WRITER_COLUMNS = 20;
 
+// WAL pages after which a commit folds the log into the database (SQLite's wal_autocheckpoint;
+// its default is 1000). With 32 KiB pages the default let a 20,000-game square8 run (23 MB) keep
+// everything in the log and fold it in at close, serially, after the last game: 15-20 ms that no
+// second thread shared, and a log file as large as the data. At 128 pages (4 MiB) the committing
+// thread folds the log in every dozen chunks while the other threads play, and the log's pages
+// stay few and warm: medians of 10 interleaved runs of 20,000 square8 games: CPU-s 0.911 -> 0.891 on
+// one thread, wall 0.535 -> 0.475 s on two. GameDB's own connections use the same value.
+constexpr int WAL_AUTOCHECKPOINT_PAGES = 128;
+
 // What every row of the batch shares. An empty optional string is stored as NULL.
 struct RunColumns {
   std::string board, policy, engine_version, host, started_at, created_at, parity_status;
@@ -61,6 +70,8 @@ class GameWriter {
         fail("cannot open the database");
       api_.busy_timeout(db_, busy_timeout_ms);
       if (api_.exec(db_, "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr) != sqlite::OK) fail("PRAGMA");
+      const std::string checkpoint = "PRAGMA wal_autocheckpoint = " + std::to_string(WAL_AUTOCHECKPOINT_PAGES);
+      if (api_.exec(db_, checkpoint.c_str(), nullptr, nullptr, nullptr) != sqlite::OK) fail("PRAGMA");
       if (api_.prepare_v2(db_, sql.c_str(), (int)sql.size(), &stmt_, nullptr) != sqlite::OK) fail("INSERT");
     } catch (...) {
       close();

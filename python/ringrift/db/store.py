@@ -511,6 +511,8 @@ class GameDB:
         if str(mode).lower() != "wal":
             raise DBError(f"{self.path}: cannot switch to WAL journal mode (got {mode})", path=str(self.path))
         self._conn.execute("PRAGMA synchronous = NORMAL")
+        # the native writer's value (csrc/db/game_writer.h says why): the log folded in as it grows
+        self._conn.execute(f"PRAGMA wal_autocheckpoint = {int(_core.DB_WAL_AUTOCHECKPOINT_PAGES)}")
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
