@@ -25,11 +25,11 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 
 from .. import _core
 from . import schema as _schema
@@ -45,9 +45,9 @@ from .schema import (
     HASH_WIDTH,
     IDENTITY_COLUMNS,
     INDEX_SQL,
-    PARITY_INDEXED,
     INSERT_COLUMNS,
     MOVE_RECORD_SIZE,
+    PARITY_INDEXED,
     READABLE_VERSIONS,
     SCHEMA_SQL,
     SCHEMA_VERSION,
@@ -949,8 +949,9 @@ class GameDB:
         # The checked games from the parity index (PARITY_INDEXED: no table scan), the rest unchecked.
         parity = {s: n for s, n in q("summary", f"SELECT parity_status, COUNT(*) FROM games WHERE {PARITY_INDEXED} "
                                                 "GROUP BY parity_status")}
-        if games > sum(parity.values()):
-            parity["unchecked"] = games - sum(parity.values())
+        unchecked = games - sum(parity.values())
+        if unchecked > 0:  # (the queries are separate reads: a concurrent insert can come between)
+            parity["unchecked"] = unchecked
         parity = dict(sorted(parity.items()))
         # the policy of each game: random / heuristic, or onnx:<board>-<model id>:<options> for a net
         policies = {p: n for p, n in q("summary", "SELECT policy, COUNT(*) FROM games GROUP BY policy "
