@@ -55,6 +55,12 @@ struct BatchView {
   const uint8_t *phases = nullptr, *players = nullptr;
 };
 
+// One row a statement, on purpose: 16 rows an INSERT (the VALUES tuple repeated) saved SQLite a
+// third of its per-row work in callgrind, but the schema's CHECKs that call length() make a
+// statement that writes several rows inside a transaction keep a statement journal (a temp file
+// that spilled on every commit, 3,040 -> 11,210 pwrites for 20,000 square8 games, more system time
+// than the instructions saved; in memory, temp_store = MEMORY, copying its pages cost as much).
+//
 // One connection and one prepared INSERT, kept for a whole run: each insert() is one transaction
 // (all or nothing) that skips identities already stored (the statement's ON CONFLICT DO
 // NOTHING). Closes what it holds on every path out, rolling back an open transaction. Throws
@@ -118,6 +124,15 @@ class GameWriter {
     return present ? api_.bind_text(stmt_, col, s.data(), (int)s.size(), nullptr) : api_.bind_null(stmt_, col);
   }
 
+  // n values as W-byte little-endian words, as the Python path's numpy arrays. With W a constant
+  // the compiler merges each word's byte stores into one store on a little-endian host (the
+  // loop over a run-time width cost about 1.7k instructions a square8 game).
+  template <int W>
+  static void put_le(const uint64_t* v, int64_t n, uint8_t* out) {
+    for (int64_t i = 0; i < n; i++, out += W)
+      for (int k = 0; k < W; k++) out[k] = (uint8_t)(v[i] >> (8 * k));
+  }
+
   long long insert_rows(const RunColumns& run, const BatchView& b) {
     // The run's columns: bound once a batch, kept by sqlite3_reset for every row (the strings
     // are the caller's and outlive the transaction).
@@ -138,10 +153,8 @@ class GameWriter {
       steps_.resize((size_t)n * steppack::MAX_STEP_BYTES + 1);
       uint8_t* end = steppack::pack_game(b.moves + a, b.phases + a, b.players + a, n, steps_.data(), a);
       hashes_.resize((size_t)n * width);
-      for (int64_t i = 0; i < n; i++) {  // little-endian, as the Python path's numpy arrays
-        uint64_t h = b.hashes[a + i];
-        for (int k = 0; k < width; k++) hashes_[(size_t)i * width + k] = (uint8_t)(h >> (8 * k));
-      }
+      if (width == 4) put_le<4>(b.hashes + a, n, hashes_.data());
+      else put_le<8>(b.hashes + a, n, hashes_.data());
       if (b.reason[g] >= reasons_.size())
         throw std::invalid_argument("reason code " + std::to_string(b.reason[g]) + " of game " + std::to_string(g) +
                                     " is not a victory reason");
