@@ -10,6 +10,7 @@ import pytest
 from conftest import make_state
 import ringrift
 from ringrift import RingRiftError, _core
+from ringrift.engine.arg_errors import raw
 from ringrift.engine import Game, IllegalMoveError, Move, MoveParseError, StateParseError, move_from_json, move_to_json
 
 
@@ -421,3 +422,35 @@ def test_calls_no_signature_fits_are_one_line_type_errors():
     assert ringrift.Move("place_ring", 1, to=3).to == 3 and len(move.to_record()) == 16
     with pytest.raises(TypeError, match="^board must be a string, got int$"):
         ringrift.Game(5, 2)
+
+
+def _compiled_functions():
+    for module, prefix in ((_core, "_core."), (_core.export, "_core.export."), (_core.upstream, "_core.upstream.")):
+        for name, fn in vars(module).items():
+            if not name.startswith("_") and callable(fn) and not isinstance(fn, type):
+                yield prefix + name, fn
+
+
+def test_compiled_module_functions_say_no_signature_fits_in_one_line():
+    # The compiled module's own functions (documented ones among them: move_from_record,
+    # selfplay_batch, export.action_index, ...) answer like Game's methods.
+    functions = dict(_compiled_functions())
+    assert len(functions) >= 40
+    for label, fn in functions.items():
+        assert fn is not raw(fn), f"{label} is not wrapped"
+        with pytest.raises(TypeError) as exc:
+            fn(*[object()] * 30)  # no signature takes thirty arguments
+        text = str(exc.value)
+        assert "\n" not in text and text.startswith(f"{label}(): incompatible arguments: takes ("), text
+        assert "rr::" not in text, text  # signatures name the Python classes, not the C++ ones
+    with pytest.raises(TypeError) as exc:
+        _core.move_from_record(3)
+    assert str(exc.value) == ("_core.move_from_record(): incompatible arguments: takes (record: bytes) -> "
+                              "ringrift._core.Move; got (3)")
+    # calls that fit, and the functions' own errors, are untouched; raw() is the compiled function
+    move = ringrift.Game("square8", 2).legal_moves()[5]
+    assert _core.move_from_record(move.to_record()).to == move.to
+    with pytest.raises(ValueError, match="^a move record is 16 bytes, got 2$"):
+        _core.move_from_record(b"12")
+    assert type(raw(_core.move_from_record)).__name__ == "builtin_function_or_method"
+    assert raw(raw(_core.move_from_record)) is raw(_core.move_from_record)

@@ -385,14 +385,7 @@ void register_engine(py::module_& mod) {
 
   mod.attr("MOVE_RECORD_SIZE") = (int)sizeof(Move);
   mod.attr("REASONS") = py::cast(std::vector<std::string>(REASON_NAMES, REASON_NAMES + 7));
-  mod.def("move_from_record", &move_from_record, py::arg("record"), "Decode a 16-byte move record.");
   mod.attr("HASH_KINDS") = py::cast(std::vector<std::string>(HASH_KIND_NAMES, HASH_KIND_NAMES + NUM_HASH_KINDS));
-  mod.def("replay_verify", &replay_verify, py::arg("game"), py::arg("moves"), py::arg("hashes"),
-          py::arg("kind") = py::none(),
-          "Apply recorded moves to `game`, checking legality and each hash of `kind` (reference, fast64, "
-          "fast32; None: the kind the first step matches); returns (step or -1, why).");
-  mod.def("replay_hashes", &replay_hashes, py::arg("game"), py::arg("moves"), py::arg("kind") = "reference",
-          "Apply recorded moves to `game` (checked) and return the hash of `kind` after each one.");
 
   py::class_<Move>(mod, "Move")
       .def(py::init(&make_py_move), py::arg("type"), py::arg("player"), py::arg("from_cell") = -1,
@@ -520,6 +513,16 @@ void register_engine(py::module_& mod) {
         const Geometry& geo = g.geo();
         return (int)geo.nbr[pyarg::cell(geo, c, "cell")][pyarg::dir(geo, d, "direction")];
       }, py::arg("cell"), py::arg("direction"), "The neighbour of a cell in a movement direction, or -1 off the board.");
+
+  // After the classes: a signature names a class only once it is registered (else pybind11 writes
+  // the C++ name, `-> rr::Move`, in the docstring and in its argument errors).
+  mod.def("move_from_record", &move_from_record, py::arg("record"), "Decode a 16-byte move record.");
+  mod.def("replay_verify", &replay_verify, py::arg("game"), py::arg("moves"), py::arg("hashes"),
+          py::arg("kind") = py::none(),
+          "Apply recorded moves to `game`, checking legality and each hash of `kind` (reference, fast64, "
+          "fast32; None: the kind the first step matches); returns (step or -1, why).");
+  mod.def("replay_hashes", &replay_hashes, py::arg("game"), py::arg("moves"), py::arg("kind") = "reference",
+          "Apply recorded moves to `game` (checked) and return the hash of `kind` after each one.");
 }
 
 }  // namespace bind

@@ -18,6 +18,14 @@ from .engine import (  # noqa: E402
     move_to_json,
 )
 
+from .engine.arg_errors import one_line_module_errors  # noqa: E402
+
+# The compiled module's functions answer arguments that fit none of their signatures in one line,
+# as Game's and Move's methods do (engine/arg_errors.py).
+for _module, _prefix in ((_core, "_core."), (_core.export, "_core.export."), (_core.upstream, "_core.upstream.")):
+    one_line_module_errors(_module, _prefix)
+del _module, _prefix
+
 __version__ = "0.1.0"
 
 

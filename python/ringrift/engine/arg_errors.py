@@ -8,7 +8,10 @@ TypeError as one line: the function, the signatures it takes and what it got. An
 exception, and every call that matches, passes through untouched.
 
 The wrapper is a Python function around the compiled method: about 0.1 µs a call, against
-0.5 µs or more for most of these methods (legal_moves() about 30 µs).
+0.5 µs or more for most of these methods (legal_moves() about 30 µs). The compiled module's own
+functions (`ringrift._core.*` and its `export` and `upstream` submodules) are wrapped the same
+way when `ringrift` is imported; a loop that calls one of them once per move can take the
+compiled function itself with `raw()`.
 """
 
 from __future__ import annotations
@@ -64,3 +67,18 @@ def one_line_type_errors(cls, class_name: str, names) -> None:
     for n in names:
         label = class_name if n == "__init__" else f"{class_name}.{n}"
         setattr(cls, n, _wrapped(getattr(cls, n), label, bound=n != "__init__"))
+
+
+def one_line_module_errors(module, prefix: str) -> None:
+    """Replace every public compiled function of `module` by the same function with one-line
+    TypeErrors, named `prefix` + its name (e.g. `_core.export.action_space`). Wrapping twice
+    leaves one wrapper."""
+    for n, fn in list(vars(module).items()):
+        if not n.startswith("_") and type(fn).__name__ == "builtin_function_or_method":
+            setattr(module, n, _wrapped(fn, prefix + n, bound=False))
+
+
+def raw(fn):
+    """The compiled function under a one-line-error wrapper (the function itself if it has none):
+    for loops that call it once per move and pass it arguments that always fit."""
+    return getattr(fn, "__wrapped__", fn)

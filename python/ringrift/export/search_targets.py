@@ -24,9 +24,16 @@ import numpy as np
 
 from .. import _core
 from ..engine import Game
+from ..engine.arg_errors import raw
 from ..engine.errors import RingRiftError
 from ..search.selfplay import fetch_targets
 from .actions import action_space_size
+
+# Called once per move or per sample with arguments built here, which always fit: the compiled
+# functions themselves, without the one-line-error wrapper (about 0.1 µs a call).
+_move_from_record = raw(_core.move_from_record)
+_action_policy_indices = raw(_core.upstream.action_policy_indices)
+_canonical_action_index = raw(_core.export.canonical_action_index)
 
 
 class SearchTargetsError(RingRiftError):
@@ -89,7 +96,7 @@ def _replay(row, plies, visit) -> None:
             k += 1
             if k == len(plies):
                 return
-        game._apply_unchecked(_core.move_from_record(row.moves[j].tobytes()))
+        game._apply_unchecked(_move_from_record(row.moves[j].tobytes()))
 
 
 def native_segment(row, t: dict | None, ply: np.ndarray, played: np.ndarray, played_sym, path) -> dict:
@@ -140,13 +147,13 @@ def upstream_segment(row, t: dict | None, ply: np.ndarray, played: np.ndarray, p
     def visit(game, k):
         a, b = bounds[k], bounds[k + 1]
         try:
-            up = _core.upstream.action_policy_indices(game, actions[a:b])
+            up = _action_policy_indices(game, actions[a:b])
         except ValueError as exc:
             raise SearchTargetsError(f"{path}: game {row.id}, move {int(ply[k])}: search target: {exc}") from None
         # The played move stands for its canonical action (which may merge moves that upstream
         # tells apart, e.g. an exact-length process_line and its collapse-all choose_line_option).
-        move = _core.move_from_record(row.moves[int(ply[k])].tobytes())
-        up[actions[a:b] == _core.export.canonical_action_index(game, move)] = played[k]
+        move = _move_from_record(row.moves[int(ply[k])].tobytes())
+        up[actions[a:b] == _canonical_action_index(game, move)] = played[k]
         p = probs[a:b].astype(np.float64)
         keep = up >= 0
         uniq, inverse = np.unique(up[keep], return_inverse=True)
