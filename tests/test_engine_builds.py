@@ -6,8 +6,10 @@ and the CPU picker's random moves drawn from counts instead of a listed surface 
 placement_index, movement_index; the GPU kernel's streaming picker lists).
 bench/engine_profile.cpp prints a digest of every move of a run of seeded games; built with them
 and without them (-DRR_NO_HOST_SIMD), and with the list picker and the GPU kernel's streaming
-picker, every digest must agree. The GPU kernel itself is compared with the host where a GPU is
-(tests/test_gpu.py)."""
+picker, every digest must agree. Both pickers draw a random placement by index
+(placement_move_at), so the profiler's check mode also lists every random decision's surface and
+compares each index-drawn move with the listed one. The GPU kernel itself is compared with the
+host where a GPU is (tests/test_gpu.py)."""
 
 from __future__ import annotations
 
@@ -46,12 +48,17 @@ def builds(tmp_path_factory):
     return exes
 
 
-def digest(exe: Path, board: str, players: int, games: int, policy: int, picker: str = "list") -> str:
+def run_profiler(exe: Path, board: str, players: int, games: int, policy: int, picker: str = "list") -> str:
     r = subprocess.run([str(exe), board, str(players), str(games), "7", str(policy), picker],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    m = re.search(r"games=(\d+) moves=(\d+) capped=(\d+) digest=([0-9a-f]{16})", r.stdout)
-    assert m and int(m.group(1)) == games and int(m.group(3)) == 0, r.stdout
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def digest(exe: Path, board: str, players: int, games: int, policy: int, picker: str = "list") -> str:
+    out = run_profiler(exe, board, players, games, policy, picker)
+    m = re.search(r"games=(\d+) moves=(\d+) capped=(\d+) digest=([0-9a-f]{16})", out)
+    assert m and int(m.group(1)) == games and int(m.group(3)) == 0, out
     return m.group(4)
 
 
@@ -61,3 +68,15 @@ def test_host_fast_paths_play_the_portable_games(builds, board, players, games, 
     assert digest(builds["simd"], board, players, games, policy) == want
     assert digest(builds["simd"], board, players, games, policy, "stream") == want
     assert digest(builds["portable"], board, players, games, policy, "stream") == want
+
+
+@pytest.mark.parametrize("board,players,games", [(b, p, n) for b, p, n, policy in RUNS if policy == 0])
+def test_index_drawn_moves_are_the_listed_moves(builds, board, players, games):
+    # The random policy draws placements and movements by index from counts (rules.h), and both
+    # pickers take placements that way: only a comparison with the listed surface can see a
+    # wrong index there. Check mode compares every index of every such decision, on both builds.
+    for name in ("simd", "portable"):
+        out = run_profiler(builds[name], board, players, games, 0, "check")
+        m = re.search(r"compared=(\d+) ", out)
+        assert m and int(m.group(1)) > 1000, out
+        assert re.search(r"digest=([0-9a-f]{16})", out).group(1) == digest(builds[name], board, players, games, 0)

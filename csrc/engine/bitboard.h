@@ -63,6 +63,14 @@ RR_HD inline int popcount64(uint64_t v) {
   return __builtin_popcountll(v);
 #endif
 }
+// The set bits of each byte of v, counted in that byte (0 to 8 each): the first three steps of
+// the SWAR popcount above, kept per byte so that callers can add several words' counts and take
+// running sums across the bytes with one multiply.
+RR_HD inline uint64_t byte_popcounts(uint64_t v) {
+  v = v - ((v >> 1) & 0x5555555555555555ull);
+  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+  return (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+}
 RR_HD inline int ctz64(uint64_t v) {
 #if defined(__CUDA_ARCH__)
   return __ffsll((long long)v) - 1;

@@ -274,12 +274,20 @@ RR_HD inline Move placement_move_at(const Geometry& g, const State& s, const Pla
   if (i < pi.n_place) {
     const BB* at = pi.pm.at;
     for (int w = 0; w < g.bb_words; w++) {
-      int in_word = popcount64(at[1].w[w]) + popcount64(at[2].w[w]) + popcount64(at[3].w[w]);
+      // Byte k of `upto`: the moves of the word's cells 0 .. 8k+7 (1 to 3 a cell: at most 24 a
+      // byte and 192 a word, so no byte carries into the next). A walk over every listed cell
+      // up to the drawn one was 6% of square8 play.
+      const uint64_t upto = (byte_popcounts(at[1].w[w]) + byte_popcounts(at[2].w[w]) + byte_popcounts(at[3].w[w])) *
+                            0x0101010101010101ull;
+      const int in_word = (int)(upto >> 56);
       if (i >= in_word) {
         i -= in_word;
         continue;
       }
-      for (uint64_t cells = at[1].w[w]; cells; cells &= cells - 1) {
+      int k = 0;  // the byte that holds move i
+      while ((int)((upto >> (8 * k)) & 0xFF) <= i) k++;
+      if (k > 0) i -= (int)((upto >> (8 * (k - 1))) & 0xFF);
+      for (uint64_t cells = at[1].w[w] & (~0ull << (8 * k)); cells; cells &= cells - 1) {
         int b = ctz64(cells);
         int two = (int)((at[2].w[w] >> b) & 1), three = (int)((at[3].w[w] >> b) & 1);
         int here = 1 + two + three;
