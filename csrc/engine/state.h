@@ -447,7 +447,9 @@ RR_HD inline void init_state(State& s, const Geometry& g, int num_players, bool 
   }
   s.s_head = s.s_tail = s.m_head = s.m_tail = NO_CELL;
   // The whole pool is free: canonical play uses R per player; loaded positions may hold more.
-  for (int r = 0; r < MAX_RINGS; r++) s.ring_next[r] = (r + 1 < MAX_RINGS) ? (int16_t)(r + 1) : NO_CELL;
+  // (the last link set apart, so that the loop is a plain ramp the compiler vectorizes)
+  for (int r = 0; r + 1 < MAX_RINGS; r++) s.ring_next[r] = (int16_t)(r + 1);
+  s.ring_next[MAX_RINGS - 1] = NO_CELL;
   s.free_ring = 0;
 }
 
