@@ -49,27 +49,24 @@ RR_HD inline uint64_t load_le64(const uint8_t* p) {
 #endif
 }
 
+// The set bits of each byte of v, counted in that byte (0 to 8 each): SWAR, in a few register
+// operations. Callers can add several words' counts and take running sums across the bytes with
+// one multiply (popcount64 below, placement_move_at).
+RR_HD inline uint64_t byte_popcounts(uint64_t v) {
+  v = v - ((v >> 1) & 0x5555555555555555ull);
+  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+  return (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+}
 RR_HD inline int popcount64(uint64_t v) {
 #if defined(__CUDA_ARCH__)
   return __popcll(v);
 #elif defined(__x86_64__) && !defined(__POPCNT__)
   // Wheels target baseline x86-64, where the builtin is a call into libgcc on every use (1% of
-  // engine time in a profile); the same count inline, in a dozen register operations:
-  v = v - ((v >> 1) & 0x5555555555555555ull);
-  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
-  v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0Full;
-  return (int)((v * 0x0101010101010101ull) >> 56);
+  // engine time in a profile); the same count inline: the bytes' counts summed into the top byte.
+  return (int)((byte_popcounts(v) * 0x0101010101010101ull) >> 56);
 #else
   return __builtin_popcountll(v);
 #endif
-}
-// The set bits of each byte of v, counted in that byte (0 to 8 each): the first three steps of
-// the SWAR popcount above, kept per byte so that callers can add several words' counts and take
-// running sums across the bytes with one multiply.
-RR_HD inline uint64_t byte_popcounts(uint64_t v) {
-  v = v - ((v >> 1) & 0x5555555555555555ull);
-  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
-  return (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0Full;
 }
 RR_HD inline int ctz64(uint64_t v) {
 #if defined(__CUDA_ARCH__)
