@@ -31,7 +31,7 @@ import numpy as np
 from .. import _core
 from ..db.replaydb import completed_at  # the converter's completed_at: what upstream's exporter reads
 from .exporter import (DEFAULT_CHUNK_MB, ExportError, ExportResult, _STATUS_TEXT, _left_out, _nothing_to_export,
-                       _output_base, _scope, _split_key, _status_sql, check_export_args, deflate_library, search_wanted,
+                       _output_base, _split_key, _where, check_export_args, deflate_library, search_wanted,
                        split_by_keys)
 from .writer import ShardedNpzWriter, TurnBuffers, final_names, publish, stale_files
 
@@ -226,10 +226,8 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
     statuses = ("ok", "unchecked") if include_unchecked else ("ok",)
 
     with GameDB(path, create=False, readonly=True) as db:
-        scope, scope_params = _scope(board, players)
-        where = " WHERE " + " AND ".join([_status_sql(statuses), *scope,
-                                          "capped = 0", "winner > 0"])
-        params = [*statuses, *scope_params]
+        where, params = _where(board, players, statuses, include_capped=False)
+        where += " AND winner > 0"
         try:
             rows = db.conn.execute(
                 f"SELECT id, board, num_players, policy, seed, game_index, move_count, reason FROM games{where} "
@@ -247,9 +245,9 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
         except sqlite3.Error as exc:
             raise DBError(f"{path}: reading the games failed: {exc}", path=str(path)) from None
         if not order:
-            scope_where = " AND ".join([_status_sql(statuses), *scope])
-            no_winner = db.conn.execute(f"SELECT COUNT(*) FROM games WHERE {scope_where} AND winner = 0",
-                                        params).fetchone()[0]
+            any_capped, any_params = _where(board, players, statuses, include_capped=True)
+            no_winner = db.conn.execute(f"SELECT COUNT(*) FROM games{any_capped} AND winner = 0",
+                                        any_params).fetchone()[0]
             if no_winner:
                 raise ExportError(f"{path}: the {no_winner} qualifying games have no winner (stopped at the move cap); "
                                   f"upstream's encoding drops such games, as upstream's exporter does")
@@ -280,10 +278,9 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
         if not os.access(base.parent, os.W_OK):
             raise ExportError(f"directory {base.parent} is not writable")
         left = _left_out(db, board, players, statuses, False)
-        nowinner = db.conn.execute(
-            "SELECT COUNT(*) FROM games" + " WHERE " + " AND ".join(
-                [_status_sql(statuses), *_scope(board, num_players)[0],
-                 "capped = 0", "winner = 0"]), [*statuses, *_scope(board, num_players)[1]]).fetchone()[0]
+        uncapped, uncapped_params = _where(board, num_players, statuses, include_capped=False)
+        nowinner = db.conn.execute(f"SELECT COUNT(*) FROM games{uncapped} AND winner = 0",
+                                   uncapped_params).fetchone()[0]
         nowinner += left.pop("capped", 0)  # capped games have no winner either
         if nowinner:
             left["no winner"] = left.get("no winner", 0) + nowinner
