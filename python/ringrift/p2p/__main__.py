@@ -1,8 +1,3 @@
-import sys
+from ..cli import run_command
 
-from ..cli import prepare_process
-
-prepare_process()  # before numpy loads (ringrift/cli.py)
-from .cli import main  # noqa: E402
-
-sys.exit(main())
+run_command("ringrift.p2p.cli")  # start-up, exit and the process set-up of ringrift/cli.py

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import BOARDS
+from .. import BOARDS, POLICIES
 from ..p2p import TOKEN_ENV
 from ..engine.errors import RingRiftError
 from ..exitcodes import UsageError
@@ -162,7 +162,7 @@ def selfplay_spec(args, cfg):
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be 0..{MAX_SEED}")
     policy = onnx_policy_spec(args.policy or sc["policy"], getattr(args, "temperature", None))
-    if not policy.startswith("onnx:"):
+    if policy not in POLICIES and not policy.startswith("onnx:"):
         try:  # gumbel:... specs normalised (the stored policy names every option), others as they are
             from ..search.spec import check_policy
 
@@ -182,10 +182,11 @@ def selfplay_spec(args, cfg):
     out = Path(args.output_db or f"data/games/canonical_{board}.db")
     # A net's policy: the file is checked here (exists, loads, fits the board), before any game,
     # and the games are stored under its id; the workers get the file (models.py).
-    from .models import resolve_policy
+    play_policy, model = policy, None
+    if policy not in POLICIES:  # random and heuristic have no model file (and skip models.py's import)
+        from .models import resolve_policy
 
-    play_policy = policy
-    policy, model = resolve_policy(policy, board)
+        policy, model = resolve_policy(policy, board)
     return SelfplaySpec(board=board, players=players, policy=policy, seed=seed, num_games=args.num_games,
                         max_moves=max_moves, output_db=out, games_per_worker=gpw,
                         timeout=float(sc["timeout_seconds"]), threads=args.threads, default_threads=sc["threads"],

@@ -20,9 +20,9 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from .. import BOARDS
+from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
-from ..exitcodes import EXIT_OK, EXIT_USAGE, OneLineParser, exit_status
+from ..exitcodes import EXIT_OK, EXIT_USAGE, LazySubcommands, OneLineParser, exit_status
 from .api import (DEFAULT_NPZ_DIR, TOKEN_ENV, Context, all_phases, cluster_command, export_phase, open_context,
                   os_error_message, parity_phase, record_failure, run_in_context, selfplay_command, show_status)
 from .config import load_config
@@ -38,10 +38,10 @@ def _dry(p: argparse.ArgumentParser) -> None:
 
 def _policy(value: str) -> str:
     """random, heuristic, onnx:PATH (the net's file is checked when self-play starts) or gumbel:..."""
+    if value in POLICIES or (value.startswith("onnx:") and len(value) > 5):
+        return value
     from ..search.spec import check_policy
 
-    if value.startswith("onnx:") and len(value) > 5:
-        return value
     try:
         return check_policy(value)
     except ValueError as exc:
@@ -71,6 +71,8 @@ def _selfplay_args(sp: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each subcommand's parser is made only when a command line names it
+    (LazySubcommands: a run needs 3 of the 17 parsers)."""
     ap = OneLineParser(prog="ringrift-pipeline", description="Run the ringrift training-data pipeline: self-play, "
                  "parity validation and NPZ export, on this machine or across SSH hosts.")
     ap.add_argument("--backend", choices=("ssh", "p2p", "ray", "local"), default=None,
@@ -84,64 +86,85 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", metavar="PATH", help="pipeline config (default: config/pipeline_config.yaml)")
     ap.add_argument("--state", metavar="PATH", help="state file (default: ~/.ringrift/pipeline_state.json)")
     ap.add_argument("--dry-run", action="store_true", help="print the exact plan and change nothing")
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=OneLineParser, metavar="{run,status,cluster}")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=OneLineParser, action=LazySubcommands,
+                            metavar="{run,status,cluster}")
+    sub.add_parser("run", help="run a phase of the pipeline (or all of them)",
+                   description="Run one phase of the pipeline, or all three in order.", fill=_run_parser)
+    sub.add_parser("status", help="progress of the current or last run, per worker",
+                   description="Show the pipeline state: phase, progress, each worker's range and games.",
+                   fill=lambda st: st.add_argument("--json", action="store_true", help="print the raw state document"))
+    sub.add_parser("cluster", help="list, check, sync or update the configured hosts",
+                   description="Manage the hosts of the hosts file (config hosts_file).", fill=_cluster_parser)
+    # Internal: what the orchestrator runs on hosts (python -m ringrift.pipeline worker|probe).
+    sub.add_parser("worker", description="Internal: play a seed range into a game DB (run by the orchestrator on a "
+                                         "host); JSON events on stdout.", fill=_worker_args)
+    sub.add_parser("model-install", description="Internal: check a model file received by a host against its "
+                                                "SHA-256 and move it to models/<sha256>.onnx (JSON line).",
+                   fill=_model_install_args)
+    sub.add_parser("probe", description="Internal: print this host's ringrift version, build, cores, GPU, disk and "
+                                        "load as JSON.", fill=_probe_args)
+    return ap
 
-    run = sub.add_parser("run", help="run a phase of the pipeline (or all of them)",
-                         description="Run one phase of the pipeline, or all three in order.")
-    phases = run.add_subparsers(dest="phase", required=True, parser_class=OneLineParser)
-    sp = phases.add_parser("canonical_selfplay", help="self-play games into a game database",
-                           description="Self-play games into a game database, here or on the configured hosts; "
-                                       "a rerun resumes.")
-    _selfplay_args(sp)
-    pv = phases.add_parser("parity_validation", help="replay the games of a DB and check every hash",
-                           description="Self-verify a game DB with ringrift-parity --db (sample and threshold "
-                                       "from the config's parity section).")
+
+def _run_parser(run: argparse.ArgumentParser) -> None:
+    phases = run.add_subparsers(dest="phase", required=True, parser_class=OneLineParser, action=LazySubcommands)
+    phases.add_parser("canonical_selfplay", help="self-play games into a game database",
+                      description="Self-play games into a game database, here or on the configured hosts; "
+                                  "a rerun resumes.", fill=_selfplay_args)
+    phases.add_parser("parity_validation", help="replay the games of a DB and check every hash",
+                      description="Self-verify a game DB with ringrift-parity --db (sample and threshold from the "
+                                  "config's parity section).", fill=_parity_args)
+    phases.add_parser("npz_export", help="export a game DB to NPZ training files",
+                      description="Export a game DB to NPZ training files with ringrift-export.", fill=_export_args)
+    phases.add_parser("all", help="canonical_selfplay, parity_validation, npz_export in order",
+                      description="canonical_selfplay, then parity_validation and npz_export of its DB.",
+                      fill=_all_args)
+    add_train_parser(phases, _dry)
+    add_loop_parser(phases, _dry)
+
+
+def _parity_args(pv: argparse.ArgumentParser) -> None:
     pv.add_argument("--db", metavar="PATH", required=True, help="game database")
     _dry(pv)
-    ex = phases.add_parser("npz_export", help="export a game DB to NPZ training files",
-                           description="Export a game DB to NPZ training files with ringrift-export.")
+
+
+def _export_args(ex: argparse.ArgumentParser) -> None:
     ex.add_argument("--db", metavar="PATH", required=True, help="game database")
     ex.add_argument("--output-dir", metavar="DIR", default=DEFAULT_NPZ_DIR,
                     help=f"folder for the NPZ files (default: {DEFAULT_NPZ_DIR}, as ringrift-export)")
     _dry(ex)
-    al = phases.add_parser("all", help="canonical_selfplay, parity_validation, npz_export in order",
-                           description="canonical_selfplay, then parity_validation and npz_export of its DB.")
+
+
+def _all_args(al: argparse.ArgumentParser) -> None:
     _selfplay_args(al)
     al.add_argument("--output-dir", metavar="DIR", default=DEFAULT_NPZ_DIR,
                     help=f"NPZ folder (default: {DEFAULT_NPZ_DIR})")
     al.add_argument("--train", action="store_true", help="end with the train phase on the export")
     add_train_flags(al)
-    add_train_parser(phases, _dry)
-    add_loop_parser(phases, _dry)
 
-    st = sub.add_parser("status", help="progress of the current or last run, per worker",
-                        description="Show the pipeline state: phase, progress, each worker's range and games.")
-    st.add_argument("--json", action="store_true", help="print the raw state document")
 
-    cl = sub.add_parser("cluster", help="list, check, sync or update the configured hosts",
-                        description="Manage the hosts of the hosts file (config hosts_file).")
-    cs = cl.add_subparsers(dest="cluster_command", required=True, parser_class=OneLineParser)
-    c = cs.add_parser("list", help="the configured hosts", description="List the configured hosts.")
-    _dry(c)
-    c = cs.add_parser("health", help="reachability, ringrift version and build, cores, GPU, disk, load",
-                      description="Check every host; exit status 1 when any host is unhealthy.")
-    _dry(c)
-    c = cs.add_parser("sync", help="pull every host's game DBs and merge them here",
-                      description="Pull every game DB under each host's work_dir/runs and merge it into one "
-                                  "local DB (duplicates skipped, other engine versions refused). Nothing is "
-                                  "deleted on the hosts (self-play deletes each worker DB once merged, unless "
-                                  "selfplay.keep_worker_dbs).")
+def _cluster_parser(cl: argparse.ArgumentParser) -> None:
+    cs = cl.add_subparsers(dest="cluster_command", required=True, parser_class=OneLineParser, action=LazySubcommands)
+    cs.add_parser("list", help="the configured hosts", description="List the configured hosts.", fill=_dry)
+    cs.add_parser("health", help="reachability, ringrift version and build, cores, GPU, disk, load",
+                  description="Check every host; exit status 1 when any host is unhealthy.", fill=_dry)
+    cs.add_parser("sync", help="pull every host's game DBs and merge them here",
+                  description="Pull every game DB under each host's work_dir/runs and merge it into one local DB "
+                              "(duplicates skipped, other engine versions refused). Nothing is deleted on the hosts "
+                              "(self-play deletes each worker DB once merged, unless selfplay.keep_worker_dbs).",
+                  fill=_sync_args)
+    cs.add_parser("update", help="install this machine's exact ringrift build on every host",
+                  description="Pack the installed ringrift as a wheel, pip install it on every host, then check "
+                              "that every host runs this machine's build.", fill=_dry)
+
+
+def _sync_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--output-db", metavar="PATH", default="data/games/cluster_sync.db",
                    help="local DB to merge into (default: data/games/cluster_sync.db)")
     _dry(c)
-    c = cs.add_parser("update", help="install this machine's exact ringrift build on every host",
-                      description="Pack the installed ringrift as a wheel, pip install it on every host, then "
-                                  "check that every host runs this machine's build.")
-    _dry(c)
 
-    # Internal: what the orchestrator runs on hosts (python -m ringrift.pipeline worker|probe).
-    wk = sub.add_parser("worker", description="Internal: play a seed range into a game DB (run by the "
-                                              "orchestrator on a host); JSON events on stdout.")
+
+def _worker_args(wk: argparse.ArgumentParser) -> None:
     wk.add_argument("--board", choices=BOARDS, required=True)
     wk.add_argument("--players", type=int, choices=(2, 3, 4), default=2)
     wk.add_argument("--policy", type=_policy, default="random")
@@ -160,17 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--progress-interval", type=float, default=0.5)
     wk.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when standard input closes")
     wk.add_argument("--model-sha256", metavar="HEX", help="the SHA-256 the policy's model file must have")
-    mi = sub.add_parser("model-install", description="Internal: check a model file received by a host against "
-                                                     "its SHA-256 and move it to models/<sha256>.onnx (JSON line).")
+
+
+def _model_install_args(mi: argparse.ArgumentParser) -> None:
     mi.add_argument("--work-dir", default=".")
     mi.add_argument("--sha256", required=True)
     mi.add_argument("--part", required=True, help="the received file, relative to --work-dir")
-    pr = sub.add_parser("probe", description="Internal: print this host's ringrift version, build, cores, GPU, "
-                                             "disk and load as JSON.")
+
+
+def _probe_args(pr: argparse.ArgumentParser) -> None:
     pr.add_argument("--work-dir", default=".")
     pr.add_argument("--model", metavar="SHA256", help="also say whether models/SHA256.onnx is here and whether "
                                                       "onnxruntime is installed")
-    return ap
 
 
 # ---- main ------------------------------------------------------------------------------------

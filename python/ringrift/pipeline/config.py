@@ -6,7 +6,6 @@ missing required key, a malformed document or a missing file never pass silently
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 from dataclasses import dataclass
@@ -216,7 +215,11 @@ class HostConfig:
 
     @property
     def user(self) -> str:
-        return self.ssh_user or getpass.getuser()
+        if self.ssh_user:
+            return self.ssh_user
+        import getpass  # here: only a remote host without ssh_user needs it
+
+        return getpass.getuser()
 
     @property
     def remote_python(self) -> str:

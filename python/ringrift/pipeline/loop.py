@@ -388,9 +388,13 @@ def plot_elo(state: dict, path: Path) -> Path | None:
 # ---- the pipeline phase -----------------------------------------------------------------------
 
 def add_loop_parser(phases, dry) -> None:
-    lp = phases.add_parser("loop", help="search self-play -> parity -> export -> train -> eval -> promote, "
-                                        "K generations (needs ringrift[train])",
-                           description="The generation loop of docs/search.md; a rerun resumes where it stopped.")
+    phases.add_parser("loop", help="search self-play -> parity -> export -> train -> eval -> promote, "
+                                   "K generations (needs ringrift[train])",
+                      description="The generation loop of docs/search.md; a rerun resumes where it stopped.",
+                      fill=lambda lp: _loop_args(lp, dry))
+
+
+def _loop_args(lp, dry) -> None:
     lp.add_argument("--generations", type=int, required=True, help="finish this many generations in all")
     lp.add_argument("--board", choices=BOARDS, help="default: config default_board")
     lp.add_argument("--players", type=int, choices=(2, 3, 4), help="default: config selfplay.num_players")

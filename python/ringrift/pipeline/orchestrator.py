@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.errors import RingRiftError
-from .models import ShippedModel
 from .ranges import IndexSet, Range, assign, index_runs, split
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from .models import ShippedModel
 
 
 @dataclass

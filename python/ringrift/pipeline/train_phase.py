@@ -67,9 +67,13 @@ def add_train_flags(p) -> None:
 
 
 def add_train_parser(phases, dry) -> None:
-    tr = phases.add_parser("train", help="train a policy/value net on an NPZ export (needs ringrift[train])",
-                           description="Train a policy/value net on the NPZ export of a board (docs/training.md); "
-                                       "a rerun resumes from the run folder's last checkpoint.")
+    phases.add_parser("train", help="train a policy/value net on an NPZ export (needs ringrift[train])",
+                      description="Train a policy/value net on the NPZ export of a board (docs/training.md); "
+                                  "a rerun resumes from the run folder's last checkpoint.",
+                      fill=lambda tr: _train_args(tr, dry))
+
+
+def _train_args(tr, dry) -> None:
     tr.add_argument("--data", metavar="NAME.npz", help="the export (default: data/training/canonical_<board>.npz)")
     tr.add_argument("--board", choices=BOARDS, help="board of the default --data and run folder (default: config "
                                                    "default_board)")
