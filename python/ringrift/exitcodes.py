@@ -60,11 +60,13 @@ class LazySubcommands(argparse._SubParsersAction):
     """Subcommands whose parsers are made when a command line names them.
 
     `add_parser(name, fill=f, help=..., ...)` lists the subcommand at once (in --help and in
-    'invalid choice'), and makes its parser and hands it to f, which adds its arguments, only
-    when that subcommand is parsed. Making an ArgumentParser costs about 0.1 ms (gettext looks
-    for a translation of its three built-in strings on disk, one stat each): the pipeline's
-    command line has 17 parsers and 116 arguments, built in 27.5M instructions (about 9 ms of
-    every run's start-up), of which a run parses 3 parsers and 22 arguments."""
+    'invalid choice') and returns None: its parser is made, and handed to f to add its
+    arguments, only when that subcommand is parsed. Without `fill` it is argparse's add_parser.
+
+    Making an ArgumentParser costs about 0.1 ms (gettext looks for a translation of its three
+    built-in strings on disk, one stat each): the pipeline's command line has 17 parsers and 116
+    arguments, built in 27.5M instructions (about 9 ms of every run's start-up), of which a run
+    parses 3 parsers and 22 arguments."""
 
     def add_parser(self, name, *, fill=None, **kwargs):
         if fill is None:
