@@ -57,9 +57,7 @@ def merge_row(n_ranges: int, per_range: int, tmp: Path) -> dict:
     from ringrift.pipeline.simulate import sim_spec
     from ringrift.selfplay.runner import ENGINE_VERSION
 
-    spec = sim_spec(n_ranges * per_range, per_range)
-    spec.max_moves = 2000
-    spec.output_db = tmp / "merged.db"
+    spec = sim_spec(n_ranges * per_range, per_range)._replace(max_moves=2000, output_db=tmp / "merged.db")
     parts = []
     for k in range(n_ranges):  # play every range first: only the merges are timed
         r = Range(k * per_range, (k + 1) * per_range)

@@ -55,8 +55,7 @@ def _part(path: Path, indices, *, seed=0, version=ENGINE_VERSION) -> Path:
 
 
 def test_merge_range_db_checks_the_run_the_range_and_the_engine_version(tmp_path):
-    spec = sim_spec(40, 10)
-    spec.output_db = tmp_path / "out.db"
+    spec = sim_spec(40, 10)._replace(output_db=tmp_path / "out.db")
     r = Range(10, 20)
     with pytest.raises(RingRiftError, match="refusing to merge mixed engine versions"):
         merge_range_db(spec, _part(tmp_path / "v.db", range(10, 20), version="ringrift-0.0.0"), r, "n1")

@@ -27,9 +27,9 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import _core
 from . import schema as _schema
@@ -132,8 +132,7 @@ def _iso(value) -> str | None:
     raise TypeError(f"started_at must be a datetime or an ISO string, got {type(value).__name__}")
 
 
-@dataclass
-class GameRow:
+class GameRow(NamedTuple):
     """One stored game.  ``moves`` (M,16) uint8, ``hashes`` uint64[M], ``phases`` and
     ``players`` uint8[M] are read-only numpy arrays; step ``i`` is the move played, the state
     hash after it, the phase after it and the player to move after it.  ``hash_kind`` says which
@@ -141,7 +140,8 @@ class GameRow:
     bits of ``Game.cells_hash()``: self-play and imports), ``fast32`` (the low 32 bits of
     ``Game.fast_hash()``: rows written before the cells hash), or a 64-bit ``cells64``/``fast64``;
     ``final_hash`` is the full 64-bit hash of that kind of the final state where stored (else None);
-    ``Game.step_hash(kind)`` computes either."""
+    ``Game.step_hash(kind)`` computes either. A NamedTuple (immutable; ``_replace`` and ``_asdict``
+    as any): see ringrift/cli.py on dataclasses."""
 
     id: int
     board: str

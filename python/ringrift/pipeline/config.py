@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import BOARDS, POLICIES
 from ..engine.errors import RingRiftError
@@ -184,10 +184,10 @@ HOST_DEFAULTS = {
 }
 
 
-@dataclass
-class HostConfig:
+class HostConfig(NamedTuple):
     """One host of `distributed_hosts.yaml`, defaults filled in. `ssh_key` and `known_hosts`
-    are local paths (resolved); `python`, `venv` and `work_dir` are paths on the host."""
+    are local paths (resolved); `python`, `venv` and `work_dir` are paths on the host. A NamedTuple:
+    see ringrift/cli.py on dataclasses."""
 
     name: str
     ssh_host: str | None
@@ -231,8 +231,9 @@ class HostConfig:
         return f"{self.user}@{self.ssh_host}:{self.ssh_port}"
 
 
-@dataclass
-class HostsConfig:
+class HostsConfig(NamedTuple):
+    """The hosts file's hosts (a NamedTuple, as HostConfig)."""
+
     path: Path | None  # None: no hosts file
     hosts: list
 

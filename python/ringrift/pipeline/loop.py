@@ -26,8 +26,8 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import BOARDS
 from ..exitcodes import UsageError
@@ -90,8 +90,9 @@ LOOP_DEFAULTS = {
 }
 
 
-@dataclass
-class LoopOptions:
+class LoopOptions(NamedTuple):
+    """One generation loop's settings. A NamedTuple: see ringrift/cli.py on dataclasses."""
+
     run_dir: str
     board: str = "square8"
     players: int = 2

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..engine.errors import RingRiftError
 from .ranges import IndexSet, Range, assign, index_runs, split
@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     from .models import ShippedModel
 
 
-@dataclass
-class SelfplaySpec:
+class SelfplaySpec(NamedTuple):
+    """What a canonical_selfplay run plays and where. A NamedTuple (change one with _replace):
+    see ringrift/cli.py on dataclasses."""
+
     board: str
     players: int
     policy: str

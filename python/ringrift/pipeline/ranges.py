@@ -8,11 +8,13 @@ results (deduplicated by game identity) gives exactly the games of a single loca
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class Range:
+class Range(NamedTuple):
+    """Game indices [start, end), ordered by (start, end). A NamedTuple, as the other records on
+    the command line's start-up path: see ringrift/cli.py on dataclasses."""
+
     start: int
     end: int  # exclusive
 

@@ -18,7 +18,6 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .. import BOARDS, _core
@@ -28,21 +27,23 @@ from ..pipeline.ranges import MAX_GAMES, IndexSet, index_runs
 ENGINE_VERSION = f"ringrift-{__version__}"
 
 
-@dataclass
 class SelfplayResult:
-    board: str
-    num_players: int
-    seed: int
-    policy: str
-    target: int
-    already_present: int = 0
-    games: int = 0  # rows this run added to the DB
-    duplicates: int = 0  # games played here that another run had stored meanwhile
-    moves: int = 0
-    capped: int = 0
-    seconds: float = 0.0
-    wins: Counter = field(default_factory=Counter)
-    reasons: Counter = field(default_factory=Counter)
+    """What a self-play run did, counted as it goes. A plain class: see ringrift/cli.py on
+    dataclasses."""
+
+    def __init__(self, board: str, num_players: int, seed: int, policy: str, target: int):
+        self.board, self.num_players, self.seed, self.policy, self.target = board, num_players, seed, policy, target
+        self.already_present = 0
+        self.games = 0  # rows this run added to the DB
+        self.duplicates = 0  # games played here that another run had stored meanwhile
+        self.moves = 0
+        self.capped = 0
+        self.seconds = 0.0
+        self.wins: Counter = Counter()  # seat -> games won (0: none)
+        self.reasons: Counter = Counter()  # victory reason -> games
+
+    def __repr__(self) -> str:
+        return f"SelfplayResult({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     @property
     def games_per_sec(self) -> float:
