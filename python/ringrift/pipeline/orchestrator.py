@@ -15,12 +15,11 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..engine.errors import RingRiftError
 from .ranges import IndexSet, Range, assign, index_runs, split
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from .models import ShippedModel
 
