@@ -710,3 +710,39 @@ def test_a_damaged_row_fails_as_one_game_and_the_rest_are_checked(dbpath, batch)
     for start, ms in (("2026-01-01T00:00:00+00:00", 2**63 - 1), ("2026-01-01T00:00:00+00:00", -2**63),
                       ("9999-12-31T23:59:59+00:00", 100000), ("2026-01-01T00:00:00+00:00", "abc"), (12345, 1)):
         assert completed_at(start, ms) is None
+
+
+def test_readonly_open_leaves_no_wal_or_shm_beside_the_file_and_refuses_writes(tmp_path, batch):
+    """A mode=ro connection could not remove the -wal/-shm that reading a WAL-mode file made:
+    they stayed beside the file after every `ringrift-db info` and export. Read-only handles now
+    tidy up as the last connection to close, and still refuse every write."""
+    import sqlite3
+
+    from ringrift.db.replaydb import replaydb_summary
+
+    path = tmp_path / "games.db"
+    with GameDB(path) as db:
+        _insert(db, batch)
+        stored = db.count_games()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]
+    before = path.read_bytes()
+    with GameDB(path, readonly=True) as db:
+        assert db.count_games() == stored
+        assert (tmp_path / "games.db-shm").exists()  # reading a WAL file makes them: the check can fail
+        with pytest.raises(DBError, match="read-only"):
+            _insert(db, batch)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            db.conn.execute("DELETE FROM games")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]
+    assert path.read_bytes() == before
+    with pytest.raises(DBError, match="not a replay database"):  # `ringrift-db info` tries it too
+        replaydb_summary(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]
+    # while another connection holds the file, the reader leaves the log to it
+    keep = sqlite3.connect(path)
+    keep.execute("SELECT count(*) FROM games").fetchone()
+    with GameDB(path, readonly=True) as db:
+        assert db.count_games() == stored
+    assert (tmp_path / "games.db-wal").exists()
+    keep.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]

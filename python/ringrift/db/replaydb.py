@@ -38,7 +38,7 @@ from ..engine import Game, RingRiftError, move_from_json, move_to_json
 from ..engine.json_io import engine_move_key, move_key
 from .errors import DBError, DBSchemaError
 from .schema import HASH_DTYPE, MOVE_RECORD_SIZE
-from .store import GameDB, GameRow, _check_header, readonly_uri, utc_now
+from .store import GameDB, GameRow, _check_header, connect_readonly, utc_now
 from .upstream_state import upstream_state
 
 #: The upstream schema version this module reads and writes.
@@ -335,9 +335,11 @@ class _ReplayConn:
         try:
             if path.exists():
                 _check_header(path)
-            uri = readonly_uri(path) if readonly else f"{path.resolve().as_uri()}?mode=rwc"
-            self.conn = sqlite3.connect(uri, uri=True,
-                                        isolation_level=None, timeout=30)
+            if readonly:
+                self.conn = connect_readonly(path, timeout=30)
+            else:
+                self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rwc", uri=True, isolation_level=None,
+                                            timeout=30)
             self.conn.execute("PRAGMA busy_timeout = 30000")
             self.conn.execute("PRAGMA foreign_keys = ON")
             self.tables = {r[0] for r in self.conn.execute(

@@ -440,11 +440,43 @@ def readonly_uri(path: Path) -> str:
     return uri
 
 
+def connect_readonly(path: str | os.PathLike, *, timeout: float) -> sqlite3.Connection:
+    """A connection that reads ``path``, refuses SQL writes, and leaves nothing beside the file.
+
+    Opened ``mode=ro``, a WAL-mode file keeps the ``-wal`` and ``-shm`` that reading it made (a
+    read-only connection cannot remove them): they were left next to the user's file after every
+    ``ringrift-db info`` or export. Where this process may write the file and its folder the
+    connection is therefore read-write under ``PRAGMA query_only``: SQL writes fail as they do on
+    a read-only connection, and the last connection to close the file folds the log in and
+    removes both, as a writer's does (folding committed frames in changes no row). Elsewhere (a
+    read-only folder or mount, a file without write permission) it is ``readonly_uri``'s.
+    """
+    path = Path(path).resolve()
+    if _may_write(path) and _may_write(path.parent):
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=timeout)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    return sqlite3.connect(readonly_uri(path), uri=True, isolation_level=None, timeout=timeout)
+
+
+def _may_write(path: Path) -> bool:
+    """Whether this process may write ``path``: by its mode bits (root ignores permissions, not
+    these) and by access(2) (another user's file, a read-only mount)."""
+    try:
+        return bool(path.stat().st_mode & 0o222) and os.access(path, os.W_OK)
+    except OSError:
+        return False
+
+
 class GameDB:
     """A game database file (see ``docs/game_db.md``).
 
     ``GameDB(path)`` opens ``path``, creating it (with the current schema) when it does not
-    exist and ``create`` is true.  ``readonly=True`` opens without write access (the file must
+    exist and ``create`` is true.  ``readonly=True`` refuses writes (``connect_readonly``; the file must
     exist).  Use as a context manager or call :meth:`close`.
     """
 
@@ -466,10 +498,10 @@ class GameDB:
             if exists:
                 _check_header(self.path)
             if readonly:
-                uri = readonly_uri(self.path)
+                self._conn = connect_readonly(self.path, timeout=_BUSY_TIMEOUT_MS / 1000)
             else:
-                uri = f"{self.path.resolve().as_uri()}?mode=rwc"
-            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rwc", uri=True,
+                                             isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
             self._setup(create=create)
         except DBError:
             self._close_quietly()
