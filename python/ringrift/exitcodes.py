@@ -50,10 +50,12 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 class _Deferred:
-    """A subcommand's parser not made yet: the keyword arguments it will be made with."""
+    """A subcommand's parser not made yet: the keyword arguments it will be made with, and the
+    function that adds its arguments (set by LazySubcommands.add_parser)."""
 
     def __init__(self, **kwargs):
         self.kwargs = kwargs
+        self.fill = None
 
 
 class LazySubcommands(argparse._SubParsersAction):
@@ -76,16 +78,14 @@ class LazySubcommands(argparse._SubParsersAction):
             deferred = super().add_parser(name, **kwargs)
         finally:
             self._parser_class = made_by
-        deferred.kwargs["fill"] = fill
+        deferred.fill = fill
         return None
 
     def __call__(self, parser, namespace, values, option_string=None):
         deferred = self._name_parser_map.get(values[0])
         if isinstance(deferred, _Deferred):
-            kwargs = dict(deferred.kwargs)
-            fill = kwargs.pop("fill")
-            made = self._parser_class(**kwargs)
-            fill(made)
+            made = self._parser_class(**deferred.kwargs)
+            deferred.fill(made)
             for key, value in self._name_parser_map.items():  # the name and its aliases
                 if value is deferred:
                     self._name_parser_map[key] = made
