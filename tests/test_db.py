@@ -535,8 +535,11 @@ def test_merge(tmp_path):
         _insert(db, _batch(games=range(5, 15)))
         _insert(db, _batch("hex8", 2, games=range(3)), board="hex8")
         db.set_parity_status([r.id for r in db.iter_games(board="hex8")], "ok")
+    assert not any(p.name.endswith(("-wal", "-shm")) for p in tmp_path.iterdir())
     with GameDB(a) as db:
         assert db.merge_from(b) == 8
+        # the merged-from file is left as it was found, with no -wal/-shm beside it
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("b.db")) == ["b.db"]
         assert db.merge_from(b) == 0
         assert db.count_games() == 18
         assert db.existing_indices(board="square8", num_players=2, seed=11, policy="random") == set(range(15))

@@ -340,6 +340,27 @@ def test_local_dry_run_touches_nothing(tmp_path):
     assert _snapshot(tmp_path) == before
 
 
+def test_dry_run_counts_the_games_still_in_the_log(tmp_path):
+    """Games a writer committed to the -wal but has not folded into the file yet (it crashed, or
+    another process still holds the file) are in the DB: the plan must not offer to play them again."""
+    db = tmp_path / "g.db"
+    state = tmp_path / "state.json"
+    assert pipeline("--state", str(state), "run", "canonical_selfplay", "--num-games", "2", "--output-db", str(db),
+                    "--quiet", cwd=tmp_path).returncode == 0
+    holder = sqlite3.connect(db)  # keeps the log from being folded in when the writer closes
+    try:
+        holder.execute("SELECT count(*) FROM games").fetchone()
+        assert pipeline("--state", str(state), "run", "canonical_selfplay", "--num-games", "5", "--output-db",
+                        str(db), "--quiet", cwd=tmp_path).returncode == 0
+        assert (tmp_path / "g.db-wal").stat().st_size > 0  # the three new games are in the log only
+        r = pipeline("--state", str(tmp_path / "other.json"), "run", "canonical_selfplay", "--num-games", "7",
+                     "--output-db", str(db), "--dry-run", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "5 games already in the output DB; 2 to play: indices 5-6" in r.stdout, r.stdout
+    finally:
+        holder.close()
+
+
 def test_asking_for_ssh_without_hosts_says_it_plays_here(tmp_path):
     state = str(tmp_path / "state.json")
     r = pipeline("--backend", "ssh", "--state", state, "run", "canonical_selfplay", "--num-games", "3",

@@ -38,7 +38,7 @@ from ..engine import Game, RingRiftError, move_from_json, move_to_json
 from ..engine.json_io import engine_move_key, move_key
 from .errors import DBError, DBSchemaError
 from .schema import HASH_DTYPE, MOVE_RECORD_SIZE
-from .store import GameDB, GameRow, _check_header, connect_readonly, utc_now
+from .store import GameDB, GameRow, _check_header, connect_readonly, connect_writable, utc_now
 from .upstream_state import upstream_state
 
 #: The upstream schema version this module reads and writes.
@@ -338,8 +338,7 @@ class _ReplayConn:
             if readonly:
                 self.conn = connect_readonly(path, timeout=30)
             else:
-                self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rwc", uri=True, isolation_level=None,
-                                            timeout=30)
+                self.conn = connect_writable(path, timeout=30)
             self.conn.execute("PRAGMA busy_timeout = 30000")
             self.conn.execute("PRAGMA foreign_keys = ON")
             self.tables = {r[0] for r in self.conn.execute(

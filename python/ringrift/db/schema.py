@@ -126,11 +126,18 @@ CREATE TABLE {name} (
 # is `unchecked`, so none pays an index insert (both: callgrind, 20-column square8 rows, about
 # 27.3k down to 20.0k instructions a row). Files created before keep the older layout (the
 # identity led by board, every game in the parity index); they read and write the same rows,
-# the same statements serve both, and the queries below add PARITY_INDEXED where the partial
-# index can serve them. The UNIQUE order is no part of the game's identity: ON CONFLICT names
-# the same columns in IDENTITY_COLUMNS order, which SQLite matches as a set.
+# the same statements serve both, and the queries add PARITY_INDEXED where the partial index
+# can serve them (parity_index_serves). The UNIQUE order is no part of the game's identity: ON
+# CONFLICT names the same columns in IDENTITY_COLUMNS order, which SQLite matches as a set.
 PARITY_INDEXED = "parity_status <> 'unchecked'"
 INDEX_SQL = f"CREATE INDEX idx_games_parity ON games (parity_status) WHERE {PARITY_INDEXED}"
+
+
+def parity_index_serves(statuses) -> bool:
+    """Whether a filter on these parity statuses may add ``PARITY_INDEXED``: the same rows,
+    served by the partial index. Not when 'unchecked' is among them (those rows are not in it)."""
+    return "unchecked" not in statuses
+
 
 SCHEMA_SQL = f"""
 CREATE TABLE meta (

@@ -52,6 +52,7 @@ from .schema import (
     SCHEMA_SQL,
     SCHEMA_VERSION,
     V1_GAME_COLUMNS,
+    parity_index_serves,
 )
 
 
@@ -415,7 +416,7 @@ def _filters_sql(filters: dict[str, object]) -> tuple[str, list]:
         else:
             clauses.append(f"{key} = ?")
             params.append(_plain(value))
-        if key == "parity_status" and "unchecked" not in (values if _is_list(value) else [_plain(value)]):
+        if key == "parity_status" and parity_index_serves(values if _is_list(value) else [_plain(value)]):
             clauses.append(PARITY_INDEXED)  # the same rows, and the partial parity index can serve them
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -440,6 +441,14 @@ def readonly_uri(path: Path) -> str:
     return uri
 
 
+def connect_writable(path: str | os.PathLike, *, timeout: float) -> sqlite3.Connection:
+    """A read-write connection to ``path``, created when absent, in autocommit mode (the store's
+    own transactions say BEGIN): how every writer of ours opens a database file. The URI form
+    keeps a name with '?' or '#' a plain file name."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rwc", uri=True, isolation_level=None,
+                           timeout=timeout)
+
+
 def connect_readonly(path: str | os.PathLike, *, timeout: float) -> sqlite3.Connection:
     """A connection that reads ``path``, refuses SQL writes, and leaves nothing beside the file.
 
@@ -461,6 +470,26 @@ def connect_readonly(path: str | os.PathLike, *, timeout: float) -> sqlite3.Conn
             raise
         return conn
     return sqlite3.connect(readonly_uri(path), uri=True, isolation_level=None, timeout=timeout)
+
+
+def _tidy_after_attach(path: Path) -> None:
+    """Remove the ``-wal``/``-shm`` that attaching ``path`` read-only left beside it.
+
+    An ATTACH under ``readonly_uri`` cannot remove them (the merging connection writes, so it
+    cannot be ``query_only`` as ``connect_readonly``'s are). Reading the file once more through
+    ``connect_readonly`` and closing it does, where this process may write there and nothing
+    else has the file open; otherwise they stay, as they would for any reader.
+    """
+    try:
+        conn = connect_readonly(path, timeout=0)
+    except sqlite3.Error:
+        return
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the file is opened on first read
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
 
 
 def _may_write(path: Path) -> bool:
@@ -500,8 +529,7 @@ class GameDB:
             if readonly:
                 self._conn = connect_readonly(self.path, timeout=_BUSY_TIMEOUT_MS / 1000)
             else:
-                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rwc", uri=True,
-                                             isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+                self._conn = connect_writable(self.path, timeout=_BUSY_TIMEOUT_MS / 1000)
             self._setup(create=create)
         except DBError:
             self._close_quietly()
@@ -860,6 +888,7 @@ class GameDB:
                 conn.execute("DETACH DATABASE src")
             except sqlite3.Error:
                 pass
+            _tidy_after_attach(other)
 
     # -- reading -------------------------------------------------------------------------
     def existing_indices(self, *, board: str, num_players: int, seed: int, policy: str) -> set[int]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import BOARDS, _core
-from ..db.schema import PARITY_INDEXED
+from ..db.schema import PARITY_INDEXED, parity_index_serves
 from ..engine.errors import RingRiftError
 from .actions import action_space_size
 from .features import GLOBAL_NAMES, NUM_GLOBALS, NUM_PLANES, PLANE_NAMES, spatial_size
@@ -188,7 +188,7 @@ def _status_sql(statuses) -> str:
     """`parity_status IN (?, ...)` for `statuses`; without 'unchecked' also PARITY_INDEXED (the
     same rows), so that the partial parity index of newer files can serve it."""
     clause = f"parity_status IN ({', '.join('?' * len(statuses))})"
-    return clause if "unchecked" in statuses else f"{clause} AND {PARITY_INDEXED}"
+    return f"{clause} AND {PARITY_INDEXED}" if parity_index_serves(statuses) else clause
 
 
 def _where(board, players, statuses, include_capped) -> tuple[str, list]:

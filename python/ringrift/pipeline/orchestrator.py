@@ -113,8 +113,10 @@ def selfplay_hosts(hosts, device: str = "cpu") -> list:
 
 def present_indices(path: Path, spec: SelfplaySpec, *, create: bool) -> IndexSet:
     """Indices of this run already in the output DB. Refuses a DB whose games of this run come
-    from another engine version. With `create` false nothing is created or written: the file is
-    read as immutable (no -wal/-shm appear), so a -wal left by a crashed writer is not seen."""
+    from another engine version. With `create` false nothing is created or written. A file with
+    no log beside it is read as immutable (no -wal/-shm appear); one whose -wal holds frames (a
+    writer crashed or is still at work) is read through its log, read-only, so that the games
+    committed there count too (the -wal and -shm are already there)."""
     from ..selfplay.runner import ENGINE_VERSION
 
     where = "board = ? AND num_players = ? AND policy = ? AND seed = ?"
@@ -141,7 +143,9 @@ def present_indices(path: Path, spec: SelfplaySpec, *, create: bool) -> IndexSet
         if path.is_dir():
             raise DBError(f"{path}: is a directory, not a game database", path=str(path))
         try:
-            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+            wal = path.with_name(path.name + "-wal")
+            logged = wal.exists() and wal.stat().st_size > 0
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'' if logged else '&immutable=1'}", uri=True)
             try:
                 fmt = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
                 if not fmt or fmt[0] != "ringrift-gamedb":
