@@ -29,6 +29,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from .. import atomic
 from . import TOKEN_ENV
 from . import dbtools
 from ..pipeline.models import model_rel
@@ -49,12 +50,7 @@ def now_iso() -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data))
 
 
 def _cmdline(pid: int) -> str:

@@ -33,6 +33,7 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 
+from .. import atomic
 from ..pipeline.ranges import IndexSet, Range, iter_split
 from . import dbtools
 from .client import NodeError
@@ -259,12 +260,7 @@ class Coordinator:
             union = union | part
         doc = dict(doc, skip=str(union))  # (run.skips grows by one set per reconnect of the pipeline)
         run.dir.mkdir(parents=True, exist_ok=True)
-        tmp = run.dir / ".run.json.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, run.dir / "run.json")
+        atomic.write_text(run.dir / "run.json", json.dumps(doc))
 
     async def restore(self) -> None:
         """Runs that a previous life of this node was coordinating resume (their range DBs

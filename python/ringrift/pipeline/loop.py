@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from .. import BOARDS
+from .. import BOARDS, atomic
 from ..exitcodes import UsageError
 
 STEPS = ("selfplay", "parity", "export", "train", "eval", "promote")
@@ -120,9 +120,7 @@ class LoopError(UsageError):
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=1, sort_keys=True, default=str))
 
 
 def _read_json(path: Path, default=None):
@@ -379,10 +377,11 @@ def plot_elo(state: dict, path: Path) -> Path | None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic.replacing(path, suffix=".png") as tmp:  # savefig picks the format by the suffix
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -23,6 +23,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import atomic
 from ..engine.errors import RingRiftError
 from ..exitcodes import UsageError
 
@@ -248,20 +249,10 @@ class PipelineState:
         self._last_save = now
         self.data["updated_at"] = now_iso()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             # json.dumps without indent runs in C: a state of 10,000 ranges and 1,000 workers is
             # written in milliseconds, not the ~0.2 s of the pure-Python indenting encoder
             # (`ringrift-pipeline status --json` prints it indented).
-            text = json.dumps(self.data, separators=(",", ":"))
-            with open(tmp, "w") as fh:
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            atomic.write_text(self.path, json.dumps(self.data, separators=(",", ":")) + "\n")
         except OSError as exc:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             raise RingRiftError(f"{self.path}: cannot write the pipeline state: {exc.strerror}") from None

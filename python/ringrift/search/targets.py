@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
 from ..db import GameDB
 from ..engine.errors import RingRiftError
 from .selfplay import SearchTargets
@@ -101,9 +102,8 @@ def apply_search_targets(npz_path, db_path, output) -> dict:
         meta["search_targets"] = {"source_db": str(db_path), "samples_with_targets": int(has.sum())}
         arrays["metadata"] = np.array(json.dumps(meta))
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(output)
+    with atomic.replacing(output, suffix=".npz") as tmp:  # savez adds .npz to a name without it
+        np.savez_compressed(tmp, **arrays)
     return {"samples": n, "with_targets": int(has.sum()), "entries": int(new_off[-1])}
 
 

@@ -5,10 +5,11 @@ a partial file; a checkpoint of another board or encoding is refused with one li
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
+
+from .. import atomic
 
 CHECKPOINT_FORMAT, CHECKPOINT_VERSION = "ringrift-train-checkpoint", 1
 #: Metadata keys that must agree between a checkpoint and the data (or model) it is used with.
@@ -23,9 +24,8 @@ class CheckpointError(ValueError):
 
 def save(path: Path, state: dict) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, tmp)
 
 
 def load(path: Path) -> dict:

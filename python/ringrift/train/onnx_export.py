@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
+
 META_KEY = "ringrift"
 OPSET = 17
 
@@ -33,19 +35,18 @@ def export_onnx(model, meta: dict, path: Path) -> Path:
     h, w = model.grid
     x = torch.zeros(2, cfg.planes, h, w)
     g = torch.zeros(2, cfg.globals)
-    tmp = path.with_name(f".{path.name}.tmp")
     model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x, g), str(tmp), input_names=["features", "globals"],
-                          output_names=["policy", "value"], opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"features": {0: "batch"}, "globals": {0: "batch"},
-                                        "policy": {0: "batch"}, "value": {0: "batch"}})
-    m = onnx.load(str(tmp))
-    entry = m.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta, sort_keys=True, default=str)
-    onnx.save(m, str(tmp))
-    tmp.replace(path)
+    with atomic.replacing(path) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x, g), str(tmp), input_names=["features", "globals"],
+                              output_names=["policy", "value"], opset_version=OPSET, dynamo=False,
+                              dynamic_axes={"features": {0: "batch"}, "globals": {0: "batch"},
+                                            "policy": {0: "batch"}, "value": {0: "batch"}})
+        m = onnx.load(str(tmp))
+        entry = m.metadata_props.add()
+        entry.key, entry.value = META_KEY, json.dumps(meta, sort_keys=True, default=str)
+        onnx.save(m, str(tmp))
     return path
 
 
