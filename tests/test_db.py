@@ -749,3 +749,34 @@ def test_readonly_open_leaves_no_wal_or_shm_beside_the_file_and_refuses_writes(t
     assert (tmp_path / "games.db-wal").exists()
     keep.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="reading as another user needs root here (a subprocess drops to uid 65534)")
+def test_another_users_folder_is_read_without_writing_beside_the_file(batch):
+    """A game DB in a folder owned by someone else (0755, a shared dataset) is read through; by
+    the mode bits alone that folder counted as writable, SQLite was asked for a -shm there, and
+    the open failed with "attempt to write a readonly database"."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ringrift-shared-")  # under /tmp: pytest's own folders are 0700
+    try:
+        os.chmod(folder, 0o755)
+        path = os.path.join(folder, "games.db")
+        with GameDB(path) as db:
+            _insert(db, batch)
+            stored = db.count_games()
+        os.chmod(path, 0o644)
+        # everything is imported before the uid changes: root's interpreter files may be 0700
+        code = ("import os, sys\nfrom ringrift.db import GameDB\n"
+                "os.setgid(65534); os.setuid(65534)\n"
+                "with GameDB(sys.argv[1], readonly=True) as db:\n    print(db.count_games())\n")
+        r = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == str(stored)
+        assert sorted(os.listdir(folder)) == ["games.db"]
+    finally:
+        shutil.rmtree(folder)

@@ -425,18 +425,16 @@ def readonly_uri(path: Path) -> str:
     """SQLite URI that reads ``path`` without writing anything beside it.
 
     A WAL-mode file needs a ``-shm`` index even to be read, and SQLite creates it (and an empty
-    ``-wal``) next to the file. In a folder without write permission (a shared, read-only dataset)
-    that either fails for a normal user or, as root, litters the folder, so such files are opened
-    ``immutable``: nothing can be writing to them there.
+    ``-wal``) next to the file. In a folder this process may not write (a shared, read-only
+    dataset, another user's folder) that fails ("attempt to write a readonly database"), so such
+    files are opened ``immutable`` when no log holds committed frames: nothing past the file
+    exists to be read. (Judged by ``_may_write``, mode bits and access(2): by the mode bits
+    alone, another user's 0755 folder counted as writable and the open failed.)
     """
     path = Path(path).resolve()
     uri = f"{path.as_uri()}?mode=ro"
-    try:
-        folder_writable = bool(path.parent.stat().st_mode & 0o222)
-    except OSError:
-        folder_writable = True
     wal = Path(f"{path}-wal")
-    if not folder_writable and (not wal.exists() or wal.stat().st_size == 0):  # nothing committed past the file
+    if not _may_write(path.parent) and (not wal.exists() or wal.stat().st_size == 0):  # nothing committed past the file
         uri += "&immutable=1"
     return uri
 
