@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -751,18 +752,18 @@ def test_readonly_open_leaves_no_wal_or_shm_beside_the_file_and_refuses_writes(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
-                    reason="reading as another user needs root here (a subprocess drops to uid 65534)")
-def test_another_users_folder_is_read_without_writing_beside_the_file(batch):
-    """A game DB in a folder owned by someone else (0755, a shared dataset) is read through; by
-    the mode bits alone that folder counted as writable, SQLite was asked for a -shm there, and
-    the open failed with "attempt to write a readonly database"."""
+_AS_ROOT = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                              reason="reading as another user needs root here (a subprocess drops to uid 65534)")
+
+
+@contextmanager
+def _someone_elses_db(batch):
+    """A game DB in a 0755 folder of root's under /tmp (pytest's own folders are 0700), for a
+    subprocess that reads it as uid 65534: yields (folder, path, games stored)."""
     import shutil
-    import subprocess
-    import sys
     import tempfile
 
-    folder = tempfile.mkdtemp(prefix="ringrift-shared-")  # under /tmp: pytest's own folders are 0700
+    folder = tempfile.mkdtemp(prefix="ringrift-shared-")
     try:
         os.chmod(folder, 0o755)
         path = os.path.join(folder, "games.db")
@@ -770,13 +771,47 @@ def test_another_users_folder_is_read_without_writing_beside_the_file(batch):
             _insert(db, batch)
             stored = db.count_games()
         os.chmod(path, 0o644)
-        # everything is imported before the uid changes: root's interpreter files may be 0700
-        code = ("import os, sys\nfrom ringrift.db import GameDB\n"
-                "os.setgid(65534); os.setuid(65534)\n"
-                "with GameDB(sys.argv[1], readonly=True) as db:\n    print(db.count_games())\n")
-        r = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
+        yield folder, path, stored
+    finally:
+        shutil.rmtree(folder)
+
+
+def _as_nobody(code: str, *args: str):
+    """Runs `code` in a subprocess as uid 65534; it imports before the uid changes (root's
+    interpreter files may be 0700)."""
+    import subprocess
+    import sys
+
+    prologue = ("import os, sys, numpy\nfrom ringrift.db import GameDB, DBError\n"
+                "from ringrift.parity.db_check import verify_db\n")
+    drop = "os.setgid(65534); os.setuid(65534)\n"
+    return subprocess.run([sys.executable, "-c", prologue + drop + code, *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@_AS_ROOT
+def test_another_users_folder_is_read_without_writing_beside_the_file(batch):
+    """A game DB in a folder owned by someone else (0755, a shared dataset) is read through; by
+    the mode bits alone that folder counted as writable, SQLite was asked for a -shm there, and
+    the open failed with "attempt to write a readonly database"."""
+    with _someone_elses_db(batch) as (folder, path, stored):
+        r = _as_nobody("with GameDB(sys.argv[1], readonly=True) as db:\n    print(db.count_games())\n", path)
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == str(stored)
         assert sorted(os.listdir(folder)) == ["games.db"]
-    finally:
-        shutil.rmtree(folder)
+
+
+@_AS_ROOT
+def test_parity_checks_a_read_only_dataset_untagged_and_says_why_it_cannot_tag(batch):
+    """Checking without tagging (ringrift-parity --no-tag) writes nothing, so it reads a DB this
+    process may not write; it opened the DB for writing and failed with "not a readable game
+    database (unable to open database file)". Tagging says what is wrong."""
+    with _someone_elses_db(batch) as (folder, path, stored):
+        r = _as_nobody("m, n, steps = verify_db(sys.argv[1], tag=False, quiet=True)\nprint(m, n)\n", path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [str(stored), str(stored)]
+        r = _as_nobody("from ringrift.db.errors import DBNotWritableError\ntry:\n    verify_db(sys.argv[1], quiet=True)\n"
+                       "except DBNotWritableError as e:\n    print(e)\n", path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().startswith(f"{path}: cannot open for writing: the file or its folder is read-only")
+        assert sorted(os.listdir(folder)) == ["games.db"]

@@ -28,6 +28,11 @@ class DBSchemaError(DBError):
         self.expected = expected
 
 
+class DBNotWritableError(DBError):
+    """A game database opened for writing where this process may not write: the file, or its
+    folder (where SQLite keeps the -wal and -shm), is read-only. Opened read-only it may read."""
+
+
 class DBWriteError(DBError):
     """Storing into a usable database failed part-way (disk full, an I/O error): the work ran and
     failed (exit status 1), unlike a database that cannot be used at all (2)."""

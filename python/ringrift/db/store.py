@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from .. import _core
 from . import schema as _schema
-from .errors import DBError, DBSchemaError
+from .errors import DBError, DBNotWritableError, DBSchemaError
 from .schema import (
     FILTER_COLUMNS,
     FORMAT_NAME,
@@ -490,6 +490,13 @@ def _tidy_after_attach(path: Path) -> None:
         conn.close()
 
 
+def _writer_may_open(path: Path, exists: bool) -> bool:
+    """Whether a writer may open ``path``: the file (when it exists) and its folder, where the
+    ``-wal`` and ``-shm`` go."""
+    path = path.resolve()
+    return (not exists or _may_write(path)) and _may_write(path.parent)
+
+
 def _may_write(path: Path) -> bool:
     """Whether this process may write ``path``: by its mode bits (root ignores permissions, not
     these) and by access(2) (another user's file, a read-only mount)."""
@@ -537,6 +544,9 @@ class GameDB:
             raise DBError(f"{where}: cannot open ({exc.strerror or exc})", path=where) from None
         except sqlite3.Error as exc:
             self._close_quietly()
+            if not readonly and not _writer_may_open(self.path, exists):
+                raise DBNotWritableError(f"{where}: cannot open for writing: the file or its folder is "
+                                         f"read-only ({exc})", path=where) from None
             raise DBError(f"{where}: not a readable game database ({exc})", path=where) from None
 
     # -- opening -------------------------------------------------------------------------

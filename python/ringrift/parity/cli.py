@@ -132,6 +132,15 @@ class _Progress:
         self.err.flush()
 
 
+def _error_line(exc, args) -> str:
+    """The one error line; a DB that may not be written gets the way to check it anyway."""
+    from ..db.errors import DBNotWritableError
+
+    hint = ("; --no-tag checks it without recording the outcome" if isinstance(exc, DBNotWritableError)
+            and not args.no_tag else "")
+    return f"ringrift-parity: error: {exc}{hint}"
+
+
 def run_db(args, err=None) -> int:
     """Parity of game databases (``--db``): against the TS engine, or self-verification."""
     from ..engine.errors import RingRiftError
@@ -162,7 +171,7 @@ def run_db(args, err=None) -> int:
             m, c, s = verify_db(path, sample=sample, sample_seed=args.sample_seed,
                                 tag=not args.no_tag, quiet=args.quiet)
         except RingRiftError as exc:
-            print(f"ringrift-parity: error: {exc}", file=err)
+            print(_error_line(exc, args), file=err)
             return 2
         matched, checked, steps = matched + m, checked + c, steps + s
     return _verdict(matched, checked, "self-verification", steps, threshold, err)
@@ -201,7 +210,7 @@ def _run_db_ts(args, ts_root: str, sample: int, threshold: float, err) -> int:
     except (RingRiftError, BridgeError) as exc:
         if progress:
             progress.clear()
-        print(f"ringrift-parity: error: {exc}", file=err)
+        print(_error_line(exc, args), file=err)
         return 2
     finally:
         runner.close()

@@ -35,7 +35,7 @@ def verify_db(path, *, sample: int | None = None, sample_seed: int = 0, tag: boo
     out = sys.stdout if out is None else out
     matched = checked = steps = 0
     ok_ids, failed_ids = [], []
-    with GameDB(path, create=False) as db:
+    with GameDB(path, create=False, readonly=not tag) as db:  # untagged: a read-only dataset will do
         def corrupt(game_id, why):  # a row that cannot be decoded fails as a game, the rest is checked
             nonlocal checked
             checked += 1

@@ -340,7 +340,7 @@ def verify_db_ts(path, runner: BridgeRunner, *, sample: int | None = None, sampl
     res = DBCheck()
     t0 = time.monotonic()
     tags: dict[str, list[int]] = {"ok": [], "failed": [], "error": []}
-    with GameDB(path, create=False) as db:
+    with GameDB(path, create=False, readonly=not tag) as db:  # untagged: a read-only dataset will do
         def corrupt(game_id, why):  # a row that cannot be decoded fails as a game, the rest is checked
             res.checked += 1
             tags["failed"].append(game_id)
