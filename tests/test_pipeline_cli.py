@@ -340,6 +340,31 @@ def test_local_dry_run_touches_nothing(tmp_path):
     assert _snapshot(tmp_path) == before
 
 
+def test_a_run_that_cannot_take_the_state_lock_creates_no_database(tmp_path):
+    """The lock beside the state file is taken before the output DB is created: a run that
+    cannot take it (a read-only state folder) left an empty new DB behind."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    if os.geteuid() == 0:  # root ignores the mode bits: an immutable folder refuses even root
+        lock = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True) \
+            if shutil.which("chattr") else None
+        if lock is None or lock.returncode != 0:
+            pytest.skip("as root this needs chattr +i (e2fsprogs, a filesystem that supports it)")
+    else:
+        folder.chmod(0o555)
+    try:
+        r = pipeline("--state", str(folder / "state.json"), "run", "canonical_selfplay", "--num-games", "2",
+                     "--output-db", str(tmp_path / "g.db"), "--quiet", cwd=tmp_path)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
+    assert r.returncode == 1 and "cannot create the state lock" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
+    assert not (tmp_path / "g.db").exists()
+
+
 def test_dry_run_counts_the_games_still_in_the_log(tmp_path):
     """Games a writer committed to the -wal but has not folded into the file yet (it crashed, or
     another process still holds the file) are in the DB: the plan must not offer to play them again."""

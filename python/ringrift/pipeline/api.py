@@ -257,9 +257,9 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
 
         require_gpu()  # before any state is written
     check_writable(spec.output_db)
+    ctx.start()  # the state lock first: a run that cannot take it leaves no new DB behind
     present_indices(spec.output_db, spec, create=True)  # refuses another engine version's games
     say_no_hosts(ctx)
-    ctx.start()
     ctx.state = st = PipelineState.begin(ctx.state_path, phase="canonical_selfplay", run=run_key or spec.run_key(),
                                          target=spec.num_games, phases=phases)
     w = st.worker("localhost/1")
