@@ -92,6 +92,18 @@ def test_native_writer_refuses_a_malformed_batch_in_one_line(tmp_path, batch):
         assert db.count_games() == 0
 
 
+def test_a_step_the_packed_format_cannot_hold_is_refused_and_nothing_is_stored(tmp_path, batch):
+    """Both writers pack each step (csrc/export/step_pack.h); a move type past the format's 5 bits
+    is refused in one line that names the step, and the whole batch is left out."""
+    bad = dict(batch)
+    bad["moves"] = batch["moves"].copy()
+    bad["moves"][5, 0] = 40  # byte 0 of a move record: its type
+    with GameDB(tmp_path / "g.db") as db:
+        with pytest.raises(DBError, match="step 5: type 40, .* do not fit the packed step format"):
+            db.insert_batch(bad, **RUN)
+        assert db.count_games() == 0
+
+
 def test_native_writer_waits_for_another_writer_then_fails_cleanly(tmp_path, batch):
     _native_or_skip()
     path = tmp_path / "g.db"

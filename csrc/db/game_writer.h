@@ -43,6 +43,8 @@ struct RunColumns {
 };
 
 // The batch as _core.selfplay_batch returns it (checked by the caller): G games, M steps.
+// The steps come as move records with the phase and player after each (packed here), or
+// already packed (`packed`: the native self-play path, selfplay/db_runner.h).
 struct BatchView {
   size_t games = 0;
   const int64_t* game_index = nullptr;
@@ -53,6 +55,8 @@ struct BatchView {
   const Move* moves = nullptr;
   const uint64_t* hashes = nullptr;
   const uint8_t *phases = nullptr, *players = nullptr;
+  const uint8_t* packed = nullptr;           // when set: game g's steps blob is packed[packed_offsets[g]..[g + 1])
+  const int64_t* packed_offsets = nullptr;  // G + 1
 };
 
 // One row a statement, on purpose: 16 rows an INSERT (the VALUES tuple repeated) saved SQLite a
@@ -147,11 +151,18 @@ class GameWriter {
     long long added = 0;
     for (size_t g = 0; g < b.games; g++) {
       const int64_t a = b.offsets[g], n = b.offsets[g + 1] - a;
-      // Bound without a copy (SQLITE_STATIC), so they must outlive sqlite3_step: members, reused.
-      // A null pointer would bind NULL, not an empty blob: an empty hashes blob points into
-      // steps, which always has a byte.
-      steps_.resize((size_t)n * steppack::MAX_STEP_BYTES + 1);
-      uint8_t* end = steppack::pack_game(b.moves + a, b.phases + a, b.players + a, n, steps_.data(), a);
+      // Bound without a copy (SQLITE_STATIC), so they must outlive sqlite3_step: the caller's
+      // packed steps, or members, reused. A null pointer would bind NULL, not an empty blob: an
+      // empty hashes blob points into the steps, which are never a null pointer.
+      const uint8_t *steps, *end;
+      if (b.packed) {
+        steps = b.packed + b.packed_offsets[g];
+        end = b.packed + b.packed_offsets[g + 1];
+      } else {
+        steps_.resize((size_t)n * steppack::MAX_STEP_BYTES + 1);
+        steps = steps_.data();
+        end = steppack::pack_game(b.moves + a, b.phases + a, b.players + a, n, steps_.data(), a);
+      }
       hashes_.resize((size_t)n * width);
       if (width == 4) put_le<4>(b.hashes + a, n, hashes_.data());
       else put_le<8>(b.hashes + a, n, hashes_.data());
@@ -166,8 +177,8 @@ class GameWriter {
            api_.bind_int64(stmt_, 12, b.capped[g] != 0) | api_.bind_int64(stmt_, 14, duration) |
            ((run.keep_low32 && n > 0) ? api_.bind_int64(stmt_, 18, (long long)b.hashes[a + n - 1])
                                       : api_.bind_null(stmt_, 18)) |
-           api_.bind_blob(stmt_, 19, steps_.data(), (int)(end - steps_.data()), nullptr) |
-           api_.bind_blob(stmt_, 20, hashes_.empty() ? steps_.data() : hashes_.data(), (int)hashes_.size(), nullptr);
+           api_.bind_blob(stmt_, 19, steps, (int)(end - steps), nullptr) |
+           api_.bind_blob(stmt_, 20, hashes_.empty() ? steps : hashes_.data(), (int)hashes_.size(), nullptr);
       if (rc != sqlite::OK) fail("binding game " + std::to_string(b.game_index[g]));
       if (api_.step(stmt_) != sqlite::DONE) fail("inserting game " + std::to_string(b.game_index[g]));
       added += api_.changes(db_);

@@ -39,49 +39,62 @@ inline void put_varint(uint8_t*& w, uint16_t v) {
   *w++ = (uint8_t)v;
 }
 
-// Writes one game's steps at w (room for n * MAX_STEP_BYTES) and returns the end. Throws std::invalid_argument for values the format cannot hold
-// (type >= 32, phase >= 8, player after not 1..4); `step0` numbers the steps in the message.
+// Out of line, so that pack_step stays small enough to inline into the self-play recorder.
+[[noreturn]] __attribute__((noinline, cold)) inline void unpackable_step(int64_t step, int type, int phase,
+                                                                          int player) {
+  throw std::invalid_argument("step " + std::to_string(step) + ": type " + std::to_string(type) + ", phase " +
+                              std::to_string(phase) + ", player " + std::to_string(player) +
+                              " do not fit the packed step format");
+}
+
+// Writes one step at w (room for MAX_STEP_BYTES) and returns the end. `expect_mover` is the
+// player to move before it (1 before a game's first step); it becomes the player after it.
+// Throws std::invalid_argument for values the format cannot hold (type >= 32, phase >= 8,
+// player after not 1..4), naming the step `step`.
+inline uint8_t* pack_step(const Move& m, uint8_t phase, uint8_t player, uint8_t& expect_mover, uint8_t* w,
+                          int64_t step) {
+  if (__builtin_expect(m.type >= 32 || phase >= 8 || player < 1 || player > 4, 0))
+    unpackable_step(step, m.type, phase, player);
+  uint8_t flags = (uint8_t)(player - 1);
+  if (m.from != NO_CELL) flags |= F_FROM;
+  if (m.to != NO_CELL) flags |= F_TO;
+  if (m.target != NO_CELL) flags |= F_TARGET;
+  if (m.count != 0) flags |= F_COUNT;
+  if (m.line_start != NO_CELL || m.line_dir != 0 || m.line_len != 0) flags |= F_LINE;
+  uint8_t extra = 0;
+  if (m.player != expect_mover) extra |= X_MOVER;
+  if (m.window != WINDOW_ALL) extra |= X_WINDOW;
+  if (m.context != 0) extra |= X_CONTEXT;
+  if (m.option != 0) extra |= X_OPTION;
+  if (extra) flags |= F_EXTRA;
+  *w++ = ((uint8_t)(m.type | (phase << 5)));
+  *w++ = (flags);
+  if (flags & F_FROM) put_varint(w, (uint16_t)m.from);
+  if (flags & F_TO) put_varint(w, (uint16_t)m.to);
+  if (flags & F_TARGET) put_varint(w, (uint16_t)m.target);
+  if (flags & F_COUNT) *w++ = (m.count);
+  if (flags & F_LINE) {
+    put_varint(w, (uint16_t)m.line_start);
+    *w++ = (m.line_dir);
+    *w++ = (m.line_len);
+  }
+  if (extra) {
+    *w++ = (extra);
+    if (extra & X_MOVER) *w++ = (m.player);
+    if (extra & X_WINDOW) *w++ = (m.window);
+    if (extra & X_CONTEXT) *w++ = (m.context);
+    if (extra & X_OPTION) *w++ = (m.option);
+  }
+  expect_mover = player;
+  return w;
+}
+
+// Writes one game's steps at w (room for n * MAX_STEP_BYTES) and returns the end; `step0`
+// numbers the steps in pack_step's message.
 inline uint8_t* pack_game(const Move* moves, const uint8_t* phases, const uint8_t* players, int64_t n, uint8_t* w,
                           int64_t step0 = 0) {
   uint8_t expect_mover = 1;
-  for (int64_t i = 0; i < n; i++) {
-    const Move& m = moves[i];
-    if (m.type >= 32 || phases[i] >= 8 || players[i] < 1 || players[i] > 4)
-      throw std::invalid_argument("step " + std::to_string(step0 + i) + ": type " + std::to_string(m.type) +
-                                  ", phase " + std::to_string(phases[i]) + ", player " +
-                                  std::to_string(players[i]) + " do not fit the packed step format");
-    uint8_t flags = (uint8_t)(players[i] - 1);
-    if (m.from != NO_CELL) flags |= F_FROM;
-    if (m.to != NO_CELL) flags |= F_TO;
-    if (m.target != NO_CELL) flags |= F_TARGET;
-    if (m.count != 0) flags |= F_COUNT;
-    if (m.line_start != NO_CELL || m.line_dir != 0 || m.line_len != 0) flags |= F_LINE;
-    uint8_t extra = 0;
-    if (m.player != expect_mover) extra |= X_MOVER;
-    if (m.window != WINDOW_ALL) extra |= X_WINDOW;
-    if (m.context != 0) extra |= X_CONTEXT;
-    if (m.option != 0) extra |= X_OPTION;
-    if (extra) flags |= F_EXTRA;
-    *w++ = ((uint8_t)(m.type | (phases[i] << 5)));
-    *w++ = (flags);
-    if (flags & F_FROM) put_varint(w, (uint16_t)m.from);
-    if (flags & F_TO) put_varint(w, (uint16_t)m.to);
-    if (flags & F_TARGET) put_varint(w, (uint16_t)m.target);
-    if (flags & F_COUNT) *w++ = (m.count);
-    if (flags & F_LINE) {
-      put_varint(w, (uint16_t)m.line_start);
-      *w++ = (m.line_dir);
-      *w++ = (m.line_len);
-    }
-    if (extra) {
-      *w++ = (extra);
-      if (extra & X_MOVER) *w++ = (m.player);
-      if (extra & X_WINDOW) *w++ = (m.window);
-      if (extra & X_CONTEXT) *w++ = (m.context);
-      if (extra & X_OPTION) *w++ = (m.option);
-    }
-    expect_mover = players[i];
-  }
+  for (int64_t i = 0; i < n; i++) w = pack_step(moves[i], phases[i], players[i], expect_mover, w, step0 + i);
   return w;
 }
 

@@ -4,6 +4,7 @@
 // plays and writes in turn (a run on one thread uses one core), and while one thread writes
 // the others play. Host only (std::thread, SQLite).
 #pragma once
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -20,31 +21,38 @@
 
 namespace rr {
 
-// One chunk's games as flat arrays (the layout of a _core.selfplay_batch result), reused
-// from chunk to chunk so that steady play allocates nothing.
+// One chunk's games as flat arrays (the layout of a _core.selfplay_batch result, but each
+// game's steps already in the DB's packed form), reused from chunk to chunk so that steady
+// play allocates nothing.
 struct FlatBatch {
   size_t chunk = 0;
   std::string started_at;  // when the chunk began to play (stored per row, as the Python path)
-  std::vector<int64_t> game_index, offsets{0};
+  std::vector<int64_t> game_index, offsets{0}, packed_offsets{0};
   std::vector<int32_t> move_count;
   std::vector<uint8_t> winner, reason, capped;
   std::vector<double> seconds;
-  std::vector<Move> moves;
   std::vector<uint64_t> hashes;
-  std::vector<uint8_t> phases, players;
+  std::vector<uint8_t> packed;  // the chunk's packed steps: packed_len bytes in use
+  size_t packed_len = 0;
 
   void clear() {
     game_index.clear();
     offsets.assign(1, 0);
+    packed_offsets.assign(1, 0);
     move_count.clear();
     winner.clear();
     reason.clear();
     capped.clear();
     seconds.clear();
-    moves.clear();
     hashes.clear();
-    phases.clear();
-    players.clear();
+    packed_len = 0;
+  }
+  // Room for one more packed step at packed.data() + packed_len (grown by doubling: the bytes
+  // are zeroed only when the buffer grows, and a recycled batch keeps its size).
+  uint8_t* step_room() {
+    if (packed.size() - packed_len < steppack::MAX_STEP_BYTES)
+      packed.resize(std::max(2 * packed.size(), packed_len + steppack::MAX_STEP_BYTES + 4096));
+    return packed.data() + packed_len;
   }
   dbwrite::BatchView view() const {
     dbwrite::BatchView b;
@@ -56,11 +64,26 @@ struct FlatBatch {
     b.reason = reason.data();
     b.capped = capped.data();
     b.seconds = seconds.data();
-    b.moves = moves.data();
     b.hashes = hashes.data();
-    b.phases = phases.data();
-    b.players = players.data();
+    b.packed = packed.data();
+    b.packed_offsets = packed_offsets.data();
     return b;
+  }
+};
+
+// Records each step of a game into a FlatBatch as the game DB stores it: the step packed
+// (export/step_pack.h) and its hash. Packing as the moves are played, instead of keeping 16-byte
+// move records for the writer to pack, saves the chunk a pass over its steps and most of its
+// memory (about 2.5 KB a square8 game).
+struct PackedStepRecorder {
+  FlatBatch* out;
+  uint8_t expect_mover = 1;  // pack_step's state: the player to move before the next step
+  int64_t steps = 0;
+  bool wants_hash() const { return true; }
+  void step(const Move& m, uint64_t h, uint8_t phase, uint8_t player) {
+    uint8_t* end = steppack::pack_step(m, phase, player, expect_mover, out->step_room(), steps++);
+    out->packed_len = (size_t)(end - out->packed.data());
+    out->hashes.push_back(h);
   }
 };
 
@@ -206,11 +229,12 @@ class DbRun {
     for (int64_t index : indices) {
       if (cancel_.load(std::memory_order_relaxed)) return;
       auto t0 = std::chrono::steady_clock::now();
-      StepRecorder<FlatBatch> rec{&b};
+      PackedStepRecorder rec{&b};
       bool finished = play_game(g, *w.s, *w.sc, ListPicker{w.l.get()}, play_.seed, (uint64_t)index, play_.num_players,
                                 play_.policy, play_.max_moves, rec);
       b.game_index.push_back(index);
-      b.offsets.push_back((int64_t)b.moves.size());
+      b.offsets.push_back((int64_t)b.hashes.size());
+      b.packed_offsets.push_back((int64_t)b.packed_len);
       b.move_count.push_back(w.s->move_count);
       b.winner.push_back(w.s->winner);
       b.reason.push_back(w.s->reason);
@@ -260,7 +284,7 @@ class DbRun {
   void count(const FlatBatch& b, long long added) {  // under mu_
     totals_.added += added;
     totals_.played += (long long)b.game_index.size();
-    totals_.moves += (long long)b.moves.size();
+    totals_.moves += (long long)b.hashes.size();
     for (size_t g = 0; g < b.game_index.size(); g++) {
       totals_.capped += b.capped[g];
       if (b.winner[g] <= MAX_PLAYERS) totals_.wins[b.winner[g]]++;
