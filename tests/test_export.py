@@ -366,6 +366,31 @@ def test_failed_export_leaves_no_partial_file(sq8_db, tmp_path, monkeypatch):
     assert after == before  # old files untouched, no new or temporary files
 
 
+def test_an_output_that_cannot_be_replaced_is_named_with_what_was(sq8_db, tmp_path):
+    """The archives are renamed onto their names one by one; when one rename fails the error names
+    that output and what was already replaced. The CLI said "no output file was changed" after
+    naming the temporary file, even when the train file had already been replaced."""
+    from ringrift.export.writer import PublishError
+
+    export_db(sq8_db, tmp_path / "out.npz", seed=1)
+    train = (tmp_path / "out.npz").read_bytes()
+    (tmp_path / "out_val.npz").unlink()
+    (tmp_path / "out_val.npz").mkdir()  # a folder in the way: its rename fails on any system
+    (tmp_path / "out_val.npz" / "keep").write_text("x")
+    with pytest.raises(PublishError, match=r"out_val\.npz: cannot write it \(.*\); already replaced: .*out\.npz$"):
+        export_db(sq8_db, tmp_path / "out.npz", seed=2)
+    assert (tmp_path / "out.npz").read_bytes() != train  # replaced before the val file failed
+    (tmp_path / "new.npz").mkdir()
+    (tmp_path / "new.npz" / "keep").write_text("x")
+    with pytest.raises(PublishError, match=r"new\.npz: cannot write it \(.*\); no output file was changed$"):
+        export_db(sq8_db, tmp_path / "new.npz", seed=2)
+    r = subprocess.run([sys.executable, "-m", "ringrift.export", "--db", str(sq8_db), "--output",
+                        str(tmp_path / "new.npz"), "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "new.npz: cannot write it" in r.stderr and ".export-" not in r.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
 def test_writer_crc_of_a_concatenation_and_piecewise_deflate(tmp_path):
     import zlib
 

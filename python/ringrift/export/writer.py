@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.errors import RingRiftError
 from . import deflate as _deflate
 from .deflate import crc32_concat
 
@@ -410,11 +411,22 @@ def stale_files(base: Path, keep: list[Path]) -> list[Path]:
     return sorted(out)
 
 
+class PublishError(RingRiftError):
+    """A finished archive that could not be renamed onto its final name. The message names that
+    file and says which outputs were already replaced (the renames are atomic one by one, not
+    together): the CLI's usual "no output file was changed" would be wrong after the first."""
+
+
 def publish(moves: list[tuple[Path, Path]], stale: list[Path]) -> None:
     """Rename each finished temporary archive onto its final name (atomic per file), then
     remove stale files of earlier runs."""
-    for tmp, final in moves:
-        os.replace(tmp, final)
+    for i, (tmp, final) in enumerate(moves):
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            done = [str(f) for _, f in moves[:i]]
+            changed = f"already replaced: {', '.join(done)}" if done else "no output file was changed"
+            raise PublishError(f"{final}: cannot write it ({exc.strerror or exc}); {changed}") from None
     for p in stale:
         try:
             p.unlink()
@@ -422,5 +434,5 @@ def publish(moves: list[tuple[Path, Path]], stale: list[Path]) -> None:
             pass
 
 
-__all__ = ["ShardedNpzWriter", "TurnBuffers", "crc32_concat", "final_names", "npy_header", "publish",
+__all__ = ["PublishError", "ShardedNpzWriter", "TurnBuffers", "crc32_concat", "final_names", "npy_header", "publish",
            "stale_files", "write_npy_member"]
