@@ -182,6 +182,11 @@ def test_a_full_disk_while_storing_is_status_1_and_keeps_the_committed_games(tmp
     with GameDB(db, readonly=True) as g:
         kept = g.count_games()
     assert 0 < kept < 20000
+    # nothing plays on after the run stopped: the state says so (its worker and range said "running")
+    state = json.loads((tmp_path / "s.json").read_text())
+    assert state["phase_status"]["canonical_selfplay"] == "failed"
+    assert [w["status"] for w in state["workers"].values()] == ["failed"]
+    assert [r["status"] for r in state["ranges"]] == ["failed"]
     r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and f"{kept} already present" in r.stdout, r.stdout + r.stderr
     with GameDB(db, readonly=True) as g:

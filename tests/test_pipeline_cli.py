@@ -568,6 +568,8 @@ def test_interrupt_marks_the_state_and_the_rerun_resumes(tmp_path, sig):
     assert proc.returncode == 130 and "rerun to resume" in err, (proc.returncode, err)
     st = json.loads(state.read_text())
     assert st["phase_status"]["canonical_selfplay"] == "interrupted"
+    assert [w["status"] for w in st["workers"].values()] == ["interrupted"]  # not "running" any more
+    assert [r["status"] for r in st["ranges"]] == ["interrupted"]
     with GameDB(db, readonly=True) as g:  # the state says what the DB holds (it was a batch or two behind)
         assert st["games_completed"] == g.count_games() > 0
     r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)

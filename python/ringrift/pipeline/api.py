@@ -291,6 +291,12 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
             if bar:
                 bar.close()
             total = db.count_games(board=spec.board, num_players=spec.players, seed=spec.seed, policy=result.policy)
+    except BaseException as exc:
+        # nothing plays on once this process stops: the status must not say "running" (the
+        # phase and the error are recorded by run_in_context, which saves this too)
+        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        w["status"] = st.data["ranges"][0]["status"] = stopped
+        raise
     finally:
         if host_log:
             host_log.close()
