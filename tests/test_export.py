@@ -391,6 +391,33 @@ def test_an_output_that_cannot_be_replaced_is_named_with_what_was(sq8_db, tmp_pa
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
+def test_a_write_that_fails_names_the_output_folder(sq8_db, tmp_path):
+    """A full disk (here a file-size limit: EFBIG, as a full disk gives ENOSPC) fails a write(),
+    which names no file: the one-line error said only "No space left on device"."""
+    import resource
+    import signal
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))  # past the DB's 32 KiB -shm
+
+    out = tmp_path / "out" / "train.npz"
+    out.parent.mkdir()
+    r = subprocess.run([sys.executable, "-m", "ringrift.export", "--db", str(sq8_db), "--output", str(out),
+                        "--quiet"], capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"ringrift-export: error: {out.parent}: ") and "no output file was changed" in r.stderr
+    assert list(out.parent.iterdir()) == []
+    # the pipeline's phase says the same
+    r = subprocess.run([sys.executable, "-m", "ringrift.pipeline", "--state", str(tmp_path / "s.json"), "run",
+                        "npz_export", "--db", str(sq8_db), "--output-dir", str(out.parent)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"ringrift-pipeline: error: npz_export: {out.parent}: ")
+    assert list(out.parent.iterdir()) == []
+
+
 def test_writer_crc_of_a_concatenation_and_piecewise_deflate(tmp_path):
     import zlib
 

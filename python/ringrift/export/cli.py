@@ -141,8 +141,9 @@ def main(argv=None) -> int:
         print(f"ringrift-export: error: {exc}", file=sys.stderr)
         return exit_status(exc)
     except OSError as exc:
-        print(f"ringrift-export: error: {exc.filename or ''}{': ' if exc.filename else ''}"
-              f"{exc.strerror or exc}; no output file was changed", file=sys.stderr)
+        # a failed write() names no file: then the folder the export was writing into
+        where = exc.filename or (Path(args.output).parent if args.output else Path(args.output_dir or "data/training"))
+        print(f"ringrift-export: error: {where}: {exc.strerror or exc}; no output file was changed", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ringrift-export: interrupted; no output file was changed", file=sys.stderr)

@@ -205,8 +205,8 @@ def run_export(db: Path, output_dir: Path, cfg: dict, logger: logging.Logger, *,
         raise error(f"npz_export: {exc}") from None
     except OSError as exc:
         logger.info(f"{shown} failed: {exc}")
-        raise RingRiftError(f"npz_export: {exc.filename or ''}{': ' if exc.filename else ''}"
-                            f"{exc.strerror or exc}; no output file was changed") from None
+        where = exc.filename or output_dir  # a failed write() names no file: the folder written into
+        raise RingRiftError(f"npz_export: {where}: {exc.strerror or exc}; no output file was changed") from None
     for line in result.summary_lines():
         out.write(line + "\n")
     logger.info(f"{shown} exited with status 0")
