@@ -140,6 +140,27 @@ def test_checkpoint_of_another_board_is_refused_in_one_line(tiny_export, tmp_pat
     assert err.count("\n") == 1 and "neither the native NPZ format nor upstream's encoding" in err, err
 
 
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing(tiny_export, tmp_path):
+    """torch.save reports a failed write() (a full disk) as a RuntimeError ("unexpected pos 64 vs
+    0"), which ringrift-train printed as a traceback. Here a 64 KiB file-size limit fails it."""
+    def small_files():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "ringrift.train.cli", "--data", str(tiny_export), "--out", str(out),
+                        "--epochs", "1", "--max-batches", "2", "--width", "8", "--depth", "1", "--threads", "1",
+                        "--no-onnx", "--quiet"], capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr and last.startswith(f"ringrift-train: error: {out / 'last.pt'}: cannot write "
+                                                          f"the checkpoint"), r.stderr
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") or p.name == "last.pt"]
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--lr", "nan"], "--lr must be a positive number"),
     (["--weight-decay", "-1"], "--weight-decay must be a number >= 0"),

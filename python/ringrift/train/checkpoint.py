@@ -5,6 +5,7 @@ a partial file; a checkpoint of another board or encoding is refused with one li
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import torch
@@ -23,9 +24,17 @@ class CheckpointError(ValueError):
 
 
 def save(path: Path, state: dict) -> None:
+    """Writes the checkpoint whole, or raises OSError naming ``path`` (the old one stays)."""
     path = Path(path)
-    with atomic.replacing(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, tmp)
+    try:
+        with atomic.replacing(path) as tmp:
+            torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, tmp)
+    except RuntimeError as exc:
+        # torch's file writer reports a failed write() (a full disk) as a RuntimeError without the
+        # errno ("unexpected pos 64 vs 0"): make it the OSError that callers report in one line
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OSError(errno.EIO, f"cannot write the checkpoint, is the disk full? (torch.save: {why})",
+                      str(path)) from None
 
 
 def load(path: Path) -> dict:
