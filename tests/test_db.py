@@ -815,3 +815,40 @@ def test_parity_checks_a_read_only_dataset_untagged_and_says_why_it_cannot_tag(b
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip().startswith(f"{path}: cannot open for writing: the file or its folder is read-only")
         assert sorted(os.listdir(folder)) == ["games.db"]
+
+
+def test_a_full_disk_still_reads_and_says_why_it_cannot_write(tmp_path, batch):
+    """Reading a WAL-mode file needs a 32 KiB -shm beside it, which a full disk refuses (here a
+    16 KiB file-size limit, EFBIG where a full disk gives ENOSPC): `ringrift-db info` and every
+    read failed with "not a readable game database (disk I/O error)" and left a 3-byte -shm and an
+    empty -wal behind. Reads now go on without them (the file is all there is); a write says the
+    disk may be full, with exit status 1, and leaves nothing either."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "games.db"
+    with GameDB(path) as db:
+        _insert(db, batch)
+        stored = db.count_games()
+
+    def small_files():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, 16 << 10))
+
+    def tool(*args):
+        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=120,
+                              preexec_fn=small_files, cwd=tmp_path)
+
+    r = tool("ringrift.db", "info", str(path))
+    assert r.returncode == 0 and f"games {stored}," in r.stdout, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]
+    r = tool("ringrift.parity", "--db", str(path), "--quiet")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"ringrift-parity: error: {path}: cannot open for writing "
+                                                 f"(disk I/O error; is the disk full?)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]
+    r = tool("ringrift.parity", "--db", str(path), "--quiet", "--no-tag")  # reads only: it can check
+    assert r.returncode == 0 and f"{stored}/{stored} games match" in r.stdout + r.stderr, r.stderr

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 from .. import _core
 from . import schema as _schema
-from .errors import DBError, DBNotWritableError, DBSchemaError
+from .errors import DBError, DBNotWritableError, DBSchemaError, DBWriteError
 from .schema import (
     FILTER_COLUMNS,
     FORMAT_NAME,
@@ -457,17 +457,58 @@ def connect_readonly(path: str | os.PathLike, *, timeout: float) -> sqlite3.Conn
     a read-only connection, and the last connection to close the file folds the log in and
     removes both, as a writer's does (folding committed frames in changes no row). Elsewhere (a
     read-only folder or mount, a file without write permission) it is ``readonly_uri``'s.
+
+    On a full disk SQLite cannot make the ``-shm`` that reading a WAL-mode file needs ("disk I/O
+    error"). Where no log was there before (nothing past the file, no other connection), the
+    file is then read ``immutable``, which needs none, and the stubs the attempt left go.
     """
     path = Path(path).resolve()
     if _may_write(path) and _may_write(path.parent):
+        fresh = not _log_files(path)
         conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=timeout)
         try:
             conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA schema_version").fetchone()  # the first read makes the log files
+        except sqlite3.Error as exc:
+            conn.close()
+            if not (fresh and _io_error(exc)):
+                raise
+            _remove_log_stubs(path)
+            return sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None,
+                                   timeout=timeout)
         except BaseException:
             conn.close()
             raise
         return conn
     return sqlite3.connect(readonly_uri(path), uri=True, isolation_level=None, timeout=timeout)
+
+
+def _log_files(path: Path) -> list[Path]:
+    """The ``-wal`` and ``-shm`` beside ``path`` that exist."""
+    return [p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
+
+
+def _sqlite_code(exc: sqlite3.Error) -> int | None:
+    """The primary result code of a SQLite error (Python 3.11+; None before)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if code is not None else None
+
+
+def _io_error(exc: sqlite3.Error) -> bool:
+    """SQLITE_IOERR or one of its extended codes (a full disk, a failed read or write)."""
+    code = _sqlite_code(exc)
+    return code == 10 if code is not None else "disk I/O error" in str(exc)
+
+
+def _remove_log_stubs(path: Path) -> None:
+    """Remove the log files a failed open made where there were none: an empty ``-wal`` and a
+    ``-shm`` shorter than its first 32 KiB region (never set up, so nothing uses it)."""
+    for p, limit in ((Path(f"{path}-wal"), 1), (Path(f"{path}-shm"), 32 << 10)):
+        try:
+            if p.stat().st_size < limit:
+                p.unlink()
+        except OSError:
+            pass
 
 
 def _tidy_after_attach(path: Path) -> None:
@@ -528,6 +569,7 @@ class GameDB:
             raise DBError(f"{where}: not a regular file, not a game database", path=where)
         if not exists and not self.path.parent.is_dir():
             raise DBError(f"{where}: directory {self.path.parent} does not exist", path=where)
+        fresh = exists and not _log_files(self.path)
         try:
             if exists:
                 _check_header(self.path)
@@ -547,6 +589,11 @@ class GameDB:
             if not readonly and not _writer_may_open(self.path, exists):
                 raise DBNotWritableError(f"{where}: cannot open for writing: the file or its folder is "
                                          f"read-only ({exc})", path=where) from None
+            if not readonly and _io_error(exc):  # no room for the -shm, most likely: a full disk
+                if fresh:
+                    _remove_log_stubs(self.path)
+                raise DBWriteError(f"{where}: cannot open for writing ({exc}; is the disk full?)",
+                                   path=where) from None
             raise DBError(f"{where}: not a readable game database ({exc})", path=where) from None
 
     # -- opening -------------------------------------------------------------------------
@@ -708,8 +755,12 @@ class GameDB:
             raise DBError(f"{self.path}: opened read-only", path=str(self.path))
         return conn
 
-    def _fail(self, what: str, exc: BaseException) -> DBError:
-        return DBError(f"{self.path}: {what} failed: {exc}", path=str(self.path))
+    def _fail(self, what: str, exc: BaseException, *, writing: bool = False) -> DBError:
+        # a write that a full disk or an I/O error stopped is work that ran and failed
+        # (DBWriteError, exit status 1), not an unusable database
+        full = writing and isinstance(exc, sqlite3.Error) and (
+            _io_error(exc) or _sqlite_code(exc) == 13 or "database or disk is full" in str(exc))
+        return (DBWriteError if full else DBError)(f"{self.path}: {what} failed: {exc}", path=str(self.path))
 
     def _close_quietly(self) -> None:
         if self._conn is not None:
@@ -858,7 +909,7 @@ class GameDB:
             with _immediate_transaction(conn):
                 conn.executemany("UPDATE games SET parity_status = ? WHERE id = ?", id_list)
         except sqlite3.Error as exc:
-            raise self._fail("set_parity_status", exc) from None
+            raise self._fail("set_parity_status", exc, writing=True) from None
         return conn.total_changes - before
 
     def merge_from(self, other_path: str | os.PathLike) -> int:

@@ -132,6 +132,13 @@ class _Progress:
         self.err.flush()
 
 
+def _error_status(exc) -> int:
+    """2 (unusable input), but 1 for a write that failed (a full disk): the run itself failed."""
+    from ..db.errors import DBWriteError
+
+    return 1 if isinstance(exc, DBWriteError) else 2
+
+
 def _error_line(exc, args) -> str:
     """The one error line; a DB that may not be written gets the way to check it anyway."""
     from ..db.errors import DBNotWritableError
@@ -172,7 +179,7 @@ def run_db(args, err=None) -> int:
                                 tag=not args.no_tag, quiet=args.quiet)
         except RingRiftError as exc:
             print(_error_line(exc, args), file=err)
-            return 2
+            return _error_status(exc)
         matched, checked, steps = matched + m, checked + c, steps + s
     return _verdict(matched, checked, "self-verification", steps, threshold, err)
 
@@ -211,7 +218,7 @@ def _run_db_ts(args, ts_root: str, sample: int, threshold: float, err) -> int:
         if progress:
             progress.clear()
         print(_error_line(exc, args), file=err)
-        return 2
+        return _error_status(exc)
     finally:
         runner.close()
     if progress:
