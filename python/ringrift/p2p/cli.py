@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..exitcodes import OneLineParser
+from ..logfiles import LogFileHandler
 from . import DEFAULT_DISCOVERY_PORT, DEFAULT_PORT, TOKEN_ENV
 from .auth import resolve_token
 from .discovery import parse_target
@@ -159,7 +160,7 @@ def _setup_logging(level: str, data_dir: Path) -> None:
     h.setFormatter(fmt)
     log.addHandler(h)
     try:
-        fh = logging.FileHandler(data_dir / "node.log")
+        fh = LogFileHandler(data_dir / "node.log", "ringrift-p2p")  # a full disk: one warning, the node goes on
         fh.setFormatter(fmt)
         log.addHandler(fh)
     except OSError:

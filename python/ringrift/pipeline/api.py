@@ -16,6 +16,7 @@ from .. import BOARDS, POLICIES
 from ..p2p import TOKEN_ENV
 from ..engine.errors import RingRiftError
 from ..exitcodes import UsageError
+from ..logfiles import LogFile, LogFileHandler
 from .config import load_config, load_hosts
 from .progress import Progress
 from .ranges import MAX_GAMES, MAX_GAMES_WHY, MAX_INDEX, MAX_SEED, check_range_count
@@ -118,7 +119,7 @@ def _setup_logging(logger: logging.Logger) -> list:
     logs = logs_dir()
     try:
         logs.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(logs / ORCHESTRATOR_LOG)
+        handler = LogFileHandler(logs / ORCHESTRATOR_LOG, "ringrift-pipeline")  # a full disk: one warning
     except OSError as exc:
         print(f"ringrift-pipeline: warning: cannot write {logs / ORCHESTRATOR_LOG} "
               f"({exc.strerror}); logging to stderr only", file=sys.stderr)
@@ -270,7 +271,7 @@ def _selfplay_local(ctx: Context, spec, phases, run_key) -> int:
     log.info(f"canonical_selfplay {spec.run_id}: {spec.num_games} games into {spec.output_db}, on this machine")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     logs = logs_dir()
-    host_log = open(logs / f"selfplay_localhost_{stamp}.log", "a", buffering=1) if logs.is_dir() else None
+    host_log = LogFile.open(logs / f"selfplay_localhost_{stamp}.log", "ringrift-pipeline") if logs.is_dir() else None
     bar = None if args.quiet else Progress(f"selfplay {spec.board} {spec.players}p")
 
     def progress(done, total, rate):

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ...engine.errors import RingRiftError
+from ...logfiles import LogFile
 from ..ranges import IndexSet, Range, assign, split
 from ..scheduler import Executor, NoWorkersLeft, RangeLost, RangeResult, RangeTask
 from ..state import now_iso
@@ -77,7 +78,7 @@ class HostsExecutor(Executor):
         fh = self.host_logs.get(host)
         if fh is None:
             path = self.logs_dir / f"selfplay_{host}_{self.stamp}.log"
-            fh = self.host_logs[host] = open(path, "a", buffering=1)
+            fh = self.host_logs[host] = LogFile.open(path, "ringrift-pipeline")  # a full disk: one warning
         return fh
 
     def capacity(self) -> int:
