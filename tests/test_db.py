@@ -852,3 +852,34 @@ def test_a_full_disk_still_reads_and_says_why_it_cannot_write(tmp_path, batch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["games.db"]
     r = tool("ringrift.parity", "--db", str(path), "--quiet", "--no-tag")  # reads only: it can check
     assert r.returncode == 0 and f"{stored}/{stored} games match" in r.stdout + r.stderr, r.stderr
+
+
+def test_a_full_disk_while_creating_leaves_no_file_and_is_status_1(tmp_path, batch):
+    """Merging or converting into a new file on a full disk (here a 16 KiB file-size limit) failed
+    with exit status 2 ("not a readable game database (database or disk is full)") and left an
+    empty DST, or a hidden temporary, behind."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "src" / "games.db"
+    src.parent.mkdir()
+    with GameDB(src) as db:
+        _insert(db, batch)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def small_files():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, 16 << 10))
+
+    for args, says in ((["merge", str(out / "m.db"), str(src)], f"{out / 'm.db'}: cannot open for writing ("),
+                       (["convert", "--to-replaydb", str(src), str(out / "up.db")],
+                        f"{out / 'up.db'}: writing the replay database failed: ")):
+        r = subprocess.run([sys.executable, "-m", "ringrift.db", *args], capture_output=True, text=True,
+                           timeout=120, preexec_fn=small_files, cwd=tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"ringrift-db: error: {says}"), r.stderr
+        assert list(out.iterdir()) == [], [p.name for p in out.iterdir()]

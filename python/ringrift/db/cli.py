@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..engine.errors import RingRiftError
 from ..exitcodes import OneLineParser
-from .errors import DBError
+from .errors import DBError, DBWriteError
 from .store import GameDB
 
 PROG = "ringrift-db"
@@ -102,7 +102,8 @@ MAX_SKIPS_SHOWN = 50
 
 def _convert(args) -> int:
     """Exit status: 0 when every game was converted; 1 when a game was skipped (unless
-    --allow-skips) or the source held no game to import; 2 on errors (DBError...)."""
+    --allow-skips), the source held no game to import, or writing failed (a full disk:
+    DBWriteError); 2 on other errors (DBError...)."""
     from .replaydb import from_replaydb, to_replaydb
 
     if args.to_replaydb:
@@ -133,8 +134,9 @@ def _merge(args) -> int:
                 n = db.merge_from(src)
             except RingRiftError as exc:
                 if i:  # the sources before it are merged (each in its own transaction), and stay
-                    raise DBError(f"{exc} (the {i} source(s) before it are merged into {args.dst})",
-                                  path=str(src)) from None
+                    error = DBWriteError if isinstance(exc, DBWriteError) else DBError
+                    raise error(f"{exc} (the {i} source(s) before it are merged into {args.dst})",
+                                path=str(src)) from None
                 raise
             print(f"{src} -> {args.dst}: {n} games added")
     return 0
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (RingRiftError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, DBWriteError) else 2  # a write a full disk stopped: the work failed
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -36,9 +36,9 @@ import numpy as np
 from .. import BOARDS, _core
 from ..engine import Game, RingRiftError, move_from_json, move_to_json
 from ..engine.json_io import engine_move_key, move_key
-from .errors import DBError, DBSchemaError
+from .errors import DBError, DBSchemaError, DBWriteError
 from .schema import HASH_DTYPE, MOVE_RECORD_SIZE
-from .store import GameDB, GameRow, _check_header, connect_readonly, connect_writable, utc_now
+from .store import GameDB, GameRow, _check_header, connect_readonly, connect_writable, disk_failure, utc_now
 from .upstream_state import upstream_state
 
 #: The upstream schema version this module reads and writes.
@@ -538,9 +538,20 @@ def to_replaydb(our_db_path, out_path, *, strict: bool = True) -> ConversionResu
             tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
             if tmp.exists():
                 tmp.unlink()
-            rc = _ReplayConn(tmp, readonly=False)
-            rc.conn.execute("PRAGMA journal_mode = DELETE")
-            create_replaydb_schema(rc.conn)
+            rc = None
+            try:  # a full disk can fail the schema: the temporary file goes with it
+                rc = _ReplayConn(tmp, readonly=False)
+                rc.conn.execute("PRAGMA journal_mode = DELETE")
+                create_replaydb_schema(rc.conn)
+            except BaseException:
+                if rc is not None:
+                    rc.close()
+                for p in (tmp, tmp.with_name(tmp.name + "-journal")):
+                    try:
+                        p.unlink()
+                    except FileNotFoundError:
+                        pass
+                raise
         conn = rc.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -581,7 +592,8 @@ def to_replaydb(our_db_path, out_path, *, strict: bool = True) -> ConversionResu
         if tmp is not None:
             os.replace(tmp, target)
     except sqlite3.Error as exc:
-        raise DBError(f"{out_path}: writing the replay database failed: {exc}", path=str(out_path)) from None
+        error = DBWriteError if disk_failure(exc) else DBError  # a full disk: the work failed (exit 1)
+        raise error(f"{out_path}: writing the replay database failed: {exc}", path=str(out_path)) from None
     finally:
         src.close()
     return result

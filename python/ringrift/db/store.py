@@ -500,6 +500,12 @@ def _io_error(exc: sqlite3.Error) -> bool:
     return code == 10 if code is not None else "disk I/O error" in str(exc)
 
 
+def disk_failure(exc: sqlite3.Error) -> bool:
+    """A full disk or an I/O error (SQLITE_FULL, SQLITE_IOERR and its extended codes): work that
+    ran and failed (DBWriteError, exit status 1), not an unusable database."""
+    return _io_error(exc) or _sqlite_code(exc) == 13 or "database or disk is full" in str(exc)
+
+
 def _remove_log_stubs(path: Path) -> None:
     """Remove the log files a failed open made where there were none: an empty ``-wal`` and a
     ``-shm`` shorter than its first 32 KiB region (never set up, so nothing uses it)."""
@@ -589,11 +595,17 @@ class GameDB:
             if not readonly and not _writer_may_open(self.path, exists):
                 raise DBNotWritableError(f"{where}: cannot open for writing: the file or its folder is "
                                          f"read-only ({exc})", path=where) from None
-            if not readonly and _io_error(exc):  # no room for the -shm, most likely: a full disk
-                if fresh:
+            if not readonly and disk_failure(exc):  # no room for the -shm or the schema: a full disk
+                if fresh or not exists:
                     _remove_log_stubs(self.path)
-                raise DBWriteError(f"{where}: cannot open for writing ({exc}; is the disk full?)",
-                                   path=where) from None
+                if not exists:  # the empty file this open made
+                    try:
+                        if self.path.stat().st_size == 0:
+                            self.path.unlink()
+                    except OSError:
+                        pass
+                hint = "" if "full" in str(exc) else "; is the disk full?"
+                raise DBWriteError(f"{where}: cannot open for writing ({exc}{hint})", path=where) from None
             raise DBError(f"{where}: not a readable game database ({exc})", path=where) from None
 
     # -- opening -------------------------------------------------------------------------
@@ -758,8 +770,7 @@ class GameDB:
     def _fail(self, what: str, exc: BaseException, *, writing: bool = False) -> DBError:
         # a write that a full disk or an I/O error stopped is work that ran and failed
         # (DBWriteError, exit status 1), not an unusable database
-        full = writing and isinstance(exc, sqlite3.Error) and (
-            _io_error(exc) or _sqlite_code(exc) == 13 or "database or disk is full" in str(exc))
+        full = writing and isinstance(exc, sqlite3.Error) and disk_failure(exc)
         return (DBWriteError if full else DBError)(f"{self.path}: {what} failed: {exc}", path=str(self.path))
 
     def _close_quietly(self) -> None:
