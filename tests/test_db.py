@@ -883,3 +883,19 @@ def test_a_full_disk_while_creating_leaves_no_file_and_is_status_1(tmp_path, bat
         assert r.returncode == 1, r.stderr
         assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"ringrift-db: error: {says}"), r.stderr
         assert list(out.iterdir()) == [], [p.name for p in out.iterdir()]
+    # into an existing DST: the merge's log outgrows a 64 KiB limit (past the 32 KiB -shm);
+    # nothing is merged, status 1 (was 2)
+    def limit_64k():
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+    dst = tmp_path / "dst.db"
+    GameDB(dst).close()
+    r = subprocess.run([sys.executable, "-m", "ringrift.db", "merge", str(dst), str(src)], capture_output=True,
+                       text=True, timeout=120, preexec_fn=limit_64k, cwd=tmp_path)
+    assert r.returncode == 1 and "merge from" in r.stderr and "nothing was merged" in r.stderr, r.stderr
+    with GameDB(dst, readonly=True) as db:
+        assert db.count_games() == 0

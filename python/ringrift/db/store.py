@@ -500,10 +500,13 @@ def _io_error(exc: sqlite3.Error) -> bool:
     return code == 10 if code is not None else "disk I/O error" in str(exc)
 
 
-def disk_failure(exc: sqlite3.Error) -> bool:
-    """A full disk or an I/O error (SQLITE_FULL, SQLITE_IOERR and its extended codes): work that
-    ran and failed (DBWriteError, exit status 1), not an unusable database."""
-    return _io_error(exc) or _sqlite_code(exc) == 13 or "database or disk is full" in str(exc)
+def disk_failure(exc: BaseException) -> bool:
+    """A full disk or an I/O error (SQLITE_FULL, SQLITE_IOERR and its extended codes; for the
+    native writer's RuntimeError, SQLite's message): work that ran and failed (DBWriteError,
+    exit status 1), not an unusable database."""
+    if isinstance(exc, sqlite3.Error) and _sqlite_code(exc) is not None:
+        return _sqlite_code(exc) in (10, 13)
+    return "database or disk is full" in str(exc) or "disk I/O error" in str(exc)
 
 
 def _remove_log_stubs(path: Path) -> None:
@@ -863,8 +866,9 @@ class GameDB:
         except ValueError as exc:
             raise DBError(f"{self.path}: insert_batch: malformed batch: {exc}", path=str(self.path)) from None
         except RuntimeError as exc:
-            raise DBError(f"{self.path}: insert_batch failed, nothing of the batch was stored: {exc}",
-                          path=str(self.path)) from None
+            error = DBWriteError if disk_failure(exc) else DBError
+            raise error(f"{self.path}: insert_batch failed, nothing of the batch was stored: {exc}",
+                        path=str(self.path)) from None
 
     def native_writer_args(self, hash_kind: str = "cells64") -> dict | None:
         """The keyword arguments with which the C++ core writes self-play rows of `hash_kind` into
@@ -899,8 +903,9 @@ class GameDB:
             with _immediate_transaction(conn):
                 conn.executemany(_INSERT_SQL, rows)
         except sqlite3.Error as exc:
-            raise DBError(f"{self.path}: {what} failed, nothing of the batch was stored: {exc}",
-                          path=str(self.path)) from None
+            error = DBWriteError if disk_failure(exc) else DBError
+            raise error(f"{self.path}: {what} failed, nothing of the batch was stored: {exc}",
+                        path=str(self.path)) from None
         except (IndexError, KeyError, TypeError, ValueError, OverflowError) as exc:
             raise DBError(f"{self.path}: {what}: bad batch field, nothing of the batch was "
                           f"stored: {type(exc).__name__}: {exc}", path=str(self.path)) from None
@@ -951,8 +956,9 @@ class GameDB:
                 _merge_side_tables(conn)
             return added
         except sqlite3.Error as exc:
-            raise DBError(f"{self.path}: merge from {other} failed, nothing was merged: {exc}",
-                          path=str(self.path)) from None
+            error = DBWriteError if disk_failure(exc) else DBError
+            raise error(f"{self.path}: merge from {other} failed, nothing was merged: {exc}",
+                        path=str(self.path)) from None
         finally:
             try:
                 conn.execute("DETACH DATABASE src")
