@@ -26,8 +26,9 @@ class UsageError(RingRiftError, ValueError):
     """A bad argument or an unusable input file: exit status 2."""
 
 
-def exit_status(exc: BaseException) -> int:
-    """The exit status for an error that ended a command."""
+def exit_status(exc: BaseException, *, default: int = EXIT_FAILED) -> int:
+    """The exit status for an error that ended a command: 1 for a write that failed (a full
+    disk), 2 for unusable input, else `default` (the tools that only read say 2 for the rest)."""
     from .db.errors import DBError, DBWriteError
     from .pipeline.config import ConfigError
 
@@ -37,7 +38,7 @@ def exit_status(exc: BaseException) -> int:
         return EXIT_USAGE
     if type(exc).__name__ == "BackendUnavailable":  # a backend the flags cannot use
         return EXIT_USAGE
-    return EXIT_FAILED
+    return default
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import RingRiftError
-from ..exitcodes import OneLineParser
+from ..exitcodes import EXIT_USAGE, OneLineParser, exit_status
 from .errors import DBError, DBWriteError
 from .store import GameDB
 
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (RingRiftError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, DBWriteError) else 2  # a write a full disk stopped: the work failed
+        return exit_status(exc, default=EXIT_USAGE)  # 1 for a write a full disk stopped: the work failed
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -36,9 +36,9 @@ import numpy as np
 from .. import BOARDS, _core
 from ..engine import Game, RingRiftError, move_from_json, move_to_json
 from ..engine.json_io import engine_move_key, move_key
-from .errors import DBError, DBSchemaError, DBWriteError
+from .errors import DBError, DBSchemaError
 from .schema import HASH_DTYPE, MOVE_RECORD_SIZE
-from .store import GameDB, GameRow, _check_header, connect_readonly, connect_writable, disk_failure, utc_now
+from .store import GameDB, GameRow, _check_header, connect_readonly, connect_writable, utc_now, write_error
 from .upstream_state import upstream_state
 
 #: The upstream schema version this module reads and writes.
@@ -539,21 +539,12 @@ def to_replaydb(our_db_path, out_path, *, strict: bool = True) -> ConversionResu
             if tmp.exists():
                 tmp.unlink()
             rc = None
-            try:  # a full disk can fail the schema: the temporary file goes with it
+        try:
+            if rc is None:  # a new file's schema: a full disk can fail it too, and the clean-up below is the same
                 rc = _ReplayConn(tmp, readonly=False)
                 rc.conn.execute("PRAGMA journal_mode = DELETE")
                 create_replaydb_schema(rc.conn)
-            except BaseException:
-                if rc is not None:
-                    rc.close()
-                for p in (tmp, tmp.with_name(tmp.name + "-journal")):
-                    try:
-                        p.unlink()
-                    except FileNotFoundError:
-                        pass
-                raise
-        conn = rc.conn
-        try:
+            conn = rc.conn
             conn.execute("BEGIN IMMEDIATE")
 
             def corrupt(game_id, why):  # a row that cannot be decoded: skipped with its reason, or strict's error
@@ -582,18 +573,23 @@ def to_replaydb(our_db_path, out_path, *, strict: bool = True) -> ConversionResu
                     result.skipped.append((str(row.id), str(exc)))
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            rc.close()
-            if tmp is not None and tmp.exists():
-                tmp.unlink()
+            if rc is not None:
+                if rc.conn.in_transaction:
+                    rc.conn.execute("ROLLBACK")
+                rc.close()
+            if tmp is not None:  # the temporary file, and the journal of a schema a full disk stopped
+                for p in (tmp, tmp.with_name(tmp.name + "-journal")):
+                    try:
+                        p.unlink()
+                    except FileNotFoundError:
+                        pass
             raise
         rc.close()
         if tmp is not None:
             os.replace(tmp, target)
     except sqlite3.Error as exc:
-        error = DBWriteError if disk_failure(exc) else DBError  # a full disk: the work failed (exit 1)
-        raise error(f"{out_path}: writing the replay database failed: {exc}", path=str(out_path)) from None
+        raise write_error(exc)(f"{out_path}: writing the replay database failed: {exc}",
+                               path=str(out_path)) from None
     finally:
         src.close()
     return result

@@ -317,8 +317,7 @@ def _check_header(path: Path) -> None:
         page_size = 65536
     if page_size < 512 or page_size & (page_size - 1):
         raise DBError(f"{path}: corrupt SQLite header (page size {page_size})", path=str(path))
-    wal = path.with_name(path.name + "-wal")
-    if wal.exists() and wal.stat().st_size > 0:
+    if wal_holds_frames(path):
         return  # pages may legitimately still live in the write-ahead log (e.g. after a crash)
     pages = int.from_bytes(head[28:32], "big")
     if pages and head[24:28] == head[92:96] and pages * page_size > size:
@@ -433,10 +432,16 @@ def readonly_uri(path: Path) -> str:
     """
     path = Path(path).resolve()
     uri = f"{path.as_uri()}?mode=ro"
-    wal = Path(f"{path}-wal")
-    if not _may_write(path.parent) and (not wal.exists() or wal.stat().st_size == 0):  # nothing committed past the file
+    if not _may_write(path.parent) and not wal_holds_frames(path):  # nothing committed past the file
         uri += "&immutable=1"
     return uri
+
+
+def wal_holds_frames(path: Path) -> bool:
+    """Whether a non-empty ``-wal`` lies beside ``path``: committed pages may live there only
+    (a writer crashed, or is still at work), so the file alone is not the whole database."""
+    wal = Path(f"{path}-wal")
+    return wal.exists() and wal.stat().st_size > 0
 
 
 def connect_writable(path: str | os.PathLike, *, timeout: float) -> sqlite3.Connection:
@@ -488,25 +493,29 @@ def _log_files(path: Path) -> list[Path]:
     return [p for p in (Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
 
 
-def _sqlite_code(exc: sqlite3.Error) -> int | None:
-    """The primary result code of a SQLite error (Python 3.11+; None before)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code & 0xFF if code is not None else None
+def _sqlite_error_is(exc: BaseException, code: int, message: str) -> bool:
+    """Whether ``exc`` is SQLite's primary result ``code`` (its extended codes included): by the
+    code where Python gives it (3.11+), else by SQLite's ``message`` (older Pythons, and the
+    native writer's RuntimeError, which carries SQLite's message)."""
+    found = getattr(exc, "sqlite_errorcode", None)
+    return (found & 0xFF) == code if found is not None else message in str(exc)
 
 
-def _io_error(exc: sqlite3.Error) -> bool:
+def _io_error(exc: BaseException) -> bool:
     """SQLITE_IOERR or one of its extended codes (a full disk, a failed read or write)."""
-    code = _sqlite_code(exc)
-    return code == 10 if code is not None else "disk I/O error" in str(exc)
+    return _sqlite_error_is(exc, 10, "disk I/O error")
 
 
 def disk_failure(exc: BaseException) -> bool:
-    """A full disk or an I/O error (SQLITE_FULL, SQLITE_IOERR and its extended codes; for the
-    native writer's RuntimeError, SQLite's message): work that ran and failed (DBWriteError,
-    exit status 1), not an unusable database."""
-    if isinstance(exc, sqlite3.Error) and _sqlite_code(exc) is not None:
-        return _sqlite_code(exc) in (10, 13)
-    return "database or disk is full" in str(exc) or "disk I/O error" in str(exc)
+    """A full disk or an I/O error (SQLITE_FULL, SQLITE_IOERR): work that ran and failed
+    (DBWriteError, exit status 1), not an unusable database."""
+    return _io_error(exc) or _sqlite_error_is(exc, 13, "database or disk is full")
+
+
+def write_error(exc: BaseException) -> type[DBError]:
+    """The error to raise for a write that ``exc`` stopped: DBWriteError for a full or failing
+    disk, else DBError."""
+    return DBWriteError if disk_failure(exc) else DBError
 
 
 def _remove_log_stubs(path: Path) -> None:
@@ -773,8 +782,8 @@ class GameDB:
     def _fail(self, what: str, exc: BaseException, *, writing: bool = False) -> DBError:
         # a write that a full disk or an I/O error stopped is work that ran and failed
         # (DBWriteError, exit status 1), not an unusable database
-        full = writing and isinstance(exc, sqlite3.Error) and disk_failure(exc)
-        return (DBWriteError if full else DBError)(f"{self.path}: {what} failed: {exc}", path=str(self.path))
+        error = write_error(exc) if writing and isinstance(exc, sqlite3.Error) else DBError
+        return error(f"{self.path}: {what} failed: {exc}", path=str(self.path))
 
     def _close_quietly(self) -> None:
         if self._conn is not None:
@@ -866,7 +875,7 @@ class GameDB:
         except ValueError as exc:
             raise DBError(f"{self.path}: insert_batch: malformed batch: {exc}", path=str(self.path)) from None
         except RuntimeError as exc:
-            error = DBWriteError if disk_failure(exc) else DBError
+            error = write_error(exc)
             raise error(f"{self.path}: insert_batch failed, nothing of the batch was stored: {exc}",
                         path=str(self.path)) from None
 
@@ -903,7 +912,7 @@ class GameDB:
             with _immediate_transaction(conn):
                 conn.executemany(_INSERT_SQL, rows)
         except sqlite3.Error as exc:
-            error = DBWriteError if disk_failure(exc) else DBError
+            error = write_error(exc)
             raise error(f"{self.path}: {what} failed, nothing of the batch was stored: {exc}",
                         path=str(self.path)) from None
         except (IndexError, KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -956,7 +965,7 @@ class GameDB:
                 _merge_side_tables(conn)
             return added
         except sqlite3.Error as exc:
-            error = DBWriteError if disk_failure(exc) else DBError
+            error = write_error(exc)
             raise error(f"{self.path}: merge from {other} failed, nothing was merged: {exc}",
                         path=str(self.path)) from None
         finally:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from ..exitcodes import EXIT_INTERRUPTED, OneLineParser
+from ..exitcodes import EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, exit_status
 from .harness import run_games
 from .replays import RecordedGame, iter_games
 
@@ -132,13 +132,6 @@ class _Progress:
         self.err.flush()
 
 
-def _error_status(exc) -> int:
-    """2 (unusable input), but 1 for a write that failed (a full disk): the run itself failed."""
-    from ..db.errors import DBWriteError
-
-    return 1 if isinstance(exc, DBWriteError) else 2
-
-
 def _error_line(exc, args) -> str:
     """The one error line; a DB that may not be written gets the way to check it anyway."""
     from ..db.errors import DBNotWritableError
@@ -179,7 +172,7 @@ def run_db(args, err=None) -> int:
                                 tag=not args.no_tag, quiet=args.quiet)
         except RingRiftError as exc:
             print(_error_line(exc, args), file=err)
-            return _error_status(exc)
+            return exit_status(exc, default=EXIT_USAGE)  # 1 for a tag a full disk stopped
         matched, checked, steps = matched + m, checked + c, steps + s
     return _verdict(matched, checked, "self-verification", steps, threshold, err)
 
@@ -218,7 +211,7 @@ def _run_db_ts(args, ts_root: str, sample: int, threshold: float, err) -> int:
         if progress:
             progress.clear()
         print(_error_line(exc, args), file=err)
-        return _error_status(exc)
+        return exit_status(exc, default=EXIT_USAGE)  # 1 for a tag a full disk stopped
     finally:
         runner.close()
     if progress:

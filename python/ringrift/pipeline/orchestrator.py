@@ -138,13 +138,14 @@ def present_indices(path: Path, spec: SelfplaySpec, *, create: bool) -> IndexSet
         except sqlite3.Error as exc:  # a page past the header is damaged
             raise DBError(f"{path}: not a readable game database ({exc})", path=str(path)) from None
     else:
+        from ..db.store import wal_holds_frames
+
         if not path.exists():
             return IndexSet()
         if path.is_dir():
             raise DBError(f"{path}: is a directory, not a game database", path=str(path))
         try:
-            wal = path.with_name(path.name + "-wal")
-            logged = wal.exists() and wal.stat().st_size > 0
+            logged = wal_holds_frames(path)
             con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'' if logged else '&immutable=1'}", uri=True)
             try:
                 fmt = con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
