@@ -42,14 +42,9 @@ class LogFileHandler(logging.FileHandler):
 
     def _close_quietly(self):
         try:
-            super().close()  # flushes first: on a full disk that fails too
+            super().close()  # its flush fails on a full disk; it closes and drops the stream anyway
         except OSError:
-            if self.stream is not None:
-                try:
-                    self.stream.close()
-                except OSError:
-                    pass
-                self.stream = None
+            pass
 
 
 class LogFile:
@@ -81,9 +76,6 @@ class LogFile:
         fh, self.fh = self.fh, None
         if fh is not None:
             try:
-                fh.close()
+                fh.close()  # its flush fails on a full disk; the descriptor is closed anyway
             except OSError:
-                try:
-                    fh.close()  # the flush failed; closing again releases the descriptor
-                except OSError:
-                    pass
+                pass
