@@ -85,7 +85,7 @@ def _progress(done: int, total: int, samples: int) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..pipeline.config import load_config
-    from .exporter import export_db
+    from .exporter import DEFAULT_OUTPUT_DIR, export_db
     from .upstream import export_upstream
 
     try:
@@ -142,7 +142,8 @@ def main(argv=None) -> int:
         return exit_status(exc)
     except OSError as exc:
         # a failed write() names no file: then the folder the export was writing into
-        where = exc.filename or (Path(args.output).parent if args.output else Path(args.output_dir or "data/training"))
+        folder = Path(args.output).parent if args.output else Path(args.output_dir or DEFAULT_OUTPUT_DIR)
+        where = exc.filename or folder
         print(f"ringrift-export: error: {where}: {exc.strerror or exc}; no output file was changed", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -35,6 +35,8 @@ FORMAT_NAME = "ringrift-npz"
 #: per-sample are named meta_* (players, plane_names, global_names before); split_ratio 1.
 FORMAT_VERSION = 2
 DEFAULT_CHUNK_MB = 64
+#: Where the files go without --output or --output-dir (the pipeline's DEFAULT_NPZ_DIR too).
+DEFAULT_OUTPUT_DIR = "data/training"
 _MOVE_TYPES = tuple(_core.MOVE_TYPES)
 _STATUS_TEXT = {1: "malformed move record", 2: "illegal move", 3: "state hash differs from the record",
                 4: "replay does not end as stored"}
@@ -315,7 +317,7 @@ def export_db(db_path, output=None, *, output_dir=None, board: str | None = None
         del key_arr
         player_counts = sorted(player_set)
         if output is None:
-            base = Path(output_dir if output_dir is not None else "data/training") / f"canonical_{board}"
+            base = Path(output_dir if output_dir is not None else DEFAULT_OUTPUT_DIR) / f"canonical_{board}"
 
         try:
             base.parent.mkdir(parents=True, exist_ok=True)

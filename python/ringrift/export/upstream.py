@@ -30,9 +30,9 @@ import numpy as np
 
 from .. import _core
 from ..db.replaydb import completed_at  # the converter's completed_at: what upstream's exporter reads
-from .exporter import (DEFAULT_CHUNK_MB, ExportError, ExportResult, _STATUS_TEXT, _left_out, _nothing_to_export,
-                       _output_base, _split_key, _where, check_export_args, deflate_library, search_wanted,
-                       split_by_keys)
+from .exporter import (DEFAULT_CHUNK_MB, DEFAULT_OUTPUT_DIR, ExportError, ExportResult, _STATUS_TEXT, _left_out,
+                       _nothing_to_export, _output_base, _split_key, _where, check_export_args, deflate_library,
+                       search_wanted, split_by_keys)
 from .writer import ShardedNpzWriter, TurnBuffers, final_names, publish, stale_files
 
 #: What upstream's exporter writes into these keys with its default options.
@@ -270,7 +270,7 @@ def export_upstream(db_path, output=None, *, output_dir=None, board: str | None 
             is_train = np.empty(len(order_ids), dtype=bool)
             is_train[asc] = split_by_keys(order_ids[asc], keys_arr[asc], float(split_ratio))
         base = _output_base(output) if output is not None else \
-            Path(output_dir if output_dir is not None else "data/training") / f"canonical_{board}"
+            Path(output_dir if output_dir is not None else DEFAULT_OUTPUT_DIR) / f"canonical_{board}"
         try:
             base.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
